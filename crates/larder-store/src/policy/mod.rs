@@ -1,0 +1,205 @@
+//! Eviction policies, chosen at runtime, all threaded through the shard's slab.
+//!
+//! Every policy sees the same events from its shard: an insert, a hit, a miss, a removal, a
+//! change of an entry's weight, and a request for a victim when the shard needs room. A victim
+//! stays in place until the shard has asked the eviction hook; if the hook pins it, the policy
+//! is told (`on_pinned`) and asked again.
+
+mod ghost;
+mod list;
+mod lru;
+mod s3fifo;
+mod sieve;
+mod sketch;
+mod tinylfu;
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::slot::Slot;
+
+/// Which eviction policy a store uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Policy {
+    /// Least recently used.
+    Lru,
+    /// SIEVE: FIFO with a visited bit and a moving hand.
+    Sieve,
+    /// S3-FIFO: small, main and ghost FIFOs.
+    S3Fifo,
+    /// W-TinyLFU with a hill-climbing adaptive window; the default (see BENCHMARKS.md).
+    #[default]
+    TinyLfu,
+}
+
+impl Policy {
+    /// Every policy, in the order reports list them.
+    pub const ALL: [Policy; 4] = [Policy::Lru, Policy::Sieve, Policy::S3Fifo, Policy::TinyLfu];
+
+    /// The policy's configuration name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Policy::Lru => "lru",
+            Policy::Sieve => "sieve",
+            Policy::S3Fifo => "s3fifo",
+            Policy::TinyLfu => "tinylfu",
+        }
+    }
+}
+
+impl fmt::Display for Policy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The error for a policy name that is not one of [`Policy::ALL`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown eviction policy {0:?}; expected one of lru, sieve, s3fifo, tinylfu")]
+pub struct UnknownPolicy(pub String);
+
+impl FromStr for Policy {
+    type Err = UnknownPolicy;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        Policy::ALL
+            .into_iter()
+            .find(|policy| {
+                policy.name().eq_ignore_ascii_case(name)
+                    || (name == "w-tinylfu" && *policy == Policy::TinyLfu)
+            })
+            .ok_or_else(|| UnknownPolicy(name.to_owned()))
+    }
+}
+
+/// How an entry is charged against the capacity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Weigher {
+    /// Key and value bytes plus the accounted per-entry overhead.
+    Bytes,
+    /// One unit per entry (trace replay, where capacity counts objects).
+    Items,
+}
+
+impl Weigher {
+    pub(crate) fn weigh(self, slot: &Slot) -> u64 {
+        self.weigh_parts(slot.key_len(), slot.value_len(), slot.has_ttl())
+    }
+
+    pub(crate) fn weigh_parts(self, key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
+        match self {
+            Weigher::Items => 1,
+            Weigher::Bytes => {
+                let ttl = if has_ttl { crate::TTL_OVERHEAD } else { 0 };
+                (key_len + value_len) as u64 + crate::ENTRY_OVERHEAD + ttl
+            }
+        }
+    }
+}
+
+/// One shard's policy state.
+#[derive(Debug)]
+pub(crate) enum PolicyState {
+    Lru(lru::Lru),
+    Sieve(sieve::Sieve),
+    S3Fifo(s3fifo::S3Fifo),
+    TinyLfu(Box<tinylfu::TinyLfu>),
+}
+
+impl PolicyState {
+    pub(crate) fn new(policy: Policy, weigher: Weigher, capacity: u64) -> Self {
+        match policy {
+            Policy::Lru => Self::Lru(lru::Lru::new(weigher)),
+            Policy::Sieve => Self::Sieve(sieve::Sieve::new(weigher)),
+            Policy::S3Fifo => Self::S3Fifo(s3fifo::S3Fifo::new(weigher, capacity)),
+            Policy::TinyLfu => Self::TinyLfu(Box::new(tinylfu::TinyLfu::new(weigher, capacity))),
+        }
+    }
+
+    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
+        match self {
+            Self::Lru(p) => p.on_insert(slots, idx),
+            Self::Sieve(p) => p.on_insert(slots, idx),
+            Self::S3Fifo(p) => p.on_insert(slots, idx, hash),
+            Self::TinyLfu(p) => p.on_insert(slots, idx, hash),
+        }
+    }
+
+    /// An access to a present entry: a read hit (`read`) or an overwrite.
+    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32, hash: u64, read: bool) {
+        match self {
+            Self::Lru(p) => p.on_hit(slots, idx),
+            Self::Sieve(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::TinyLfu(p) => p.on_hit(slots, idx, hash, read),
+        }
+    }
+
+    /// A read that found nothing.
+    pub(crate) fn on_miss(&mut self) {
+        if let Self::TinyLfu(p) = self {
+            p.on_miss();
+        }
+    }
+
+    /// The entry at `idx` changed weight from `old` to `new` in place.
+    pub(crate) fn on_reweigh(&mut self, slots: &[Slot], idx: u32, old: u64, new: u64) {
+        match self {
+            Self::Lru(p) => p.on_reweigh(old, new),
+            Self::Sieve(p) => p.on_reweigh(old, new),
+            Self::S3Fifo(p) => p.on_reweigh(slots, idx, old, new),
+            Self::TinyLfu(p) => p.on_reweigh(slots, idx, old, new),
+        }
+    }
+
+    /// The entry leaves the cache; `evicted` when the policy chose it.
+    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32, hash: u64, evicted: bool) {
+        match self {
+            Self::Lru(p) => p.on_remove(slots, idx),
+            Self::Sieve(p) => p.on_remove(slots, idx),
+            Self::S3Fifo(p) => p.on_remove(slots, idx, hash, evicted),
+            Self::TinyLfu(p) => p.on_remove(slots, idx),
+        }
+    }
+
+    /// The entry the policy would evict next, still in place.
+    pub(crate) fn victim(
+        &mut self,
+        slots: &mut [Slot],
+        hash_of: &dyn Fn(&[u8]) -> u64,
+    ) -> Option<u32> {
+        match self {
+            Self::Lru(p) => p.victim(),
+            Self::Sieve(p) => p.victim(slots),
+            Self::S3Fifo(p) => p.victim(slots),
+            Self::TinyLfu(p) => p.victim(slots, hash_of),
+        }
+    }
+
+    /// The hook refused to let `idx` go: keep it and look elsewhere next time.
+    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+        match self {
+            Self::Lru(p) => p.on_pinned(slots, idx),
+            Self::Sieve(p) => p.on_pinned(slots, idx),
+            Self::S3Fifo(p) => p.on_pinned(slots, idx),
+            Self::TinyLfu(p) => p.on_pinned(slots, idx),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip() {
+        for policy in Policy::ALL {
+            assert_eq!(policy.name().parse::<Policy>(), Ok(policy));
+        }
+        assert_eq!(
+            "W-TinyLFU".to_lowercase().parse::<Policy>(),
+            Ok(Policy::TinyLfu)
+        );
+        assert!("arc".parse::<Policy>().is_err());
+    }
+}

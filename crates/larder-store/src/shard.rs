@@ -1,0 +1,433 @@
+//! One shard: a hash index over a slab of slots, the policy's queues, byte accounting and the
+//! expiry heap. Every method runs under the shard's lock; none does I/O.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::hash::BuildHasher;
+
+use hashbrown::HashTable;
+
+use crate::clock::Now;
+use crate::ops::{Counters, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome};
+use crate::policy::{Policy, PolicyState, Weigher};
+use crate::slot::{NIL, Slot};
+use crate::{EvictionHook, MAX_KEY_LEN, StoreError};
+
+/// Expired entries reclaimed, at most, by each write on the side.
+const RECLAIM_PER_WRITE: usize = 4;
+
+/// What a shard operation borrows from its store.
+pub(crate) struct Ctx<'a, H> {
+    pub(crate) hasher: &'a foldhash::fast::RandomState,
+    pub(crate) hook: &'a H,
+}
+
+impl<H> Ctx<'_, H> {
+    pub(crate) fn hash(&self, key: &[u8]) -> u64 {
+        self.hasher.hash_one(key)
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Shard {
+    table: HashTable<u32>,
+    slots: Vec<Slot>,
+    free: u32,
+    policy: PolicyState,
+    weigher: Weigher,
+    capacity: u64,
+    used: u64,
+    /// Min-heap of (expiry, slot); entries may be stale and are checked when popped.
+    expiry: BinaryHeap<Reverse<(u64, u32)>>,
+    ttl_items: usize,
+    next_version: u64,
+    pub(crate) counters: Counters,
+}
+
+impl Shard {
+    pub(crate) fn new(policy: Policy, weigher: Weigher, capacity: u64) -> Self {
+        Self {
+            table: HashTable::new(),
+            slots: Vec::new(),
+            free: NIL,
+            policy: PolicyState::new(policy, weigher, capacity),
+            weigher,
+            capacity,
+            used: 0,
+            expiry: BinaryHeap::new(),
+            ttl_items: 0,
+            next_version: 1,
+            counters: Counters::default(),
+        }
+    }
+
+    pub(crate) fn used(&self) -> u64 {
+        self.used
+    }
+
+    pub(crate) fn items(&self) -> usize {
+        self.table.len()
+    }
+
+    /// Looks up a live entry, expiring it on the way if its time is up.
+    fn find_live(&mut self, hash: u64, key: &[u8], now: &mut Now<'_>) -> Option<u32> {
+        let slots = &self.slots;
+        let idx = *self.table.find(hash, |&i| slots[i as usize].key() == key)?;
+        match self.slots[idx as usize].expires_at() {
+            Some(at) if at <= now.get() => {
+                self.remove_at(idx, hash, false);
+                self.counters.expirations += 1;
+                None
+            }
+            _ => Some(idx),
+        }
+    }
+
+    /// Reads a live entry, counting a hit or a miss.
+    pub(crate) fn get<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+        read: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Option<R> {
+        match self.find_live(hash, key, now) {
+            Some(idx) => {
+                self.counters.hits += 1;
+                self.policy.on_hit(&mut self.slots, idx, hash, true);
+                Some(read(entry_ref(&self.slots[idx as usize])))
+            }
+            None => {
+                self.counters.misses += 1;
+                self.policy.on_miss();
+                None
+            }
+        }
+    }
+
+    /// Reads a live entry without counting it or touching the policy.
+    pub(crate) fn peek(&mut self, hash: u64, key: &[u8], now: &mut Now<'_>) -> Option<Item> {
+        let idx = self.find_live(hash, key, now)?;
+        Some(entry_ref(&self.slots[idx as usize]).to_item())
+    }
+
+    pub(crate) fn set<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        opts: &SetOptions,
+        now: &mut Now<'_>,
+    ) -> Result<SetOutcome, StoreError> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(StoreError::KeyTooLong(key.len()));
+        }
+        self.reclaim_expired(ctx, now, RECLAIM_PER_WRITE);
+        let existing = self.find_live(hash, key, now);
+        let current = existing.map(|idx| entry_ref(&self.slots[idx as usize]));
+        let allowed = match (opts.mode, current) {
+            (SetMode::Always, _) | (SetMode::IfAbsent, None) => true,
+            (SetMode::IfPresent, current) => current.is_some(),
+            (SetMode::IfAbsent, Some(_)) => false,
+            (SetMode::IfNewerVersion(v), current) => current.is_none_or(|entry| entry.version < v),
+        };
+        let previous = if opts.return_previous {
+            current.map(|entry| entry.to_item())
+        } else {
+            None
+        };
+        if !allowed {
+            return Ok(SetOutcome {
+                stored: false,
+                version: current.map(|entry| entry.version),
+                previous,
+            });
+        }
+        let expires_at = match opts.expiry {
+            Expiry::Never => None,
+            Expiry::Keep => current.and_then(|entry| entry.expires_at),
+            Expiry::At(at) => Some(at),
+            Expiry::In(ttl) => Some(now.get().saturating_add(crate::clock::millis(ttl))),
+        };
+        let version = match (opts.mode, opts.version) {
+            (SetMode::IfNewerVersion(v), _) | (_, Some(v)) => v,
+            (_, None) => self
+                .next_version
+                .max(current.map_or(0, |entry| entry.version.saturating_add(1))),
+        };
+        let weight = self
+            .weigher
+            .weigh_parts(key.len(), value.len(), expires_at.is_some());
+        if weight > self.capacity {
+            return Err(StoreError::TooLarge {
+                size: weight,
+                limit: self.capacity,
+            });
+        }
+        if expires_at.is_some_and(|at| at <= now.get()) {
+            // Written already expired: the key ends up empty, as Redis does for a past EXPIREAT.
+            if let Some(idx) = existing {
+                self.remove_at(idx, hash, false);
+            }
+            self.counters.sets += 1;
+            return Ok(SetOutcome {
+                stored: true,
+                version: None,
+                previous,
+            });
+        }
+        match existing {
+            Some(idx) => self.overwrite(ctx, idx, hash, key, value, version, expires_at)?,
+            None => self.insert(ctx, hash, key, value, version, expires_at)?,
+        }
+        self.next_version = self.next_version.max(version.saturating_add(1));
+        self.counters.sets += 1;
+        Ok(SetOutcome {
+            stored: true,
+            version: Some(version),
+            previous,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn overwrite<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        idx: u32,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+        expires_at: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let old = self.weigher.weigh(&self.slots[idx as usize]);
+        let new = self
+            .weigher
+            .weigh_parts(key.len(), value.len(), expires_at.is_some());
+        self.make_room(ctx, new.saturating_sub(old), idx)?;
+        let had_ttl = self.slots[idx as usize].has_ttl();
+        self.slots[idx as usize].write(key, value, version, expires_at);
+        self.policy.on_reweigh(&self.slots, idx, old, new);
+        self.used = self.used - old + new;
+        self.track_expiry(idx, had_ttl, expires_at);
+        self.policy.on_hit(&mut self.slots, idx, hash, false);
+        Ok(())
+    }
+
+    fn insert<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        version: u64,
+        expires_at: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let weight = self
+            .weigher
+            .weigh_parts(key.len(), value.len(), expires_at.is_some());
+        self.make_room(ctx, weight, NIL)?;
+        let slot = Slot::occupied(key, value, version, expires_at);
+        let idx = if self.free == NIL {
+            self.slots.push(slot);
+            (self.slots.len() - 1) as u32
+        } else {
+            let idx = self.free;
+            self.free = self.slots[idx as usize].next;
+            self.slots[idx as usize] = slot;
+            idx
+        };
+        let slots = &self.slots;
+        self.table
+            .insert_unique(hash, idx, |&i| ctx.hash(slots[i as usize].key()));
+        self.used += weight;
+        self.track_expiry(idx, false, expires_at);
+        self.policy.on_insert(&mut self.slots, idx, hash);
+        Ok(())
+    }
+
+    /// Changes a live entry's expiry in place; returns whether the key held a live entry.
+    pub(crate) fn expire<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        hash: u64,
+        key: &[u8],
+        expiry: Expiry,
+        now: &mut Now<'_>,
+    ) -> Result<bool, StoreError> {
+        let Some(idx) = self.find_live(hash, key, now) else {
+            return Ok(false);
+        };
+        if expiry == Expiry::Keep {
+            return Ok(true);
+        }
+        let entry = entry_ref(&self.slots[idx as usize]).to_item();
+        let opts = SetOptions {
+            expiry,
+            version: Some(entry.version),
+            ..SetOptions::default()
+        };
+        self.set(ctx, hash, key, &entry.value, &opts, now)?;
+        // A rewrite is not a new write for the counters.
+        self.counters.sets -= 1;
+        Ok(true)
+    }
+
+    /// Removes the key; returns whether it held a live entry.
+    pub(crate) fn delete<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+    ) -> bool {
+        self.reclaim_expired(ctx, now, RECLAIM_PER_WRITE);
+        match self.find_live(hash, key, now) {
+            Some(idx) => {
+                self.remove_at(idx, hash, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Evicts until `need` more units fit, never choosing `protect`.
+    fn make_room<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        need: u64,
+        protect: u32,
+    ) -> Result<(), StoreError> {
+        let mut refusals = 0;
+        while self.used + need > self.capacity {
+            let hash_of = |key: &[u8]| ctx.hash(key);
+            let Some(victim) = self.policy.victim(&mut self.slots, &hash_of) else {
+                return Err(StoreError::AllPinned);
+            };
+            let slot = &self.slots[victim as usize];
+            if victim == protect || !ctx.hook.may_evict(slot.key(), &entry_ref(slot)) {
+                refusals += 1;
+                if refusals > self.table.len() + 1 {
+                    return Err(StoreError::AllPinned);
+                }
+                self.policy.on_pinned(&mut self.slots, victim);
+                continue;
+            }
+            let hash = ctx.hash(slot.key());
+            self.remove_at(victim, hash, true);
+            self.counters.evictions += 1;
+        }
+        Ok(())
+    }
+
+    fn remove_at(&mut self, idx: u32, hash: u64, evicted: bool) {
+        if let Ok(entry) = self.table.find_entry(hash, |&i| i == idx) {
+            entry.remove();
+        }
+        self.policy.on_remove(&mut self.slots, idx, hash, evicted);
+        let slot = &mut self.slots[idx as usize];
+        self.used -= self.weigher.weigh(slot);
+        if slot.has_ttl() {
+            self.ttl_items -= 1;
+        }
+        slot.release(self.free);
+        self.free = idx;
+    }
+
+    fn track_expiry(&mut self, idx: u32, had_ttl: bool, expires_at: Option<u64>) {
+        match (had_ttl, expires_at) {
+            (false, Some(_)) => self.ttl_items += 1,
+            (true, None) => self.ttl_items -= 1,
+            _ => {}
+        }
+        if let Some(at) = expires_at {
+            self.expiry.push(Reverse((at, idx)));
+        }
+    }
+
+    /// Removes up to `budget` entries whose time is up; returns how many went.
+    pub(crate) fn reclaim_expired<H>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        now: &mut Now<'_>,
+        budget: usize,
+    ) -> usize {
+        let mut reclaimed = 0;
+        while reclaimed < budget {
+            let Some(&Reverse((at, idx))) = self.expiry.peek() else {
+                break;
+            };
+            if at > now.get() {
+                break;
+            }
+            self.expiry.pop();
+            let slot = &self.slots[idx as usize];
+            // The heap keeps stale records of overwritten entries; only a matching expiry counts.
+            if slot.is_occupied() && slot.expires_at() == Some(at) {
+                let hash = ctx.hash(slot.key());
+                self.remove_at(idx, hash, false);
+                self.counters.expirations += 1;
+                reclaimed += 1;
+            }
+        }
+        if self.expiry.len() > 2 * self.ttl_items + 64 {
+            let slots = &self.slots;
+            self.expiry
+                .retain(|Reverse((at, idx))| slots[*idx as usize].expires_at() == Some(*at));
+        }
+        reclaimed
+    }
+
+    /// Up to `count` live keys from slot `from` on, and the slot to continue from (`None`: done).
+    pub(crate) fn scan(
+        &self,
+        from: usize,
+        count: usize,
+        now_ms: u64,
+        out: &mut Vec<Vec<u8>>,
+    ) -> Option<usize> {
+        let mut at = from;
+        let mut taken = 0;
+        while at < self.slots.len() {
+            let slot = &self.slots[at];
+            at += 1;
+            if slot.is_occupied() && slot.expires_at().is_none_or(|t| t > now_ms) {
+                out.push(slot.key().to_vec());
+                taken += 1;
+                if taken == count {
+                    return (at < self.slots.len()).then_some(at);
+                }
+            }
+        }
+        None
+    }
+
+    /// Drops every entry, keeping counters and the policy choice.
+    pub(crate) fn clear(&mut self, policy: Policy) {
+        let counters = self.counters;
+        let next_version = self.next_version;
+        *self = Self::new(policy, self.weigher, self.capacity);
+        self.counters = counters;
+        self.next_version = next_version;
+    }
+
+    /// Checks the shard's invariants; for tests.
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        let live: Vec<&Slot> = self.slots.iter().filter(|s| s.is_occupied()).collect();
+        assert_eq!(live.len(), self.table.len());
+        let used: u64 = live.iter().map(|s| self.weigher.weigh(s)).sum();
+        assert_eq!(used, self.used);
+        assert!(self.used <= self.capacity);
+        assert_eq!(live.iter().filter(|s| s.has_ttl()).count(), self.ttl_items);
+    }
+}
+
+fn entry_ref(slot: &Slot) -> EntryRef<'_> {
+    EntryRef {
+        value: slot.value(),
+        version: slot.version(),
+        expires_at: slot.expires_at(),
+    }
+}

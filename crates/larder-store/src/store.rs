@@ -1,0 +1,374 @@
+//! The sharded store: routes each key to its shard by hash and runs the operation under that
+//! shard's lock.
+
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::StoreError;
+use crate::clock::{Clock, Now, SystemClock};
+use crate::config::{Capacity, ConfigError, StoreConfig};
+use crate::hook::{EvictionHook, NoHook};
+use crate::ops::{
+    CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
+};
+use crate::policy::{Policy, Weigher};
+use crate::shard::{Ctx, Shard};
+
+/// Keeps each shard's lock on its own cache lines so neighbours do not false-share.
+#[repr(align(128))]
+#[derive(Debug)]
+struct Padded(Mutex<Shard>);
+
+/// A sharded, bounded, in-memory key-value store. Cheap to share behind an `Arc`; every method
+/// takes `&self`.
+#[derive(Debug)]
+pub struct Store<H = NoHook> {
+    shards: Box<[Padded]>,
+    shard_bits: u32,
+    hasher: foldhash::fast::RandomState,
+    hook: H,
+    clock: Arc<dyn Clock>,
+    policy: Policy,
+    capacity: u64,
+}
+
+impl Store<NoHook> {
+    /// A store without an eviction hook.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a shard count that is not a power of two or a capacity too small.
+    pub fn new(config: StoreConfig) -> Result<Self, ConfigError> {
+        Self::with_hook(config, NoHook)
+    }
+}
+
+impl<H: EvictionHook> Store<H> {
+    /// A store that consults `hook` before every eviction.
+    ///
+    /// # Errors
+    /// As [`Store::new`].
+    pub fn with_hook(config: StoreConfig, hook: H) -> Result<Self, ConfigError> {
+        let count = config.effective_shards()?;
+        let weigher = match config.capacity {
+            Capacity::Bytes(_) => Weigher::Bytes,
+            Capacity::Items(_) => Weigher::Items,
+        };
+        let per_shard = config.capacity.value() / count as u64;
+        let shards = (0..count)
+            .map(|_| Padded(Mutex::new(Shard::new(config.policy, weigher, per_shard))))
+            .collect();
+        Ok(Self {
+            shards,
+            shard_bits: count.trailing_zeros(),
+            hasher: foldhash::fast::RandomState::default(),
+            hook,
+            clock: Arc::new(SystemClock),
+            policy: config.policy,
+            capacity: per_shard * count as u64,
+        })
+    }
+
+    /// Replaces the clock (for tests and simulations).
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The eviction policy in use.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The number of shards.
+    pub fn shard_count(&self) -> usize {
+        self.shards.len()
+    }
+
+    fn route(&self, key: &[u8]) -> (u64, &Mutex<Shard>) {
+        let hash = self.hasher.hash_one(key);
+        // The top bits pick the shard; the index inside a shard uses the low bits and the
+        // top seven as tags, which are the same within a shard, so take bits just below those.
+        let shard = if self.shard_bits == 0 {
+            0
+        } else {
+            ((hash << 7) >> (64 - self.shard_bits)) as usize
+        };
+        (hash, &self.shards[shard].0)
+    }
+
+    fn ctx(&self) -> Ctx<'_, H> {
+        Ctx {
+            hasher: &self.hasher,
+            hook: &self.hook,
+        }
+    }
+
+    fn now(&self) -> Now<'_> {
+        Now::new(self.clock.as_ref())
+    }
+
+    /// Reads the live entry under `key` through `read`, without copying it.
+    pub fn get_with<R>(&self, key: &[u8], read: impl FnOnce(EntryRef<'_>) -> R) -> Option<R> {
+        let (hash, shard) = self.route(key);
+        shard.lock().get(hash, key, &mut self.now(), read)
+    }
+
+    /// A copy of the live entry under `key`.
+    pub fn get(&self, key: &[u8]) -> Option<Item> {
+        self.get_with(key, |entry| entry.to_item())
+    }
+
+    /// Copies of the live entries under `keys`, in order.
+    pub fn get_many<K: AsRef<[u8]>>(&self, keys: &[K]) -> Vec<Option<Item>> {
+        keys.iter().map(|key| self.get(key.as_ref())).collect()
+    }
+
+    /// Whether `key` holds a live entry; neither a hit nor a miss, and not an access.
+    pub fn contains(&self, key: &[u8]) -> bool {
+        self.peek(key).is_some()
+    }
+
+    /// A copy of the live entry under `key` that counts as neither a hit nor an access.
+    pub fn peek(&self, key: &[u8]) -> Option<Item> {
+        let (hash, shard) = self.route(key);
+        shard.lock().peek(hash, key, &mut self.now())
+    }
+
+    /// Writes `value` under `key` as `opts` say.
+    ///
+    /// # Errors
+    /// [`StoreError::TooLarge`] for an entry bigger than one shard's share of the capacity,
+    /// [`StoreError::KeyTooLong`], or [`StoreError::AllPinned`] when the hook kept every
+    /// entry that could make room. The store is unchanged on error.
+    pub fn set(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+    ) -> Result<SetOutcome, StoreError> {
+        let (hash, shard) = self.route(key);
+        shard
+            .lock()
+            .set(&self.ctx(), hash, key, value, &opts, &mut self.now())
+    }
+
+    /// Removes `key`; returns whether it held a live entry.
+    pub fn delete(&self, key: &[u8]) -> bool {
+        let (hash, shard) = self.route(key);
+        shard.lock().delete(&self.ctx(), hash, key, &mut self.now())
+    }
+
+    /// Sets or clears the expiry of a live entry; returns whether there was one. A time in the
+    /// past deletes the entry.
+    ///
+    /// # Errors
+    /// As [`Store::set`] (adding an expiry can need room).
+    pub fn expire(&self, key: &[u8], expiry: Expiry) -> Result<bool, StoreError> {
+        let (hash, shard) = self.route(key);
+        shard
+            .lock()
+            .expire(&self.ctx(), hash, key, expiry, &mut self.now())
+    }
+
+    /// Clears the expiry of a live entry; returns whether it had one.
+    pub fn persist(&self, key: &[u8]) -> bool {
+        let (hash, shard) = self.route(key);
+        let mut shard = shard.lock();
+        let mut now = self.now();
+        let had_ttl = shard
+            .peek(hash, key, &mut now)
+            .is_some_and(|item| item.expires_at.is_some());
+        // Dropping the expiry shrinks the entry, so it needs no room and cannot fail.
+        had_ttl
+            && shard
+                .expire(&self.ctx(), hash, key, Expiry::Never, &mut now)
+                .is_ok()
+    }
+
+    /// The remaining time to live of `key`.
+    pub fn ttl(&self, key: &[u8]) -> TtlState {
+        let (hash, shard) = self.route(key);
+        let mut now = self.now();
+        match shard.lock().peek(hash, key, &mut now) {
+            None => TtlState::Missing,
+            Some(Item {
+                expires_at: None, ..
+            }) => TtlState::Persistent,
+            Some(Item {
+                expires_at: Some(at),
+                ..
+            }) => TtlState::ExpiresIn(at.saturating_sub(now.get())),
+        }
+    }
+
+    /// Adds `delta` to the decimal integer under `key` (0 if absent), keeping its expiry.
+    ///
+    /// # Errors
+    /// [`StoreError::NotAnInteger`] if the value is not a decimal `i64`,
+    /// [`StoreError::Overflow`] if the result leaves the `i64` range, or a set error.
+    pub fn incr(&self, key: &[u8], delta: i64) -> Result<i64, StoreError> {
+        let (hash, shard) = self.route(key);
+        let mut shard = shard.lock();
+        let mut now = self.now();
+        let current = match shard.peek(hash, key, &mut now) {
+            Some(item) => parse_i64(&item.value).ok_or(StoreError::NotAnInteger)?,
+            None => 0,
+        };
+        let next = current.checked_add(delta).ok_or(StoreError::Overflow)?;
+        let opts = SetOptions {
+            expiry: Expiry::Keep,
+            ..SetOptions::default()
+        };
+        shard.set(
+            &self.ctx(),
+            hash,
+            key,
+            next.to_string().as_bytes(),
+            &opts,
+            &mut now,
+        )?;
+        Ok(next)
+    }
+
+    /// Writes `value` only if `key` holds version `expected`.
+    ///
+    /// # Errors
+    /// As [`Store::set`].
+    pub fn compare_and_set(
+        &self,
+        key: &[u8],
+        expected: u64,
+        value: &[u8],
+        expiry: Expiry,
+    ) -> Result<CasOutcome, StoreError> {
+        let (hash, shard) = self.route(key);
+        let mut shard = shard.lock();
+        let mut now = self.now();
+        match shard.peek(hash, key, &mut now).map(|item| item.version) {
+            Some(version) if version == expected => {
+                let opts = SetOptions {
+                    mode: SetMode::IfPresent,
+                    expiry,
+                    ..SetOptions::default()
+                };
+                let outcome = shard.set(&self.ctx(), hash, key, value, &opts, &mut now)?;
+                Ok(outcome
+                    .version
+                    .map_or(CasOutcome::Mismatch(None), CasOutcome::Swapped))
+            }
+            other => Ok(CasOutcome::Mismatch(other)),
+        }
+    }
+
+    /// One page of a scan over live keys. Start with cursor 0; a returned cursor of 0 means the
+    /// scan is complete. Keys present for the whole scan are returned at least once.
+    pub fn scan(&self, cursor: u64, count: usize) -> (u64, Vec<Vec<u8>>) {
+        let count = count.max(1);
+        let mut keys = Vec::with_capacity(count);
+        let mut shard_idx = (cursor >> 40) as usize;
+        let mut from = (cursor & ((1 << 40) - 1)) as usize;
+        let now_ms = self.clock.now_ms();
+        while shard_idx < self.shards.len() {
+            let want = count - keys.len();
+            let next = self.shards[shard_idx]
+                .0
+                .lock()
+                .scan(from, want, now_ms, &mut keys);
+            match next {
+                Some(at) => return (((shard_idx as u64) << 40) | at as u64, keys),
+                None => {
+                    shard_idx += 1;
+                    from = 0;
+                }
+            }
+            if keys.len() >= count {
+                break;
+            }
+        }
+        let cursor = if shard_idx < self.shards.len() {
+            (shard_idx as u64) << 40
+        } else {
+            0
+        };
+        (cursor, keys)
+    }
+
+    /// Reclaims up to `budget` expired entries per shard; returns how many went. Writes already
+    /// do this a few entries at a time; a server calls it from a timer so idle shards shrink too.
+    pub fn reclaim_expired(&self, budget: usize) -> usize {
+        let ctx = self.ctx();
+        self.shards
+            .iter()
+            .map(|shard| {
+                shard
+                    .0
+                    .lock()
+                    .reclaim_expired(&ctx, &mut self.now(), budget)
+            })
+            .sum()
+    }
+
+    /// Drops every entry.
+    pub fn clear(&self) {
+        for shard in self.shards.iter() {
+            shard.0.lock().clear(self.policy);
+        }
+    }
+
+    /// Counters and sizes summed over all shards.
+    pub fn stats(&self) -> StoreStats {
+        let mut stats = StoreStats {
+            capacity: self.capacity,
+            ..StoreStats::default()
+        };
+        for shard in self.shards.iter() {
+            let shard = shard.0.lock();
+            let c = shard.counters;
+            stats.hits += c.hits;
+            stats.misses += c.misses;
+            stats.sets += c.sets;
+            stats.evictions += c.evictions;
+            stats.expirations += c.expirations;
+            stats.used += shard.used();
+            stats.items += shard.items() as u64;
+        }
+        stats
+    }
+
+    /// The number of live entries (expired ones not yet reclaimed included).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.0.lock().items()).sum()
+    }
+
+    /// Whether the store holds no entries.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn check(&self) {
+        for shard in self.shards.iter() {
+            shard.0.lock().check();
+        }
+    }
+}
+
+/// Parses a decimal `i64` the way Redis does: optional `-`, digits, no spaces, no `+`, no
+/// leading zeros.
+fn parse_i64(bytes: &[u8]) -> Option<i64> {
+    let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
+    if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && bytes.len() > 1) {
+        return None;
+    }
+    std::str::from_utf8(bytes)
+        .ok()?
+        .parse()
+        .ok()
+        .filter(|_| digits.iter().all(u8::is_ascii_digit))
+}
+
+#[cfg(test)]
+#[path = "store_tests.rs"]
+mod tests;
