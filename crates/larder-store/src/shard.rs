@@ -15,6 +15,8 @@ use crate::{EvictionHook, MAX_KEY_LEN, StoreError};
 
 /// Expired entries reclaimed, at most, by each write on the side.
 const RECLAIM_PER_WRITE: usize = 4;
+/// Victims the hook may refuse in a row before the shard sweeps its slab for one instead.
+const PINNED_BEFORE_SWEEP: usize = 16;
 
 /// What a shard operation borrows from its store.
 pub(crate) struct Ctx<'a, H> {
@@ -41,6 +43,8 @@ pub(crate) struct Shard {
     expiry: BinaryHeap<Reverse<(u64, u32)>>,
     ttl_items: usize,
     next_version: u64,
+    /// Where the next sweep for an unpinned victim starts.
+    sweep_from: usize,
     pub(crate) counters: Counters,
 }
 
@@ -57,6 +61,7 @@ impl Shard {
             expiry: BinaryHeap::new(),
             ttl_items: 0,
             next_version: 1,
+            sweep_from: 0,
             counters: Counters::default(),
         }
     }
@@ -301,16 +306,18 @@ impl Shard {
     ) -> Result<(), StoreError> {
         let mut refusals = 0;
         while self.used + need > self.capacity {
-            let hash_of = |key: &[u8]| ctx.hash(key);
-            let Some(victim) = self.policy.victim(&mut self.slots, &hash_of) else {
+            let victim = if refusals < PINNED_BEFORE_SWEEP {
+                let hash_of = |key: &[u8]| ctx.hash(key);
+                self.policy.victim(&mut self.slots, &hash_of)
+            } else {
+                self.sweep_for_victim(ctx, protect)
+            };
+            let Some(victim) = victim else {
                 return Err(StoreError::AllPinned);
             };
             let slot = &self.slots[victim as usize];
             if victim == protect || !ctx.hook.may_evict(slot.key(), &entry_ref(slot)) {
                 refusals += 1;
-                if refusals > self.table.len() + 1 {
-                    return Err(StoreError::AllPinned);
-                }
                 self.policy.on_pinned(&mut self.slots, victim);
                 continue;
             }
@@ -319,6 +326,24 @@ impl Shard {
             self.counters.evictions += 1;
         }
         Ok(())
+    }
+
+    /// After many refusals in a row, walks the slab for any entry the hook lets go, so that
+    /// [`StoreError::AllPinned`] means exactly that.
+    fn sweep_for_victim<H: EvictionHook>(&mut self, ctx: &Ctx<'_, H>, protect: u32) -> Option<u32> {
+        let len = self.slots.len();
+        for step in 0..len {
+            let idx = (self.sweep_from + step) % len;
+            let slot = &self.slots[idx];
+            if idx as u32 != protect
+                && slot.is_occupied()
+                && ctx.hook.may_evict(slot.key(), &entry_ref(slot))
+            {
+                self.sweep_from = idx + 1;
+                return Some(idx as u32);
+            }
+        }
+        None
     }
 
     fn remove_at(&mut self, idx: u32, hash: u64, evicted: bool) {

@@ -16,9 +16,6 @@ const PROTECTED_SHARE: f64 = 0.80;
 const STEP_SHARE: f64 = 0.0625;
 const STEP_DECAY: f64 = 0.98;
 const RESTART_THRESHOLD: f64 = 0.05;
-/// A candidate this frequent is admitted against a stronger victim now and then, so an
-/// attacker cannot keep hot keys out by inflating victims' counts.
-const JITTER_FLOOR: u8 = 6;
 
 #[derive(Debug)]
 pub(crate) struct TinyLfu {
@@ -30,7 +27,6 @@ pub(crate) struct TinyLfu {
     window_max: f64,
     protected_max: u64,
     climber: Climber,
-    rng: u64,
     /// Victims the hook has refused in a row; past the main cache's size the window is tried.
     pinned_streak: usize,
     weigher: Weigher,
@@ -65,7 +61,6 @@ impl TinyLfu {
                 prev_hit_rate: 0.0,
                 step: -(capacity as f64) * STEP_SHARE,
             },
-            rng: 0x2545_F491_4F6C_DD1D,
             pinned_streak: 0,
             weigher,
         };
@@ -74,12 +69,12 @@ impl TinyLfu {
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
-        self.sketch.increment(hash);
-        let entries = self.window.len + self.probation.len + self.protected.len + 1;
-        self.sketch.ensure_capacity(entries);
         let weight = self.weigher.weigh(&slots[idx as usize]);
         slots[idx as usize].set_queue(WINDOW);
         self.window.push_head(slots, idx, weight);
+        self.sketch
+            .ensure_capacity(self.window.len + self.probation.len + self.protected.len);
+        self.sketch.increment(hash);
         self.drain_window_into_free_main(slots);
     }
 
@@ -126,7 +121,8 @@ impl TinyLfu {
         {
             return Some(self.window.tail);
         }
-        if self.window.weight as f64 > self.window_max && !self.window.is_empty() {
+        // Room is made before the new entry joins the window, so a full window duels now.
+        if self.window.weight as f64 >= self.window_max && !self.window.is_empty() {
             let candidate = self.window.tail;
             let victim = self.main_tail();
             if victim == NIL {
@@ -156,7 +152,12 @@ impl TinyLfu {
         self.pinned_streak += 1;
         let weight = self.weigher.weigh(&slots[idx as usize]);
         match slots[idx as usize].queue() {
-            WINDOW => self.window.move_to_head(slots, idx, weight),
+            // A kept window entry joins the main cache so the window's next duel has another.
+            WINDOW => {
+                self.window.unlink(slots, idx, weight);
+                slots[idx as usize].set_queue(PROBATION);
+                self.probation.push_head(slots, idx, weight);
+            }
             PROBATION => {
                 self.probation.unlink(slots, idx, weight);
                 self.protect(slots, idx, weight);
@@ -200,17 +201,11 @@ impl TinyLfu {
         }
     }
 
-    fn admit(&mut self, candidate: u8, victim: u8) -> bool {
-        if candidate > victim {
-            return true;
-        }
-        if candidate < JITTER_FLOOR {
-            return false;
-        }
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng & 127 == 0
+    /// Ties go to the incumbent: on loops and scans a frozen main cache is what keeps hits.
+    /// (Caffeine admits a strong candidate at random now and then to blunt hash flooding; here
+    /// the sketch's hashes are keyed per store, so an attacker cannot aim collisions.)
+    fn admit(&self, candidate: u8, victim: u8) -> bool {
+        candidate > victim
     }
 
     fn maybe_climb(&mut self) {
