@@ -3,6 +3,8 @@
 //! moka, the growth of process RSS per entry. Each cache is measured in a fresh child process.
 //! Run: `cargo bench -p larder-store --bench memory`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
 mod workload;
 
 use std::sync::Arc;
@@ -20,10 +22,15 @@ fn main() {
     match std::env::var(CHILD_ENV) {
         Ok(target) => measure(&target),
         Err(_) => {
-            println!("memory per entry: {ENTRIES} entries, {KEY_LEN}-byte keys, {VALUE_LEN}-byte values");
+            println!(
+                "memory per entry: {ENTRIES} entries, {KEY_LEN}-byte keys, {VALUE_LEN}-byte values"
+            );
             let exe = std::env::current_exe().expect("own path");
             for target in ["larder", "quick_cache", "moka"] {
-                let status = std::process::Command::new(&exe).env(CHILD_ENV, target).status().expect("spawn child");
+                let status = std::process::Command::new(&exe)
+                    .env(CHILD_ENV, target)
+                    .status()
+                    .expect("spawn child");
                 assert!(status.success(), "{target} child failed");
             }
         }
@@ -36,9 +43,15 @@ fn measure(target: &str) {
     let mut accounted = None;
     let keep: Box<dyn std::any::Any> = match target {
         "larder" => {
-            let store = Store::new(StoreConfig { capacity: Capacity::Bytes(1 << 30), ..StoreConfig::default() }).expect("store");
+            let store = Store::new(StoreConfig {
+                capacity: Capacity::Bytes(1 << 30),
+                ..StoreConfig::default()
+            })
+            .expect("store");
             for i in 0..ENTRIES {
-                store.set(&key(i), &value, SetOptions::default()).expect("set");
+                store
+                    .set(&key(i), &value, SetOptions::default())
+                    .expect("set");
             }
             let stats = store.stats();
             assert_eq!(stats.items, u64::from(ENTRIES), "nothing evicted");
@@ -66,9 +79,15 @@ fn measure(target: &str) {
     let grown = rss_bytes().saturating_sub(before);
     let per_entry = grown as f64 / f64::from(ENTRIES);
     let data = (KEY_LEN + VALUE_LEN) as f64;
-    print!("{target:<12} rss/entry={per_entry:.1} bytes (overhead beyond key+value {:.1})", per_entry - data);
+    print!(
+        "{target:<12} rss/entry={per_entry:.1} bytes (overhead beyond key+value {:.1})",
+        per_entry - data
+    );
     if let Some(used) = accounted {
-        print!(" accounted overhead/entry={:.1} bytes", used as f64 / f64::from(ENTRIES) - data);
+        print!(
+            " accounted overhead/entry={:.1} bytes",
+            used as f64 / f64::from(ENTRIES) - data
+        );
     }
     println!();
     drop(keep);

@@ -2,6 +2,8 @@
 //! 90% get / 10% set, Zipf(0.99) keys over 1M keys, 16-byte keys, 32-byte values, 1 and 2
 //! threads. Run: `cargo bench -p larder-store --bench throughput`.
 
+#![allow(clippy::expect_used, clippy::unwrap_used, missing_docs)]
+
 mod workload;
 
 use std::hint::black_box;
@@ -27,7 +29,8 @@ trait Cache: Send + Sync {
 
 impl Cache for Store {
     fn get(&self, key: &[u8]) -> bool {
-        self.get_with(key, |entry| black_box(entry.value.len())).is_some()
+        self.get_with(key, |entry| black_box(entry.value.len()))
+            .is_some()
     }
     fn set(&self, key: &[u8], value: &Arc<[u8]>) {
         let _ = self.set(key, value, SetOptions::default());
@@ -66,7 +69,11 @@ impl Cache for moka::sync::Cache<Vec<u8>, Arc<[u8]>> {
 
 fn larder() -> Store {
     let per_entry = (KEY_LEN + VALUE_LEN) as u64 + ENTRY_OVERHEAD;
-    Store::new(StoreConfig { capacity: Capacity::Bytes(CAPACITY * per_entry), ..StoreConfig::default() }).expect("store config")
+    Store::new(StoreConfig {
+        capacity: Capacity::Bytes(CAPACITY * per_entry),
+        ..StoreConfig::default()
+    })
+    .expect("store config")
 }
 
 /// Runs `iters` operations on each of `threads` threads; returns the wall time.
@@ -96,15 +103,28 @@ fn drive(cache: &dyn Cache, ops: &[u32], is_set: &[bool], threads: usize, iters:
 fn throughput(c: &mut Criterion) {
     let ops = zipf_indices(OPS, 0.99, 7);
     let mut rng = workload::Rng::new(11);
-    let is_set: Vec<bool> = (0..OPS).map(|_| rng.next_u64() % 10 == 0).collect();
+    let is_set: Vec<bool> = (0..OPS)
+        .map(|_| rng.next_u64().is_multiple_of(10))
+        .collect();
     let caches: Vec<(&str, Box<dyn Cache>)> = vec![
         ("larder", Box::new(larder())),
         ("larder-copying-get", Box::new(Copying(larder()))),
-        ("quick_cache", Box::new(quick_cache::sync::Cache::<Vec<u8>, Arc<[u8]>>::new(CAPACITY as usize))),
-        ("moka", Box::new(moka::sync::Cache::<Vec<u8>, Arc<[u8]>>::new(CAPACITY))),
+        (
+            "quick_cache",
+            Box::new(quick_cache::sync::Cache::<Vec<u8>, Arc<[u8]>>::new(
+                CAPACITY as usize,
+            )),
+        ),
+        (
+            "moka",
+            Box::new(moka::sync::Cache::<Vec<u8>, Arc<[u8]>>::new(CAPACITY)),
+        ),
     ];
     let mut group = c.benchmark_group("zipf0.99_90get_10set");
-    group.measurement_time(Duration::from_secs(4)).warm_up_time(Duration::from_secs(1)).sample_size(20);
+    group
+        .measurement_time(Duration::from_secs(4))
+        .warm_up_time(Duration::from_secs(1))
+        .sample_size(20);
     for (name, cache) in &caches {
         // Fill to capacity before measuring so sets evict from the start.
         drive(cache.as_ref(), &ops, &vec![true; OPS], 1, OPS as u64);

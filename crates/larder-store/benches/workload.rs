@@ -4,18 +4,21 @@
 
 /// Keys in the workload's key space.
 pub const KEY_SPACE: usize = 1_000_000;
-/// Key and value sizes used by every bench.
+/// Key size used by every bench.
 pub const KEY_LEN: usize = 16;
+/// Value size used by every bench.
 pub const VALUE_LEN: usize = 32;
 
 /// SplitMix64: a small, fast, reproducible generator.
 pub struct Rng(u64);
 
 impl Rng {
+    /// A generator from `seed`.
     pub fn new(seed: u64) -> Self {
         Self(seed)
     }
 
+    /// The next 64 random bits.
     pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
@@ -60,6 +63,10 @@ pub fn key(i: u32) -> [u8; KEY_LEN] {
 /// Resident set size of this process in bytes, from `/proc/self/statm`.
 pub fn rss_bytes() -> u64 {
     let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
-    let pages: u64 = statm.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+    let pages: u64 = statm
+        .split_whitespace()
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or(0);
     pages * 4096
 }

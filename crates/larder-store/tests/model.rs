@@ -3,6 +3,8 @@
 //! property drives a tiny store that must evict: it may forget entries, but never exceeds its
 //! bound and never returns a value other than the last one written.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
