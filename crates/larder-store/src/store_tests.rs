@@ -379,7 +379,7 @@ fn sieve_keeps_visited_entries() {
 
 #[test]
 fn frequency_aware_policies_resist_a_scan() {
-    for policy in [Policy::S3Fifo, Policy::TinyLfu] {
+    for policy in [Policy::S3Fifo, Policy::TinyLfu, Policy::Adaptive] {
         let store = store(Capacity::Items(100), policy);
         let hot: Vec<String> = (0..50).map(|i| format!("hot{i}")).collect();
         for _ in 0..5 {
@@ -420,4 +420,30 @@ fn parse_i64_matches_redis() {
     for bad in [&b"-"[..], b"00", b"-0", b"1e3", b"\xff"] {
         assert_eq!(parse_i64(bad), None);
     }
+}
+
+#[test]
+fn adaptive_keeps_part_of_a_loop_larger_than_the_cache() {
+    let hit_ratio = |policy| {
+        let store = store(Capacity::Items(100), policy);
+        let mut hits = 0;
+        for _lap in 0..50 {
+            for key in 0..400u32 {
+                let key = key.to_le_bytes();
+                if store.get(&key).is_some() {
+                    hits += 1;
+                } else {
+                    store.set(&key, b"", SetOptions::default()).unwrap();
+                }
+            }
+        }
+        f64::from(hits) / 20_000.0
+    };
+    assert_eq!(hit_ratio(Policy::Lru), 0.0);
+    // The best any policy can do is about 100/400 once warm.
+    assert!(
+        hit_ratio(Policy::Adaptive) > 0.22,
+        "adaptive: {}",
+        hit_ratio(Policy::Adaptive)
+    );
 }

@@ -54,7 +54,7 @@ pub(crate) struct CacheArgs {
     /// Memory bound, in bytes or with a suffix (`100mb`, `2gb`; `1k` = 1000, `1kb` = 1024).
     #[arg(long, value_name = "BYTES")]
     pub(crate) max_memory: Option<String>,
-    /// Eviction policy: lru, sieve, s3fifo, tinylfu.
+    /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
     #[arg(long, value_name = "NAME")]
     pub(crate) policy: Option<String>,
 }

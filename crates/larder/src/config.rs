@@ -46,7 +46,7 @@ pub(crate) struct CacheConfig {
     pub(crate) admin_addr: String,
     /// Memory bound: bytes, or a size with a suffix (`k`/`m`/`g` = 1000ⁿ, `kb`/`mb`/`gb` = 1024ⁿ).
     pub(crate) max_memory: String,
-    /// Eviction policy: lru, sieve, s3fifo, tinylfu.
+    /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
     pub(crate) policy: String,
     /// Store shards (a power of two); 0 picks from the core count.
     pub(crate) shards: usize,

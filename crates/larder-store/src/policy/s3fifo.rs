@@ -1,6 +1,18 @@
-//! S3-FIFO (Yang et al., SOSP 2023): a small FIFO that filters one-hit wonders, a main FIFO
-//! with two-bit frequency "second chances", and a ghost FIFO of recently evicted hashes that
-//! sends returning keys straight to main.
+//! S3-FIFO (Yang et al., SOSP 2023) and larder's adaptive variant.
+//!
+//! Both keep a small FIFO that filters one-hit wonders, a main FIFO whose entries earn up to
+//! three "second chances" by being hit, and a ghost FIFO of hashes of keys recently evicted from
+//! small, which sends a returning key straight to main. While main is below its share (warm-up),
+//! entries leaving small move to main instead of being dropped.
+//!
+//! The adaptive variant (`Policy::Adaptive`) changes three things, each measured on the shared
+//! traces (BENCHMARKS.md):
+//! * an entry must be hit twice in small to be promoted, which filters more strongly;
+//! * the ghost remembers as many keys as the whole cache holds, not only main;
+//! * a **loop rule**: every `capacity` reads, if the small queue earned nothing (no hit on an
+//!   entry in small, no key back from the ghost) it halves, and the ghost with it, so that on a
+//!   loop or scan larger than the cache nearly all of it freezes a part of the working set (as
+//!   LIRS does); as soon as small earns again it doubles back towards its 10% share.
 
 use super::{Weigher, ghost::Ghost, list::List};
 use crate::slot::{FREQ_MAX, Slot};
@@ -9,26 +21,40 @@ const SMALL: u8 = 0;
 const MAIN: u8 = 1;
 /// Share of the capacity given to the small queue.
 const SMALL_SHARE: f64 = 0.10;
-/// An entry leaving the small queue moves to main when it was hit at least this often.
-const PROMOTE_AT: u8 = 1;
+/// Reads that make one sample of the small queue's usefulness, at the least.
+const MIN_SAMPLE: u64 = 1_000;
+/// Below this share of a sample's reads earned by the small queue, it shrinks.
+const EARN_THRESHOLD: f64 = 0.001;
 
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
     small: List,
     main: List,
     ghost: Ghost,
+    /// The small queue's size now; the adaptive variant moves it between 1 and `small_share`.
     small_target: u64,
+    small_share: u64,
+    capacity: u64,
+    adaptive: bool,
+    /// Reads in the current sample, and how many of them the small queue earned.
+    sampled: u64,
+    small_earned: u64,
     weigher: Weigher,
 }
 
 impl S3Fifo {
-    pub(crate) fn new(weigher: Weigher, capacity: u64) -> Self {
-        let small_target = ((capacity as f64 * SMALL_SHARE) as u64).max(1);
+    pub(crate) fn new(weigher: Weigher, capacity: u64, adaptive: bool) -> Self {
+        let small_share = ((capacity as f64 * SMALL_SHARE) as u64).max(1);
         Self {
             small: List::default(),
             main: List::default(),
             ghost: Ghost::default(),
-            small_target,
+            small_target: small_share,
+            small_share,
+            capacity,
+            adaptive,
+            sampled: 0,
+            small_earned: 0,
             weigher,
         }
     }
@@ -38,6 +64,7 @@ impl S3Fifo {
         let slot = &mut slots[idx as usize];
         slot.set_freq(0);
         if self.ghost.take(hash) {
+            self.small_earned += 1;
             slot.set_queue(MAIN);
             self.main.push_head(slots, idx, weight);
         } else {
@@ -46,8 +73,30 @@ impl S3Fifo {
         }
     }
 
+    /// A read, hit or miss: drives the adaptive variant's loop rule.
+    pub(crate) fn on_read(&mut self) {
+        if !self.adaptive {
+            return;
+        }
+        self.sampled += 1;
+        if self.sampled < self.capacity.max(MIN_SAMPLE) {
+            return;
+        }
+        let earned = self.small_earned as f64 >= self.sampled as f64 * EARN_THRESHOLD;
+        self.small_target = if earned {
+            (self.small_target * 2).min(self.small_share)
+        } else {
+            (self.small_target / 2).max(1)
+        };
+        self.sampled = 0;
+        self.small_earned = 0;
+    }
+
     pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32) {
         let slot = &mut slots[idx as usize];
+        if slot.queue() == SMALL {
+            self.small_earned += 1;
+        }
         slot.set_freq(slot.freq().saturating_add(1).min(FREQ_MAX));
     }
 
@@ -62,19 +111,21 @@ impl S3Fifo {
         self.list_of(&slots[idx as usize])
             .unlink(slots, idx, weight);
         if evicted && in_small {
-            let capacity = self.main.len + self.small.len;
-            self.ghost.insert(hash, capacity.max(1));
+            self.ghost.insert(hash, self.ghost_capacity());
         }
     }
 
     pub(crate) fn victim(&mut self, slots: &mut [Slot]) -> Option<u32> {
+        let promote_at = if self.adaptive { 2 } else { 1 };
         loop {
             if self.small.is_empty() && self.main.is_empty() {
                 return None;
             }
             if self.small.weight >= self.small_target || self.main.is_empty() {
                 let tail = self.small.tail;
-                if slots[tail as usize].freq() < PROMOTE_AT {
+                let main_has_room =
+                    self.main.weight < self.capacity.saturating_sub(self.small_target);
+                if slots[tail as usize].freq() < promote_at && !main_has_room {
                     return Some(tail);
                 }
                 self.promote(slots, tail);
@@ -98,6 +149,16 @@ impl S3Fifo {
             let weight = self.weigher.weigh(&slots[idx as usize]);
             self.main.move_to_head(slots, idx, weight);
         }
+    }
+
+    /// How many evicted keys the ghost remembers: as many as main holds (the paper), or as the
+    /// whole cache holds, scaled down while the loop rule has shrunk small (adaptive).
+    fn ghost_capacity(&self) -> usize {
+        if !self.adaptive {
+            return self.main.len.max(1);
+        }
+        let scale = self.small_target as f64 / self.small_share as f64;
+        (((self.main.len + self.small.len) as f64 * scale) as usize).max(1)
     }
 
     fn promote(&mut self, slots: &mut [Slot], idx: u32) {
