@@ -25,6 +25,7 @@ mod policy;
 mod shard;
 mod slot;
 mod store;
+mod stripes;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{

@@ -148,11 +148,9 @@ pub struct StoreStats {
     pub items: u64,
 }
 
-/// Per-shard counters, summed into [`StoreStats`].
+/// Per-shard write counters, summed into [`StoreStats`] (reads are counted by the store).
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Counters {
-    pub(crate) hits: u64,
-    pub(crate) misses: u64,
     pub(crate) sets: u64,
     pub(crate) evictions: u64,
     pub(crate) expirations: u64,

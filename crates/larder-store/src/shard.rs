@@ -18,6 +18,14 @@ const RECLAIM_PER_WRITE: usize = 4;
 /// Victims the hook may refuse in a row before the shard sweeps its slab for one instead.
 const PINNED_BEFORE_SWEEP: usize = 16;
 
+/// The answer of a read under the shared lock.
+pub(crate) enum SharedRead<R> {
+    Hit(R),
+    Missing,
+    /// The entry's time is up; only the exclusive path may remove it.
+    Expired,
+}
+
 /// What a shard operation borrows from its store.
 pub(crate) struct Ctx<'a, H> {
     pub(crate) hasher: &'a foldhash::fast::RandomState,
@@ -88,7 +96,8 @@ impl Shard {
         }
     }
 
-    /// Reads a live entry, counting a hit or a miss.
+    /// Reads a live entry under the exclusive lock, telling the policy of the hit or miss.
+    /// The caller counts it.
     pub(crate) fn get<R>(
         &mut self,
         hash: u64,
@@ -98,16 +107,40 @@ impl Shard {
     ) -> Option<R> {
         match self.find_live(hash, key, now) {
             Some(idx) => {
-                self.counters.hits += 1;
                 self.policy.on_hit(&mut self.slots, idx, hash, true);
                 Some(read(entry_ref(&self.slots[idx as usize])))
             }
             None => {
-                self.counters.misses += 1;
                 self.policy.on_miss();
                 None
             }
         }
+    }
+
+    /// Whether this shard's policy records hits under the shared lock.
+    pub(crate) fn shared_hits(&self) -> bool {
+        self.policy.shared_hits()
+    }
+
+    /// Reads under the shared lock; only for policies with [`Shard::shared_hits`]. An expired
+    /// entry cannot be removed here, so it is reported for the caller to retry exclusively.
+    pub(crate) fn get_shared<R>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+        read: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> SharedRead<R> {
+        let slots = &self.slots;
+        let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].key() == key) else {
+            return SharedRead::Missing;
+        };
+        let slot = &slots[idx as usize];
+        if slot.expires_at().is_some_and(|at| at <= now.get()) {
+            return SharedRead::Expired;
+        }
+        self.policy.on_shared_hit(slots, idx);
+        SharedRead::Hit(read(entry_ref(slot)))
     }
 
     /// Reads a live entry without counting it or touching the policy.

@@ -6,6 +6,9 @@
 //! `prev`/`next` thread the slot through one intrusive list of the eviction policy; a free slot
 //! uses `next` for the shard's free list.
 
+use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering::Relaxed;
+
 /// Index of "no slot" in the intrusive lists.
 pub(crate) const NIL: u32 = u32::MAX;
 
@@ -29,7 +32,7 @@ pub(crate) struct Slot {
     pub(crate) prev: u32,
     pub(crate) next: u32,
     klen: u32,
-    meta: u32,
+    meta: AtomicU32,
 }
 
 impl Slot {
@@ -40,7 +43,7 @@ impl Slot {
             prev: NIL,
             next,
             klen: 0,
-            meta: 0,
+            meta: AtomicU32::new(0),
         }
     }
 
@@ -56,7 +59,7 @@ impl Slot {
             prev: NIL,
             next: NIL,
             klen: 0,
-            meta: OCCUPIED,
+            meta: AtomicU32::new(OCCUPIED),
         };
         slot.write(key, value, version, expires_at);
         slot
@@ -75,9 +78,9 @@ impl Slot {
         data.extend_from_slice(&version.to_le_bytes());
         if let Some(at) = expires_at {
             data.extend_from_slice(&at.to_le_bytes());
-            self.meta |= HAS_TTL;
+            *self.meta.get_mut() |= HAS_TTL;
         } else {
-            self.meta &= !HAS_TTL;
+            *self.meta.get_mut() &= !HAS_TTL;
         }
         data.extend_from_slice(key);
         data.extend_from_slice(value);
@@ -92,7 +95,7 @@ impl Slot {
     }
 
     pub(crate) fn is_occupied(&self) -> bool {
-        self.meta & OCCUPIED != 0
+        self.meta.load(Relaxed) & OCCUPIED != 0
     }
 
     fn head_len(&self) -> usize {
@@ -121,7 +124,7 @@ impl Slot {
     }
 
     pub(crate) fn has_ttl(&self) -> bool {
-        self.meta & HAS_TTL != 0
+        self.meta.load(Relaxed) & HAS_TTL != 0
     }
 
     /// The absolute expiry in Unix milliseconds, if the entry has one.
@@ -130,34 +133,57 @@ impl Slot {
     }
 
     pub(crate) fn visited(&self) -> bool {
-        self.meta & VISITED != 0
+        self.meta.load(Relaxed) & VISITED != 0
     }
 
     pub(crate) fn set_visited(&mut self, on: bool) {
         if on {
-            self.meta |= VISITED;
+            *self.meta.get_mut() |= VISITED;
         } else {
-            self.meta &= !VISITED;
+            *self.meta.get_mut() &= !VISITED;
         }
     }
 
     /// Which of the policy's queues the slot is in (policy-defined, 0..=3).
     pub(crate) fn queue(&self) -> u8 {
-        ((self.meta & QUEUE_MASK) >> QUEUE_SHIFT) as u8
+        ((self.meta.load(Relaxed) & QUEUE_MASK) >> QUEUE_SHIFT) as u8
     }
 
     pub(crate) fn set_queue(&mut self, queue: u8) {
-        self.meta = (self.meta & !QUEUE_MASK) | ((u32::from(queue) << QUEUE_SHIFT) & QUEUE_MASK);
+        let meta = self.meta.get_mut();
+        *meta = (*meta & !QUEUE_MASK) | ((u32::from(queue) << QUEUE_SHIFT) & QUEUE_MASK);
+    }
+
+    /// Adds one to the frequency unless it is at `FREQ_MAX`; returns whether it changed. Takes
+    /// `&self` so hits under a shared lock can record it; a lost race only loses a count.
+    pub(crate) fn bump_freq(&self) -> bool {
+        let meta = self.meta.load(Relaxed);
+        let freq = (meta & FREQ_MASK) >> FREQ_SHIFT;
+        if freq >= u32::from(FREQ_MAX) {
+            return false;
+        }
+        self.meta
+            .store((meta & !FREQ_MASK) | ((freq + 1) << FREQ_SHIFT), Relaxed);
+        true
+    }
+
+    /// Sets the visited bit unless it is set; takes `&self` as [`Slot::bump_freq`] does.
+    pub(crate) fn mark_visited(&self) {
+        let meta = self.meta.load(Relaxed);
+        if meta & VISITED == 0 {
+            self.meta.store(meta | VISITED, Relaxed);
+        }
     }
 
     /// A saturating access counter in 0..=`FREQ_MAX`.
     pub(crate) fn freq(&self) -> u8 {
-        ((self.meta & FREQ_MASK) >> FREQ_SHIFT) as u8
+        ((self.meta.load(Relaxed) & FREQ_MASK) >> FREQ_SHIFT) as u8
     }
 
     pub(crate) fn set_freq(&mut self, freq: u8) {
         let freq = u32::from(freq.min(FREQ_MAX));
-        self.meta = (self.meta & !FREQ_MASK) | (freq << FREQ_SHIFT);
+        let meta = self.meta.get_mut();
+        *meta = (*meta & !FREQ_MASK) | (freq << FREQ_SHIFT);
     }
 }
 

@@ -4,7 +4,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::StoreError;
 use crate::clock::{Clock, Now, SystemClock};
@@ -14,12 +14,13 @@ use crate::ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };
 use crate::policy::{Policy, Weigher};
-use crate::shard::{Ctx, Shard};
+use crate::shard::{Ctx, Shard, SharedRead};
+use crate::stripes::ReadCounters;
 
 /// Keeps each shard's lock on its own cache lines so neighbours do not false-share.
 #[repr(align(128))]
 #[derive(Debug)]
-struct Padded(Mutex<Shard>);
+struct Padded(RwLock<Shard>);
 
 /// A sharded, bounded, in-memory key-value store. Cheap to share behind an `Arc`; every method
 /// takes `&self`.
@@ -32,6 +33,7 @@ pub struct Store<H = NoHook> {
     clock: Arc<dyn Clock>,
     policy: Policy,
     capacity: u64,
+    reads: ReadCounters,
 }
 
 impl Store<NoHook> {
@@ -57,7 +59,7 @@ impl<H: EvictionHook> Store<H> {
         };
         let per_shard = config.capacity.value() / count as u64;
         let shards = (0..count)
-            .map(|_| Padded(Mutex::new(Shard::new(config.policy, weigher, per_shard))))
+            .map(|_| Padded(RwLock::new(Shard::new(config.policy, weigher, per_shard))))
             .collect();
         Ok(Self {
             shards,
@@ -67,6 +69,7 @@ impl<H: EvictionHook> Store<H> {
             clock: Arc::new(SystemClock),
             policy: config.policy,
             capacity: per_shard * count as u64,
+            reads: ReadCounters::default(),
         })
     }
 
@@ -86,7 +89,7 @@ impl<H: EvictionHook> Store<H> {
         self.shards.len()
     }
 
-    fn route(&self, key: &[u8]) -> (u64, &Mutex<Shard>) {
+    fn route(&self, key: &[u8]) -> (u64, &RwLock<Shard>) {
         let hash = self.hasher.hash_one(key);
         // The top bits pick the shard; the index inside a shard uses the low bits and the
         // top seven as tags, which are the same within a shard, so take bits just below those.
@@ -110,9 +113,37 @@ impl<H: EvictionHook> Store<H> {
     }
 
     /// Reads the live entry under `key` through `read`, without copying it.
+    ///
+    /// With `sieve`, `s3fifo` and `adaptive` a hit takes only the shard's shared lock, so
+    /// readers of one shard do not wait for each other; `lru` and `tinylfu` reorder their lists
+    /// on every hit and take it exclusively.
     pub fn get_with<R>(&self, key: &[u8], read: impl FnOnce(EntryRef<'_>) -> R) -> Option<R> {
         let (hash, shard) = self.route(key);
-        shard.lock().get(hash, key, &mut self.now(), read)
+        let mut now = self.now();
+        let mut read = Some(read);
+        {
+            let guard = shard.read();
+            if guard.shared_hits() {
+                let found = guard.get_shared(hash, key, &mut now, |entry| {
+                    read.take().map(|read| read(entry))
+                });
+                match found {
+                    SharedRead::Hit(answer) => {
+                        self.reads.record(true);
+                        return answer;
+                    }
+                    SharedRead::Missing => {
+                        self.reads.record(false);
+                        return None;
+                    }
+                    SharedRead::Expired => {}
+                }
+            }
+        }
+        let read = read?;
+        let answer = shard.write().get(hash, key, &mut now, read);
+        self.reads.record(answer.is_some());
+        answer
     }
 
     /// A copy of the live entry under `key`.
@@ -133,7 +164,7 @@ impl<H: EvictionHook> Store<H> {
     /// A copy of the live entry under `key` that counts as neither a hit nor an access.
     pub fn peek(&self, key: &[u8]) -> Option<Item> {
         let (hash, shard) = self.route(key);
-        shard.lock().peek(hash, key, &mut self.now())
+        shard.write().peek(hash, key, &mut self.now())
     }
 
     /// Writes `value` under `key` as `opts` say.
@@ -150,14 +181,16 @@ impl<H: EvictionHook> Store<H> {
     ) -> Result<SetOutcome, StoreError> {
         let (hash, shard) = self.route(key);
         shard
-            .lock()
+            .write()
             .set(&self.ctx(), hash, key, value, &opts, &mut self.now())
     }
 
     /// Removes `key`; returns whether it held a live entry.
     pub fn delete(&self, key: &[u8]) -> bool {
         let (hash, shard) = self.route(key);
-        shard.lock().delete(&self.ctx(), hash, key, &mut self.now())
+        shard
+            .write()
+            .delete(&self.ctx(), hash, key, &mut self.now())
     }
 
     /// Sets or clears the expiry of a live entry; returns whether there was one. A time in the
@@ -168,14 +201,14 @@ impl<H: EvictionHook> Store<H> {
     pub fn expire(&self, key: &[u8], expiry: Expiry) -> Result<bool, StoreError> {
         let (hash, shard) = self.route(key);
         shard
-            .lock()
+            .write()
             .expire(&self.ctx(), hash, key, expiry, &mut self.now())
     }
 
     /// Clears the expiry of a live entry; returns whether it had one.
     pub fn persist(&self, key: &[u8]) -> bool {
         let (hash, shard) = self.route(key);
-        let mut shard = shard.lock();
+        let mut shard = shard.write();
         let mut now = self.now();
         let had_ttl = shard
             .peek(hash, key, &mut now)
@@ -191,7 +224,7 @@ impl<H: EvictionHook> Store<H> {
     pub fn ttl(&self, key: &[u8]) -> TtlState {
         let (hash, shard) = self.route(key);
         let mut now = self.now();
-        match shard.lock().peek(hash, key, &mut now) {
+        match shard.write().peek(hash, key, &mut now) {
             None => TtlState::Missing,
             Some(Item {
                 expires_at: None, ..
@@ -210,7 +243,7 @@ impl<H: EvictionHook> Store<H> {
     /// [`StoreError::Overflow`] if the result leaves the `i64` range, or a set error.
     pub fn incr(&self, key: &[u8], delta: i64) -> Result<i64, StoreError> {
         let (hash, shard) = self.route(key);
-        let mut shard = shard.lock();
+        let mut shard = shard.write();
         let mut now = self.now();
         let current = match shard.peek(hash, key, &mut now) {
             Some(item) => parse_i64(&item.value).ok_or(StoreError::NotAnInteger)?,
@@ -244,7 +277,7 @@ impl<H: EvictionHook> Store<H> {
         expiry: Expiry,
     ) -> Result<CasOutcome, StoreError> {
         let (hash, shard) = self.route(key);
-        let mut shard = shard.lock();
+        let mut shard = shard.write();
         let mut now = self.now();
         match shard.peek(hash, key, &mut now).map(|item| item.version) {
             Some(version) if version == expected => {
@@ -274,7 +307,7 @@ impl<H: EvictionHook> Store<H> {
             let want = count - keys.len();
             let next = self.shards[shard_idx]
                 .0
-                .lock()
+                .read()
                 .scan(from, want, now_ms, &mut keys);
             match next {
                 Some(at) => return (((shard_idx as u64) << 40) | at as u64, keys),
@@ -304,7 +337,7 @@ impl<H: EvictionHook> Store<H> {
             .map(|shard| {
                 shard
                     .0
-                    .lock()
+                    .write()
                     .reclaim_expired(&ctx, &mut self.now(), budget)
             })
             .sum()
@@ -313,21 +346,22 @@ impl<H: EvictionHook> Store<H> {
     /// Drops every entry.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            shard.0.lock().clear(self.policy);
+            shard.0.write().clear(self.policy);
         }
     }
 
     /// Counters and sizes summed over all shards.
     pub fn stats(&self) -> StoreStats {
+        let (hits, misses) = self.reads.totals();
         let mut stats = StoreStats {
             capacity: self.capacity,
+            hits,
+            misses,
             ..StoreStats::default()
         };
         for shard in self.shards.iter() {
-            let shard = shard.0.lock();
+            let shard = shard.0.read();
             let c = shard.counters;
-            stats.hits += c.hits;
-            stats.misses += c.misses;
             stats.sets += c.sets;
             stats.evictions += c.evictions;
             stats.expirations += c.expirations;
@@ -339,7 +373,7 @@ impl<H: EvictionHook> Store<H> {
 
     /// The number of live entries (expired ones not yet reclaimed included).
     pub fn len(&self) -> usize {
-        self.shards.iter().map(|shard| shard.0.lock().items()).sum()
+        self.shards.iter().map(|shard| shard.0.read().items()).sum()
     }
 
     /// Whether the store holds no entries.
@@ -350,7 +384,7 @@ impl<H: EvictionHook> Store<H> {
     #[cfg(test)]
     pub(crate) fn check(&self) {
         for shard in self.shards.iter() {
-            shard.0.lock().check();
+            shard.0.read().check();
         }
     }
 }

@@ -137,27 +137,35 @@ impl PolicyState {
         }
     }
 
+    /// Whether a read hit can be recorded under the shard's shared lock
+    /// ([`PolicyState::on_shared_hit`]); LRU and W-TinyLFU reorder lists on a hit and cannot.
+    pub(crate) fn shared_hits(&self) -> bool {
+        matches!(self, Self::Sieve(_) | Self::S3Fifo(_))
+    }
+
+    /// Records a read hit under the shared lock; only for policies with `shared_hits`.
+    pub(crate) fn on_shared_hit(&self, slots: &[Slot], idx: u32) {
+        match self {
+            Self::Sieve(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::Lru(_) | Self::TinyLfu(_) => {}
+        }
+    }
+
     /// An access to a present entry: a read hit (`read`) or an overwrite.
     pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32, hash: u64, read: bool) {
         match self {
             Self::Lru(p) => p.on_hit(slots, idx),
             Self::Sieve(p) => p.on_hit(slots, idx),
-            Self::S3Fifo(p) => {
-                if read {
-                    p.on_read();
-                }
-                p.on_hit(slots, idx)
-            }
+            Self::S3Fifo(p) => p.on_hit(slots, idx),
             Self::TinyLfu(p) => p.on_hit(slots, idx, hash, read),
         }
     }
 
     /// A read that found nothing.
     pub(crate) fn on_miss(&mut self) {
-        match self {
-            Self::TinyLfu(p) => p.on_miss(),
-            Self::S3Fifo(p) => p.on_read(),
-            _ => {}
+        if let Self::TinyLfu(p) = self {
+            p.on_miss();
         }
     }
 

@@ -9,21 +9,24 @@
 //! traces (BENCHMARKS.md):
 //! * an entry must be hit twice in small to be promoted, which filters more strongly;
 //! * the ghost remembers as many keys as the whole cache holds, not only main;
-//! * a **loop rule**: every `capacity` reads, if the small queue earned nothing (no hit on an
+//! * a **loop rule**: every `capacity` inserts, if the small queue earned nothing (no hit on an
 //!   entry in small, no key back from the ghost) it halves, and the ghost with it, so that on a
 //!   loop or scan larger than the cache nearly all of it freezes a part of the working set (as
 //!   LIRS does); as soon as small earns again it doubles back towards its 10% share.
 
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
 use super::{Weigher, ghost::Ghost, list::List};
-use crate::slot::{FREQ_MAX, Slot};
+use crate::slot::Slot;
 
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
 /// Share of the capacity given to the small queue.
 const SMALL_SHARE: f64 = 0.10;
-/// Reads that make one sample of the small queue's usefulness, at the least.
+/// Inserts that make one sample of the small queue's usefulness, at the least.
 const MIN_SAMPLE: u64 = 1_000;
-/// Below this share of a sample's reads earned by the small queue, it shrinks.
+/// Below this many earnings per insert in a sample, the small queue shrinks.
 const EARN_THRESHOLD: f64 = 0.001;
 
 #[derive(Debug)]
@@ -36,9 +39,9 @@ pub(crate) struct S3Fifo {
     small_share: u64,
     capacity: u64,
     adaptive: bool,
-    /// Reads in the current sample, and how many of them the small queue earned.
+    /// Inserts in the current sample, and the hits and ghost returns the small queue earned.
     sampled: u64,
-    small_earned: u64,
+    small_earned: AtomicU64,
     weigher: Weigher,
 }
 
@@ -54,17 +57,18 @@ impl S3Fifo {
             capacity,
             adaptive,
             sampled: 0,
-            small_earned: 0,
+            small_earned: AtomicU64::new(0),
             weigher,
         }
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
+        self.sample();
         let weight = self.weigher.weigh(&slots[idx as usize]);
         let slot = &mut slots[idx as usize];
         slot.set_freq(0);
         if self.ghost.take(hash) {
-            self.small_earned += 1;
+            self.small_earned.fetch_add(1, Relaxed);
             slot.set_queue(MAIN);
             self.main.push_head(slots, idx, weight);
         } else {
@@ -73,8 +77,9 @@ impl S3Fifo {
         }
     }
 
-    /// A read, hit or miss: drives the adaptive variant's loop rule.
-    pub(crate) fn on_read(&mut self) {
+    /// Drives the adaptive variant's loop rule, once per insert: inserts follow misses, and a
+    /// cache that rarely misses has no use for resizing its small queue.
+    fn sample(&mut self) {
         if !self.adaptive {
             return;
         }
@@ -82,22 +87,23 @@ impl S3Fifo {
         if self.sampled < self.capacity.max(MIN_SAMPLE) {
             return;
         }
-        let earned = self.small_earned as f64 >= self.sampled as f64 * EARN_THRESHOLD;
+        let earned =
+            self.small_earned.swap(0, Relaxed) as f64 >= self.sampled as f64 * EARN_THRESHOLD;
         self.small_target = if earned {
             (self.small_target * 2).min(self.small_share)
         } else {
             (self.small_target / 2).max(1)
         };
         self.sampled = 0;
-        self.small_earned = 0;
     }
 
-    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32) {
-        let slot = &mut slots[idx as usize];
-        if slot.queue() == SMALL {
-            self.small_earned += 1;
+    /// A hit needs only the shard's shared lock: it bumps the entry's frequency (a write only
+    /// when the count changes) and counts what the small queue earned.
+    pub(crate) fn on_hit(&self, slots: &[Slot], idx: u32) {
+        let slot = &slots[idx as usize];
+        if slot.bump_freq() && slot.queue() == SMALL {
+            self.small_earned.fetch_add(1, Relaxed);
         }
-        slot.set_freq(slot.freq().saturating_add(1).min(FREQ_MAX));
     }
 
     pub(crate) fn on_reweigh(&mut self, slots: &[Slot], idx: u32, old: u64, new: u64) {

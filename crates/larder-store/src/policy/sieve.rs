@@ -27,8 +27,9 @@ impl Sieve {
         self.list.push_head(slots, idx, weight);
     }
 
-    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32) {
-        slots[idx as usize].set_visited(true);
+    /// A hit sets one bit and needs only the shard's shared lock.
+    pub(crate) fn on_hit(&self, slots: &[Slot], idx: u32) {
+        slots[idx as usize].mark_visited();
     }
 
     pub(crate) fn on_reweigh(&mut self, old: u64, new: u64) {
