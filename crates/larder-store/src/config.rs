@@ -23,9 +23,9 @@ impl Capacity {
 
 /// Default bound: 64 MiB.
 pub const DEFAULT_CAPACITY: Capacity = Capacity::Bytes(64 << 20);
-/// A byte-bounded store gets no more shards than keep each at least this large, so that
-/// large values still fit one shard.
-pub const MIN_SHARD_BYTES: u64 = 4 << 20;
+/// A byte-bounded store gets no more shards than keep each at least this large: one entry can
+/// fill at most one shard, and 1 MiB is memcached's default item limit.
+pub const MIN_SHARD_BYTES: u64 = 1 << 20;
 /// Shards per available core when the shard count is automatic.
 pub const SHARDS_PER_CORE: usize = 16;
 

@@ -23,6 +23,7 @@ mod hook;
 mod ops;
 mod policy;
 mod shard;
+mod slab;
 mod slot;
 mod store;
 mod stripes;

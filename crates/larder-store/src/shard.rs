@@ -10,6 +10,7 @@ use hashbrown::HashTable;
 use crate::clock::Now;
 use crate::ops::{Counters, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome};
 use crate::policy::{Policy, PolicyState, Weigher};
+use crate::slab::Slab;
 use crate::slot::{NIL, Slot};
 use crate::{EvictionHook, MAX_KEY_LEN, StoreError};
 
@@ -41,7 +42,7 @@ impl<H> Ctx<'_, H> {
 #[derive(Debug)]
 pub(crate) struct Shard {
     table: HashTable<u32>,
-    slots: Vec<Slot>,
+    slots: Slab,
     free: u32,
     policy: PolicyState,
     weigher: Weigher,
@@ -60,7 +61,7 @@ impl Shard {
     pub(crate) fn new(policy: Policy, weigher: Weigher, capacity: u64) -> Self {
         Self {
             table: HashTable::new(),
-            slots: Vec::new(),
+            slots: Slab::default(),
             free: NIL,
             policy: PolicyState::new(policy, weigher, capacity),
             weigher,
@@ -85,7 +86,7 @@ impl Shard {
     /// Looks up a live entry, expiring it on the way if its time is up.
     fn find_live(&mut self, hash: u64, key: &[u8], now: &mut Now<'_>) -> Option<u32> {
         let slots = &self.slots;
-        let idx = *self.table.find(hash, |&i| slots[i as usize].key() == key)?;
+        let idx = *self.table.find(hash, |&i| slots[i as usize].key_is(key))?;
         match self.slots[idx as usize].expires_at() {
             Some(at) if at <= now.get() => {
                 self.remove_at(idx, hash, false);
@@ -132,7 +133,7 @@ impl Shard {
         read: impl FnOnce(EntryRef<'_>) -> R,
     ) -> SharedRead<R> {
         let slots = &self.slots;
-        let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].key() == key) else {
+        let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].key_is(key)) else {
             return SharedRead::Missing;
         };
         let slot = &slots[idx as usize];
@@ -268,8 +269,7 @@ impl Shard {
         self.make_room(ctx, weight, NIL)?;
         let slot = Slot::occupied(key, value, version, expires_at);
         let idx = if self.free == NIL {
-            self.slots.push(slot);
-            (self.slots.len() - 1) as u32
+            self.slots.push(slot) as u32
         } else {
             let idx = self.free;
             self.free = self.slots[idx as usize].next;

@@ -111,6 +111,20 @@ impl Slot {
         &self.data[self.head_len() + self.klen as usize..]
     }
 
+    /// Whether the slot holds `key`. Short keys are compared in registers: a call to `memcmp`
+    /// costs more than the comparison itself for the typical key.
+    #[inline]
+    pub(crate) fn key_is(&self, key: &[u8]) -> bool {
+        let mine = self.key();
+        if mine.len() != key.len() {
+            return false;
+        }
+        if key.len() <= 16 {
+            return short_eq(mine, key);
+        }
+        mine == key
+    }
+
     pub(crate) fn key_len(&self) -> usize {
         self.klen as usize
     }
@@ -187,6 +201,26 @@ impl Slot {
     }
 }
 
+/// Equality of two slices of the same length, at most 16 bytes, without a library call.
+#[inline]
+fn short_eq(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n >= 8 {
+        // Two overlapping 8-byte words cover 8..=16 bytes.
+        read_u64(a, 0) == read_u64(b, 0) && read_u64(a, n - 8) == read_u64(b, n - 8)
+    } else if n >= 4 {
+        read_u32(a, 0) == read_u32(b, 0) && read_u32(a, n - 4) == read_u32(b, n - 4)
+    } else {
+        a.iter().zip(b).all(|(x, y)| x == y)
+    }
+}
+
+fn read_u32(data: &[u8], at: usize) -> u32 {
+    let mut bytes = [0; 4];
+    bytes.copy_from_slice(&data[at..at + 4]);
+    u32::from_le_bytes(bytes)
+}
+
 fn read_u64(data: &[u8], at: usize) -> u64 {
     let mut bytes = [0; 8];
     bytes.copy_from_slice(&data[at..at + 8]);
@@ -221,6 +255,23 @@ mod tests {
         );
         slot.write(b"key", b"", 9, None);
         assert_eq!((slot.value(), slot.expires_at()), (&b""[..], None));
+    }
+
+    #[test]
+    fn key_is_compares_every_length() {
+        let keys: Vec<Vec<u8>> = (0..40)
+            .map(|n| (0..n).map(|i| (i as u8).wrapping_mul(7)).collect())
+            .collect();
+        for key in &keys {
+            let slot = Slot::occupied(key, b"v", 1, None);
+            assert!(slot.key_is(key));
+            for (i, _) in key.iter().enumerate() {
+                let mut other = key.clone();
+                other[i] ^= 1;
+                assert!(!slot.key_is(&other), "len {} differs at {i}", key.len());
+            }
+            assert!(!slot.key_is(&[key.as_slice(), b"x"].concat()));
+        }
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! inserted) end, the tail the oldest. Each list also tracks the total weight of its members so
 //! policies can size their queues in the store's capacity unit.
 
-use crate::slot::{NIL, Slot};
+use crate::slab::Slab;
+use crate::slot::NIL;
 
 /// One queue: head (newest), tail (oldest), member count and total weight.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +29,7 @@ impl Default for List {
 
 impl List {
     /// Links `idx` at the head.
-    pub(crate) fn push_head(&mut self, slots: &mut [Slot], idx: u32, weight: u64) {
+    pub(crate) fn push_head(&mut self, slots: &mut Slab, idx: u32, weight: u64) {
         let slot = &mut slots[idx as usize];
         slot.prev = NIL;
         slot.next = self.head;
@@ -43,7 +44,7 @@ impl List {
     }
 
     /// Unlinks `idx`, which must be a member.
-    pub(crate) fn unlink(&mut self, slots: &mut [Slot], idx: u32, weight: u64) {
+    pub(crate) fn unlink(&mut self, slots: &mut Slab, idx: u32, weight: u64) {
         let (prev, next) = {
             let slot = &slots[idx as usize];
             (slot.prev, slot.next)
@@ -66,7 +67,7 @@ impl List {
     }
 
     /// Moves a member to the head.
-    pub(crate) fn move_to_head(&mut self, slots: &mut [Slot], idx: u32, weight: u64) {
+    pub(crate) fn move_to_head(&mut self, slots: &mut Slab, idx: u32, weight: u64) {
         if self.head != idx {
             self.unlink(slots, idx, weight);
             self.push_head(slots, idx, weight);
@@ -81,8 +82,9 @@ impl List {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::slot::Slot;
 
-    fn order(list: &List, slots: &[Slot]) -> Vec<u32> {
+    fn order(list: &List, slots: &Slab) -> Vec<u32> {
         let mut out = Vec::new();
         let mut at = list.head;
         while at != NIL {
@@ -94,7 +96,10 @@ mod tests {
 
     #[test]
     fn push_unlink_and_move_keep_links_and_weights() {
-        let mut slots: Vec<Slot> = (0..4).map(|_| Slot::free(NIL)).collect();
+        let mut slots = Slab::default();
+        for _ in 0..4 {
+            slots.push(Slot::free(NIL));
+        }
         let mut list = List::default();
         for idx in 0..4 {
             list.push_head(&mut slots, idx, u64::from(idx) + 1);

@@ -1,7 +1,7 @@
 //! Least recently used: one list, hits move to the head, the tail is evicted.
 
 use super::{Weigher, list::List};
-use crate::slot::Slot;
+use crate::slab::Slab;
 
 #[derive(Debug)]
 pub(crate) struct Lru {
@@ -17,12 +17,12 @@ impl Lru {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         self.list.push_head(slots, idx, weight);
     }
 
-    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_hit(&mut self, slots: &mut Slab, idx: u32) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         self.list.move_to_head(slots, idx, weight);
     }
@@ -31,7 +31,7 @@ impl Lru {
         self.list.weight = self.list.weight - old + new;
     }
 
-    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         self.list.unlink(slots, idx, weight);
     }
@@ -40,7 +40,7 @@ impl Lru {
         (!self.list.is_empty()).then_some(self.list.tail)
     }
 
-    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         self.on_hit(slots, idx);
     }
 }

@@ -16,6 +16,7 @@ mod tinylfu;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::slab::Slab;
 use crate::slot::Slot;
 
 /// Which eviction policy a store uses.
@@ -128,7 +129,7 @@ impl PolicyState {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
+    pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         match self {
             Self::Lru(p) => p.on_insert(slots, idx),
             Self::Sieve(p) => p.on_insert(slots, idx),
@@ -144,7 +145,7 @@ impl PolicyState {
     }
 
     /// Records a read hit under the shared lock; only for policies with `shared_hits`.
-    pub(crate) fn on_shared_hit(&self, slots: &[Slot], idx: u32) {
+    pub(crate) fn on_shared_hit(&self, slots: &Slab, idx: u32) {
         match self {
             Self::Sieve(p) => p.on_hit(slots, idx),
             Self::S3Fifo(p) => p.on_hit(slots, idx),
@@ -153,7 +154,7 @@ impl PolicyState {
     }
 
     /// An access to a present entry: a read hit (`read`) or an overwrite.
-    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32, hash: u64, read: bool) {
+    pub(crate) fn on_hit(&mut self, slots: &mut Slab, idx: u32, hash: u64, read: bool) {
         match self {
             Self::Lru(p) => p.on_hit(slots, idx),
             Self::Sieve(p) => p.on_hit(slots, idx),
@@ -170,7 +171,7 @@ impl PolicyState {
     }
 
     /// The entry at `idx` changed weight from `old` to `new` in place.
-    pub(crate) fn on_reweigh(&mut self, slots: &[Slot], idx: u32, old: u64, new: u64) {
+    pub(crate) fn on_reweigh(&mut self, slots: &Slab, idx: u32, old: u64, new: u64) {
         match self {
             Self::Lru(p) => p.on_reweigh(old, new),
             Self::Sieve(p) => p.on_reweigh(old, new),
@@ -180,7 +181,7 @@ impl PolicyState {
     }
 
     /// The entry leaves the cache; `evicted` when the policy chose it.
-    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32, hash: u64, evicted: bool) {
+    pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool) {
         match self {
             Self::Lru(p) => p.on_remove(slots, idx),
             Self::Sieve(p) => p.on_remove(slots, idx),
@@ -192,7 +193,7 @@ impl PolicyState {
     /// The entry the policy would evict next, still in place.
     pub(crate) fn victim(
         &mut self,
-        slots: &mut [Slot],
+        slots: &mut Slab,
         hash_of: &dyn Fn(&[u8]) -> u64,
     ) -> Option<u32> {
         match self {
@@ -204,7 +205,7 @@ impl PolicyState {
     }
 
     /// The hook refused to let `idx` go: keep it and look elsewhere next time.
-    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         match self {
             Self::Lru(p) => p.on_pinned(slots, idx),
             Self::Sieve(p) => p.on_pinned(slots, idx),

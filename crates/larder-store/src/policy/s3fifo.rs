@@ -18,6 +18,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use super::{Weigher, ghost::Ghost, list::List};
+use crate::slab::Slab;
 use crate::slot::Slot;
 
 const SMALL: u8 = 0;
@@ -62,7 +63,7 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
+    pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         self.sample();
         let weight = self.weigher.weigh(&slots[idx as usize]);
         let slot = &mut slots[idx as usize];
@@ -99,19 +100,19 @@ impl S3Fifo {
 
     /// A hit needs only the shard's shared lock: it bumps the entry's frequency (a write only
     /// when the count changes) and counts what the small queue earned.
-    pub(crate) fn on_hit(&self, slots: &[Slot], idx: u32) {
+    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32) {
         let slot = &slots[idx as usize];
         if slot.bump_freq() && slot.queue() == SMALL {
             self.small_earned.fetch_add(1, Relaxed);
         }
     }
 
-    pub(crate) fn on_reweigh(&mut self, slots: &[Slot], idx: u32, old: u64, new: u64) {
+    pub(crate) fn on_reweigh(&mut self, slots: &Slab, idx: u32, old: u64, new: u64) {
         let list = self.list_of(&slots[idx as usize]);
         list.weight = list.weight - old + new;
     }
 
-    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32, hash: u64, evicted: bool) {
+    pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         let in_small = slots[idx as usize].queue() == SMALL;
         self.list_of(&slots[idx as usize])
@@ -121,7 +122,7 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn victim(&mut self, slots: &mut [Slot]) -> Option<u32> {
+    pub(crate) fn victim(&mut self, slots: &mut Slab) -> Option<u32> {
         let promote_at = if self.adaptive { 2 } else { 1 };
         loop {
             if self.small.is_empty() && self.main.is_empty() {
@@ -148,7 +149,7 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         if slots[idx as usize].queue() == SMALL {
             self.promote(slots, idx);
         } else {
@@ -167,7 +168,7 @@ impl S3Fifo {
         (((self.main.len + self.small.len) as f64 * scale) as usize).max(1)
     }
 
-    fn promote(&mut self, slots: &mut [Slot], idx: u32) {
+    fn promote(&mut self, slots: &mut Slab, idx: u32) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         self.small.unlink(slots, idx, weight);
         slots[idx as usize].set_queue(MAIN);

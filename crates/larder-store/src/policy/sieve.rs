@@ -3,7 +3,8 @@
 //! unvisited entry it meets. Hits never move entries, so a hit only sets one bit.
 
 use super::{Weigher, list::List};
-use crate::slot::{NIL, Slot};
+use crate::slab::Slab;
+use crate::slot::NIL;
 
 #[derive(Debug)]
 pub(crate) struct Sieve {
@@ -21,14 +22,14 @@ impl Sieve {
         }
     }
 
-    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32) {
         slots[idx as usize].set_visited(false);
         let weight = self.weigher.weigh(&slots[idx as usize]);
         self.list.push_head(slots, idx, weight);
     }
 
     /// A hit sets one bit and needs only the shard's shared lock.
-    pub(crate) fn on_hit(&self, slots: &[Slot], idx: u32) {
+    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32) {
         slots[idx as usize].mark_visited();
     }
 
@@ -36,7 +37,7 @@ impl Sieve {
         self.list.weight = self.list.weight - old + new;
     }
 
-    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32) {
         if self.hand == idx {
             self.hand = slots[idx as usize].prev;
         }
@@ -44,7 +45,7 @@ impl Sieve {
         self.list.unlink(slots, idx, weight);
     }
 
-    pub(crate) fn victim(&mut self, slots: &mut [Slot]) -> Option<u32> {
+    pub(crate) fn victim(&mut self, slots: &mut Slab) -> Option<u32> {
         if self.list.is_empty() {
             return None;
         }
@@ -64,7 +65,7 @@ impl Sieve {
         Some(at)
     }
 
-    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         // Step past the pinned entry; it is looked at again on the hand's next lap.
         let prev = slots[idx as usize].prev;
         self.hand = if prev == NIL { self.list.tail } else { prev };

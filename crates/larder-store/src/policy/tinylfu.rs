@@ -5,7 +5,8 @@
 //! stepping in whichever direction raised the hit ratio.
 
 use super::{Weigher, list::List, sketch::Sketch};
-use crate::slot::{NIL, Slot};
+use crate::slab::Slab;
+use crate::slot::NIL;
 
 const WINDOW: u8 = 0;
 const PROBATION: u8 = 1;
@@ -68,7 +69,7 @@ impl TinyLfu {
         policy
     }
 
-    pub(crate) fn on_insert(&mut self, slots: &mut [Slot], idx: u32, hash: u64) {
+    pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         let weight = self.weigher.weigh(&slots[idx as usize]);
         slots[idx as usize].set_queue(WINDOW);
         self.window.push_head(slots, idx, weight);
@@ -78,7 +79,7 @@ impl TinyLfu {
         self.drain_window_into_free_main(slots);
     }
 
-    pub(crate) fn on_hit(&mut self, slots: &mut [Slot], idx: u32, hash: u64, read: bool) {
+    pub(crate) fn on_hit(&mut self, slots: &mut Slab, idx: u32, hash: u64, read: bool) {
         self.sketch.increment(hash);
         if read {
             self.climber.hits += 1;
@@ -100,12 +101,12 @@ impl TinyLfu {
         self.maybe_climb();
     }
 
-    pub(crate) fn on_reweigh(&mut self, slots: &[Slot], idx: u32, old: u64, new: u64) {
+    pub(crate) fn on_reweigh(&mut self, slots: &Slab, idx: u32, old: u64, new: u64) {
         let list = self.list_of(slots[idx as usize].queue());
         list.weight = list.weight - old + new;
     }
 
-    pub(crate) fn on_remove(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32) {
         self.pinned_streak = 0;
         let weight = self.weigher.weigh(&slots[idx as usize]);
         let queue = slots[idx as usize].queue();
@@ -114,7 +115,7 @@ impl TinyLfu {
 
     pub(crate) fn victim(
         &mut self,
-        slots: &mut [Slot],
+        slots: &mut Slab,
         hash_of: &dyn Fn(&[u8]) -> u64,
     ) -> Option<u32> {
         if self.pinned_streak >= self.probation.len + self.protected.len && !self.window.is_empty()
@@ -148,7 +149,7 @@ impl TinyLfu {
         }
     }
 
-    pub(crate) fn on_pinned(&mut self, slots: &mut [Slot], idx: u32) {
+    pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         self.pinned_streak += 1;
         let weight = self.weigher.weigh(&slots[idx as usize]);
         match slots[idx as usize].queue() {
@@ -174,7 +175,7 @@ impl TinyLfu {
         }
     }
 
-    fn protect(&mut self, slots: &mut [Slot], idx: u32, weight: u64) {
+    fn protect(&mut self, slots: &mut Slab, idx: u32, weight: u64) {
         slots[idx as usize].set_queue(PROTECTED);
         self.protected.push_head(slots, idx, weight);
         while self.protected.weight > self.protected_max && self.protected.len > 1 {
@@ -187,7 +188,7 @@ impl TinyLfu {
     }
 
     /// While the cache is filling, entries leaving the window need not duel for a place.
-    fn drain_window_into_free_main(&mut self, slots: &mut [Slot]) {
+    fn drain_window_into_free_main(&mut self, slots: &mut Slab) {
         let main_max = self.capacity.saturating_sub(self.window_max as u64);
         while self.window.weight as f64 > self.window_max && self.window.len > 1 {
             let tail = self.window.tail;
