@@ -21,7 +21,7 @@ impl Slab {
 
     /// Appends a slot; returns its index.
     pub(crate) fn push(&mut self, slot: Slot) -> usize {
-        if self.len % CHUNK == 0 {
+        if self.len.is_multiple_of(CHUNK) {
             self.chunks.push(Vec::with_capacity(CHUNK));
         }
         if let Some(chunk) = self.chunks.last_mut() {
