@@ -22,6 +22,7 @@ const QUEUE_SHIFT: u32 = 3;
 const QUEUE_MASK: u32 = 0b11 << QUEUE_SHIFT;
 const FREQ_SHIFT: u32 = 5;
 const FREQ_MASK: u32 = 0b11 << FREQ_SHIFT;
+const MARK: u32 = 1 << 7;
 /// The largest frequency a slot's two-bit counter holds.
 pub(crate) const FREQ_MAX: u8 = 3;
 
@@ -187,6 +188,21 @@ impl Slot {
         if meta & VISITED == 0 {
             self.meta.store(meta | VISITED, Relaxed);
         }
+    }
+
+    /// A policy-defined mark (S3-FIFO: promoted after a single hit).
+    pub(crate) fn marked(&self) -> bool {
+        self.meta.load(Relaxed) & MARK != 0
+    }
+
+    pub(crate) fn set_mark(&mut self, on: bool) {
+        let meta = self.meta.get_mut();
+        *meta = if on { *meta | MARK } else { *meta & !MARK };
+    }
+
+    /// Clears the mark under a shared borrow; returns whether it was set.
+    pub(crate) fn take_mark(&self) -> bool {
+        self.meta.load(Relaxed) & MARK != 0 && self.meta.fetch_and(!MARK, Relaxed) & MARK != 0
     }
 
     /// A saturating access counter in 0..=`FREQ_MAX`.

@@ -9,17 +9,19 @@ use hashbrown::HashMap;
 #[derive(Debug, Default)]
 pub(crate) struct Ghost {
     order: VecDeque<u64>,
-    present: HashMap<u64, u32, foldhash::fast::FixedState>,
+    /// How many live records each hash has in `order`, and the tag of its newest.
+    present: HashMap<u64, (u32, u8), foldhash::fast::FixedState>,
 }
 
 impl Ghost {
-    /// Remembers `hash`, forgetting the oldest hashes beyond `capacity`.
-    pub(crate) fn insert(&mut self, hash: u64, capacity: usize) {
+    /// Remembers `hash` with a small `tag`, forgetting the oldest hashes beyond `capacity`.
+    pub(crate) fn insert(&mut self, hash: u64, tag: u8, capacity: usize) {
         if capacity == 0 {
             return;
         }
         self.order.push_back(hash);
-        *self.present.entry(hash).or_insert(0) += 1;
+        let record = self.present.entry(hash).or_insert((0, tag));
+        *record = (record.0 + 1, tag);
         while self.order.len() > capacity {
             if let Some(old) = self.order.pop_front() {
                 self.forget_one(old);
@@ -27,20 +29,20 @@ impl Ghost {
         }
     }
 
-    /// Whether `hash` is remembered; a found hash is consumed (stays in the FIFO order only as
-    /// a dead record that is skipped when it ages out).
-    pub(crate) fn take(&mut self, hash: u64) -> bool {
+    /// The tag of `hash` if it is remembered; a found hash is consumed (it stays in the FIFO
+    /// order only as a dead record that is skipped when it ages out).
+    pub(crate) fn take(&mut self, hash: u64) -> Option<u8> {
         match self.present.get_mut(&hash) {
-            Some(count) if *count > 0 => {
+            Some((count, tag)) if *count > 0 => {
                 *count = 0;
-                true
+                Some(*tag)
             }
-            _ => false,
+            _ => None,
         }
     }
 
     fn forget_one(&mut self, hash: u64) {
-        if let Some(count) = self.present.get_mut(&hash) {
+        if let Some((count, _)) = self.present.get_mut(&hash) {
             if *count <= 1 {
                 self.present.remove(&hash);
             } else {
@@ -58,11 +60,11 @@ mod tests {
     fn remembers_the_newest_hashes_only_and_consumes_on_take() {
         let mut ghost = Ghost::default();
         for hash in 0..5 {
-            ghost.insert(hash, 3);
+            ghost.insert(hash, hash as u8 % 2, 3);
         }
-        assert!(!ghost.take(0) && !ghost.take(1));
-        assert!(ghost.take(4));
-        assert!(!ghost.take(4), "a taken hash is consumed");
-        assert!(ghost.take(2));
+        assert_eq!((ghost.take(0), ghost.take(1)), (None, None));
+        assert_eq!(ghost.take(4), Some(0));
+        assert_eq!(ghost.take(4), None, "a taken hash is consumed");
+        assert_eq!(ghost.take(3), Some(1));
     }
 }
