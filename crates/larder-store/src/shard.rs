@@ -150,6 +150,26 @@ impl Shard {
         Some(entry_ref(&self.slots[idx as usize]).to_item())
     }
 
+    /// The accounted weight of an entry, if it could fit in this shard at all.
+    pub(crate) fn check_fits(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        has_ttl: bool,
+    ) -> Result<u64, StoreError> {
+        if key.len() > MAX_KEY_LEN {
+            return Err(StoreError::KeyTooLong(key.len()));
+        }
+        let weight = self.weigher.weigh_parts(key.len(), value.len(), has_ttl);
+        if weight > self.capacity {
+            return Err(StoreError::TooLarge {
+                size: weight,
+                limit: self.capacity,
+            });
+        }
+        Ok(weight)
+    }
+
     pub(crate) fn set<H: EvictionHook>(
         &mut self,
         ctx: &Ctx<'_, H>,
@@ -159,9 +179,6 @@ impl Shard {
         opts: &SetOptions,
         now: &mut Now<'_>,
     ) -> Result<SetOutcome, StoreError> {
-        if key.len() > MAX_KEY_LEN {
-            return Err(StoreError::KeyTooLong(key.len()));
-        }
         self.reclaim_expired(ctx, now, RECLAIM_PER_WRITE);
         let existing = self.find_live(hash, key, now);
         let current = existing.map(|idx| entry_ref(&self.slots[idx as usize]));
@@ -195,15 +212,7 @@ impl Shard {
                 .next_version
                 .max(current.map_or(0, |entry| entry.version.saturating_add(1))),
         };
-        let weight = self
-            .weigher
-            .weigh_parts(key.len(), value.len(), expires_at.is_some());
-        if weight > self.capacity {
-            return Err(StoreError::TooLarge {
-                size: weight,
-                limit: self.capacity,
-            });
-        }
+        self.check_fits(key, value, expires_at.is_some())?;
         if expires_at.is_some_and(|at| at <= now.get()) {
             // Written already expired: the key ends up empty, as Redis does for a past EXPIREAT.
             if let Some(idx) = existing {

@@ -91,14 +91,18 @@ impl<H: EvictionHook> Store<H> {
 
     fn route(&self, key: &[u8]) -> (u64, &RwLock<Shard>) {
         let hash = self.hasher.hash_one(key);
-        // The top bits pick the shard; the index inside a shard uses the low bits and the
-        // top seven as tags, which are the same within a shard, so take bits just below those.
-        let shard = if self.shard_bits == 0 {
+        (hash, &self.shards[self.shard_of(hash)].0)
+    }
+
+    /// The shard a hash belongs to. The top bits pick it; the index inside a shard uses the low
+    /// bits and the top seven as tags, which are the same within a shard, so take bits just
+    /// below those.
+    fn shard_of(&self, hash: u64) -> usize {
+        if self.shard_bits == 0 {
             0
         } else {
             ((hash << 7) >> (64 - self.shard_bits)) as usize
-        };
-        (hash, &self.shards[shard].0)
+        }
     }
 
     fn ctx(&self) -> Ctx<'_, H> {
@@ -406,3 +410,7 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
 #[cfg(test)]
 #[path = "store_tests.rs"]
 mod tests;
+
+#[path = "update.rs"]
+mod update;
+pub use update::Update;

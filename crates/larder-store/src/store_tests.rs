@@ -447,3 +447,87 @@ fn adaptive_keeps_part_of_a_loop_larger_than_the_cache() {
         hit_ratio(Policy::Adaptive)
     );
 }
+
+#[test]
+fn update_reads_and_writes_atomically() {
+    let store = small_store();
+    store.set(b"k", b"ab", SetOptions::default()).unwrap();
+    let len = store
+        .update(b"k", |entry| {
+            let mut value = entry.map(|e| e.value.to_vec()).unwrap_or_default();
+            value.extend_from_slice(b"cd");
+            let len = value.len();
+            (
+                Update::Write {
+                    value,
+                    expiry: Expiry::Keep,
+                },
+                len,
+            )
+        })
+        .unwrap();
+    assert_eq!(len, 4);
+    assert_eq!(store.get(b"k").unwrap().value, b"abcd");
+    let gone = store
+        .update(b"k", |entry| {
+            (Update::Delete, entry.map(|e| e.value.to_vec()))
+        })
+        .unwrap();
+    assert_eq!(gone.as_deref(), Some(&b"abcd"[..]));
+    assert!(store.get(b"k").is_none());
+    let kept = store
+        .update(b"absent", |entry| (Update::Keep, entry.is_some()))
+        .unwrap();
+    assert!(!kept);
+    assert!(store.get(b"absent").is_none());
+}
+
+#[test]
+fn update_can_change_only_the_expiry() {
+    let clock = Arc::new(ManualClock::new(1_000));
+    let store = small_store().with_clock(clock.clone());
+    store.set(b"k", b"v", SetOptions::default()).unwrap();
+    store
+        .update(b"k", |_| {
+            (Update::Expire(Expiry::In(Duration::from_secs(5))), ())
+        })
+        .unwrap();
+    assert_eq!(store.ttl(b"k"), TtlState::ExpiresIn(5_000));
+    clock.advance(Duration::from_secs(6));
+    assert!(store.get(b"k").is_none());
+}
+
+#[test]
+fn set_all_if_absent_is_all_or_nothing() {
+    let store = small_store();
+    let pairs: Vec<(&[u8], &[u8])> = vec![(b"a", b"1"), (b"b", b"2"), (b"c", b"3")];
+    assert_eq!(store.set_all_if_absent(&pairs), Ok(true));
+    assert_eq!(store.get(b"b").unwrap().value, b"2");
+    let again: Vec<(&[u8], &[u8])> = vec![(b"d", b"4"), (b"a", b"9")];
+    assert_eq!(store.set_all_if_absent(&again), Ok(false));
+    assert!(
+        store.get(b"d").is_none(),
+        "nothing written when one key exists"
+    );
+    assert_eq!(store.get(b"a").unwrap().value, b"1");
+    let huge = vec![0u8; 10 << 20];
+    let too_big: Vec<(&[u8], &[u8])> = vec![(b"e", b"5"), (b"f", &huge)];
+    assert!(matches!(
+        store.set_all_if_absent(&too_big),
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert!(
+        store.get(b"e").is_none(),
+        "size is checked before anything is written"
+    );
+}
+
+/// Eight shards, 1 MiB each, so multi-key operations cross shards.
+fn small_store() -> Store {
+    Store::new(StoreConfig {
+        capacity: Capacity::Bytes(8 << 20),
+        shards: 8,
+        policy: Policy::default(),
+    })
+    .unwrap()
+}
