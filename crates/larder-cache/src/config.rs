@@ -1,0 +1,360 @@
+//! The cache node's configuration: one serde struct, defaults as named consts, and the checks
+//! that refuse a configuration that cannot work or would expose the node without a password.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use larder_proto::resp::Limits;
+use larder_store::{Capacity, Policy, StoreConfig};
+use serde::{Deserialize, Serialize};
+
+/// Default gRPC listen address.
+pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
+/// Default Redis-protocol listen address.
+pub const DEFAULT_RESP_ADDR: &str = "127.0.0.1:6380";
+/// Default admin HTTP listen address.
+pub const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7071";
+/// Default memory bound.
+pub const DEFAULT_MAX_MEMORY: &str = "256mb";
+/// Default cap on simultaneous RESP connections (Redis's `maxclients`).
+pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
+/// Default largest RESP bulk string accepted.
+pub const DEFAULT_MAX_BULK: &str = "64mb";
+/// Default most elements in one RESP request.
+pub const DEFAULT_MAX_ARGS: usize = 1 << 20;
+/// Default time a client may take to finish a request it has started sending.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default interval of the active expiry sweep.
+pub const DEFAULT_RECLAIM_INTERVAL_MS: u64 = 100;
+/// Default time given to in-flight requests at shutdown.
+pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+
+/// The cache node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheConfig {
+    /// gRPC listen address.
+    pub grpc_addr: String,
+    /// Redis-protocol listen address.
+    pub resp_addr: String,
+    /// Admin HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
+    pub admin_addr: String,
+    /// Memory bound: bytes, or a size with a suffix (`k`/`m`/`g` = 1000ⁿ, `kb`/`mb`/`gb` = 1024ⁿ).
+    pub max_memory: String,
+    /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
+    pub policy: String,
+    /// Store shards (a power of two); 0 picks from the core count.
+    pub shards: usize,
+    /// Password clients must give with RESP `AUTH` (empty: none). Required to listen beyond
+    /// loopback.
+    pub password: String,
+    /// Bearer token gRPC and admin callers must send (empty: none). Required to listen beyond
+    /// loopback.
+    pub token: String,
+    /// Most simultaneous RESP connections; past it new ones are told so and closed.
+    pub max_clients: usize,
+    /// Largest RESP bulk string (argument) accepted, as a size.
+    pub max_bulk: String,
+    /// Most arguments in one RESP request.
+    pub max_args: usize,
+    /// Milliseconds a client may take to finish sending a request it has started; a client that
+    /// stalls mid-request longer is disconnected.
+    pub request_timeout_ms: u64,
+    /// Seconds an idle RESP client may stay connected; 0 means forever (Redis's `timeout`).
+    pub idle_timeout_secs: u64,
+    /// Milliseconds between sweeps that reclaim expired entries in idle shards.
+    pub reclaim_interval_ms: u64,
+    /// Milliseconds in-flight requests get to finish at shutdown.
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        Self {
+            grpc_addr: DEFAULT_GRPC_ADDR.into(),
+            resp_addr: DEFAULT_RESP_ADDR.into(),
+            admin_addr: DEFAULT_ADMIN_ADDR.into(),
+            max_memory: DEFAULT_MAX_MEMORY.into(),
+            policy: Policy::default().name().into(),
+            shards: 0,
+            password: String::new(),
+            token: String::new(),
+            max_clients: DEFAULT_MAX_CLIENTS,
+            max_bulk: DEFAULT_MAX_BULK.into(),
+            max_args: DEFAULT_MAX_ARGS,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            idle_timeout_secs: 0,
+            reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
+            shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+        }
+    }
+}
+
+/// A configuration the node cannot run with; the text says how to fix it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// A size that does not parse.
+    #[error("{field} = {value:?}: {reason}")]
+    Size {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// An unknown eviction policy.
+    #[error("policy = {0:?}: expected one of lru, sieve, s3fifo, tinylfu, adaptive")]
+    Policy(String),
+    /// A listen address that does not resolve.
+    #[error("{field} = {value:?} is not a listen address (host:port)")]
+    Address {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// A listener beyond loopback without authentication (as Redis's protected mode).
+    #[error(
+        "refusing to listen on {value} ({field}) without authentication: anyone who can reach \
+         that address could read and change the cache. Set {fix}, or listen on 127.0.0.1"
+    )]
+    Unprotected {
+        /// The setting.
+        field: &'static str,
+        /// Its value.
+        value: String,
+        /// The setting that would make it safe.
+        fix: &'static str,
+    },
+    /// A limit of zero.
+    #[error("{0} must be greater than zero")]
+    Zero(&'static str),
+    /// The store refused the sizing.
+    #[error("store: {0}")]
+    Store(#[from] larder_store::ConfigError),
+}
+
+impl CacheConfig {
+    /// The memory bound in bytes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Size`] when `max_memory` does not parse.
+    pub fn max_memory_bytes(&self) -> Result<u64, ConfigError> {
+        size_field("max_memory", &self.max_memory)
+    }
+
+    /// The store configuration this node runs.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad size, policy or shard count.
+    pub fn store(&self) -> Result<StoreConfig, ConfigError> {
+        let policy = self
+            .policy
+            .parse::<Policy>()
+            .map_err(|_| ConfigError::Policy(self.policy.clone()))?;
+        let store = StoreConfig {
+            capacity: Capacity::Bytes(self.max_memory_bytes()?),
+            shards: self.shards,
+            policy,
+        };
+        store.effective_shards()?;
+        Ok(store)
+    }
+
+    /// The RESP parser limits.
+    ///
+    /// # Errors
+    /// [`ConfigError`] for a bad `max_bulk` or a zero `max_args`.
+    pub fn resp_limits(&self) -> Result<Limits, ConfigError> {
+        let bulk = size_field("max_bulk", &self.max_bulk)?;
+        if self.max_args == 0 {
+            return Err(ConfigError::Zero("max_args"));
+        }
+        Ok(Limits {
+            max_bulk_len: usize::try_from(bulk).unwrap_or(usize::MAX),
+            max_array_len: self.max_args,
+            ..Limits::default()
+        })
+    }
+
+    /// How long a started request may take to arrive.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms.max(1))
+    }
+
+    /// Checks everything, including that no listener is exposed beyond loopback without
+    /// authentication.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.store()?;
+        self.resp_limits()?;
+        if self.max_clients == 0 {
+            return Err(ConfigError::Zero("max_clients"));
+        }
+        let listeners = [
+            (
+                "resp_addr",
+                &self.resp_addr,
+                self.password.is_empty(),
+                "password",
+            ),
+            ("grpc_addr", &self.grpc_addr, self.token.is_empty(), "token"),
+            (
+                "admin_addr",
+                &self.admin_addr,
+                self.token.is_empty(),
+                "token",
+            ),
+        ];
+        for (field, value, open, fix) in listeners {
+            let addrs = resolve(field, value)?;
+            if open && addrs.iter().any(|addr| !addr.ip().is_loopback()) {
+                return Err(ConfigError::Unprotected {
+                    field,
+                    value: value.clone(),
+                    fix,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Resolves a listen address.
+///
+/// # Errors
+/// [`ConfigError::Address`] when it does not resolve.
+pub fn resolve(field: &'static str, value: &str) -> Result<Vec<SocketAddr>, ConfigError> {
+    let bad = || ConfigError::Address {
+        field,
+        value: value.to_owned(),
+    };
+    let addrs: Vec<_> = value.to_socket_addrs().map_err(|_| bad())?.collect();
+    if addrs.is_empty() {
+        return Err(bad());
+    }
+    Ok(addrs)
+}
+
+fn size_field(field: &'static str, value: &str) -> Result<u64, ConfigError> {
+    parse_bytes(value).map_err(|reason| ConfigError::Size {
+        field,
+        value: value.to_owned(),
+        reason,
+    })
+}
+
+/// Parses a byte size the way Redis's configuration does: `1k` = 1000, `1kb` = 1024, and so on.
+///
+/// # Errors
+/// A message saying what is wrong with the text.
+pub fn parse_bytes(text: &str) -> Result<u64, String> {
+    let text = text.trim().to_ascii_lowercase();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (digits, unit) = text.split_at(split);
+    let number: u64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size"))?;
+    let scale: u64 = match unit {
+        "" | "b" => 1,
+        "k" => 1_000,
+        "kb" => 1 << 10,
+        "m" => 1_000_000,
+        "mb" => 1 << 20,
+        "g" => 1_000_000_000,
+        "gb" => 1 << 30,
+        other => {
+            return Err(format!(
+                "unknown size unit {other:?} (use b, k, kb, m, mb, g or gb)"
+            ));
+        }
+    };
+    number
+        .checked_mul(scale)
+        .ok_or_else(|| format!("{text:?} is too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_like_redis() {
+        assert_eq!(parse_bytes("100"), Ok(100));
+        assert_eq!(parse_bytes("1k"), Ok(1_000));
+        assert_eq!(parse_bytes("1KB"), Ok(1_024));
+        assert_eq!(parse_bytes("2gb"), Ok(2 << 30));
+        assert!(parse_bytes("1tb").is_err());
+        assert!(parse_bytes("mb").is_err());
+        assert!(parse_bytes("99999999999gb").is_err());
+    }
+
+    #[test]
+    fn defaults_are_valid_and_loopback() {
+        CacheConfig::default().validate().unwrap();
+    }
+
+    #[test]
+    fn open_listeners_need_credentials() {
+        let exposed = CacheConfig {
+            resp_addr: "0.0.0.0:6380".into(),
+            ..CacheConfig::default()
+        };
+        let err = exposed.validate().unwrap_err();
+        assert!(matches!(
+            err,
+            ConfigError::Unprotected {
+                fix: "password",
+                ..
+            }
+        ));
+        assert!(err.to_string().contains("Set password"), "{err}");
+        let protected = CacheConfig {
+            password: "s3cret".into(),
+            ..exposed
+        };
+        protected.validate().unwrap();
+        let grpc = CacheConfig {
+            grpc_addr: "0.0.0.0:7070".into(),
+            ..CacheConfig::default()
+        };
+        assert!(matches!(
+            grpc.validate(),
+            Err(ConfigError::Unprotected { fix: "token", .. })
+        ));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let bad = CacheConfig {
+            policy: "fifo".into(),
+            ..CacheConfig::default()
+        };
+        assert!(bad.validate().unwrap_err().to_string().contains("policy"));
+        let bad = CacheConfig {
+            max_memory: "lots".into(),
+            ..CacheConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("max_memory")
+        );
+        let bad = CacheConfig {
+            resp_addr: "nowhere".into(),
+            ..CacheConfig::default()
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("resp_addr")
+        );
+    }
+}

@@ -1,0 +1,342 @@
+//! The node's metrics, declared once here and rendered as Prometheus text at `/metrics`.
+//!
+//! Request counters are plain atomics indexed by protocol and command. RESP connections count
+//! into a [`LocalCounts`] while they work through a batch of pipelined commands and add it to
+//! the shared atomics once per batch, so a busy connection does not write a shared line for
+//! every command.
+
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use larder_store::StoreStats;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 18] = [
+    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Which wire a request came in on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Wire {
+    Resp = 0,
+    Grpc = 1,
+}
+
+impl Wire {
+    fn label(self) -> &'static str {
+        match self {
+            Wire::Resp => "resp",
+            Wire::Grpc => "grpc",
+        }
+    }
+}
+
+/// A latency histogram with fixed buckets.
+#[derive(Debug, Default)]
+pub(crate) struct Histogram {
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    /// Records `n` observations of `ns` nanoseconds each.
+    pub(crate) fn observe(&self, ns: u64, n: u64) {
+        let secs = ns as f64 / 1e9;
+        let bucket = BUCKETS.partition_point(|&bound| bound < secs);
+        self.buckets[bucket].fetch_add(n, Relaxed);
+        self.sum_ns.fetch_add(ns.saturating_mul(n), Relaxed);
+        self.count.fetch_add(n, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
+        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
+        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Relaxed));
+    }
+}
+
+/// Every metric of one node.
+#[derive(Debug)]
+pub(crate) struct Metrics {
+    /// `[ok, error]` per RESP command (indexed like the command table, unknown last).
+    resp: Vec<[AtomicU64; 2]>,
+    resp_names: Vec<&'static str>,
+    /// `[ok, error]` per gRPC method.
+    grpc: Vec<[AtomicU64; 2]>,
+    grpc_names: Vec<&'static str>,
+    latency: [Histogram; 2],
+    pub(crate) connections: [AtomicU64; 2],
+    pub(crate) connections_total: [AtomicU64; 2],
+    pub(crate) rejected_connections: AtomicU64,
+    pub(crate) protocol_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// Metrics for these RESP command names and gRPC method names.
+    pub(crate) fn new(resp_names: Vec<&'static str>, grpc_names: Vec<&'static str>) -> Self {
+        let pairs = |n: usize| (0..n).map(|_| Default::default()).collect();
+        Self {
+            resp: pairs(resp_names.len()),
+            resp_names,
+            grpc: pairs(grpc_names.len()),
+            grpc_names,
+            latency: Default::default(),
+            connections: Default::default(),
+            connections_total: Default::default(),
+            rejected_connections: AtomicU64::new(0),
+            protocol_errors: AtomicU64::new(0),
+        }
+    }
+
+    /// Counts one gRPC call of method `method` and its latency.
+    pub(crate) fn grpc_call(&self, method: usize, ok: bool, ns: u64) {
+        if let Some(counts) = self.grpc.get(method) {
+            counts[usize::from(!ok)].fetch_add(1, Relaxed);
+        }
+        self.latency[Wire::Grpc as usize].observe(ns, 1);
+    }
+
+    /// Adds a RESP connection's batch counts; every command in the batch waited `ns`.
+    pub(crate) fn flush(&self, local: &mut LocalCounts, ns: u64) {
+        let mut total = 0;
+        for &(cmd, ok, err) in &local.counts {
+            if let Some(counts) = self.resp.get(cmd) {
+                if ok > 0 {
+                    counts[0].fetch_add(ok, Relaxed);
+                }
+                if err > 0 {
+                    counts[1].fetch_add(err, Relaxed);
+                }
+            }
+            total += ok + err;
+        }
+        if total > 0 {
+            self.latency[Wire::Resp as usize].observe(ns, total);
+        }
+        local.counts.clear();
+    }
+
+    /// Requests of one RESP command so far: `(ok, error)`.
+    pub(crate) fn resp_count(&self, cmd: usize) -> (u64, u64) {
+        self.resp
+            .get(cmd)
+            .map_or((0, 0), |c| (c[0].load(Relaxed), c[1].load(Relaxed)))
+    }
+
+    /// Prometheus text for everything, with the store's figures.
+    pub(crate) fn render(&self, store: &StoreStats) -> String {
+        let mut out = String::with_capacity(16 << 10);
+        self.render_requests(&mut out);
+        for (wire, hist) in [Wire::Resp, Wire::Grpc].iter().zip(&self.latency) {
+            if wire == &Wire::Resp {
+                header(
+                    &mut out,
+                    "larder_cache_request_duration_seconds",
+                    "histogram",
+                    "Time from a request's arrival to its reply being written.",
+                );
+            }
+            hist.render(
+                &mut out,
+                "larder_cache_request_duration_seconds",
+                &format!("protocol=\"{}\"", wire.label()),
+            );
+        }
+        header(
+            &mut out,
+            "larder_cache_connections",
+            "gauge",
+            "Open client connections.",
+        );
+        header_total(
+            &mut out,
+            "larder_cache_connections_total",
+            "Client connections accepted.",
+        );
+        for wire in [Wire::Resp, Wire::Grpc] {
+            let l = wire.label();
+            let open = self.connections[wire as usize].load(Relaxed);
+            let total = self.connections_total[wire as usize].load(Relaxed);
+            let _ = writeln!(out, "larder_cache_connections{{protocol=\"{l}\"}} {open}");
+            let _ = writeln!(
+                out,
+                "larder_cache_connections_total{{protocol=\"{l}\"}} {total}"
+            );
+        }
+        counter(
+            &mut out,
+            "larder_cache_rejected_connections_total",
+            "Connections refused at max_clients.",
+            self.rejected_connections.load(Relaxed),
+        );
+        counter(
+            &mut out,
+            "larder_cache_protocol_errors_total",
+            "Connections closed for malformed or oversized input.",
+            self.protocol_errors.load(Relaxed),
+        );
+        render_store(&mut out, store);
+        out
+    }
+
+    fn render_requests(&self, out: &mut String) {
+        let name = "larder_cache_requests_total";
+        header_total(out, name, "Requests by protocol, command and result.");
+        let tables = [
+            ("resp", &self.resp, &self.resp_names),
+            ("grpc", &self.grpc, &self.grpc_names),
+        ];
+        for (wire, counts, names) in tables {
+            for (counts, cmd) in counts.iter().zip(names.iter()) {
+                for (result, count) in ["ok", "error"].iter().zip(counts) {
+                    let n = count.load(Relaxed);
+                    if n > 0 {
+                        let _ = writeln!(
+                            out,
+                            "{name}{{protocol=\"{wire}\",command=\"{cmd}\",result=\"{result}\"}} {n}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn render_store(out: &mut String, s: &StoreStats) {
+    counter(
+        out,
+        "larder_cache_hits_total",
+        "Reads that found a live entry.",
+        s.hits,
+    );
+    counter(
+        out,
+        "larder_cache_misses_total",
+        "Reads that found nothing.",
+        s.misses,
+    );
+    counter(
+        out,
+        "larder_cache_sets_total",
+        "Writes that stored a value.",
+        s.sets,
+    );
+    counter(
+        out,
+        "larder_cache_evictions_total",
+        "Entries evicted to make room.",
+        s.evictions,
+    );
+    counter(
+        out,
+        "larder_cache_expirations_total",
+        "Entries removed at expiry.",
+        s.expirations,
+    );
+    gauge(
+        out,
+        "larder_cache_memory_bytes",
+        "Accounted bytes in use.",
+        s.used,
+    );
+    gauge(
+        out,
+        "larder_cache_max_memory_bytes",
+        "The memory bound.",
+        s.capacity,
+    );
+    gauge(out, "larder_cache_items", "Live entries.", s.items);
+}
+
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+}
+
+fn header_total(out: &mut String, name: &str, help: &str) {
+    header(out, name, "counter", help);
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, "counter", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    header(out, name, "gauge", help);
+    let _ = writeln!(out, "{name} {value}");
+}
+
+/// A connection's counts for the batch it is working through: `(command, ok, error)`.
+#[derive(Debug, Default)]
+pub(crate) struct LocalCounts {
+    counts: Vec<(usize, u64, u64)>,
+}
+
+impl LocalCounts {
+    /// Counts one command.
+    pub(crate) fn add(&mut self, cmd: usize, ok: bool) {
+        let slot = match self.counts.iter_mut().find(|(c, _, _)| *c == cmd) {
+            Some(slot) => slot,
+            None => {
+                self.counts.push((cmd, 0, 0));
+                let last = self.counts.len() - 1;
+                &mut self.counts[last]
+            }
+        };
+        if ok {
+            slot.1 += 1;
+        } else {
+            slot.2 += 1;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histogram_buckets_are_cumulative() {
+        let h = Histogram::default();
+        h.observe(5_000, 2); // 5 µs
+        h.observe(2_000_000, 1); // 2 ms
+        let mut out = String::new();
+        h.render(&mut out, "x", "p=\"a\"");
+        assert!(out.contains("x_bucket{p=\"a\",le=\"0.00001\"} 2"), "{out}");
+        assert!(out.contains("x_bucket{p=\"a\",le=\"0.0025\"} 3"), "{out}");
+        assert!(out.contains("x_bucket{p=\"a\",le=\"+Inf\"} 3"), "{out}");
+        assert!(out.contains("x_count{p=\"a\"} 3"), "{out}");
+    }
+
+    #[test]
+    fn batches_flush_into_labelled_counters() {
+        let m = Metrics::new(vec!["get", "set"], vec!["Get"]);
+        let mut local = LocalCounts::default();
+        local.add(0, true);
+        local.add(0, true);
+        local.add(1, false);
+        m.flush(&mut local, 1_000);
+        m.grpc_call(0, true, 1_000);
+        assert_eq!(m.resp_count(0), (2, 0));
+        assert_eq!(m.resp_count(1), (0, 1));
+        let text = m.render(&StoreStats::default());
+        assert!(text.contains(
+            "larder_cache_requests_total{protocol=\"resp\",command=\"get\",result=\"ok\"} 2"
+        ));
+        assert!(text.contains(
+            "larder_cache_requests_total{protocol=\"grpc\",command=\"Get\",result=\"ok\"} 1"
+        ));
+        assert!(text.contains("larder_cache_memory_bytes 0"));
+        assert!(text.contains("larder_cache_request_duration_seconds_count{protocol=\"resp\"} 3"));
+    }
+}

@@ -1,0 +1,12 @@
+//! The RESP commands, one module per family. Each module declares its `COMMANDS` entries next
+//! to their handlers and keeps a table of byte-string cases in its tests.
+
+pub(crate) mod connection;
+pub(crate) mod counter;
+pub(crate) mod expiry;
+pub(crate) mod keyspace;
+pub(crate) mod server;
+pub(crate) mod string;
+
+#[cfg(test)]
+pub(crate) mod testing;

@@ -1,0 +1,3 @@
+//! Placeholder while this family is written.
+use crate::resp::table::CommandSpec;
+pub(crate) static COMMANDS: &[CommandSpec] = &[];

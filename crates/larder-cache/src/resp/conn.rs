@@ -1,0 +1,215 @@
+//! One RESP connection: read what the client sent, run every complete request in it, write all
+//! the replies with one write, repeat. Pipelined requests cost one read and one write per
+//! batch. A client that stalls mid-request, stops reading its replies, or idles past the
+//! configured timeouts is disconnected; malformed input gets Redis's error and a close.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use larder_proto::resp::{Args, Protocol, encode, parse_request};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+use super::ctx::{Ctx, Session};
+use super::{count_connection, execute};
+use crate::metrics::LocalCounts;
+use crate::node::{ClientEntry, Node, unix_ms};
+
+/// Bytes read per call at least.
+const READ_CHUNK: usize = 16 << 10;
+/// Replies buffered before they are written even if more requests are waiting.
+const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Buffers above this are shrunk back once they empty.
+const KEEP_CAPACITY: usize = 1 << 20;
+
+/// Tells a client over `max_clients` why it is turned away, then closes.
+pub(super) async fn refuse(mut stream: TcpStream) {
+    let reply = b"-ERR max number of clients reached\r\n";
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply)).await;
+}
+
+/// Serves one connection until the client leaves, misbehaves, or the node shuts down.
+pub(super) async fn run(
+    node: &Node,
+    stream: TcpStream,
+    peer: SocketAddr,
+    shutdown: &CancellationToken,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let guard = node.clients.register(peer, local);
+    count_connection(node, true);
+    let mut conn = Conn {
+        node,
+        entry: &guard.entry,
+        session: Session {
+            protocol: Protocol::Resp2,
+            authed: node.config.password.is_empty(),
+            closing: false,
+        },
+        rbuf: Vec::with_capacity(READ_CHUNK),
+        wbuf: Vec::with_capacity(READ_CHUNK),
+        args: Args::new(),
+        argv: Vec::new(),
+        local: LocalCounts::default(),
+    };
+    if let Err(err) = conn.serve(&stream, shutdown).await {
+        tracing::debug!(%peer, %err, "resp connection closed");
+    }
+    count_connection(node, false);
+}
+
+/// What the connection does after a batch.
+#[derive(Debug, PartialEq, Eq)]
+enum Flow {
+    /// Wait for more bytes.
+    Read,
+    /// Complete requests are still buffered; write the replies so far, then run them.
+    Drain,
+    /// Write the replies so far, then close.
+    Close,
+}
+
+struct Conn<'a> {
+    node: &'a Node,
+    entry: &'a ClientEntry,
+    session: Session,
+    rbuf: Vec<u8>,
+    wbuf: Vec<u8>,
+    args: Args,
+    /// Storage for one request's argument slices, reused across requests.
+    argv: Vec<&'static [u8]>,
+    local: LocalCounts,
+}
+
+impl Conn<'_> {
+    async fn serve(&mut self, stream: &TcpStream, shutdown: &CancellationToken) -> io::Result<()> {
+        let cancelled = shutdown.cancelled();
+        tokio::pin!(cancelled);
+        loop {
+            let ready = tokio::select! {
+                biased;
+                () = &mut cancelled => return Ok(()),
+                ready = self.wait_readable(stream) => ready?,
+            };
+            if !ready {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out"));
+            }
+            if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
+                self.rbuf.reserve(READ_CHUNK);
+            }
+            match stream.try_read_buf(&mut self.rbuf) {
+                Ok(0) => return Ok(()),
+                Ok(_) => {}
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
+                Err(err) => return Err(err),
+            }
+            let started = Instant::now();
+            self.entry.last_ms.store(unix_ms(), Relaxed);
+            loop {
+                let flow = self.process();
+                self.flush(stream).await?;
+                let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.node.metrics.flush(&mut self.local, waited);
+                match flow {
+                    Flow::Read => break,
+                    Flow::Drain => {}
+                    Flow::Close => return Ok(()),
+                }
+            }
+            if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
+                self.rbuf = Vec::with_capacity(READ_CHUNK);
+            }
+        }
+    }
+
+    /// Waits until the socket is readable; `false` when a timeout ran out first: the
+    /// request timeout while part of a request is buffered, else the idle timeout if set.
+    async fn wait_readable(&self, stream: &TcpStream) -> io::Result<bool> {
+        let limit = if !self.rbuf.is_empty() {
+            Some(self.node.config.request_timeout())
+        } else if self.node.config.idle_timeout_secs > 0 {
+            Some(Duration::from_secs(self.node.config.idle_timeout_secs))
+        } else {
+            None
+        };
+        match limit {
+            None => stream.readable().await.map(|()| true),
+            Some(limit) => match tokio::time::timeout(limit, stream.readable()).await {
+                Ok(ready) => ready.map(|()| true),
+                Err(_) => Ok(false),
+            },
+        }
+    }
+
+    /// Runs the complete requests at the start of the read buffer and removes them from it.
+    fn process(&mut self) -> Flow {
+        let mut pos = 0;
+        let flow = loop {
+            if self.session.closing {
+                break Flow::Close;
+            }
+            if self.wbuf.len() >= WRITE_HIGH_WATER {
+                break Flow::Drain;
+            }
+            let rest = &self.rbuf[pos..];
+            match parse_request(rest, &self.node.limits, &mut self.args) {
+                Ok(None) => break Flow::Read,
+                Ok(Some(used)) => {
+                    let mut argv = recycle(std::mem::take(&mut self.argv));
+                    argv.extend(self.args.iter(&rest[..used]));
+                    let mut ctx = Ctx {
+                        node: self.node,
+                        session: &mut self.session,
+                        client: self.entry,
+                        out: &mut self.wbuf,
+                    };
+                    execute(&mut ctx, &argv, &mut self.local);
+                    self.argv = recycle(argv);
+                    pos += used;
+                }
+                Err(err) => {
+                    self.node.metrics.protocol_errors.fetch_add(1, Relaxed);
+                    encode::error(&mut self.wbuf, format!("ERR {err}").as_bytes());
+                    break Flow::Close;
+                }
+            }
+        };
+        self.rbuf.drain(..pos);
+        flow
+    }
+
+    /// Writes every buffered reply; a client that does not read them in time is dropped.
+    async fn flush(&mut self, stream: &TcpStream) -> io::Result<()> {
+        let mut written = 0;
+        while written < self.wbuf.len() {
+            match stream.try_write(&self.wbuf[written..]) {
+                Ok(n) => written += n,
+                Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
+                    let limit = self.node.config.request_timeout();
+                    tokio::time::timeout(limit, stream.writable())
+                        .await
+                        .map_err(|_| {
+                            io::Error::new(io::ErrorKind::TimedOut, "client not reading")
+                        })??;
+                }
+                Err(err) => return Err(err),
+            }
+        }
+        self.wbuf.clear();
+        if self.wbuf.capacity() > KEEP_CAPACITY {
+            self.wbuf = Vec::with_capacity(READ_CHUNK);
+        }
+        Ok(())
+    }
+}
+
+/// Empties a vector of slices and gives its allocation a new lifetime (the in-place collect
+/// keeps the buffer), so argument lists need no allocation per request.
+fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
+    v.clear();
+    v.into_iter().filter_map(|_| None).collect()
+}

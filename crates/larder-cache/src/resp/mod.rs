@@ -1,0 +1,116 @@
+//! The Redis-protocol listener: accepts connections up to `max_clients`, runs each on its own
+//! task ([`conn`]), and dispatches every request through the command [`table`].
+
+mod cmd;
+mod conn;
+pub(crate) mod ctx;
+pub(crate) mod table;
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering::Relaxed;
+
+use larder_proto::resp::encode;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::metrics::{LocalCounts, Wire};
+use crate::node::Node;
+use ctx::{CmdError, Ctx};
+use table::COMMANDS;
+
+/// Accepts RESP connections until `shutdown` is cancelled; each connection runs on `tracker`.
+pub(crate) async fn serve(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    tracker: TaskTracker,
+) {
+    let slots = Arc::new(Semaphore::new(node.config.max_clients));
+    loop {
+        let accepted = tokio::select! {
+            biased;
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(err) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                tracing::warn!(%err, "resp accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            node.metrics.rejected_connections.fetch_add(1, Relaxed);
+            tracker.spawn(conn::refuse(stream));
+            continue;
+        };
+        let node = node.clone();
+        let shutdown = shutdown.clone();
+        tracker.spawn(async move {
+            conn::run(&node, stream, peer, &shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+/// Runs one request and counts it. `argv[0]` is the command name.
+fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
+    let Some(&name) = argv.first() else {
+        return;
+    };
+    let Some(index) = table::lookup(name) else {
+        let err = CmdError::new(larder_proto::ErrorCode::UnknownCommand, unknown(argv));
+        encode::error(ctx.out, err.to_string().as_bytes());
+        local.add(COMMANDS.len(), false);
+        return;
+    };
+    let spec = COMMANDS[index];
+    let result = if !ctx.session.authed && !spec.no_auth() {
+        Err(CmdError::new(
+            larder_proto::ErrorCode::Unauthenticated,
+            "Authentication required.",
+        ))
+    } else if !spec.arity_ok(argv.len()) {
+        Err(CmdError::arity(spec.name))
+    } else {
+        (spec.handler)(ctx, argv)
+    };
+    if let Err(err) = &result {
+        encode::error(ctx.out, err.to_string().as_bytes());
+    }
+    ctx.client
+        .last_cmd
+        .store(u16::try_from(index).unwrap_or(u16::MAX), Relaxed);
+    local.add(index, result.is_ok());
+}
+
+/// Redis's text for an unknown command: the name and the first arguments, each cut short.
+fn unknown(argv: &[&[u8]]) -> String {
+    let quote = |arg: &[u8]| {
+        let text = String::from_utf8_lossy(&arg[..arg.len().min(128)]).into_owned();
+        text.replace(['\r', '\n'], " ")
+    };
+    let mut text = format!(
+        "unknown command '{}', with args beginning with: ",
+        quote(argv[0])
+    );
+    for arg in argv.iter().skip(1).take(16) {
+        text.push_str(&format!("'{}' ", quote(arg)));
+    }
+    text
+}
+
+/// Marks a connection open or closed in the metrics.
+fn count_connection(node: &Node, open: bool) {
+    let gauge = &node.metrics.connections[Wire::Resp as usize];
+    if open {
+        gauge.fetch_add(1, Relaxed);
+        node.metrics.connections_total[Wire::Resp as usize].fetch_add(1, Relaxed);
+    } else {
+        gauge.fetch_sub(1, Relaxed);
+    }
+}

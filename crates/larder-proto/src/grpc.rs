@@ -1,0 +1,16 @@
+//! Types and service traits generated from `proto/larder/cache/v1/cache.proto`, and the encoded
+//! descriptor set that server reflection serves.
+
+#![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
+
+/// `larder.cache.v1`: the cache node's contract.
+pub mod cache {
+    /// Version 1.
+    pub mod v1 {
+        tonic::include_proto!("larder.cache.v1");
+    }
+}
+
+/// The encoded `FileDescriptorSet` of every larder proto file, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] =
+    include_bytes!(concat!(env!("OUT_DIR"), "/larder_descriptor.bin"));
