@@ -1,12 +1,18 @@
 //! The larder cache node.
 //!
-//! Listeners for gRPC (`larder.cache.v1.Cache`), the Redis protocol and admin HTTP over one
-//! `larder_store::Store`. The library exposes [`run`]: give it a configuration, the bound
-//! listeners and a shutdown token; the `larder` binary does only that.
+//! Listeners for gRPC (`larder.cache.v1.Cache`, health, reflection), the Redis protocol and
+//! admin HTTP over one `larder_store::Store`. The library exposes [`run`]: give it a
+//! configuration, the bound [`Listeners`] and a shutdown token; the `larder` binary does only
+//! that.
 
+mod admin;
 mod config;
+mod grpc;
+mod incoming;
 mod metrics;
 mod node;
 mod resp;
+mod server;
 
 pub use config::{CacheConfig, ConfigError, parse_bytes, resolve};
+pub use server::{Error, Listeners, run};

@@ -69,6 +69,17 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
+/// Compares a presented secret with the configured one without an early exit, so response
+/// times do not tell how much of a guess was right.
+pub(crate) fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
+    given.len() == expected.len()
+        && given
+            .iter()
+            .zip(expected)
+            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+            == 0
+}
+
 /// The connected RESP clients, for `CLIENT LIST`, `CLIENT INFO` and `INFO clients`.
 #[derive(Debug, Default)]
 pub(crate) struct Clients {
@@ -143,4 +154,17 @@ pub(crate) struct ClientMeta {
     pub(crate) name: String,
     pub(crate) lib_name: String,
     pub(crate) lib_ver: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(secrets_match(b"secret", b"secret"));
+        assert!(!secrets_match(b"secret", b"secreT"));
+        assert!(!secrets_match(b"secret", b"secret2"));
+        assert!(!secrets_match(b"", b"x"));
+    }
 }

@@ -4,21 +4,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
-use larder_store::Policy;
+use larder_cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Command;
 
-/// Default cache gRPC address.
-pub(crate) const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
-/// Default cache Redis-protocol address.
-pub(crate) const DEFAULT_RESP_ADDR: &str = "127.0.0.1:6380";
-/// Default cache admin HTTP address.
-pub(crate) const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:7071";
 /// Default gateway address.
 pub(crate) const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
-/// Default cache memory bound.
-pub(crate) const DEFAULT_MAX_MEMORY: &str = "256mb";
 /// Default data directory of `larder up`.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./larder-data";
 
@@ -32,37 +24,6 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     /// `larder up`.
     pub(crate) up: UpConfig,
-}
-
-/// The cache node.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct CacheConfig {
-    /// gRPC listen address.
-    pub(crate) grpc_addr: String,
-    /// Redis-protocol listen address.
-    pub(crate) resp_addr: String,
-    /// Admin HTTP listen address (`/metrics`, `/healthz`, `/readyz`).
-    pub(crate) admin_addr: String,
-    /// Memory bound: bytes, or a size with a suffix (`k`/`m`/`g` = 1000ⁿ, `kb`/`mb`/`gb` = 1024ⁿ).
-    pub(crate) max_memory: String,
-    /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
-    pub(crate) policy: String,
-    /// Store shards (a power of two); 0 picks from the core count.
-    pub(crate) shards: usize,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        Self {
-            grpc_addr: DEFAULT_GRPC_ADDR.into(),
-            resp_addr: DEFAULT_RESP_ADDR.into(),
-            admin_addr: DEFAULT_ADMIN_ADDR.into(),
-            max_memory: DEFAULT_MAX_MEMORY.into(),
-            policy: Policy::default().name().into(),
-            shards: 0,
-        }
-    }
 }
 
 /// The API gateway.
@@ -130,6 +91,7 @@ fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
 ) -> anyhow::Result<()> {
+    let defaults = toml::Table::try_from(Config::default())?;
     for (name, value) in vars {
         let Some(rest) = name.strip_prefix("LARDER_") else {
             continue;
@@ -141,21 +103,8 @@ fn apply_env(
         if !["cache", "api", "up"].contains(&section) {
             bail!("environment variable {name}: unknown section {section:?}");
         }
-        let value = match field {
-            "shards" => toml::Value::Integer(
-                value
-                    .parse()
-                    .with_context(|| format!("{name} must be an integer"))?,
-            ),
-            "cache_nodes" => toml::Value::Array(
-                value
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(|s| toml::Value::String(s.trim().into()))
-                    .collect(),
-            ),
-            _ => toml::Value::String(value),
-        };
+        let value = typed(&defaults, section, field, &value)
+            .with_context(|| format!("environment variable {name}"))?;
         let section = table
             .entry(section)
             .or_insert_with(|| toml::Value::Table(toml::Table::new()));
@@ -164,6 +113,43 @@ fn apply_env(
         }
     }
     Ok(())
+}
+
+/// Reads an environment value as the type the setting has in the defaults, so numbers stay
+/// numbers and lists split on commas; an unknown setting stays a string for serde to refuse.
+fn typed(
+    defaults: &toml::Table,
+    section: &str,
+    field: &str,
+    value: &str,
+) -> anyhow::Result<toml::Value> {
+    let default = defaults
+        .get(section)
+        .and_then(|s| s.as_table())
+        .and_then(|s| s.get(field));
+    Ok(match default {
+        Some(toml::Value::Integer(_)) => toml::Value::Integer(
+            value
+                .trim()
+                .parse()
+                .with_context(|| format!("{value:?} is not an integer"))?,
+        ),
+        Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
+            value
+                .trim()
+                .parse()
+                .with_context(|| format!("{value:?} is not true or false"))?,
+        ),
+        Some(toml::Value::Array(_)) => toml::Value::Array(
+            value
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| toml::Value::String(s.into()))
+                .collect(),
+        ),
+        _ => toml::Value::String(value.into()),
+    })
 }
 
 fn apply_flags(config: &mut Config, command: &Option<Command>) {
@@ -191,55 +177,16 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
 }
 
 fn validate(config: &Config) -> anyhow::Result<()> {
-    parse_bytes(&config.cache.max_memory)
-        .with_context(|| format!("cache.max_memory = {:?}", config.cache.max_memory))?;
     config
         .cache
-        .policy
-        .parse::<Policy>()
-        .context("cache.policy")?;
+        .validate()
+        .context("invalid [cache] configuration")?;
     Ok(())
-}
-
-/// Parses a byte size the way Redis's configuration does: `1k` = 1000, `1kb` = 1024, and so on.
-pub(crate) fn parse_bytes(text: &str) -> anyhow::Result<u64> {
-    let text = text.trim().to_ascii_lowercase();
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .with_context(|| format!("{text:?} is not a size"))?;
-    let scale: u64 = match unit {
-        "" | "b" => 1,
-        "k" => 1_000,
-        "kb" => 1 << 10,
-        "m" => 1_000_000,
-        "mb" => 1 << 20,
-        "g" => 1_000_000_000,
-        "gb" => 1 << 30,
-        other => bail!("unknown size unit {other:?} (use b, k, kb, m, mb, g or gb)"),
-    };
-    number
-        .checked_mul(scale)
-        .with_context(|| format!("{text:?} is too large"))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn sizes_parse_like_redis() {
-        assert_eq!(parse_bytes("100").unwrap(), 100);
-        assert_eq!(parse_bytes("1k").unwrap(), 1_000);
-        assert_eq!(parse_bytes("1KB").unwrap(), 1_024);
-        assert_eq!(parse_bytes("2gb").unwrap(), 2 << 30);
-        assert!(parse_bytes("1tb").is_err());
-        assert!(parse_bytes("mb").is_err());
-        assert!(parse_bytes("99999999999gb").is_err());
-    }
 
     #[test]
     fn environment_overrides_the_file() {
@@ -249,6 +196,7 @@ mod tests {
         let vars = [
             ("LARDER_CACHE_POLICY".to_owned(), "sieve".to_owned()),
             ("LARDER_API_CACHE_NODES".to_owned(), "a:1,b:2".to_owned()),
+            ("LARDER_CACHE_MAX_CLIENTS".to_owned(), "7".to_owned()),
             ("PATH".to_owned(), "/bin".to_owned()),
         ];
         apply_env(&mut table, vars.into_iter()).unwrap();
@@ -256,6 +204,9 @@ mod tests {
         assert_eq!(config.cache.policy, "sieve");
         assert_eq!(config.cache.max_memory, "1mb");
         assert_eq!(config.api.cache_nodes, ["a:1", "b:2"]);
+        assert_eq!(config.cache.max_clients, 7);
+        let bad = [("LARDER_CACHE_MAX_CLIENTS".to_owned(), "many".to_owned())];
+        assert!(apply_env(&mut toml::Table::new(), bad.into_iter()).is_err());
     }
 
     #[test]

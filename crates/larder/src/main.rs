@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod serve;
 mod trace;
 
 use std::process::ExitCode;
@@ -39,9 +40,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Up(_)) => not_yet("`larder up` (cache node + gateway)", "the gateway issue"),
-        Some(Command::Cache(_)) => {
-            not_yet("`larder cache` (the cache server)", "the cache-node issue")
-        }
+        Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => not_yet("`larder api` (the gateway)", "the gateway issue"),
         None => {
             eprintln!("larder: no command given; try `larder --help`");
@@ -53,7 +52,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Servers that later issues build: say so plainly instead of pretending to run.
 fn not_yet(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
-        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder bench trace`, `larder --print-config`."
+        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace`, `larder --print-config`."
     );
     Ok(ExitCode::from(2))
 }

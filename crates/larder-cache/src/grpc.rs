@@ -1,0 +1,348 @@
+//! The gRPC service `larder.cache.v1.Cache` over the node's store, with the bearer-token check,
+//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use larder_proto::ErrorCode;
+use larder_proto::grpc::cache::v1 as pb;
+use larder_store::{CasOutcome, EntryRef, Expiry, SetMode, SetOptions};
+use pb::cache_server::{Cache, CacheServer};
+use tonic::service::Routes;
+use tonic::{Request, Response, Status};
+
+use crate::node::{Node, secrets_match, unix_ms};
+
+/// The `Cache` service of one node.
+#[derive(Debug, Clone)]
+pub(crate) struct CacheService {
+    node: Arc<Node>,
+}
+
+/// Every gRPC service the node serves, ready for a tonic server.
+pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
+    let token = node.config.token.clone();
+    let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
+    let cache = CacheServer::with_interceptor(CacheService { node }, check);
+    let (health_reporter, health) = tonic_health::server::health_reporter();
+    // Reporting is synchronous in effect: the reporter only updates a watch channel.
+    let reporter = health_reporter.clone();
+    tokio::spawn(async move {
+        reporter.set_serving::<CacheServer<CacheService>>().await;
+    });
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let v1 = reflection.build_v1()?;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
+    let v1alpha = reflection.build_v1alpha()?;
+    Ok(Routes::new(cache)
+        .add_service(health)
+        .add_service(v1)
+        .add_service(v1alpha))
+}
+
+/// Checks `authorization: Bearer <token>` when a token is configured, in constant time.
+fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
+    if token.is_empty() {
+        return Ok(());
+    }
+    let given = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if secrets_match(given.as_bytes(), token.as_bytes()) {
+        Ok(())
+    } else {
+        Err(ErrorCode::Unauthenticated.status("missing or wrong bearer token"))
+    }
+}
+
+impl CacheService {
+    /// Counts a call of method `method` (an index into `GRPC_METHODS`) and passes it on.
+    fn done<T>(
+        &self,
+        method: usize,
+        started: Instant,
+        result: Result<T, Status>,
+    ) -> Result<Response<T>, Status> {
+        let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.node.metrics.grpc_call(method, result.is_ok(), ns);
+        result.map(Response::new)
+    }
+
+    fn entry(&self, key: &[u8]) -> Option<pb::Entry> {
+        let now = unix_ms();
+        self.node.store.get_with(key, |entry| to_entry(entry, now))
+    }
+}
+
+fn to_entry(entry: EntryRef<'_>, now_ms: u64) -> pb::Entry {
+    pb::Entry {
+        value: Bytes::copy_from_slice(entry.value),
+        version: entry.version,
+        // A live entry always has at least a millisecond left, so 0 keeps meaning "no expiry".
+        ttl_ms: entry
+            .expires_at
+            .map_or(0, |at| at.saturating_sub(now_ms).max(1)),
+        stale: false,
+    }
+}
+
+fn ttl(ms: u64) -> Expiry {
+    if ms == 0 {
+        Expiry::Never
+    } else {
+        Expiry::In(Duration::from_millis(ms))
+    }
+}
+
+fn store_status(err: &larder_store::StoreError) -> Status {
+    ErrorCode::of_store(err).status(err.to_string())
+}
+
+fn invalid(message: &str) -> Status {
+    ErrorCode::InvalidArgument.status(message)
+}
+
+/// The store options a `SetRequest` asks for.
+fn set_options(req: &pb::SetRequest) -> Result<SetOptions, Status> {
+    let mode = match pb::SetMode::try_from(req.mode) {
+        Ok(pb::SetMode::Always) => SetMode::Always,
+        Ok(pb::SetMode::IfAbsent) => SetMode::IfAbsent,
+        Ok(pb::SetMode::IfPresent) => SetMode::IfPresent,
+        Ok(pb::SetMode::IfNewerVersion) if req.version == 0 => {
+            return Err(invalid(
+                "SET_MODE_IF_NEWER_VERSION needs a non-zero version",
+            ));
+        }
+        Ok(pb::SetMode::IfNewerVersion) => SetMode::IfNewerVersion(req.version),
+        Err(_) => return Err(invalid("unknown set mode")),
+    };
+    if req.keep_ttl && req.ttl_ms != 0 {
+        return Err(invalid("keep_ttl and ttl_ms cannot both be set"));
+    }
+    Ok(SetOptions {
+        mode,
+        expiry: if req.keep_ttl {
+            Expiry::Keep
+        } else {
+            ttl(req.ttl_ms)
+        },
+        version: (req.version != 0).then_some(req.version),
+        return_previous: false,
+    })
+}
+
+impl CacheService {
+    fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
+        let opts = set_options(req)?;
+        let outcome = self
+            .node
+            .store
+            .set(&req.key, &req.value, opts)
+            .map_err(|e| store_status(&e))?;
+        Ok(pb::SetResponse {
+            stored: outcome.stored,
+            version: outcome.version.unwrap_or(0),
+        })
+    }
+}
+
+#[tonic::async_trait]
+impl Cache for CacheService {
+    async fn get(
+        &self,
+        request: Request<pb::GetRequest>,
+    ) -> Result<Response<pb::GetResponse>, Status> {
+        let started = Instant::now();
+        let entry = self.entry(&request.get_ref().key);
+        self.done(0, started, Ok(pb::GetResponse { entry }))
+    }
+
+    async fn get_many(
+        &self,
+        request: Request<pb::GetManyRequest>,
+    ) -> Result<Response<pb::GetManyResponse>, Status> {
+        let started = Instant::now();
+        let results = request
+            .get_ref()
+            .keys
+            .iter()
+            .map(|key| pb::GetResponse {
+                entry: self.entry(key),
+            })
+            .collect();
+        self.done(1, started, Ok(pb::GetManyResponse { results }))
+    }
+
+    async fn set(
+        &self,
+        request: Request<pb::SetRequest>,
+    ) -> Result<Response<pb::SetResponse>, Status> {
+        let started = Instant::now();
+        let result = self.set_one(request.get_ref());
+        self.done(2, started, result)
+    }
+
+    async fn set_many(
+        &self,
+        request: Request<pb::SetManyRequest>,
+    ) -> Result<Response<pb::SetManyResponse>, Status> {
+        use pb::set_many_result::Result as One;
+        let started = Instant::now();
+        let results = request
+            .get_ref()
+            .items
+            .iter()
+            .map(|item| pb::SetManyResult {
+                result: Some(match self.set_one(item) {
+                    Ok(ok) => One::Ok(ok),
+                    Err(status) => One::Error(pb::Failure {
+                        code: status.code() as i32,
+                        message: status.message().to_owned(),
+                    }),
+                }),
+            })
+            .collect();
+        self.done(3, started, Ok(pb::SetManyResponse { results }))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<pb::DeleteRequest>,
+    ) -> Result<Response<pb::DeleteResponse>, Status> {
+        let started = Instant::now();
+        let store = &self.node.store;
+        let deleted = request
+            .get_ref()
+            .keys
+            .iter()
+            .filter(|key| store.delete(key))
+            .count();
+        self.done(
+            4,
+            started,
+            Ok(pb::DeleteResponse {
+                deleted: deleted as u64,
+            }),
+        )
+    }
+
+    async fn expire(
+        &self,
+        request: Request<pb::ExpireRequest>,
+    ) -> Result<Response<pb::ExpireResponse>, Status> {
+        let started = Instant::now();
+        let req = request.get_ref();
+        let result = self
+            .node
+            .store
+            .expire(&req.key, ttl(req.ttl_ms))
+            .map(|found| pb::ExpireResponse { found })
+            .map_err(|e| store_status(&e));
+        self.done(5, started, result)
+    }
+
+    async fn incr(
+        &self,
+        request: Request<pb::IncrRequest>,
+    ) -> Result<Response<pb::IncrResponse>, Status> {
+        let started = Instant::now();
+        let req = request.get_ref();
+        let result = self
+            .node
+            .store
+            .incr(&req.key, req.delta)
+            .map(|value| pb::IncrResponse { value })
+            .map_err(|e| store_status(&e));
+        self.done(6, started, result)
+    }
+
+    async fn compare_and_set(
+        &self,
+        request: Request<pb::CompareAndSetRequest>,
+    ) -> Result<Response<pb::CompareAndSetResponse>, Status> {
+        let started = Instant::now();
+        let req = request.get_ref();
+        let result = self
+            .node
+            .store
+            .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
+            .map(|outcome| match outcome {
+                CasOutcome::Swapped(version) => pb::CompareAndSetResponse {
+                    swapped: true,
+                    version,
+                },
+                CasOutcome::Mismatch(version) => pb::CompareAndSetResponse {
+                    swapped: false,
+                    version: version.unwrap_or(0),
+                },
+            })
+            .map_err(|e| store_status(&e));
+        self.done(7, started, result)
+    }
+
+    async fn stats(
+        &self,
+        _: Request<pb::StatsRequest>,
+    ) -> Result<Response<pb::StatsResponse>, Status> {
+        let started = Instant::now();
+        let s = self.node.store.stats();
+        let stats = pb::StatsResponse {
+            hits: s.hits,
+            misses: s.misses,
+            sets: s.sets,
+            evictions: s.evictions,
+            expirations: s.expirations,
+            used_bytes: s.used,
+            max_bytes: s.capacity,
+            items: s.items,
+        };
+        self.done(8, started, Ok(stats))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_requests_are_checked() {
+        let newer = pb::SetRequest {
+            mode: pb::SetMode::IfNewerVersion as i32,
+            ..Default::default()
+        };
+        assert_eq!(
+            set_options(&newer).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let both = pb::SetRequest {
+            keep_ttl: true,
+            ttl_ms: 5,
+            ..Default::default()
+        };
+        assert_eq!(
+            set_options(&both).unwrap_err().code(),
+            tonic::Code::InvalidArgument
+        );
+        let bad_mode = pb::SetRequest {
+            mode: 42,
+            ..Default::default()
+        };
+        assert!(set_options(&bad_mode).is_err());
+        let ok = pb::SetRequest {
+            version: 7,
+            ttl_ms: 10,
+            ..Default::default()
+        };
+        let opts = set_options(&ok).unwrap();
+        assert_eq!(opts.version, Some(7));
+        assert_eq!(opts.expiry, Expiry::In(Duration::from_millis(10)));
+    }
+}

@@ -1,0 +1,165 @@
+//! Starting and stopping a node: bind the listeners, serve RESP, gRPC and admin HTTP until the
+//! shutdown token is cancelled, then let in-flight work finish within the grace period.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::config::{CacheConfig, ConfigError, resolve};
+use crate::node::Node;
+
+/// Expired entries reclaimed per shard by each sweep of the timer.
+const RECLAIM_BUDGET: usize = 256;
+
+/// Why a node could not start or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The configuration cannot work.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr} ({field}): {source}")]
+    Bind {
+        /// The setting.
+        field: &'static str,
+        /// The address.
+        addr: String,
+        /// The system's reason.
+        source: io::Error,
+    },
+    /// The gRPC server failed.
+    #[error("grpc: {0}")]
+    Grpc(#[from] tonic::transport::Error),
+    /// Server reflection could not load the descriptors.
+    #[error("grpc reflection: {0}")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    /// An I/O failure of a listener.
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// The node's three bound listeners.
+#[derive(Debug)]
+pub struct Listeners {
+    /// Redis protocol.
+    pub resp: TcpListener,
+    /// gRPC.
+    pub grpc: TcpListener,
+    /// Admin HTTP.
+    pub admin: TcpListener,
+}
+
+impl Listeners {
+    /// Binds the addresses the configuration names (port 0 picks a free port).
+    ///
+    /// # Errors
+    /// [`Error::Config`] for an address that does not resolve, [`Error::Bind`] when it cannot be
+    /// bound.
+    pub async fn bind(config: &CacheConfig) -> Result<Self, Error> {
+        Ok(Self {
+            resp: bind("resp_addr", &config.resp_addr).await?,
+            grpc: bind("grpc_addr", &config.grpc_addr).await?,
+            admin: bind("admin_addr", &config.admin_addr).await?,
+        })
+    }
+
+    /// The bound addresses: RESP, gRPC, admin.
+    ///
+    /// # Errors
+    /// When the system cannot tell a socket's address.
+    pub fn local_addrs(&self) -> io::Result<[SocketAddr; 3]> {
+        Ok([
+            self.resp.local_addr()?,
+            self.grpc.local_addr()?,
+            self.admin.local_addr()?,
+        ])
+    }
+}
+
+async fn bind(field: &'static str, addr: &str) -> Result<TcpListener, Error> {
+    let addrs = resolve(field, addr)?;
+    TcpListener::bind(addrs.as_slice())
+        .await
+        .map_err(|source| Error::Bind {
+            field,
+            addr: addr.to_owned(),
+            source,
+        })
+}
+
+/// Runs a node on `listeners` until `shutdown` is cancelled; then stops accepting, gives
+/// in-flight requests `shutdown_grace_ms` to finish, and returns.
+///
+/// # Errors
+/// [`Error`] when the configuration is invalid or a server fails.
+pub async fn run(
+    config: CacheConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    config.validate()?;
+    let grace = Duration::from_millis(config.shutdown_grace_ms);
+    let reclaim_every = Duration::from_millis(config.reclaim_interval_ms.max(1));
+    let node = Arc::new(Node::new(config)?);
+    let tracker = TaskTracker::new();
+    let [resp_addr, grpc_addr, admin_addr] = listeners.local_addrs()?;
+    tracing::info!(%resp_addr, %grpc_addr, %admin_addr, "cache node listening");
+
+    tracker.spawn(crate::resp::serve(
+        node.clone(),
+        listeners.resp,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
+    tracker.spawn(reclaim(node.clone(), reclaim_every, shutdown.clone()));
+    let admin = axum::serve(
+        listeners.admin,
+        crate::admin::router(node.clone(), shutdown.clone()),
+    )
+    .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let admin = tracker.spawn(async move { admin.await });
+    let grpc = tonic::transport::Server::builder()
+        .add_routes(crate::grpc::routes(node.clone())?)
+        .serve_with_incoming_shutdown(
+            crate::incoming::accept(listeners.grpc, node.clone()),
+            shutdown.clone().cancelled_owned(),
+        );
+    let grpc = tracker.spawn(grpc);
+    tracker.close();
+
+    shutdown.cancelled().await;
+    tracing::info!("cache node shutting down");
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            ?grace,
+            "in-flight work did not finish in time; closing anyway"
+        );
+        return Ok(());
+    }
+    if let Ok(Err(err)) = grpc.await {
+        return Err(err.into());
+    }
+    if let Ok(Err(err)) = admin.await {
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// Reclaims expired entries in idle shards so their memory comes back without traffic.
+async fn reclaim(node: Arc<Node>, every: Duration, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = ticks.tick() => {
+                node.store.reclaim_expired(RECLAIM_BUDGET);
+            }
+        }
+    }
+}

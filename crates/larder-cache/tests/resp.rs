@@ -1,0 +1,235 @@
+//! The Redis protocol over real sockets, with the `redis` crate as the client and raw bytes
+//! for what a well-behaved client would never send.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use larder_cache::CacheConfig;
+use support::{TestNode, config, raw_exchange};
+
+fn client(node: &TestNode) -> redis::Connection {
+    redis::Client::open(format!("redis://{}/", node.resp))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+#[test]
+fn a_redis_client_sets_gets_and_pipelines() {
+    let node = TestNode::start();
+    let mut con = client(&node);
+    let _: () = redis::cmd("SET")
+        .arg("greeting")
+        .arg("hello")
+        .query(&mut con)
+        .unwrap();
+    let got: String = redis::cmd("GET").arg("greeting").query(&mut con).unwrap();
+    assert_eq!(got, "hello");
+    let missing: Option<String> = redis::cmd("GET").arg("nope").query(&mut con).unwrap();
+    assert_eq!(missing, None);
+
+    let mut pipe = redis::pipe();
+    for i in 0..1_000 {
+        pipe.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    pipe.cmd("MGET").arg("k0").arg("k999").arg("absent");
+    let (values,): (Vec<Option<i64>>,) = pipe.query(&mut con).unwrap();
+    assert_eq!(values, [Some(0), Some(999), None]);
+
+    let err = redis::cmd("NOSUCHCMD")
+        .arg("x")
+        .query::<()>(&mut con)
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown command"), "{err}");
+    let still: String = redis::cmd("GET").arg("greeting").query(&mut con).unwrap();
+    assert_eq!(
+        still, "hello",
+        "an unknown command does not cost the connection"
+    );
+}
+
+#[test]
+fn big_values_cross_many_reads_and_writes() {
+    // One entry may fill one shard's share of the memory: two shards of 16 MiB here.
+    let node = TestNode::with(CacheConfig {
+        shards: 2,
+        ..config()
+    });
+    let mut con = client(&node);
+    let value: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+    let _: () = redis::cmd("SET")
+        .arg("big")
+        .arg(&value)
+        .query(&mut con)
+        .unwrap();
+    let back: Vec<u8> = redis::cmd("GET").arg("big").query(&mut con).unwrap();
+    assert_eq!(back, value);
+}
+
+#[test]
+fn malformed_input_gets_redis_errors_and_a_close_and_others_are_unaffected() {
+    let node = TestNode::start();
+    let mut bystander = client(&node);
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("v")
+        .query(&mut bystander)
+        .unwrap();
+    let cases: [(&[u8], &str); 3] = [
+        (
+            b"*2\r\n$3\r\nGET\r\n+oops\r\n",
+            "-ERR Protocol error: expected '$', got '+'\r\n",
+        ),
+        (
+            b"*x\r\n",
+            "-ERR Protocol error: invalid multibulk length\r\n",
+        ),
+        (
+            b"SET \"unbalanced\r\n",
+            "-ERR Protocol error: unbalanced quotes in request\r\n",
+        ),
+    ];
+    for (bytes, want) in cases {
+        let (reply, closed) = raw_exchange(node.resp, bytes, Duration::from_secs(5));
+        assert_eq!(String::from_utf8_lossy(&reply), want);
+        assert!(closed, "the server closes after a protocol error");
+    }
+    let (reply, _) = raw_exchange(node.resp, b"GET k\r\n", Duration::from_millis(300));
+    assert_eq!(reply, b"$1\r\nv\r\n", "inline commands work");
+    let still: String = redis::cmd("GET").arg("k").query(&mut bystander).unwrap();
+    assert_eq!(still, "v");
+}
+
+#[test]
+fn limits_on_bulk_size_and_arguments_are_enforced_at_once() {
+    let node = TestNode::with(CacheConfig {
+        max_bulk: "1kb".into(),
+        max_args: 8,
+        ..config()
+    });
+    // The declared length alone is refused; the server does not wait for the payload.
+    let (reply, closed) = raw_exchange(
+        node.resp,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$5000\r\n",
+        Duration::from_secs(5),
+    );
+    assert_eq!(reply, b"-ERR Protocol error: invalid bulk length\r\n");
+    assert!(closed);
+    let (reply, closed) = raw_exchange(node.resp, b"*100\r\n", Duration::from_secs(5));
+    assert_eq!(reply, b"-ERR Protocol error: invalid multibulk length\r\n");
+    assert!(closed);
+}
+
+#[test]
+fn a_client_that_stalls_mid_request_is_disconnected_and_others_keep_going() {
+    let node = TestNode::with(CacheConfig {
+        request_timeout_ms: 300,
+        ..config()
+    });
+    let mut staller = TcpStream::connect(node.resp).unwrap();
+    staller.write_all(b"*3\r\n$3\r\nSET\r\n$1\r\nk").unwrap();
+    let mut con = client(&node);
+    let started = Instant::now();
+    for _ in 0..20 {
+        let _: () = redis::cmd("SET").arg("x").arg("y").query(&mut con).unwrap();
+    }
+    staller
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut buf = [0u8; 64];
+    let n = staller.read(&mut buf).unwrap_or(0);
+    assert_eq!(n, 0, "the stalled client is closed");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[test]
+fn connections_past_max_clients_are_told_and_closed() {
+    let node = TestNode::with(CacheConfig {
+        max_clients: 2,
+        ..config()
+    });
+    let mut a = client(&node);
+    let mut b = client(&node);
+    let _: () = redis::cmd("PING").query(&mut a).unwrap();
+    let _: () = redis::cmd("PING").query(&mut b).unwrap();
+    let (reply, closed) = raw_exchange(node.resp, b"", Duration::from_secs(5));
+    assert_eq!(reply, b"-ERR max number of clients reached\r\n");
+    assert!(closed);
+    drop(a);
+    // The slot frees once the server sees the close.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let (reply, _) = raw_exchange(node.resp, b"PING\r\n", Duration::from_millis(300));
+        if reply == b"+PONG\r\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot never freed: {reply:?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_password_is_required_when_configured() {
+    let node = TestNode::with(CacheConfig {
+        password: "s3cret".into(),
+        ..config()
+    });
+    let (reply, _) = raw_exchange(node.resp, b"GET k\r\n", Duration::from_millis(300));
+    assert_eq!(reply, b"-NOAUTH Authentication required.\r\n");
+    let mut con = redis::Client::open(format!("redis://:s3cret@{}/", node.resp))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    let wrong = redis::Client::open(format!("redis://:nope@{}/", node.resp))
+        .unwrap()
+        .get_connection();
+    assert!(wrong.is_err());
+}
+
+#[test]
+fn metrics_count_requests_and_shutdown_is_clean() {
+    let mut node = TestNode::start();
+    let mut con = client(&node);
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut con).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("k").query(&mut con).unwrap();
+    let _: Option<String> = redis::cmd("GET").arg("missing").query(&mut con).unwrap();
+    let (status, body) = node.admin_get("/metrics", None);
+    assert_eq!(status, 200);
+    assert!(
+        body.contains(
+            r#"larder_cache_requests_total{protocol="resp",command="get",result="ok"} 2"#
+        ),
+        "{body}"
+    );
+    assert!(body.contains("larder_cache_hits_total 1"), "{body}");
+    assert!(body.contains("larder_cache_misses_total 1"), "{body}");
+    assert!(body.contains("larder_cache_items 1"), "{body}");
+    assert!(
+        body.contains(r#"larder_cache_connections{protocol="resp"} 1"#),
+        "{body}"
+    );
+    assert_eq!(node.admin_get("/healthz", None).0, 200);
+    assert_eq!(node.admin_get("/readyz", None).0, 200);
+    assert_eq!(node.admin_get("/nope", None).0, 404);
+    assert_eq!(node.stop(), Ok(()));
+    assert!(
+        TcpStream::connect(node.resp).is_err(),
+        "listener closed after shutdown"
+    );
+}
+
+#[test]
+fn metrics_need_the_token_when_one_is_set() {
+    let node = TestNode::with(CacheConfig {
+        token: "t0k".into(),
+        ..config()
+    });
+    assert_eq!(node.admin_get("/metrics", None).0, 401);
+    assert_eq!(node.admin_get("/metrics", Some("wrong")).0, 401);
+    assert_eq!(node.admin_get("/metrics", Some("t0k")).0, 200);
+    assert_eq!(node.admin_get("/healthz", None).0, 200);
+}

@@ -1,0 +1,69 @@
+//! Running servers from the binary: the tokio runtime, logging, and one shutdown token that
+//! SIGINT and SIGTERM cancel.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use larder_cache::{CacheConfig, Listeners};
+use tokio_util::sync::CancellationToken;
+
+/// Starts logging to stderr; `RUST_LOG` picks the level (default `info`).
+pub(crate) fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
+}
+
+/// Builds the runtime every server command runs on.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM.
+pub(crate) fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        let interrupt = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut term) => tokio::select! {
+                    _ = interrupt => {},
+                    _ = term.recv() => {},
+                },
+                Err(_) => {
+                    let _ = interrupt.await;
+                }
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = interrupt.await;
+        cancel.cancel();
+    });
+    token
+}
+
+/// `larder cache`: runs one cache node until a signal stops it.
+pub(crate) fn cache(config: CacheConfig) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    runtime()?.block_on(async move {
+        let listeners = Listeners::bind(&config).await?;
+        let [resp, grpc, admin] = listeners.local_addrs()?;
+        println!("larder cache node");
+        println!("  redis protocol  redis://{resp}");
+        println!("  grpc            http://{grpc}  (larder.cache.v1.Cache)");
+        println!("  admin           http://{admin}/metrics  /healthz  /readyz");
+        let shutdown = shutdown_on_signals();
+        larder_cache::run(config, listeners, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
