@@ -479,6 +479,33 @@ impl Shard {
         self.next_version = next_version;
     }
 
+    /// Gives the shard a new policy and share of the capacity, keeping its entries: every
+    /// live entry enters the new policy (in slab order), then the shard evicts down to the new
+    /// share.
+    ///
+    /// # Errors
+    /// [`StoreError::AllPinned`] when the hook keeps the shard above its new share; it then
+    /// shrinks as pinned entries go.
+    pub(crate) fn rebuild<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        policy: Policy,
+        capacity: u64,
+    ) -> Result<(), StoreError> {
+        self.capacity = capacity;
+        self.policy = PolicyState::new(policy, self.weigher, capacity);
+        for idx in 0..self.slots.len() {
+            let slot = &mut self.slots[idx];
+            if !slot.is_occupied() {
+                continue;
+            }
+            slot.reset_policy();
+            let hash = ctx.hash(slot.key());
+            self.policy.on_insert(&mut self.slots, idx as u32, hash);
+        }
+        self.make_room(ctx, 0, NIL)
+    }
+
     /// Checks the shard's invariants; for tests.
     #[cfg(test)]
     pub(crate) fn check(&self) {

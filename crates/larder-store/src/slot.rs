@@ -90,6 +90,14 @@ impl Slot {
         self.klen = key.len() as u32;
     }
 
+    /// Forgets every policy's state (links, queue, frequency, marks), keeping the entry; for
+    /// handing the slot to a freshly built policy.
+    pub(crate) fn reset_policy(&mut self) {
+        self.prev = NIL;
+        self.next = NIL;
+        *self.meta.get_mut() &= OCCUPIED | HAS_TTL;
+    }
+
     /// Empties the slot and links it into the free list before `next`.
     pub(crate) fn release(&mut self, next: u32) {
         *self = Self::free(next);

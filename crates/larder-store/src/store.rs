@@ -4,7 +4,7 @@
 use std::hash::BuildHasher;
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::StoreError;
 use crate::clock::{Clock, Now, SystemClock};
@@ -31,8 +31,8 @@ pub struct Store<H = NoHook> {
     hasher: foldhash::fast::RandomState,
     hook: H,
     clock: Arc<dyn Clock>,
-    policy: Policy,
-    capacity: u64,
+    /// The policy and the bound, which `reconfigure` changes while the store is in use.
+    settings: Mutex<(Policy, u64)>,
     reads: ReadCounters,
 }
 
@@ -67,8 +67,7 @@ impl<H: EvictionHook> Store<H> {
             hasher: foldhash::fast::RandomState::default(),
             hook,
             clock: Arc::new(SystemClock),
-            policy: config.policy,
-            capacity: per_shard * count as u64,
+            settings: Mutex::new((config.policy, per_shard * count as u64)),
             reads: ReadCounters::default(),
         })
     }
@@ -81,7 +80,7 @@ impl<H: EvictionHook> Store<H> {
 
     /// The eviction policy in use.
     pub fn policy(&self) -> Policy {
-        self.policy
+        self.settings.lock().0
     }
 
     /// The number of shards.
@@ -349,8 +348,9 @@ impl<H: EvictionHook> Store<H> {
 
     /// Drops every entry.
     pub fn clear(&self) {
+        let settings = self.settings.lock();
         for shard in self.shards.iter() {
-            shard.0.write().clear(self.policy);
+            shard.0.write().clear(settings.0);
         }
     }
 
@@ -358,7 +358,7 @@ impl<H: EvictionHook> Store<H> {
     pub fn stats(&self) -> StoreStats {
         let (hits, misses) = self.reads.totals();
         let mut stats = StoreStats {
-            capacity: self.capacity,
+            capacity: self.settings.lock().1,
             hits,
             misses,
             ..StoreStats::default()
@@ -411,6 +411,8 @@ fn parse_i64(bytes: &[u8]) -> Option<i64> {
 #[path = "store_tests.rs"]
 mod tests;
 
+#[path = "reconfigure.rs"]
+mod reconfigure;
 #[path = "update.rs"]
 mod update;
 pub use update::Update;
