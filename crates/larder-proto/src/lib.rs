@@ -1,6 +1,10 @@
-//! Wire formats shared by every larder process.
-//!
-//! This crate will hold the RESP2/RESP3 frame codec (bytes → frame, with "not enough bytes yet"
-//! as a normal value), the Rust types generated from `proto/larder/cache/v1/cache.proto`, and the
-//! one `ErrorCode` table that maps each failure to a RESP error, a gRPC status and an HTTP
-//! problem type. It is filled in by the cache-node issue; nothing here does I/O.
+//! Wire formats shared by every larder process: the RESP2/RESP3 codec (bytes → frame, with "not
+//! enough bytes yet" as a normal value), the Rust types generated from
+//! `proto/larder/cache/v1/cache.proto`, and the one [`ErrorCode`] table that maps each failure to
+//! a RESP error, a gRPC status, an HTTP status and a problem type. Nothing here does I/O.
+
+mod error;
+pub mod grpc;
+pub mod resp;
+
+pub use error::ErrorCode;
