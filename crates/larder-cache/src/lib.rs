@@ -6,7 +6,7 @@
 //! that.
 
 mod admin;
-mod config;
+pub mod config;
 mod grpc;
 mod incoming;
 mod metrics;

@@ -1,5 +1,12 @@
 //! The gRPC contract over a real socket with the generated tonic client.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod support;
 
 use larder_cache::CacheConfig;
@@ -228,4 +235,81 @@ async fn the_token_is_required_when_configured() {
             .entry
             .is_none()
     );
+}
+
+#[tokio::test]
+async fn health_and_both_reflection_versions_answer() {
+    use tonic_health::pb::health_check_response::ServingStatus;
+    use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
+    use tonic_reflection::pb::{v1, v1alpha};
+
+    let node = TestNode::start();
+    let channel = Channel::from_shared(format!("http://{}", node.grpc))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut health = HealthClient::new(channel.clone());
+    let service = "larder.cache.v1.Cache".to_owned();
+    // The reporter is set from a task at start-up; give it a moment.
+    let mut status = ServingStatus::Unknown as i32;
+    for _ in 0..50 {
+        if let Ok(reply) = health
+            .check(HealthCheckRequest {
+                service: service.clone(),
+            })
+            .await
+        {
+            status = reply.into_inner().status;
+            if status == ServingStatus::Serving as i32 {
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, ServingStatus::Serving as i32);
+
+    let mut reflect = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());
+    let request = v1::ServerReflectionRequest {
+        message_request: Some(v1::server_reflection_request::MessageRequest::ListServices(
+            String::new(),
+        )),
+        ..Default::default()
+    };
+    let mut replies = reflect
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    let Some(v1::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        reply.message_response
+    else {
+        panic!("unexpected reflection reply");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    assert!(
+        names.contains(&"larder.cache.v1.Cache") && names.contains(&"grpc.health.v1.Health"),
+        "{names:?}"
+    );
+
+    let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
+    let request = v1alpha::ServerReflectionRequest {
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::FileContainingSymbol(
+                "larder.cache.v1.Cache".into(),
+            ),
+        ),
+        ..Default::default()
+    };
+    let mut replies = alpha
+        .server_reflection_info(tokio_stream::iter([request]))
+        .await
+        .unwrap()
+        .into_inner();
+    let reply = replies.message().await.unwrap().unwrap();
+    assert!(matches!(
+        reply.message_response,
+        Some(v1alpha::server_reflection_response::MessageResponse::FileDescriptorResponse(_))
+    ));
 }

@@ -1,6 +1,13 @@
 //! The Redis protocol over real sockets, with the `redis` crate as the client and raw bytes
 //! for what a well-behaved client would never send.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
 mod support;
 
 use std::io::{Read, Write};

@@ -211,5 +211,5 @@ impl Conn<'_> {
 /// keeps the buffer), so argument lists need no allocation per request.
 fn recycle<'b>(mut v: Vec<&[u8]>) -> Vec<&'b [u8]> {
     v.clear();
-    v.into_iter().filter_map(|_| None).collect()
+    v.into_iter().map(|_| &[][..]).collect()
 }

@@ -129,10 +129,6 @@ impl Ctx<'_> {
         encode::set(self.out, self.session.protocol, len);
     }
 
-    pub(crate) fn double(&mut self, value: f64) {
-        encode::double(self.out, self.session.protocol, value);
-    }
-
     pub(crate) fn verbatim(&mut self, text: &[u8]) {
         encode::verbatim(self.out, self.session.protocol, b"txt", text);
     }
@@ -171,31 +167,6 @@ pub(crate) fn parse_u64(arg: &[u8]) -> Result<u64, CmdError> {
         .ok_or_else(CmdError::not_integer)
 }
 
-/// Parses a finite float argument as Redis does (`inf` is refused for arithmetic).
-pub(crate) fn parse_f64(arg: &[u8]) -> Result<f64, CmdError> {
-    std::str::from_utf8(arg)
-        .ok()
-        .filter(|s| !s.is_empty() && !s.starts_with(char::is_whitespace))
-        .and_then(|s| s.parse::<f64>().ok())
-        .filter(|v| !v.is_nan())
-        .ok_or_else(CmdError::not_float)
-}
-
-/// Formats a float the way Redis replies to `INCRBYFLOAT`: shortest round-trip form, no
-/// exponent, no trailing `.0`.
-pub(crate) fn format_float(value: f64) -> String {
-    if value.fract() == 0.0 && value.abs() < 1e17 {
-        return format!("{}", value as i64);
-    }
-    let text = format!("{value}");
-    if text.contains('e') {
-        let fixed = format!("{value:.17}");
-        fixed.trim_end_matches('0').trim_end_matches('.').to_owned()
-    } else {
-        text
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,17 +193,6 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
-    }
-
-    #[test]
-    fn floats_format_like_redis() {
-        assert_eq!(format_float(10.5), "10.5");
-        assert_eq!(format_float(3.0), "3");
-        assert_eq!(format_float(-0.1), "-0.1");
-        assert_eq!(format_float(5.0e3), "5000");
-        assert!(parse_f64(b"nan").is_err());
-        assert!(parse_f64(b"abc").is_err());
-        assert_eq!(parse_f64(b"1e3").ok(), Some(1000.0));
     }
 
     #[test]

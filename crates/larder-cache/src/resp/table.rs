@@ -101,8 +101,11 @@ pub(crate) static COMMANDS: LazyLock<Vec<Command>> = LazyLock::new(|| {
 /// The longest command name the lookup indexes.
 const MAX_NAME: usize = 24;
 
+/// A command's name and its index in [`COMMANDS`].
+type Named = (&'static [u8], usize);
+
 /// Command indexes by name length, for lookup without hashing or allocating.
-static BY_LEN: LazyLock<Vec<Vec<(&'static [u8], usize)>>> = LazyLock::new(|| {
+static BY_LEN: LazyLock<Vec<Vec<Named>>> = LazyLock::new(|| {
     let mut by_len = vec![Vec::new(); MAX_NAME + 1];
     for (index, spec) in COMMANDS.iter().enumerate() {
         by_len[spec.name.len()].push((spec.name.as_bytes(), index));

@@ -1,7 +1,7 @@
 //! Starts a real cache node on loopback ports chosen by the system, on its own runtime thread,
 //! and stops it when dropped.
 
-#![allow(dead_code)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

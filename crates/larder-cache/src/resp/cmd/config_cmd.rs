@@ -1,11 +1,12 @@
 //! CONFIG: the parameters Redis clients read (`maxmemory`, `maxmemory-policy`, `save`,
 //! `appendonly`, …) with their live values, and Redis's glob matching for `CONFIG GET`.
 //!
-//! larder's store cannot yet be resized or switch policy while it runs, so `CONFIG SET`
-//! accepts a parameter only when the value is the one in effect (clients and test suites
-//! often send `CONFIG SET save ""` or re-assert the memory bound) and otherwise refuses with
-//! Redis's `CONFIG SET failed` error, naming what to change instead. Nothing is changed, so
-//! a refused `CONFIG SET` with several parameters leaves all of them as they were.
+//! `CONFIG SET` changes `maxmemory` and `maxmemory-policy` while the node runs (the store
+//! rebuilds one shard at a time and evicts down to a smaller bound at once). Other parameters
+//! are accepted only at the value in effect (clients and test suites often send
+//! `CONFIG SET save ""`); anything else is refused with Redis's `CONFIG SET failed` error,
+//! naming what to change instead. Every pair is checked before anything changes, so a refused
+//! `CONFIG SET` with several parameters leaves all of them as they were.
 
 use larder_proto::ErrorCode;
 use larder_store::Policy;
@@ -148,11 +149,29 @@ fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         }
         pairs.push((param, name, pair[1]));
     }
+    let (mut policy, mut memory) = (ctx.node.store.policy(), ctx.node.store.stats().capacity);
+    let mut changed = false;
     for (param, name, value) in &pairs {
-        check_unchanged(ctx, param, name, value)?;
+        match check(ctx, param, name, value)? {
+            Some(Change::Memory(bytes)) => (memory, changed) = (bytes, true),
+            Some(Change::Policy(to)) => (policy, changed) = (to, true),
+            None => {}
+        }
+    }
+    if changed {
+        ctx.node
+            .store
+            .reconfigure(policy, memory)
+            .map_err(|e| failed("maxmemory", &e.to_string()))?;
     }
     ctx.ok();
     Ok(())
+}
+
+/// A setting `CONFIG SET` changes while the node runs.
+enum Change {
+    Memory(u64),
+    Policy(Policy),
 }
 
 /// The policies `CONFIG SET maxmemory-policy` understands, in Redis's error wording.
@@ -168,36 +187,36 @@ fn parse_policy(name: &str) -> Option<Policy> {
     }
 }
 
-/// Accepts a valid value equal to the one in effect; refuses anything else, saying why.
-fn check_unchanged(ctx: &Ctx<'_>, param: &str, name: &str, value: &[u8]) -> CmdResult {
+/// What setting `param` to `value` would change; a value that cannot change is accepted only
+/// if it is the one in effect.
+fn check(ctx: &Ctx<'_>, param: &str, name: &str, value: &[u8]) -> Result<Option<Change>, CmdError> {
     let text = String::from_utf8_lossy(value);
-    let unchanged = match param {
+    match param {
         "maxmemory" => {
             let bytes =
                 parse_bytes(&text).map_err(|_| failed(name, "argument must be a memory value"))?;
-            // The store rounds the bound down to a multiple of its shard count.
-            bytes == ctx.node.store.stats().capacity
-                || ctx.node.config.max_memory_bytes().ok() == Some(bytes)
+            if bytes == 0 {
+                return Err(failed(
+                    name,
+                    "larder needs a memory bound; 0 (unlimited) is not one",
+                ));
+            }
+            return Ok(Some(Change::Memory(bytes)));
         }
         "maxmemory-policy" => {
             let policy = parse_policy(&text).ok_or_else(|| failed(name, POLICY_CHOICES))?;
-            policy == ctx.node.store.policy()
+            return Ok(Some(Change::Policy(policy)));
         }
+        _ => {}
+    }
+    let unchanged = match param {
         "appendonly" => text.eq_ignore_ascii_case("no"),
         _ => text == current(ctx, param),
     };
     if unchanged {
-        return Ok(());
+        return Ok(None);
     }
     let why = match param {
-        "maxmemory" => {
-            "larder cannot resize the store while it runs; change max_memory in the node's \
-             configuration and restart"
-        }
-        "maxmemory-policy" => {
-            "larder cannot switch the eviction policy while it runs; change policy in the \
-             node's configuration and restart"
-        }
         "save" | "appendonly" => "larder keeps no data on disk",
         "databases" => "larder has only database 0",
         _ => {
@@ -219,73 +238,10 @@ fn rewrite(_ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
     ))
 }
 
-/// Redis's glob matching, case-insensitive: `*`, `?`, `[abc]`, `[^a-z]` and `\` escapes.
-/// Iterative, backtracking only to the last `*`, so no pattern can make it recurse deeply or
-/// take more than `pattern × text` steps.
+/// Redis's glob matching, case-insensitive as `CONFIG GET` and `COMMAND LIST` need (every
+/// parameter and command name is lower-case).
 pub(super) fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
-    let (mut p, mut t) = (0, 0);
-    // Where to resume after the last `*`: the pattern after it and the text it stopped at.
-    let mut star: Option<(usize, usize)> = None;
-    while t < text.len() {
-        if pattern.get(p) == Some(&b'*') {
-            p += 1;
-            star = Some((p, t));
-        } else if let Some(next) = match_one(pattern, p, text[t]) {
-            p = next;
-            t += 1;
-        } else if let Some((after_star, from)) = star {
-            p = after_star;
-            t = from + 1;
-            star = Some((after_star, t));
-        } else {
-            return false;
-        }
-    }
-    pattern[p.min(pattern.len())..].iter().all(|&c| c == b'*')
-}
-
-/// If the pattern element at `p` matches byte `c`, the position after that element.
-fn match_one(pattern: &[u8], p: usize, c: u8) -> Option<usize> {
-    let first = *pattern.get(p)?;
-    match first {
-        b'?' => Some(p + 1),
-        b'[' => match_class(pattern, p + 1, c),
-        b'\\' if p + 1 < pattern.len() => pattern[p + 1].eq_ignore_ascii_case(&c).then_some(p + 2),
-        _ => first.eq_ignore_ascii_case(&c).then_some(p + 1),
-    }
-}
-
-/// Matches `c` against the class starting at `p` (just after `[`); returns the position after
-/// the closing `]` (or the pattern's end, for a class left open).
-fn match_class(pattern: &[u8], mut p: usize, c: u8) -> Option<usize> {
-    let negate = pattern.get(p) == Some(&b'^');
-    if negate {
-        p += 1;
-    }
-    let c = c.to_ascii_lowercase();
-    let mut matched = false;
-    while let Some(&at) = pattern.get(p) {
-        match (at, pattern.get(p + 1), pattern.get(p + 2)) {
-            (b']', _, _) => {
-                p += 1;
-                break;
-            }
-            (b'\\', Some(&escaped), _) => {
-                matched |= escaped.to_ascii_lowercase() == c;
-                p += 2;
-            }
-            (low, Some(b'-'), Some(&high)) if high != b']' => {
-                let (low, high) = (low.to_ascii_lowercase(), high.to_ascii_lowercase());
-                matched |= (low.min(high)..=low.max(high)).contains(&c);
-                p += 3;
-            }
-            (single, _, _) => {
-                matched |= single.to_ascii_lowercase() == c;
-                p += 1;
-            }
-        }
-    }
-    (matched != negate).then_some(p)
+    crate::resp::cmd::glob::matches(&pattern.to_ascii_lowercase(), text)
 }
 
 #[cfg(test)]
@@ -311,8 +267,6 @@ mod tests {
             ("[mn]ax*", "maxclients", true),
             ("a\\*b", "a*b", true),
             ("a\\*b", "axb", false),
-            ("**", "", true),
-            ("", "", true),
             ("", "x", false),
             ("[", "x", false),
             ("x[", "x", false),
@@ -374,7 +328,7 @@ mod tests {
     }
 
     #[test]
-    fn config_set_accepts_only_values_in_effect() {
+    fn config_set_changes_memory_and_policy_and_refuses_the_rest() {
         let mut h = Harness::with_config(CacheConfig {
             max_memory: "16mb".into(),
             policy: "lru".into(),
@@ -389,25 +343,34 @@ mod tests {
             ("CONFIG SET maxmemory-policy allkeys-lru", "+OK\r\n"),
             ("CONFIG SET MAXMEMORY-POLICY LRU", "+OK\r\n"),
             ("CONFIG SET appendonly no timeout 0 databases 1", "+OK\r\n"),
+            ("CONFIG SET maxmemory 32mb", "+OK\r\n"),
             (
-                "CONFIG SET maxmemory 32mb",
+                "CONFIG GET maxmemory",
+                "*2\r\n$9\r\nmaxmemory\r\n$8\r\n33554432\r\n",
+            ),
+            (
+                "CONFIG SET maxmemory 0",
                 &failed(
                     "maxmemory",
-                    "larder cannot resize the store while it runs; change max_memory in the \
-                     node's configuration and restart",
+                    "larder needs a memory bound; 0 (unlimited) is not one",
                 ),
             ),
             (
                 "CONFIG SET maxmemory lots",
                 &failed("maxmemory", "argument must be a memory value"),
             ),
+            ("CONFIG SET maxmemory-policy allkeys-lfu", "+OK\r\n"),
             (
-                "CONFIG SET maxmemory-policy allkeys-lfu",
-                &failed(
-                    "maxmemory-policy",
-                    "larder cannot switch the eviction policy while it runs; change policy in \
-                     the node's configuration and restart",
-                ),
+                "CONFIG GET maxmemory-policy",
+                "*2\r\n$16\r\nmaxmemory-policy\r\n$7\r\ntinylfu\r\n",
+            ),
+            (
+                "CONFIG SET maxmemory-policy sieve maxmemory 8mb appendonly yes",
+                &failed("appendonly", "larder keeps no data on disk"),
+            ),
+            (
+                "CONFIG GET maxmemory-policy",
+                "*2\r\n$16\r\nmaxmemory-policy\r\n$7\r\ntinylfu\r\n",
             ),
             (
                 "CONFIG SET maxmemory-policy volatile-ttl",

@@ -16,7 +16,7 @@ enum Token {
 }
 
 /// Whether `text` matches `pattern`.
-pub(super) fn matches(pattern: &[u8], text: &[u8]) -> bool {
+pub(crate) fn matches(pattern: &[u8], text: &[u8]) -> bool {
     if text.is_empty() {
         return pattern.is_empty();
     }

@@ -1,14 +1,12 @@
 //! Keyspace commands: DEL UNLINK EXISTS TYPE KEYS SCAN RANDOMKEY DBSIZE FLUSHALL FLUSHDB.
 //! Every value is a string, so `TYPE` and `SCAN … TYPE` know only `string` and `none`.
 
-#[path = "glob.rs"]
-mod glob;
-
 use std::hash::{BuildHasher, RandomState};
 
 use larder_proto::ErrorCode;
 use larder_store::Store;
 
+use super::glob;
 use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64, parse_u64};
 use crate::resp::table::{CommandSpec, spec};
 

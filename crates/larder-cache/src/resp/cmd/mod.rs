@@ -4,6 +4,7 @@
 pub(crate) mod connection;
 pub(crate) mod counter;
 pub(crate) mod expiry;
+pub(crate) mod glob;
 pub(crate) mod keyspace;
 pub(crate) mod server;
 pub(crate) mod string;

@@ -298,9 +298,12 @@ fn mget(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
+/// A key and its value.
+type Pair<'a> = (&'a [u8], &'a [u8]);
+
 /// The key/value pairs of `MSET`-like commands.
-fn pairs<'a>(argv: &[&'a [u8]], name: &str) -> Result<Vec<(&'a [u8], &'a [u8])>, CmdError> {
-    if argv.len() % 2 == 0 {
+fn pairs<'a>(argv: &[&'a [u8]], name: &str) -> Result<Vec<Pair<'a>>, CmdError> {
+    if argv.len().is_multiple_of(2) {
         return Err(CmdError::arity(name));
     }
     Ok(argv[1..].chunks_exact(2).map(|kv| (kv[0], kv[1])).collect())

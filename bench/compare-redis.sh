@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Runs redis-server and `larder cache` one at a time, each pinned to core 0, under the same
+# redis-benchmark load pinned to core 1 (50 clients, 100k keys, 32-byte values, SET then GET, at
+# -P 1 and -P 16), and prints for each: ops/s, server CPU time per operation (user+sys from
+# /proc/PID/stat over the run, divided by requests) and the larder/redis ratios.
+# Usage: bench/compare-redis.sh [REQUESTS_P16] [REQUESTS_P1]   (defaults 2000000 and 300000)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n16="${1:-2000000}"
+n1="${2:-300000}"
+port_redis=16379
+port_larder=16380
+
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+  apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+cargo build --release --quiet -p larder
+larder=target/release/larder
+hz=$(getconf CLK_TCK)
+out=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT
+
+cpu_ticks() { # utime + stime of a process, in clock ticks (fields 14 and 15 after the comm)
+  awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"
+}
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    redis-cli -p "$1" PING >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "server on port $1 did not come up" >&2
+  return 1
+}
+
+run_one() { # name pid port test pipeline requests
+  local name=$1 pid=$2 port=$3 test=$4 pipe=$5 n=$6
+  local before after rps
+  before=$(cpu_ticks "$pid")
+  rps=$(taskset -c 1 redis-benchmark -p "$port" -c 50 -n "$n" -r 100000 -d 32 -t "$test" -P "$pipe" -q \
+        | tr '\r' '\n' | grep -i "^$test:" | tail -1 | awk '{print $2}')
+  after=$(cpu_ticks "$pid")
+  echo "$name $test $pipe $n $rps $((after - before))" >> "$out/results"
+}
+
+bench_server() { # name pid port
+  local name=$1 pid=$2 port=$3
+  wait_port "$port"
+  for pipe in 16 1; do
+    local n=$n16; [ "$pipe" = 1 ] && n=$n1
+    run_one "$name" "$pid" "$port" set "$pipe" "$n"
+    run_one "$name" "$pid" "$port" get "$pipe" "$n"
+  done
+}
+
+taskset -c 0 redis-server --port "$port_redis" --save '' --appendonly no --daemonize no \
+  --loglevel warning >/dev/null &
+pid=$!
+bench_server redis "$pid" "$port_redis"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+
+taskset -c 0 "$larder" cache --resp-addr "127.0.0.1:$port_larder" --grpc-addr 127.0.0.1:0 \
+  --admin-addr 127.0.0.1:0 --max-memory 1gb >/dev/null 2>&1 &
+pid=$!
+bench_server larder "$pid" "$port_larder"
+kill "$pid"; wait "$pid" 2>/dev/null || true
+
+echo "date: $(date -u +%F)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+echo "redis: $(redis-server --version | awk '{print $3}')  larder: $($larder --version)"
+python3 - "$out/results" "$hz" <<'PY'
+import sys
+rows = [l.split() for l in open(sys.argv[1])]
+hz = float(sys.argv[2])
+res = {}
+print(f"{'server':8} {'test':4} {'-P':>3} {'requests':>9} {'ops/s':>12} {'cpu µs/op':>10}")
+for name, test, pipe, n, rps, ticks in rows:
+    us = float(ticks) / hz / int(n) * 1e6
+    res[(name, test, pipe)] = (float(rps), us)
+    print(f"{name:8} {test:4} {pipe:>3} {n:>9} {float(rps):>12.0f} {us:>10.3f}")
+print()
+for test in ("set", "get"):
+    for pipe in ("16", "1"):
+        r, l = res.get(("redis", test, pipe)), res.get(("larder", test, pipe))
+        if r and l:
+            print(f"{test.upper()} -P {pipe}: larder CPU/op = {l[1]/r[1]:.2f}x redis's "
+                  f"(redis/larder = {r[1]/l[1]:.2f}); ops/s larder/redis = {l[0]/r[0]:.2f}")
+PY
