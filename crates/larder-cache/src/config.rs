@@ -117,7 +117,9 @@ pub enum ConfigError {
     /// A listener beyond loopback without authentication (as Redis's protected mode).
     #[error(
         "refusing to listen on {value} ({field}) without authentication: anyone who can reach \
-         that address could read and change the cache. Set {fix}, or listen on 127.0.0.1"
+         that address could read and change the cache. Set {fix} in the [cache] configuration \
+         (or the LARDER_CACHE_{upper} environment variable), or listen on 127.0.0.1",
+        upper = fix.to_uppercase()
     )]
     Unprotected {
         /// The setting.
