@@ -146,8 +146,31 @@ impl Shard {
 
     /// Reads a live entry without counting it or touching the policy.
     pub(crate) fn peek(&mut self, hash: u64, key: &[u8], now: &mut Now<'_>) -> Option<Item> {
-        let idx = self.find_live(hash, key, now)?;
-        Some(entry_ref(&self.slots[idx as usize]).to_item())
+        self.peek_with(hash, key, now, |entry| entry.to_item())
+    }
+
+    /// Reads a live entry through `read`, without copying, counting it or touching the policy.
+    pub(crate) fn peek_with<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+        read: impl FnOnce(EntryRef<'_>) -> R,
+    ) -> Option<R> {
+        self.read_with(hash, key, now, |entry| entry.map(read))
+    }
+
+    /// Calls `read` with the live entry under `key`, or `None`; without copying, counting or
+    /// touching the policy.
+    pub(crate) fn read_with<R>(
+        &mut self,
+        hash: u64,
+        key: &[u8],
+        now: &mut Now<'_>,
+        read: impl FnOnce(Option<EntryRef<'_>>) -> R,
+    ) -> R {
+        let idx = self.find_live(hash, key, now);
+        read(idx.map(|idx| entry_ref(&self.slots[idx as usize])))
     }
 
     /// The accounted weight of an entry, if it could fit in this shard at all.

@@ -161,7 +161,14 @@ impl<H: EvictionHook> Store<H> {
 
     /// Whether `key` holds a live entry; neither a hit nor a miss, and not an access.
     pub fn contains(&self, key: &[u8]) -> bool {
-        self.peek(key).is_some()
+        self.peek_with(key, |_| ()).is_some()
+    }
+
+    /// Reads the live entry under `key` through `read` without copying it; counts as neither
+    /// a hit nor an access.
+    pub fn peek_with<R>(&self, key: &[u8], read: impl FnOnce(EntryRef<'_>) -> R) -> Option<R> {
+        let (hash, shard) = self.route(key);
+        shard.write().peek_with(hash, key, &mut self.now(), read)
     }
 
     /// A copy of the live entry under `key` that counts as neither a hit nor an access.
@@ -214,8 +221,8 @@ impl<H: EvictionHook> Store<H> {
         let mut shard = shard.write();
         let mut now = self.now();
         let had_ttl = shard
-            .peek(hash, key, &mut now)
-            .is_some_and(|item| item.expires_at.is_some());
+            .peek_with(hash, key, &mut now, |entry| entry.expires_at.is_some())
+            .unwrap_or(false);
         // Dropping the expiry shrinks the entry, so it needs no room and cannot fail.
         had_ttl
             && shard
@@ -227,15 +234,13 @@ impl<H: EvictionHook> Store<H> {
     pub fn ttl(&self, key: &[u8]) -> TtlState {
         let (hash, shard) = self.route(key);
         let mut now = self.now();
-        match shard.write().peek(hash, key, &mut now) {
+        match shard
+            .write()
+            .peek_with(hash, key, &mut now, |e| e.expires_at)
+        {
             None => TtlState::Missing,
-            Some(Item {
-                expires_at: None, ..
-            }) => TtlState::Persistent,
-            Some(Item {
-                expires_at: Some(at),
-                ..
-            }) => TtlState::ExpiresIn(at.saturating_sub(now.get())),
+            Some(None) => TtlState::Persistent,
+            Some(Some(at)) => TtlState::ExpiresIn(at.saturating_sub(now.get())),
         }
     }
 
@@ -248,8 +253,8 @@ impl<H: EvictionHook> Store<H> {
         let (hash, shard) = self.route(key);
         let mut shard = shard.write();
         let mut now = self.now();
-        let current = match shard.peek(hash, key, &mut now) {
-            Some(item) => parse_i64(&item.value).ok_or(StoreError::NotAnInteger)?,
+        let current = match shard.peek_with(hash, key, &mut now, |e| parse_i64(e.value)) {
+            Some(parsed) => parsed.ok_or(StoreError::NotAnInteger)?,
             None => 0,
         };
         let next = current.checked_add(delta).ok_or(StoreError::Overflow)?;
@@ -282,7 +287,7 @@ impl<H: EvictionHook> Store<H> {
         let (hash, shard) = self.route(key);
         let mut shard = shard.write();
         let mut now = self.now();
-        match shard.peek(hash, key, &mut now).map(|item| item.version) {
+        match shard.peek_with(hash, key, &mut now, |e| e.version) {
             Some(version) if version == expected => {
                 let opts = SetOptions {
                     mode: SetMode::IfPresent,

@@ -42,12 +42,7 @@ impl<H: EvictionHook> Store<H> {
         let (hash, shard) = self.route(key);
         let mut shard = shard.write();
         let mut now = self.now();
-        let current = shard.peek(hash, key, &mut now);
-        let (update, answer) = decide(current.as_ref().map(|item| EntryRef {
-            value: &item.value,
-            version: item.version,
-            expires_at: item.expires_at,
-        }));
+        let (update, answer) = shard.read_with(hash, key, &mut now, decide);
         let ctx = self.ctx();
         match update {
             Update::Keep => {}
