@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{ArgAction, Args, Parser, Subcommand};
 
 /// Larder: a private API stack — cache nodes, a JSON:API gateway, one binary.
 #[derive(Debug, Parser)]
@@ -76,6 +76,10 @@ pub(crate) struct ApiArgs {
 pub(crate) enum BenchCommand {
     /// Replay a key trace through the store and report hit ratios.
     Trace(TraceArgs),
+    /// Load a cache node over the Redis protocol and report throughput and latency.
+    Resp(RespBenchArgs),
+    /// Load a cache node over gRPC and report throughput and latency.
+    Grpc(GrpcBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -92,4 +96,98 @@ pub(crate) struct TraceArgs {
     /// Runs replayed at once (default: the number of cores).
     #[arg(long)]
     pub(crate) jobs: Option<usize>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct RespBenchArgs {
+    /// Redis-protocol address of the cache node.
+    #[arg(long, default_value = "127.0.0.1:6380", value_name = "HOST:PORT")]
+    pub(crate) addr: String,
+    /// TCP connections.
+    #[arg(long, default_value_t = 50)]
+    pub(crate) connections: usize,
+    /// Requests in flight per connection, written together in one batch.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) pipeline: usize,
+    /// Password sent with `AUTH` on every connection.
+    #[arg(long)]
+    pub(crate) password: Option<String>,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct GrpcBenchArgs {
+    /// gRPC address of the cache node (`host:port` or `http://host:port`).
+    #[arg(long, default_value = "127.0.0.1:7070", value_name = "HOST:PORT")]
+    pub(crate) addr: String,
+    /// HTTP/2 connections.
+    #[arg(long, default_value_t = 4)]
+    pub(crate) connections: usize,
+    /// Calls in flight per connection.
+    #[arg(long, default_value_t = 16)]
+    pub(crate) concurrency: usize,
+    /// Bearer token sent with every call.
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// Keys per read: above 1, reads are `GetMany` calls of this many keys (ops count keys).
+    #[arg(long, default_value_t = 1)]
+    pub(crate) batch: usize,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
+/// The workload and measurement options both load generators share.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct LoadArgs {
+    /// Distinct keys, named `key:0…` with a fixed width and chosen uniformly at random.
+    #[arg(long, default_value_t = 100_000)]
+    pub(crate) keys: u64,
+    /// Bytes per value written.
+    #[arg(long, default_value_t = 32, value_name = "BYTES")]
+    pub(crate) value_size: usize,
+    /// Fraction of requests that are reads (0.0–1.0); the rest are sets.
+    #[arg(long, default_value_t = 0.9, value_parser = fraction)]
+    pub(crate) read_ratio: f64,
+    /// Seconds measured.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds, value_name = "SECONDS")]
+    pub(crate) duration: f64,
+    /// Seconds of load before the measurement starts.
+    #[arg(long, default_value_t = 1.0, value_parser = seconds, value_name = "SECONDS")]
+    pub(crate) warmup: f64,
+    /// Requests per second in total: an open-loop run whose latencies count from each
+    /// request's scheduled send time. Without it, each connection sends as fast as replies come.
+    #[arg(long, value_parser = positive, value_name = "OPS/S")]
+    pub(crate) rate: Option<f64>,
+    /// Write every key once before the run (`--prefill false` to skip).
+    #[arg(long, default_value_t = true, action = ArgAction::Set, num_args = 0..=1,
+          default_missing_value = "true", value_name = "BOOL")]
+    pub(crate) prefill: bool,
+    /// Runtime worker threads of the load generator.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) threads: usize,
+    /// The server's process id: report its CPU time per operation over the measured window.
+    #[arg(long, value_name = "PID")]
+    pub(crate) server_pid: Option<u32>,
+}
+
+fn fraction(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if (0.0..=1.0).contains(&value) => Ok(value),
+        _ => Err(format!("{text:?} is not a number from 0.0 to 1.0")),
+    }
+}
+
+fn seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value >= 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a number of seconds")),
+    }
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(value) if value.is_finite() && value > 0.0 => Ok(value),
+        _ => Err(format!("{text:?} is not a positive number")),
+    }
 }

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod loadgen;
 mod serve;
 mod trace;
 
@@ -39,6 +40,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             trace::run(&args)?;
             Ok(ExitCode::SUCCESS)
         }
+        Some(Command::Bench {
+            what: BenchCommand::Resp(args),
+        }) => loadgen::resp(&args),
+        Some(Command::Bench {
+            what: BenchCommand::Grpc(args),
+        }) => loadgen::grpc(&args),
         Some(Command::Up(_)) => not_yet("`larder up` (cache node + gateway)", "the gateway issue"),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => not_yet("`larder api` (the gateway)", "the gateway issue"),
@@ -52,7 +59,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Servers that later issues build: say so plainly instead of pretending to run.
 fn not_yet(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
-        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace`, `larder --print-config`."
+        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace|resp|grpc`, `larder --print-config`."
     );
     Ok(ExitCode::from(2))
 }

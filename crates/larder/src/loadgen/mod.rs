@@ -1,0 +1,307 @@
+//! `larder bench resp` and `larder bench grpc`: load generators for a cache node.
+//!
+//! Each RESP connection, and each gRPC call slot, runs its own loop and keeps its own
+//! [`report::Recorder`]; the recorders are merged when the run ends, so the hot path shares
+//! nothing but one relaxed counter for the progress display.
+//!
+//! Without `--rate` the run is closed-loop: a connection sends its next batch as soon as the
+//! previous one is answered. With `--rate` it is open-loop: request `n` of connection `c` is due
+//! at a fixed time ([`Schedule`]) whether or not the server keeps up, and its latency counts from
+//! that time, so a stalled server shows up as latency instead of as fewer requests.
+//!
+//! Only replies that arrive inside the measured window (after `--warmup`, for `--duration`)
+//! count; the server's CPU time is sampled from `/proc` at the window's edges.
+
+mod cpu;
+mod grpc;
+mod keys;
+mod report;
+mod resp;
+mod resp_wire;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context, ensure};
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::cli::{GrpcBenchArgs, LoadArgs, RespBenchArgs};
+use cpu::{CpuUse, CpuWatch};
+use report::{Progress, Recorder, Summary};
+
+/// `larder bench resp`: runs the load, prints the summary.
+///
+/// # Errors
+/// When the server cannot be reached or the options cannot work.
+pub(crate) fn resp(args: &RespBenchArgs) -> anyhow::Result<ExitCode> {
+    let summary =
+        runtime(args.load.threads)?.block_on(resp::bench(args, Progress::for_stderr()))?;
+    Ok(finish(&summary))
+}
+
+/// `larder bench grpc`: runs the load, prints the summary.
+///
+/// # Errors
+/// When the server cannot be reached or the options cannot work.
+pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
+    let summary =
+        runtime(args.load.threads)?.block_on(grpc::bench(args, Progress::for_stderr()))?;
+    Ok(finish(&summary))
+}
+
+fn finish(summary: &Summary) -> ExitCode {
+    println!("{summary}");
+    if summary.ops == 0 {
+        eprintln!("larder: no request succeeded in the measured window");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// One thread runs a current-thread runtime: no work stealing, no cross-thread wake-ups.
+fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+    let mut builder = if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        builder.worker_threads(threads);
+        builder
+    };
+    builder
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+}
+
+/// Refuses option values that cannot make a run.
+fn check(load: &LoadArgs, connections: usize, depth: usize) -> anyhow::Result<()> {
+    ensure!(connections > 0, "--connections must be at least 1");
+    ensure!(
+        depth > 0,
+        "requests in flight per connection must be at least 1"
+    );
+    ensure!(load.keys > 0, "--keys must be at least 1");
+    ensure!(load.threads > 0, "--threads must be at least 1");
+    ensure!(
+        load.duration > 0.0,
+        "--duration must be more than 0 seconds"
+    );
+    Ok(())
+}
+
+/// The workload part of a run's title.
+fn describe(load: &LoadArgs) -> String {
+    let pacing = match load.rate {
+        Some(rate) => format!("open loop at {rate:.0} requests/s"),
+        None => "closed loop".to_owned(),
+    };
+    format!(
+        "{pacing}, {} keys, {}-byte values, {:.0}% reads, {} s after {} s warmup",
+        load.keys,
+        load.value_size,
+        load.read_ratio * 100.0,
+        load.duration,
+        load.warmup
+    )
+}
+
+/// The phases of a run: warmup from `origin`, measurement from `measure_from` to `end`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Window {
+    pub(crate) origin: Instant,
+    pub(crate) measure_from: Instant,
+    pub(crate) end: Instant,
+}
+
+impl Window {
+    pub(crate) fn new(origin: Instant, warmup: f64, duration: f64) -> Self {
+        let measure_from = origin + Duration::from_secs_f64(warmup);
+        Self {
+            origin,
+            measure_from,
+            end: measure_from + Duration::from_secs_f64(duration),
+        }
+    }
+
+    /// Whether a reply arriving at `at` is counted.
+    pub(crate) fn measures(&self, at: Instant) -> bool {
+        self.measure_from <= at && at < self.end
+    }
+
+    pub(crate) fn measured(&self) -> Duration {
+        self.end.duration_since(self.measure_from)
+    }
+}
+
+/// When the requests of one lane (a connection) of an open-loop run are due.
+///
+/// The total rate is split evenly over the lanes and the lanes are staggered, so that together
+/// they send one request every `1 / rate` seconds: lane `c`'s request `n` is due at
+/// `(n × lanes + c) / rate` seconds after the origin.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Schedule {
+    origin: Instant,
+    lane: u64,
+    lanes: u64,
+    rate: f64,
+}
+
+impl Schedule {
+    pub(crate) fn new(origin: Instant, rate: f64, lane: usize, lanes: usize) -> Self {
+        Self {
+            origin,
+            lane: lane as u64,
+            lanes: lanes.max(1) as u64,
+            rate,
+        }
+    }
+
+    /// The intended send time of this lane's request number `ticket`.
+    pub(crate) fn at(&self, ticket: u64) -> Instant {
+        self.origin + offset(ticket, self.lane, self.lanes, self.rate)
+    }
+}
+
+/// How early an open-loop request may leave. tokio's timer rounds deadlines up to its
+/// millisecond ticks and the wake-up itself lags, so a sleep until the exact time returns about
+/// a millisecond late (up to two), which would count as latency. Instead a lane wakes this much
+/// early and sends what is due by then: requests leave in millisecond groups, and an early one
+/// counts its latency from when it actually left.
+const TIMER_SLACK: Duration = Duration::from_millis(2);
+
+/// When to wake for a request due at `due`.
+fn wake_at(due: Instant) -> Instant {
+    due.checked_sub(TIMER_SLACK).unwrap_or(due)
+}
+
+/// Whether a request due at `due` may leave at `now`.
+fn may_leave(due: Instant, now: Instant) -> bool {
+    due <= now + TIMER_SLACK
+}
+
+/// Where the latency of a request due at `due` and sent at `sent` counts from: the scheduled
+/// time, so that a late send (a full pipeline, a stalled server) counts as latency, or the
+/// actual send if that was earlier, so that leaving early never hides service time.
+fn counted_from(due: Instant, sent: Instant) -> Instant {
+    due.min(sent)
+}
+
+/// Time from the origin to lane `lane`'s request `ticket` (see [`Schedule`]).
+fn offset(ticket: u64, lane: u64, lanes: u64, rate: f64) -> Duration {
+    let slot = ticket as f64 * lanes as f64 + lane as f64;
+    Duration::from_secs_f64(slot / rate)
+}
+
+/// Starts the lanes `spawn` makes with the window opening now, shows progress, waits out the
+/// window and sums up.
+async fn measure(
+    load: &LoadArgs,
+    cpu: CpuWatch,
+    progress: Progress,
+    label: &'static str,
+    title: String,
+    spawn: impl FnOnce(Window, &Arc<AtomicU64>) -> JoinSet<Recorder>,
+) -> anyhow::Result<Summary> {
+    let window = Window::new(Instant::now(), load.warmup, load.duration);
+    let completed = Arc::new(AtomicU64::new(0));
+    let lanes = spawn(window, &completed);
+    let shown = progress.spawn(label, window, completed);
+    let (recorded, cpu) = collect(window, lanes, &cpu).await?;
+    if let Some(shown) = shown {
+        let _ = shown.await;
+    }
+    let measured = window.measured();
+    Ok(Summary::new(title, recorded, measured, cpu, load.rate))
+}
+
+/// Waits out the run, samples CPU time at the window's edges and merges what the lanes recorded.
+async fn collect(
+    window: Window,
+    mut lanes: JoinSet<Recorder>,
+    cpu: &CpuWatch,
+) -> anyhow::Result<(Recorder, CpuUse)> {
+    tokio::time::sleep_until(window.measure_from).await;
+    let before = cpu.sample();
+    tokio::time::sleep_until(window.end).await;
+    let after = cpu.sample();
+    let mut total = Recorder::new();
+    while let Some(lane) = lanes.join_next().await {
+        total.merge(lane.context("a load task failed")?);
+    }
+    Ok((total, before.until(&after)))
+}
+
+#[cfg(test)]
+mod against_a_node;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lanes_together_send_at_the_total_rate() {
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        // 1000 requests/s over 4 lanes: lane 1 at 1, 5, 9 ms; all lanes one every millisecond.
+        let lane1: Vec<f64> = (0..3).map(|n| ms(offset(n, 1, 4, 1000.0))).collect();
+        assert_eq!(lane1, [1.0, 5.0, 9.0]);
+        let mut all: Vec<f64> = (0..4)
+            .flat_map(|lane| (0..250).map(move |n| ms(offset(n, lane, 4, 1000.0))))
+            .collect();
+        all.sort_by(f64::total_cmp);
+        for (i, at) in all.iter().enumerate() {
+            assert!((at - i as f64).abs() < 1e-6, "request {i} due at {at} ms");
+        }
+    }
+
+    #[test]
+    fn schedules_do_not_drift_over_long_runs() {
+        // A day at 1M requests/s: the billionth-odd slot is still exact to the microsecond.
+        let late = offset(86_400_000_000 / 50, 49, 50, 1e6);
+        assert!(
+            (late.as_secs_f64() - 86_400.000_049).abs() < 1e-6,
+            "{late:?}"
+        );
+    }
+
+    #[test]
+    fn a_schedule_counts_from_its_origin() {
+        let origin = Instant::now();
+        let schedule = Schedule::new(origin, 100.0, 0, 2);
+        assert_eq!(schedule.at(0), origin);
+        assert_eq!(schedule.at(3) - origin, Duration::from_millis(60));
+        assert_eq!(
+            Schedule::new(origin, 100.0, 1, 2).at(0) - origin,
+            Duration::from_millis(10)
+        );
+    }
+
+    #[test]
+    fn requests_leave_within_the_timer_slack_and_count_from_the_earlier_time() {
+        let now = Instant::now();
+        let ms = Duration::from_millis;
+        assert_eq!(wake_at(now + ms(5)), now + ms(3));
+        assert!(may_leave(now + ms(2), now));
+        assert!(may_leave(now - ms(3), now));
+        assert!(!may_leave(now + ms(3), now));
+        assert_eq!(
+            counted_from(now - ms(3), now),
+            now - ms(3),
+            "late: from the schedule"
+        );
+        assert_eq!(counted_from(now + ms(2), now), now, "early: from the send");
+    }
+
+    #[test]
+    fn only_the_window_after_warmup_counts() {
+        let origin = Instant::now();
+        let window = Window::new(origin, 1.0, 2.0);
+        assert!(!window.measures(origin));
+        assert!(window.measures(origin + Duration::from_secs(1)));
+        assert!(window.measures(origin + Duration::from_millis(2999)));
+        assert!(!window.measures(origin + Duration::from_secs(3)));
+        assert_eq!(window.measured(), Duration::from_secs(2));
+    }
+}
