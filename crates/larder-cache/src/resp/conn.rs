@@ -22,6 +22,8 @@ use crate::node::{ClientEntry, Node, unix_ms};
 const READ_CHUNK: usize = 16 << 10;
 /// Replies buffered before they are written even if more requests are waiting.
 const WRITE_HIGH_WATER: usize = 1 << 20;
+/// Argument slots kept after a request with very many arguments.
+const KEPT_ARGS: usize = 64;
 /// Buffers above this are shrunk back once they empty.
 const KEEP_CAPACITY: usize = 1 << 20;
 
@@ -122,6 +124,8 @@ impl Conn<'_> {
             }
             if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
                 self.rbuf = Vec::with_capacity(READ_CHUNK);
+                self.args.shrink_to(KEPT_ARGS, READ_CHUNK);
+                self.argv.shrink_to(KEPT_ARGS);
             }
         }
     }

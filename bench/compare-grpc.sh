@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# gRPC CPU per call: `larder cache` against the framework's floor (a bare tonic server for the
+# same contract whose Get answers an empty message, crates/larder-cache/examples/grpc_floor.rs),
+# each pinned to core 0 with `larder bench grpc` pinned to core 1, same run, same load. Also
+# GetMany of 100 keys against unary Get, per key. Figures: server CPU µs per call (user+sys
+# from /proc/PID/stat over the measured window) and calls/s.
+# Usage: bench/compare-grpc.sh [SECONDS]   (default 10)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs="${1:-10}"
+cargo build --release --quiet -p larder -p larder-cache --example grpc_floor
+larder=target/release/larder
+floor=target/release/examples/grpc_floor
+trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on $1" >&2; return 1
+}
+
+load() { # label pid port batch read-ratio
+  local out
+  out=$(taskset -c 1 "$larder" bench grpc --addr "127.0.0.1:$3" --batch "$4" --read-ratio "$5" \
+        --duration "$secs" --server-pid "$2" 2>/dev/null | grep '^summary')
+  echo "$1 $out"
+}
+
+taskset -c 0 "$floor" 127.0.0.1:17170 >/dev/null &
+pid=$!; wait_port 17170
+floor_get=$(load "floor   Get        " "$pid" 17170 1 1.0)
+kill "$pid"; wait "$pid" 2>/dev/null || true
+
+taskset -c 0 "$larder" cache --resp-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:17070 \
+  --admin-addr 127.0.0.1:0 --max-memory 1gb >/dev/null 2>&1 &
+pid=$!; wait_port 17070
+larder_get=$(load "larder  Get        " "$pid" 17070 1 1.0)
+larder_many=$(load "larder  GetMany/100" "$pid" 17070 100 1.0)
+kill "$pid"; wait "$pid" 2>/dev/null || true
+
+echo "date: $(date -u +%F)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
+printf '%s\n' "$floor_get" "$larder_get" "$larder_many"
+python3 - "$floor_get" "$larder_get" "$larder_many" <<'PY'
+import sys
+def field(line, name):
+    for part in line.split():
+        if part.startswith(name + "="):
+            return float(part.split("=", 1)[1])
+    raise SystemExit(f"no {name} in: {line}")
+floor, get, many = (field(l, "server_cpu_us_per_op") for l in sys.argv[1:4])
+print(f"unary Get: larder {get:.2f} µs/call vs floor {floor:.2f} µs/call -> floor/larder = {floor/get:.2f} (target >= 0.85)")
+print(f"GetMany: {many:.3f} µs/key vs unary Get {get:.2f} µs/key -> {get/many:.1f}x less per key (target >= 10x)")
+PY
