@@ -62,6 +62,8 @@ pub struct CacheConfig {
     pub request_timeout_ms: u64,
     /// Seconds an idle RESP client may stay connected; 0 means forever (Redis's `timeout`).
     pub idle_timeout_secs: u64,
+    /// Threads serving the Redis protocol, each with its own connections; 0 means one per core.
+    pub resp_threads: usize,
     /// Milliseconds between sweeps that reclaim expired entries in idle shards.
     pub reclaim_interval_ms: u64,
     /// Milliseconds in-flight requests get to finish at shutdown.
@@ -84,6 +86,7 @@ impl Default for CacheConfig {
             max_args: DEFAULT_MAX_ARGS,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             idle_timeout_secs: 0,
+            resp_threads: 0,
             reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
         }
@@ -178,6 +181,14 @@ impl CacheConfig {
             max_array_len: self.max_args,
             ..Limits::default()
         })
+    }
+
+    /// The number of RESP threads in effect.
+    pub fn resp_threads(&self) -> usize {
+        match self.resp_threads {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
     }
 
     /// How long a started request may take to arrive.

@@ -240,3 +240,62 @@ fn metrics_need_the_token_when_one_is_set() {
     assert_eq!(node.admin_get("/metrics", Some("t0k")).0, 200);
     assert_eq!(node.admin_get("/healthz", None).0, 200);
 }
+
+#[test]
+fn many_pipelining_clients_get_every_reply_without_stalls() {
+    // Uneven pipelines, pauses and split writes on several connections and RESP threads: a
+    // lost wake-up would leave a client waiting for a reply until the read timeout fails it.
+    let node = TestNode::with(CacheConfig {
+        resp_threads: 3,
+        ..config()
+    });
+    let clients: Vec<_> = (0..8u64)
+        .map(|c| {
+            let addr = node.resp;
+            std::thread::spawn(move || {
+                let mut stream = TcpStream::connect(addr).unwrap();
+                stream
+                    .set_read_timeout(Some(Duration::from_secs(10)))
+                    .unwrap();
+                let mut seed = c * 7919 + 1;
+                let mut sent = 0u64;
+                while sent < 3_000 {
+                    seed = seed
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let depth = 1 + (seed >> 60);
+                    let mut batch = Vec::new();
+                    for i in 0..depth {
+                        let key = format!("c{c}:{}", sent + i);
+                        batch.extend_from_slice(
+                            format!("*3\r\n$3\r\nSET\r\n${}\r\n{key}\r\n$1\r\nv\r\n", key.len())
+                                .as_bytes(),
+                        );
+                    }
+                    // Send some batches in two writes, so requests arrive split.
+                    let cut = if seed & 1 == 0 {
+                        batch.len() / 2
+                    } else {
+                        batch.len()
+                    };
+                    stream.write_all(&batch[..cut]).unwrap();
+                    if seed & 6 == 0 {
+                        std::thread::sleep(Duration::from_micros(200));
+                    }
+                    stream.write_all(&batch[cut..]).unwrap();
+                    let want = b"+OK\r\n".repeat(depth as usize);
+                    let mut got = vec![0u8; want.len()];
+                    stream.read_exact(&mut got).expect("every reply arrives");
+                    assert_eq!(got, want);
+                    sent += depth;
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.join().unwrap();
+    }
+    let mut con = client(&node);
+    let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
+    assert!(n >= 8 * 3_000);
+}

@@ -9,8 +9,9 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
 use larder_proto::resp::{Args, Protocol, encode, parse_request};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
+use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{Ctx, Session};
@@ -57,6 +58,7 @@ pub(super) async fn run(
         args: Args::new(),
         argv: Vec::new(),
         local: LocalCounts::default(),
+        single_threaded: Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread,
     };
     if let Err(err) = conn.serve(&stream, shutdown).await {
         tracing::debug!(%peer, %err, "resp connection closed");
@@ -85,6 +87,8 @@ struct Conn<'a> {
     /// Storage for one request's argument slices, reused across requests.
     argv: Vec<&'static [u8]>,
     local: LocalCounts,
+    /// Whether this connection's runtime has one thread (see [`forget_readable`]).
+    single_threaded: bool,
 }
 
 impl Conn<'_> {
@@ -103,8 +107,10 @@ impl Conn<'_> {
             if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
                 self.rbuf.reserve(READ_CHUNK);
             }
+            let room = self.rbuf.capacity() - self.rbuf.len();
             match stream.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Ok(()),
+                Ok(read) if read < room && self.single_threaded => forget_readable(stream),
                 Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(err) => return Err(err),
@@ -209,6 +215,20 @@ impl Conn<'_> {
         }
         Ok(())
     }
+}
+
+/// Marks the socket not readable after a read that returned less than it asked for, which
+/// drained the socket: the next read would only fail with `WouldBlock`, one system call per
+/// batch for nothing. Data that arrives later raises a new edge in the runtime's epoll, which
+/// marks the socket readable again.
+///
+/// Sound only on a single-threaded runtime: tokio clears readiness unless the I/O driver saw a
+/// new event since this call began, and on one thread the driver cannot run between the read
+/// and this call, so no event that arrived after the read can be swept away with it.
+fn forget_readable(stream: &TcpStream) {
+    let _ = stream.try_io(Interest::READABLE, || {
+        Err::<(), _>(io::ErrorKind::WouldBlock.into())
+    });
 }
 
 /// Empties a vector of slices and gives its allocation a new lifetime (the in-place collect

@@ -5,6 +5,7 @@ mod cmd;
 mod conn;
 pub(crate) mod ctx;
 pub(crate) mod table;
+pub(crate) mod threads;
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -20,14 +21,15 @@ use crate::node::Node;
 use ctx::{CmdError, Ctx};
 use table::COMMANDS;
 
-/// Accepts RESP connections until `shutdown` is cancelled; each connection runs on `tracker`.
-pub(crate) async fn serve(
+/// Accepts RESP connections until `shutdown` is cancelled; each connection takes one of the
+/// node's `slots` (`max_clients`) and runs on `tracker`.
+async fn serve(
     node: Arc<Node>,
     listener: TcpListener,
+    slots: Arc<Semaphore>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
-    let slots = Arc::new(Semaphore::new(node.config.max_clients));
     loop {
         let accepted = tokio::select! {
             biased;
@@ -62,7 +64,13 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
     let Some(&name) = argv.first() else {
         return;
     };
-    let Some(index) = table::lookup(name) else {
+    // Clients repeat commands, so try the connection's previous one before the table.
+    let previous = usize::from(ctx.client.last_cmd.load(Relaxed));
+    let found = match COMMANDS.get(previous) {
+        Some(command) if command.name.as_bytes().eq_ignore_ascii_case(name) => Some(previous),
+        _ => table::lookup(name),
+    };
+    let Some(index) = found else {
         let err = CmdError::new(larder_proto::ErrorCode::UnknownCommand, unknown(argv));
         encode::error(ctx.out, err.to_string().as_bytes());
         local.add(COMMANDS.len(), false);
@@ -82,9 +90,10 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
     if let Err(err) = &result {
         encode::error(ctx.out, err.to_string().as_bytes());
     }
-    ctx.client
-        .last_cmd
-        .store(u16::try_from(index).unwrap_or(u16::MAX), Relaxed);
+    if index != previous {
+        let index = u16::try_from(index).unwrap_or(u16::MAX);
+        ctx.client.last_cmd.store(index, Relaxed);
+    }
     local.add(index, result.is_ok());
 }
 
