@@ -5,12 +5,16 @@
 # /proc/PID/stat over the run, divided by requests) and the larder/redis ratios.
 # This VM's throughput moves by tens of percent from one run to the next, so the servers take
 # turns for several rounds and the medians are compared.
-# Usage: bench/compare-redis.sh [ROUNDS] [REQUESTS_P16] [REQUESTS_P1]   (defaults 3, 2000000, 300000)
+# Then an open-loop run at a rate Redis sustains comfortably (`larder bench resp --rate`, 50
+# connections, 90% GET, latency counted from each request's scheduled send time) for both.
+# Usage: bench/compare-redis.sh [ROUNDS] [REQUESTS_P16] [REQUESTS_P1] [RATE]
+#        (defaults 3, 2000000, 300000, 40000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 n16="${2:-2000000}"
 n1="${3:-300000}"
+rate="${4:-40000}"
 port_redis=16379
 port_larder=16380
 
@@ -46,9 +50,17 @@ run_one() { # name pid port test pipeline requests
   echo "$name $test $pipe $n $rps $((after - before))" >> "$out/results"
 }
 
+open_loop() { # name pid port
+  local line
+  line=$(taskset -c 1 "$larder" bench resp --addr "127.0.0.1:$3" --rate "$rate" --duration 10 \
+         --server-pid "$2" 2>/dev/null | grep '^summary')
+  echo "$1 $line" >> "$out/open"
+}
+
 bench_server() { # name pid port
   local name=$1 pid=$2 port=$3
   wait_port "$port"
+  open_loop "$name" "$pid" "$port"
   for pipe in 16 1; do
     local n=$n16; [ "$pipe" = 1 ] && n=$n1
     run_one "$name" "$pid" "$port" set "$pipe" "$n"
@@ -92,4 +104,22 @@ for test in ("set", "get"):
         if r and l:
             print(f"{test.upper()} -P {pipe}: larder CPU/op = {l[1]/r[1]:.2f}x redis's "
                   f"(redis/larder = {r[1]/l[1]:.2f}); ops/s larder/redis = {l[0]/r[0]:.2f}")
+PY
+echo
+echo "open loop at $rate ops/s (90% GET, 50 connections), per round:"
+python3 - "$out/open" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    name, _, rest = line.partition(" ")
+    fields = dict(p.split("=", 1) for p in rest.split() if "=" in p)
+    rows.setdefault(name, []).append(fields)
+for name, runs in rows.items():
+    for f in runs:
+        print(f"  {name:7} ops/s={float(f['ops_per_sec']):.0f} p50={f['p50_us']}µs p99={f['p99_us']}µs "
+              f"p99.9={f['p999_us']}µs cpu={f['server_cpu_us_per_op']}µs/op")
+med = {n: statistics.median(float(f["p99_us"]) for f in r) for n, r in rows.items()}
+if "redis" in med and "larder" in med:
+    print(f"median p99: larder {med['larder']:.0f}µs, redis {med['redis']:.0f}µs "
+          f"(larder/redis = {med['larder']/med['redis']:.2f}; target <= 1.00)")
 PY

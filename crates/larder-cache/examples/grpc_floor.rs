@@ -65,7 +65,9 @@ fn main() {
         tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(CacheServer::new(Floor))
-            .serve(addr)
+            .serve_with_shutdown(addr, async {
+                let _ = tokio::signal::ctrl_c().await;
+            })
             .await
             .unwrap();
     });

@@ -75,6 +75,7 @@ pub(crate) struct Metrics {
     grpc: Vec<[AtomicU64; 2]>,
     grpc_names: Vec<&'static str>,
     latency: [Histogram; 2],
+    /// Open connections; only RESP's are tracked (see `incoming.rs`).
     pub(crate) connections: [AtomicU64; 2],
     pub(crate) connections_total: [AtomicU64; 2],
     pub(crate) rejected_connections: AtomicU64,
@@ -152,26 +153,16 @@ impl Metrics {
                 &format!("protocol=\"{}\"", wire.label()),
             );
         }
-        header(
-            &mut out,
-            "larder_cache_connections",
-            "gauge",
-            "Open client connections.",
-        );
-        header_total(
-            &mut out,
-            "larder_cache_connections_total",
-            "Client connections accepted.",
-        );
+        // Each family's samples must follow its own header, so the two are written apart.
+        let name = "larder_cache_connections";
+        header(&mut out, name, "gauge", "Open RESP connections.");
+        let open = self.connections[Wire::Resp as usize].load(Relaxed);
+        let _ = writeln!(out, "{name}{{protocol=\"resp\"}} {open}");
+        let name = "larder_cache_connections_total";
+        header_total(&mut out, name, "Client connections accepted.");
         for wire in [Wire::Resp, Wire::Grpc] {
-            let l = wire.label();
-            let open = self.connections[wire as usize].load(Relaxed);
             let total = self.connections_total[wire as usize].load(Relaxed);
-            let _ = writeln!(out, "larder_cache_connections{{protocol=\"{l}\"}} {open}");
-            let _ = writeln!(
-                out,
-                "larder_cache_connections_total{{protocol=\"{l}\"}} {total}"
-            );
+            let _ = writeln!(out, "{name}{{protocol=\"{}\"}} {total}", wire.label());
         }
         counter(
             &mut out,

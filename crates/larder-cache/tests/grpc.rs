@@ -189,7 +189,7 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
         "{body}"
     );
     assert!(
-        body.contains(r#"larder_cache_connections{protocol="grpc"} 1"#),
+        body.contains(r#"larder_cache_connections_total{protocol="grpc"} 1"#),
         "{body}"
     );
 }
