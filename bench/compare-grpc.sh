@@ -4,10 +4,13 @@
 # each pinned to core 0 with `larder bench grpc` pinned to core 1, same run, same load. Also
 # GetMany of 100 keys against unary Get, per key. Figures: server CPU µs per call (user+sys
 # from /proc/PID/stat over the measured window) and calls/s.
-# Usage: bench/compare-grpc.sh [SECONDS]   (default 10)
+# The servers take turns for several rounds and medians are compared: this VM's figures move
+# by tens of percent from one run to the next.
+# Usage: bench/compare-grpc.sh [ROUNDS] [SECONDS]   (defaults 3 and 10)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-secs="${1:-10}"
+rounds="${1:-3}"
+secs="${2:-10}"
 cargo build --release --quiet -p larder -p larder-cache --example grpc_floor
 larder=target/release/larder
 floor=target/release/examples/grpc_floor
@@ -28,28 +31,36 @@ load() { # label pid port batch read-ratio
   echo "$1 $out"
 }
 
-taskset -c 0 "$floor" 127.0.0.1:17170 >/dev/null &
-pid=$!; wait_port 17170
-floor_get=$(load "floor   Get        " "$pid" 17170 1 1.0)
-kill "$pid"; wait "$pid" 2>/dev/null || true
+results=()
+for round in $(seq 1 "$rounds"); do
+  echo "round $round of $rounds" >&2
+  taskset -c 0 "$floor" 127.0.0.1:17170 >/dev/null &
+  pid=$!; wait_port 17170
+  results+=("$(load "floor Get" "$pid" 17170 1 1.0)")
+  kill -INT "$pid"; wait "$pid" 2>/dev/null || true
 
-taskset -c 0 "$larder" cache --resp-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:17070 \
-  --admin-addr 127.0.0.1:0 --max-memory 1gb >/dev/null 2>&1 &
-pid=$!; wait_port 17070
-larder_get=$(load "larder  Get        " "$pid" 17070 1 1.0)
-larder_many=$(load "larder  GetMany/100" "$pid" 17070 100 1.0)
-kill "$pid"; wait "$pid" 2>/dev/null || true
+  taskset -c 0 "$larder" cache --resp-addr 127.0.0.1:0 --grpc-addr 127.0.0.1:17070 \
+    --admin-addr 127.0.0.1:0 --max-memory 1gb >/dev/null 2>&1 &
+  pid=$!; wait_port 17070
+  results+=("$(load "larder Get" "$pid" 17070 1 1.0)")
+  results+=("$(load "larder GetMany100" "$pid" 17070 100 1.0)")
+  kill "$pid"; wait "$pid" 2>/dev/null || true
+done
 
 echo "date: $(date -u +%F)  machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
-printf '%s\n' "$floor_get" "$larder_get" "$larder_many"
-python3 - "$floor_get" "$larder_get" "$larder_many" <<'PY'
-import sys
-def field(line, name):
-    for part in line.split():
-        if part.startswith(name + "="):
-            return float(part.split("=", 1)[1])
-    raise SystemExit(f"no {name} in: {line}")
-floor, get, many = (field(l, "server_cpu_us_per_op") for l in sys.argv[1:4])
+printf '%s\n' "${results[@]}" | python3 -c '
+import statistics, sys
+runs = {}
+for line in sys.stdin:
+    server, method, rest = line.split(" ", 2)
+    f = dict(p.split("=", 1) for p in rest.split() if "=" in p)
+    runs.setdefault(f"{server} {method}", []).append((float(f["ops_per_sec"]), float(f["server_cpu_us_per_op"])))
+med = {}
+for name, rs in runs.items():
+    med[name] = statistics.median(c for _, c in rs)
+    print(f"{name:18} median ops/s {statistics.median(o for o, _ in rs):>10.0f}  median cpu {med[name]:.3f} µs/op  runs: "
+          + " ".join(f"{c:.2f}" for _, c in rs))
+floor, get, many = med["floor Get"], med["larder Get"], med["larder GetMany100"]
 print(f"unary Get: larder {get:.2f} µs/call vs floor {floor:.2f} µs/call -> floor/larder = {floor/get:.2f} (target >= 0.85)")
 print(f"GetMany: {many:.3f} µs/key vs unary Get {get:.2f} µs/key -> {get/many:.1f}x less per key (target >= 10x)")
-PY
+'
