@@ -38,7 +38,7 @@ pub use ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };
 pub use policy::{Policy, UnknownPolicy};
-pub use store::{Store, Update};
+pub use store::{Store, Update, parse_i64};
 
 /// Bytes charged per entry beyond its key and value: the 32-byte slot, the 8-byte version and
 /// the entry's share of the hash index (4-byte slot number and 1 control byte at the index's

@@ -399,8 +399,9 @@ impl<H: EvictionHook> Store<H> {
 }
 
 /// Parses a decimal `i64` the way Redis does: optional `-`, digits, no spaces, no `+`, no
-/// leading zeros.
-fn parse_i64(bytes: &[u8]) -> Option<i64> {
+/// leading zeros. This is the form `incr` requires of a stored value; servers use it for
+/// integer arguments too, so both agree on what an integer is.
+pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
     let digits = bytes.strip_prefix(b"-").unwrap_or(bytes);
     if digits.is_empty() || digits.len() > 19 || (digits[0] == b'0' && bytes.len() > 1) {
         return None;

@@ -83,9 +83,19 @@ pub(crate) fn load(file: Option<&Path>, command: &Option<Command>) -> anyhow::Re
 }
 
 /// The configuration as TOML.
+/// The configuration as TOML, with secrets replaced by a marker so the output can be shared.
 pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
-    Ok(toml::to_string(config)?)
+    let mut shown = config.clone();
+    for secret in [&mut shown.cache.password, &mut shown.cache.token] {
+        if !secret.is_empty() {
+            *secret = REDACTED.into();
+        }
+    }
+    Ok(toml::to_string(&shown)?)
 }
+
+/// What `--print-config` shows in place of a password or token.
+const REDACTED: &str = "(set; not shown)";
 
 fn apply_env(
     table: &mut toml::Table,
@@ -217,6 +227,15 @@ mod tests {
         assert!(Config::deserialize(table).is_err());
         let bad_section = [("LARDER_NOPE_X".to_owned(), "1".to_owned())];
         assert!(apply_env(&mut toml::Table::new(), bad_section.into_iter()).is_err());
+    }
+
+    #[test]
+    fn secrets_are_not_printed() {
+        let mut config = Config::default();
+        config.cache.password = "hunter2".into();
+        let text = render(&config).unwrap();
+        assert!(!text.contains("hunter2"));
+        assert!(text.contains(REDACTED));
     }
 
     #[test]

@@ -144,18 +144,7 @@ impl Ctx<'_> {
 
 /// Parses a decimal `i64` as Redis does (no `+`, no spaces, no leading zeros).
 pub(crate) fn parse_i64(arg: &[u8]) -> Result<i64, CmdError> {
-    let digits = arg.strip_prefix(b"-").unwrap_or(arg);
-    let valid = !digits.is_empty()
-        && digits.len() <= 19
-        && digits.iter().all(u8::is_ascii_digit)
-        && !(digits[0] == b'0' && arg.len() > 1);
-    if !valid {
-        return Err(CmdError::not_integer());
-    }
-    std::str::from_utf8(arg)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(CmdError::not_integer)
+    larder_store::parse_i64(arg).ok_or_else(CmdError::not_integer)
 }
 
 /// Parses a non-negative integer argument (counts, cursors).
