@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_MEMORY: &str = "256mb";
 pub const DEFAULT_MAX_CLIENTS: usize = 10_000;
 /// Default largest RESP bulk string accepted.
 pub const DEFAULT_MAX_BULK: &str = "64mb";
+/// Default largest request or reply.
+pub const DEFAULT_MAX_REQUEST: &str = "512mb";
 /// Default most elements in one RESP request.
 pub const DEFAULT_MAX_ARGS: usize = 1 << 20;
 /// Default time a client may take to finish a request it has started sending.
@@ -57,6 +59,9 @@ pub struct CacheConfig {
     pub max_bulk: String,
     /// Most arguments in one RESP request.
     pub max_args: usize,
+    /// Largest request (RESP request, gRPC message) and largest reply to build, as a size;
+    /// bigger requests close the connection, bigger replies are refused with an error.
+    pub max_request: String,
     /// Milliseconds a client may take to finish sending a request it has started; a client that
     /// stalls mid-request longer is disconnected.
     pub request_timeout_ms: u64,
@@ -84,6 +89,7 @@ impl Default for CacheConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             max_bulk: DEFAULT_MAX_BULK.into(),
             max_args: DEFAULT_MAX_ARGS,
+            max_request: DEFAULT_MAX_REQUEST.into(),
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             idle_timeout_secs: 0,
             resp_threads: 0,
@@ -167,6 +173,22 @@ impl CacheConfig {
         Ok(store)
     }
 
+    /// The largest request or reply, in bytes.
+    ///
+    /// # Errors
+    /// [`ConfigError::Size`] when `max_request` does not parse or is below `max_bulk`.
+    pub fn max_request_bytes(&self) -> Result<usize, ConfigError> {
+        let bytes = size_field("max_request", &self.max_request)?;
+        if bytes < size_field("max_bulk", &self.max_bulk)? {
+            return Err(ConfigError::Size {
+                field: "max_request",
+                value: self.max_request.clone(),
+                reason: "must be at least max_bulk".into(),
+            });
+        }
+        Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
+    }
+
     /// The RESP parser limits.
     ///
     /// # Errors
@@ -204,6 +226,7 @@ impl CacheConfig {
     pub fn validate(&self) -> Result<(), ConfigError> {
         self.store()?;
         self.resp_limits()?;
+        self.max_request_bytes()?;
         if self.max_clients == 0 {
             return Err(ConfigError::Zero("max_clients"));
         }

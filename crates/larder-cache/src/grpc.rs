@@ -10,6 +10,7 @@ use larder_proto::grpc::cache::v1 as pb;
 use larder_store::{CasOutcome, EntryRef, Expiry, SetMode, SetOptions};
 use pb::cache_server::{Cache, CacheServer};
 use tonic::service::Routes;
+use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::node::{Node, secrets_match, unix_ms};
@@ -23,13 +24,16 @@ pub(crate) struct CacheService {
 /// Every gRPC service the node serves, ready for a tonic server.
 pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
     let token = node.config.token.clone();
-    let service = CacheService { node };
+    let limit = node.max_request;
+    let server = CacheServer::new(CacheService { node })
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     // Without a token there is nothing to check, so calls skip the interceptor altogether.
     let mut routes = if token.is_empty() {
-        Routes::new(CacheServer::new(service))
+        Routes::new(server)
     } else {
         let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
-        Routes::new(CacheServer::with_interceptor(service, check))
+        Routes::new(InterceptedService::new(server, check))
     };
     let (health_reporter, health) = tonic_health::server::health_reporter();
     // Reporting is synchronous in effect: the reporter only updates a watch channel.
@@ -177,15 +181,24 @@ impl Cache for CacheService {
         request: Request<pb::GetManyRequest>,
     ) -> Result<Response<pb::GetManyResponse>, Status> {
         let started = Instant::now();
-        let results = request
-            .get_ref()
-            .keys
-            .iter()
-            .map(|key| pb::GetResponse {
-                entry: self.entry(key),
-            })
-            .collect();
-        self.done(1, started, Ok(pb::GetManyResponse { results }))
+        let (mut results, mut bytes) = (Vec::new(), 0usize);
+        let mut too_large = false;
+        for key in &request.get_ref().keys {
+            let entry = self.entry(key);
+            bytes += entry.as_ref().map_or(0, |e| e.value.len());
+            // A small request can ask for an enormous reply (the same big key many times).
+            if bytes > self.node.max_request {
+                too_large = true;
+                break;
+            }
+            results.push(pb::GetResponse { entry });
+        }
+        let result = if too_large {
+            Err(ErrorCode::TooLarge.status("reply larger than max_request; ask for fewer keys"))
+        } else {
+            Ok(pb::GetManyResponse { results })
+        };
+        self.done(1, started, result)
     }
 
     async fn set(

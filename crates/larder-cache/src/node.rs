@@ -35,6 +35,8 @@ pub(crate) struct Node {
     pub(crate) store: Store,
     pub(crate) config: CacheConfig,
     pub(crate) limits: Limits,
+    /// The largest request or reply, in bytes (`max_request`).
+    pub(crate) max_request: usize,
     pub(crate) metrics: Metrics,
     pub(crate) clients: Arc<Clients>,
     started: Instant,
@@ -45,10 +47,12 @@ impl Node {
     pub(crate) fn new(config: CacheConfig) -> Result<Self, ConfigError> {
         let store = Store::new(config.store()?)?;
         let limits = config.resp_limits()?;
+        let max_request = config.max_request_bytes()?;
         let names = COMMANDS.iter().map(|c| c.name).chain(["unknown"]).collect();
         Ok(Self {
             store,
             limits,
+            max_request,
             metrics: Metrics::new(names, GRPC_METHODS.to_vec()),
             clients: Arc::default(),
             started: Instant::now(),

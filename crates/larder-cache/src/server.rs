@@ -62,7 +62,7 @@ impl Listeners {
     /// bound.
     pub async fn bind(config: &CacheConfig) -> Result<Self, Error> {
         Ok(Self {
-            resp: bind_resp(&config.resp_addr)?,
+            resp: bind("resp_addr", &config.resp_addr).await?,
             grpc: bind("grpc_addr", &config.grpc_addr).await?,
             admin: bind("admin_addr", &config.admin_addr).await?,
         })
@@ -92,23 +92,6 @@ async fn bind(field: &'static str, addr: &str) -> Result<TcpListener, Error> {
         })
 }
 
-/// Binds the RESP address so that the node's RESP threads can each bind it too.
-fn bind_resp(addr: &str) -> Result<TcpListener, Error> {
-    let field = "resp_addr";
-    let mut last = None;
-    for candidate in resolve(field, addr)? {
-        match crate::resp::threads::listen(candidate) {
-            Ok(listener) => return Ok(listener),
-            Err(err) => last = Some(err),
-        }
-    }
-    Err(Error::Bind {
-        field,
-        addr: addr.to_owned(),
-        source: last.unwrap_or_else(|| io::Error::other("no address")),
-    })
-}
-
 /// Runs a node on `listeners` until `shutdown` is cancelled; then stops accepting, gives
 /// in-flight requests `shutdown_grace_ms` to finish, and returns.
 ///
@@ -127,20 +110,23 @@ pub async fn run(
     let [resp_addr, grpc_addr, admin_addr] = listeners.local_addrs()?;
     tracing::info!(%resp_addr, %grpc_addr, %admin_addr, "cache node listening");
 
-    let resp_threads = crate::resp::threads::start(
-        &node,
-        listeners.resp.into_std()?,
-        node.config.resp_threads(),
-        &shutdown,
-        grace,
-    )?;
-    for thread in resp_threads {
+    let (threads, handoff) =
+        crate::resp::threads::start(&node, node.config.resp_threads(), &shutdown, grace)
+            .inspect_err(|_| shutdown.cancel())?;
+    for thread in threads {
         tracker.spawn_blocking(move || {
             if thread.join().is_err() {
                 tracing::error!("a resp thread panicked");
             }
         });
     }
+    tracker.spawn(crate::resp::threads::accept(
+        node.clone(),
+        listeners.resp,
+        handoff,
+        shutdown.clone(),
+        tracker.clone(),
+    ));
     tracker.spawn(reclaim(node.clone(), reclaim_every, shutdown.clone()));
     let admin = axum::serve(
         listeners.admin,
@@ -159,7 +145,12 @@ pub async fn run(
 
     shutdown.cancelled().await;
     tracing::info!("cache node shutting down");
-    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+    // The RESP threads give their connections `grace` and are then joined; wait a little longer.
+    let deadline = grace + Duration::from_millis(500);
+    if tokio::time::timeout(deadline, tracker.wait())
+        .await
+        .is_err()
+    {
         tracing::warn!(
             ?grace,
             "in-flight work did not finish in time; closing anyway"

@@ -8,10 +8,11 @@ use crate::hook::EvictionHook;
 use crate::policy::Policy;
 
 impl<H: EvictionHook> Store<H> {
-    /// Switches to `policy` and a bound of `capacity` (in the store's unit: bytes, or items for
-    /// an item-bounded store), keeping the entries that fit. Shards are changed one at a time,
-    /// so the store serves other keys meanwhile. The policy starts without history: what the
-    /// old one had learnt about recency and frequency is lost.
+    /// Switches to `policy` and/or a bound of `capacity` (in the store's unit: bytes, or items
+    /// for an item-bounded store; `None` keeps what is in effect), keeping the entries that
+    /// fit. Shards are changed one at a time, so the store serves other keys meanwhile;
+    /// concurrent calls are applied one after the other, each on top of the last. A new policy
+    /// starts without history: what the old one had learnt about recency and frequency is lost.
     ///
     /// If the eviction hook pins more than a shrunken shard's share, that shard stays above it
     /// until the pinned entries go.
@@ -19,13 +20,19 @@ impl<H: EvictionHook> Store<H> {
     /// # Errors
     /// [`ConfigError::Capacity`] when `capacity` is smaller than the shard count; nothing
     /// changes then.
-    pub fn reconfigure(&self, policy: Policy, capacity: u64) -> Result<(), ConfigError> {
+    pub fn reconfigure(
+        &self,
+        policy: Option<Policy>,
+        capacity: Option<u64>,
+    ) -> Result<(), ConfigError> {
         let shards = self.shards.len();
+        let mut settings = self.settings.lock();
+        let policy = policy.unwrap_or(settings.0);
+        let capacity = capacity.unwrap_or(settings.1);
         let per_shard = capacity / shards as u64;
         if per_shard == 0 {
             return Err(ConfigError::Capacity { capacity, shards });
         }
-        let mut settings = self.settings.lock();
         let ctx = self.ctx();
         for shard in self.shards.iter() {
             // A hook that pins everything is reported by the next write that needs room.
@@ -64,7 +71,7 @@ mod tests {
         let store = filled(Policy::Adaptive);
         let before = store.stats();
         assert_eq!(before.evictions, 0);
-        store.reconfigure(Policy::Adaptive, 1 << 20).unwrap();
+        store.reconfigure(None, Some(1 << 20)).unwrap();
         let after = store.stats();
         assert_eq!(after.capacity, 1 << 20);
         assert!(after.used <= 1 << 20, "{} > bound", after.used);
@@ -86,7 +93,7 @@ mod tests {
             for to in all {
                 let store = filled(from);
                 let items = store.stats().items;
-                store.reconfigure(to, 4 << 20).unwrap();
+                store.reconfigure(Some(to), None).unwrap();
                 assert_eq!(store.policy(), to);
                 assert_eq!(
                     store.stats().items,
@@ -113,7 +120,7 @@ mod tests {
     #[test]
     fn a_bound_below_the_shard_count_is_refused_without_change() {
         let store = filled(Policy::Lru);
-        assert!(store.reconfigure(Policy::Sieve, 3).is_err());
+        assert!(store.reconfigure(Some(Policy::Sieve), Some(3)).is_err());
         assert_eq!(store.policy(), Policy::Lru);
         assert_eq!(store.stats().capacity, 4 << 20);
     }

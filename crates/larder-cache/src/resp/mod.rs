@@ -1,5 +1,6 @@
-//! The Redis-protocol listener: accepts connections up to `max_clients`, runs each on its own
-//! task ([`conn`]), and dispatches every request through the command [`table`].
+//! The Redis protocol: connections accepted up to `max_clients` and served thread-per-core
+//! ([`threads`]), each on its own task ([`conn`]), every request dispatched through the
+//! command [`table`].
 
 mod cmd;
 mod conn;
@@ -7,57 +8,14 @@ pub(crate) mod ctx;
 pub(crate) mod table;
 pub(crate) mod threads;
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use larder_proto::resp::encode;
-use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 
 use crate::metrics::{LocalCounts, Wire};
 use crate::node::Node;
 use ctx::{CmdError, Ctx};
 use table::COMMANDS;
-
-/// Accepts RESP connections until `shutdown` is cancelled; each connection takes one of the
-/// node's `slots` (`max_clients`) and runs on `tracker`.
-async fn serve(
-    node: Arc<Node>,
-    listener: TcpListener,
-    slots: Arc<Semaphore>,
-    shutdown: CancellationToken,
-    tracker: TaskTracker,
-) {
-    loop {
-        let accepted = tokio::select! {
-            biased;
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(pair) => pair,
-            Err(err) => {
-                // Out of descriptors and the like: back off instead of spinning.
-                tracing::warn!(%err, "resp accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            node.metrics.rejected_connections.fetch_add(1, Relaxed);
-            tracker.spawn(conn::refuse(stream));
-            continue;
-        };
-        let node = node.clone();
-        let shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            conn::run(&node, stream, peer, &shutdown).await;
-            drop(permit);
-        });
-    }
-}
 
 /// Runs one request and counts it. `argv[0]` is the command name.
 fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
@@ -77,13 +35,14 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
         return;
     };
     let spec = COMMANDS[index];
-    let result = if !ctx.session.authed && !spec.no_auth() {
+    // Redis checks arity before authentication, so clients see the same error first.
+    let result = if !spec.arity_ok(argv.len()) {
+        Err(CmdError::arity(spec.name))
+    } else if !ctx.session.authed && !spec.no_auth() {
         Err(CmdError::new(
             larder_proto::ErrorCode::Unauthenticated,
             "Authentication required.",
         ))
-    } else if !spec.arity_ok(argv.len()) {
-        Err(CmdError::arity(spec.name))
     } else {
         (spec.handler)(ctx, argv)
     };

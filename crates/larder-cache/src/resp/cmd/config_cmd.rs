@@ -149,16 +149,15 @@ fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         }
         pairs.push((param, name, pair[1]));
     }
-    let (mut policy, mut memory) = (ctx.node.store.policy(), ctx.node.store.stats().capacity);
-    let mut changed = false;
+    let (mut policy, mut memory) = (None, None);
     for (param, name, value) in &pairs {
         match check(ctx, param, name, value)? {
-            Some(Change::Memory(bytes)) => (memory, changed) = (bytes, true),
-            Some(Change::Policy(to)) => (policy, changed) = (to, true),
+            Some(Change::Memory(bytes)) => memory = Some(bytes),
+            Some(Change::Policy(to)) => policy = Some(to),
             None => {}
         }
     }
-    if changed {
+    if policy.is_some() || memory.is_some() {
         ctx.node
             .store
             .reconfigure(policy, memory)

@@ -366,7 +366,8 @@ mod tests {
             ("TTL g", ":-1\r\n"),
             ("EXPIRE g 100", ":1\r\n"),
             ("EXPIRE g 50 GT", ":0\r\n"),
-            ("EXPIRE g 100 GT", ":0\r\n"),
+            // Not 100 again: a millisecond later, the same TTL is a later deadline.
+            ("EXPIRE g 99 GT", ":0\r\n"),
             ("EXPIRE g 400 gt", ":1\r\n"),
             ("EXPIRE g 500 XX GT", ":1\r\n"),
             // LT: anything is less than infinite.

@@ -285,6 +285,7 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let start = ctx.out.len();
     ctx.array(argv.len() - 1);
     for key in &argv[1..] {
         let out = &mut *ctx.out;
@@ -293,6 +294,14 @@ fn mget(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         });
         if found.is_none() {
             ctx.null();
+        }
+        // A small request can ask for an enormous reply (the same big key many times).
+        if ctx.out.len() - start > ctx.node.max_request {
+            ctx.out.truncate(start);
+            return Err(CmdError::new(
+                ErrorCode::TooLarge,
+                "reply larger than max_request; ask for fewer keys",
+            ));
         }
     }
     Ok(())
@@ -538,6 +547,26 @@ mod tests {
                 "-ERR string exceeds maximum allowed size (max_bulk)\r\n",
             ),
         ]);
+    }
+
+    #[test]
+    fn replies_past_max_request_are_refused_whole() {
+        let mut h = Harness::with_config(crate::config::CacheConfig {
+            max_memory: "16mb".into(),
+            max_bulk: "1kb".into(),
+            max_request: "4kb".into(),
+            ..crate::config::CacheConfig::default()
+        });
+        let value = "v".repeat(1000);
+        assert_eq!(h.run(&["SET", "big", &value]), "+OK\r\n");
+        let mut words = vec!["MGET"];
+        words.extend(std::iter::repeat_n("big", 5));
+        assert_eq!(
+            h.run(&words),
+            "-ERR reply larger than max_request; ask for fewer keys\r\n"
+        );
+        words.truncate(4);
+        assert!(h.run(&words).starts_with("*3\r\n$1000\r\n"));
     }
 
     #[test]
