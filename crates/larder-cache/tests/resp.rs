@@ -299,3 +299,38 @@ fn many_pipelining_clients_get_every_reply_without_stalls() {
     let n: i64 = redis::cmd("DBSIZE").query(&mut con).unwrap();
     assert!(n >= 8 * 3_000);
 }
+
+#[test]
+fn trickling_a_request_a_byte_at_a_time_does_not_keep_it_open() {
+    let node = TestNode::with(CacheConfig {
+        request_timeout_ms: 400,
+        ..config()
+    });
+    let mut stream = TcpStream::connect(node.resp).unwrap();
+    let started = Instant::now();
+    let request = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$100\r\n";
+    let mut closed = false;
+    for byte in request.iter().cycle().take(100) {
+        std::thread::sleep(Duration::from_millis(50));
+        if stream.write_all(&[*byte]).is_err() {
+            closed = true;
+            break;
+        }
+    }
+    if !closed {
+        stream
+            .set_read_timeout(Some(Duration::from_secs(2)))
+            .unwrap();
+        let mut buf = [0u8; 16];
+        closed = match stream.read(&mut buf) {
+            Ok(0) => true,
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            Ok(_) => false,
+        };
+    }
+    assert!(closed, "the trickling client was not disconnected");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}

@@ -59,6 +59,7 @@ pub(super) async fn run(
         argv: Vec::new(),
         local: LocalCounts::default(),
         single_threaded: Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread,
+        partial_since: None,
     };
     if let Err(err) = conn.serve(&stream, shutdown).await {
         tracing::debug!(%peer, %err, "resp connection closed");
@@ -89,6 +90,8 @@ struct Conn<'a> {
     local: LocalCounts,
     /// Whether this connection's runtime has one thread (see [`forget_readable`]).
     single_threaded: bool,
+    /// When the partly received request at the start of the read buffer began arriving.
+    partial_since: Option<Instant>,
 }
 
 impl Conn<'_> {
@@ -135,6 +138,13 @@ impl Conn<'_> {
                     Flow::Close => return Ok(()),
                 }
             }
+            // The request timeout runs from the first byte of a request, not from the last
+            // read, so trickling a byte at a time cannot keep a request open forever.
+            self.partial_since = match (self.rbuf.is_empty(), self.partial_since) {
+                (true, _) => None,
+                (false, None) => Some(started),
+                (false, since) => since,
+            };
             if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_CAPACITY {
                 self.rbuf = Vec::with_capacity(READ_CHUNK);
                 self.args.shrink_to(KEPT_ARGS, READ_CHUNK);
@@ -146,8 +156,13 @@ impl Conn<'_> {
     /// Waits until the socket is readable; `false` when a timeout ran out first: the
     /// request timeout while part of a request is buffered, else the idle timeout if set.
     async fn wait_readable(&self, stream: &TcpStream) -> io::Result<bool> {
-        let limit = if !self.rbuf.is_empty() {
-            Some(self.node.config.request_timeout())
+        let limit = if let Some(since) = self.partial_since {
+            Some(
+                self.node
+                    .config
+                    .request_timeout()
+                    .saturating_sub(since.elapsed()),
+            )
         } else if self.node.config.idle_timeout_secs > 0 {
             Some(Duration::from_secs(self.node.config.idle_timeout_secs))
         } else {
