@@ -6,7 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 use larder_proto::resp::{
-    Args, Frame, Limits, encode_request, frame_len, parse_frame, parse_request,
+    Args, Frame, Limits, RespError, encode_request, frame_len, parse_frame, parse_request,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -130,7 +130,8 @@ fn encode_pipeline(requests: &[(Vec<Vec<u8>>, Form)]) -> Vec<u8> {
 }
 
 /// Feeds `wire` to `parse_request` in chunks cut at `cuts`, as a server reading from a socket
-/// would, and returns the requests read.
+/// would, and returns the requests read. One `Args` serves every call, so a request cut short
+/// is resumed from where the previous call stopped, not parsed again.
 fn read_in_chunks(wire: &[u8], cuts: &[usize]) -> Vec<Vec<Vec<u8>>> {
     let limits = Limits::default();
     let mut args = Args::new();
@@ -150,6 +151,14 @@ fn read_in_chunks(wire: &[u8], cuts: &[usize]) -> Vec<Vec<Vec<u8>>> {
     }
     assert!(buffer.is_empty(), "bytes left over: {buffer:?}");
     requests
+}
+
+/// The outcome of `parse_request` with the arguments read copied out.
+type Parsed = Result<Option<(Vec<Vec<u8>>, usize)>, RespError>;
+
+fn parse_owned(buf: &[u8], limits: &Limits, args: &mut Args) -> Parsed {
+    let consumed = parse_request(buf, limits, args)?;
+    Ok(consumed.map(|n| (args.iter(buf).map(<[u8]>::to_vec).collect(), n)))
 }
 
 /// Any frame the encoder can write (doubles without NaN, so frames compare equal).
@@ -248,6 +257,48 @@ proptest! {
         let every_byte: Vec<usize> = (0..wire.len()).collect();
         let expected: Vec<Vec<Vec<u8>>> = requests.into_iter().map(|(args, _)| args).collect();
         prop_assert_eq!(read_in_chunks(&wire, &every_byte), expected);
+    }
+
+    #[test]
+    fn prefixes_in_any_order_with_one_args_read_like_a_fresh_parse(
+        request in vec(vec(any::<u8>(), 0..12), 1..40),
+        cuts in vec(any::<usize>(), 1..16),
+        limits in prop_oneof![Just(Limits::default()), Just(small_limits())],
+    ) {
+        let slices: Vec<&[u8]> = request.iter().map(Vec::as_slice).collect();
+        let mut wire = Vec::new();
+        encode_request(&mut wire, &slices);
+        // Growing prefixes resume; a shorter one breaks the caller's contract and must be
+        // noticed, and a complete one must leave the `Args` ready for the next.
+        let mut args = Args::new();
+        for cut in cuts {
+            let prefix = &wire[..cut % (wire.len() + 1)];
+            let fresh = parse_owned(prefix, &limits, &mut Args::new());
+            prop_assert_eq!(parse_owned(prefix, &limits, &mut args), fresh);
+        }
+    }
+
+    #[test]
+    fn another_buffer_after_a_partial_request_never_panics(
+        request in vec(vec(any::<u8>(), 0..12), 2..10),
+        cut in any::<usize>(),
+        mutations in vec(mutation(), 1..4),
+    ) {
+        let slices: Vec<&[u8]> = request.iter().map(Vec::as_slice).collect();
+        let mut wire = Vec::new();
+        encode_request(&mut wire, &slices);
+        // Mostly the same header and line ends, so the changed bytes often go unnoticed.
+        let mut other = wire.clone();
+        mutate(&mut other, &mutations);
+        let limits = Limits::default();
+        let mut args = Args::new();
+        let _ = parse_request(&wire[..cut % wire.len()], &limits, &mut args);
+        if let Ok(Some(consumed)) = parse_request(&other, &limits, &mut args) {
+            prop_assert!(consumed > 0 && consumed <= other.len());
+            for index in 0..args.len() {
+                prop_assert!(args.get(&other, index).is_some());
+            }
+        }
     }
 
     #[test]
