@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use larder_proto::ErrorCode;
 
 use crate::node::{ClientEntry, unix_ms};
-use crate::resp::cmd::server::{dispatch, help};
+use crate::resp::cmd::server::dispatch;
 use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_u64};
 use crate::resp::table::{COMMANDS, CommandSpec, spec};
 
@@ -88,25 +88,12 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         "7.2.0",
         on_off,
     ),
-    spec(
-        "help",
-        2,
-        &["loading", "stale"],
-        (0, 0, 0),
-        "Lists the subcommands.",
-        "5.0.0",
-        client_help,
-    ),
+    crate::resp::cmd::server::HELP,
 ];
 
 /// CLIENT: runs the subcommand.
 pub(super) fn client(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     dispatch(ctx, argv, "client", SUBCOMMANDS)
-}
-
-fn client_help(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    help(ctx, "client", SUBCOMMANDS);
-    Ok(())
 }
 
 fn id(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {

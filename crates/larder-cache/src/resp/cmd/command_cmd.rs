@@ -4,7 +4,7 @@
 
 use larder_proto::ErrorCode;
 
-use super::{config_cmd, dispatch, find_sub, help, subcommands};
+use super::{config_cmd, dispatch, find_sub, subcommands};
 use crate::resp::ctx::{CmdError, CmdResult, Ctx};
 use crate::resp::table::{self, CommandSpec, spec};
 
@@ -57,15 +57,7 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.13",
         getkeys,
     ),
-    spec(
-        "help",
-        2,
-        STALE,
-        (0, 0, 0),
-        "Lists the subcommands.",
-        "5.0.0",
-        command_help,
-    ),
+    crate::resp::cmd::server::HELP,
 ];
 
 /// COMMAND: with no subcommand, every command's description.
@@ -74,11 +66,6 @@ pub(super) fn command(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         return command_info(ctx, &[b"command", b"info"]);
     }
     dispatch(ctx, argv, "command", SUBCOMMANDS)
-}
-
-fn command_help(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    help(ctx, "command", SUBCOMMANDS);
-    Ok(())
 }
 
 /// A command as COMMAND's subcommands report it: full name (`config|get`), spec and group.

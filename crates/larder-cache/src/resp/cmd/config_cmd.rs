@@ -11,7 +11,7 @@
 use larder_proto::ErrorCode;
 use larder_store::Policy;
 
-use super::{dispatch, help};
+use super::dispatch;
 use crate::config::parse_bytes;
 use crate::resp::ctx::{CmdError, CmdResult, Ctx};
 use crate::resp::table::{CommandSpec, spec};
@@ -56,25 +56,12 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.0",
         rewrite,
     ),
-    spec(
-        "help",
-        2,
-        &["loading", "stale"],
-        (0, 0, 0),
-        "Lists the subcommands.",
-        "5.0.0",
-        config_help,
-    ),
+    crate::resp::cmd::server::HELP,
 ];
 
 /// CONFIG: runs the subcommand.
 pub(super) fn config(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     dispatch(ctx, argv, "config", SUBCOMMANDS)
-}
-
-fn config_help(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    help(ctx, "config", SUBCOMMANDS);
-    Ok(())
 }
 
 /// The parameters larder reports, in the order replies list them.

@@ -59,6 +59,24 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
     ),
 ];
 
+/// The `HELP` subcommand every container command (CLIENT, COMMAND, CONFIG) lists.
+pub(crate) const HELP: CommandSpec = spec(
+    "help",
+    2,
+    STALE,
+    (0, 0, 0),
+    "Lists the subcommands.",
+    "5.0.0",
+    help_subcommand,
+);
+
+/// `<container> HELP`: the container is the command the client named.
+fn help_subcommand(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let container = String::from_utf8_lossy(argv[0]).to_ascii_lowercase();
+    help(ctx, &container, subcommands(&container));
+    Ok(())
+}
+
 /// The subcommands of a container command, by its full name (none for other commands).
 fn subcommands(name: &str) -> &'static [CommandSpec] {
     match name {
