@@ -7,9 +7,13 @@ use prost::Message;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
-    let file = root.join("larder/cache/v1/cache.proto");
+    let files = [
+        "larder/cache/v1/cache.proto",
+        "larder/cache/v1/origin.proto",
+    ]
+    .map(|f| root.join(f));
     println!("cargo:rerun-if-changed={}", root.display());
-    let fds = protox::compile([&file], [&root])?;
+    let fds = protox::compile(&files, [&root])?;
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     std::fs::write(out.join("larder_descriptor.bin"), fds.encode_to_vec())?;
     tonic_prost_build::configure()

@@ -48,6 +48,9 @@ impl Cache for Floor {
     async fn stats(&self, _: Request<pb::StatsRequest>) -> Reply<pb::StatsResponse> {
         Ok(Response::new(pb::StatsResponse::default()))
     }
+    async fn invalidate(&self, _: Request<pb::InvalidateRequest>) -> Reply<pb::InvalidateResponse> {
+        Ok(Response::new(pb::InvalidateResponse::default()))
+    }
 }
 
 fn main() {

@@ -41,7 +41,10 @@ async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Respons
             return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
         }
     }
-    let body = state.node.metrics.render(&state.node.store.stats());
+    let mut body = state.node.metrics.render(&state.node.store.stats());
+    if let Some(origins) = &state.node.origins {
+        origins.render(&mut body);
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -8,6 +8,8 @@ use larder_proto::resp::Limits;
 use larder_store::{Capacity, Policy, StoreConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::origin::config::*;
+
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
 /// Default Redis-protocol listen address.
@@ -73,6 +75,9 @@ pub struct CacheConfig {
     pub reclaim_interval_ms: u64,
     /// Milliseconds in-flight requests get to finish at shutdown.
     pub shutdown_grace_ms: u64,
+    /// Read-through (and optionally write-through) origins, by key pattern; the first whose
+    /// pattern matches a key serves it.
+    pub origins: Vec<OriginConfig>,
 }
 
 impl Default for CacheConfig {
@@ -95,6 +100,7 @@ impl Default for CacheConfig {
             resp_threads: 0,
             reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
+            origins: Vec::new(),
         }
     }
 }
@@ -141,6 +147,9 @@ pub enum ConfigError {
     /// A limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// An origin that cannot work; the text names it and the setting.
+    #[error("origins: {0}")]
+    Origin(String),
     /// The store refused the sizing.
     #[error("store: {0}")]
     Store(#[from] larder_store::ConfigError),
@@ -230,6 +239,7 @@ impl CacheConfig {
         if self.max_clients == 0 {
             return Err(ConfigError::Zero("max_clients"));
         }
+        crate::origin::check(&self.origins).map_err(ConfigError::Origin)?;
         let listeners = [
             (
                 "resp_addr",

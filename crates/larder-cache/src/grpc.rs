@@ -14,6 +14,7 @@ use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
 use crate::node::{Node, secrets_match, unix_ms};
+use crate::origin::{Origin, OriginError, Origins, Served, Step, served};
 
 /// The `Cache` service of one node.
 #[derive(Debug, Clone)]
@@ -90,6 +91,48 @@ impl CacheService {
     fn entry(&self, key: &[u8]) -> Option<pb::Entry> {
         self.node.store.get_with(key, to_entry)
     }
+
+    /// The first half of reading `key`: through its origin if it has one, else the store.
+    fn begin(&self, key: &[u8]) -> Step {
+        match &self.node.origins {
+            Some(origins) => match origins.find(key) {
+                Some(origin) => origins.begin(origin, key),
+                None => Step::Done(Ok(self.node.store.get_with(key, served))),
+            },
+            None => Step::Done(Ok(self.node.store.get_with(key, served))),
+        }
+    }
+
+    /// The write-through origin of `key`, if it has one.
+    fn write_through(&self, key: &[u8]) -> Option<(&Arc<Origins>, &Arc<Origin>)> {
+        let origins = self.node.origins.as_ref()?;
+        let origin = origins.find(key).filter(|o| o.write_through())?;
+        Some((origins, origin))
+    }
+
+    /// Refuses a change other than a plain set to a write-through key.
+    fn refuse_write_through(&self, key: &[u8], what: &str) -> Result<(), Status> {
+        match self.write_through(key) {
+            Some(_) => Err(ErrorCode::Conflict
+                .status(format!("{what} cannot change a write-through key; use Set"))),
+            None => Ok(()),
+        }
+    }
+}
+
+fn served_entry(served: Served) -> pb::Entry {
+    pb::Entry {
+        value: served.value,
+        version: served.version,
+        ttl_ms: served
+            .expires_at
+            .map_or(0, |at| at.saturating_sub(unix_ms()).max(1)),
+        stale: served.stale,
+    }
+}
+
+fn origin_status(err: &OriginError) -> Status {
+    err.code().status(err.to_string())
 }
 
 fn to_entry(entry: EntryRef<'_>) -> pb::Entry {
@@ -151,7 +194,26 @@ fn set_options(req: &pb::SetRequest) -> Result<SetOptions, Status> {
 }
 
 impl CacheService {
-    fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
+    async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
+        if let Some((origins, origin)) = self.write_through(&req.key) {
+            let plain = req.mode == pb::SetMode::Always as i32
+                && req.version == 0
+                && req.ttl_ms == 0
+                && !req.keep_ttl;
+            if !plain {
+                return Err(invalid(
+                    "a write-through key takes a plain set: mode ALWAYS, no version, no TTL",
+                ));
+            }
+            let version = origins
+                .write(origin, &req.key, &req.value)
+                .await
+                .map_err(|e| origin_status(&e))?;
+            return Ok(pb::SetResponse {
+                stored: true,
+                version,
+            });
+        }
         let opts = set_options(req)?;
         let outcome = self
             .node
@@ -172,8 +234,20 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let entry = self.entry(&request.get_ref().key);
-        self.done(0, started, Ok(pb::GetResponse { entry }))
+        let key = &request.get_ref().key;
+        let result = if self.node.origins.is_none() {
+            Ok(pb::GetResponse {
+                entry: self.entry(key),
+            })
+        } else {
+            Origins::finish(self.begin(key))
+                .await
+                .map(|found| pb::GetResponse {
+                    entry: found.map(served_entry),
+                })
+                .map_err(|e| origin_status(&e))
+        };
+        self.done(0, started, result)
     }
 
     async fn get_many(
@@ -181,6 +255,10 @@ impl Cache for CacheService {
         request: Request<pb::GetManyRequest>,
     ) -> Result<Response<pb::GetManyResponse>, Status> {
         let started = Instant::now();
+        if self.node.origins.is_some() {
+            let result = self.get_many_through(&request.get_ref().keys).await;
+            return self.done(1, started, result);
+        }
         let (mut results, mut bytes) = (Vec::new(), 0usize);
         let mut too_large = false;
         for key in &request.get_ref().keys {
@@ -206,7 +284,7 @@ impl Cache for CacheService {
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
         let started = Instant::now();
-        let result = self.set_one(request.get_ref());
+        let result = self.set_one(request.get_ref()).await;
         self.done(2, started, result)
     }
 
@@ -216,20 +294,18 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::SetManyResponse>, Status> {
         use pb::set_many_result::Result as One;
         let started = Instant::now();
-        let results = request
-            .get_ref()
-            .items
-            .iter()
-            .map(|item| pb::SetManyResult {
-                result: Some(match self.set_one(item) {
+        let mut results = Vec::with_capacity(request.get_ref().items.len());
+        for item in &request.get_ref().items {
+            results.push(pb::SetManyResult {
+                result: Some(match self.set_one(item).await {
                     Ok(ok) => One::Ok(ok),
                     Err(status) => One::Error(pb::Failure {
                         code: status.code() as i32,
                         message: status.message().to_owned(),
                     }),
                 }),
-            })
-            .collect();
+            });
+        }
         self.done(3, started, Ok(pb::SetManyResponse { results }))
     }
 
@@ -276,11 +352,14 @@ impl Cache for CacheService {
         let started = Instant::now();
         let req = request.get_ref();
         let result = self
-            .node
-            .store
-            .incr(&req.key, req.delta)
-            .map(|value| pb::IncrResponse { value })
-            .map_err(|e| store_status(&e));
+            .refuse_write_through(&req.key, "Incr")
+            .and_then(|()| {
+                self.node
+                    .store
+                    .incr(&req.key, req.delta)
+                    .map_err(|e| store_status(&e))
+            })
+            .map(|value| pb::IncrResponse { value });
         self.done(6, started, result)
     }
 
@@ -291,9 +370,14 @@ impl Cache for CacheService {
         let started = Instant::now();
         let req = request.get_ref();
         let result = self
-            .node
-            .store
-            .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
+            .refuse_write_through(&req.key, "CompareAndSet")
+            .and_then(|()| {
+                let ttl = ttl(req.ttl_ms);
+                let store = &self.node.store;
+                store
+                    .compare_and_set(&req.key, req.expected_version, &req.value, ttl)
+                    .map_err(|e| store_status(&e))
+            })
             .map(|outcome| match outcome {
                 CasOutcome::Swapped(version) => pb::CompareAndSetResponse {
                     swapped: true,
@@ -303,8 +387,7 @@ impl Cache for CacheService {
                     swapped: false,
                     version: version.unwrap_or(0),
                 },
-            })
-            .map_err(|e| store_status(&e));
+            });
         self.done(7, started, result)
     }
 
@@ -325,6 +408,46 @@ impl Cache for CacheService {
             items: s.items,
         };
         self.done(8, started, Ok(stats))
+    }
+
+    async fn invalidate(
+        &self,
+        request: Request<pb::InvalidateRequest>,
+    ) -> Result<Response<pb::InvalidateResponse>, Status> {
+        let started = Instant::now();
+        let keys = &request.get_ref().keys;
+        let invalidated = match &self.node.origins {
+            Some(origins) => keys.iter().filter(|key| origins.invalidate(key)).count(),
+            None => keys
+                .iter()
+                .filter(|key| self.node.store.delete(key))
+                .count(),
+        };
+        let reply = pb::InvalidateResponse {
+            invalidated: invalidated as u64,
+        };
+        self.done(9, started, Ok(reply))
+    }
+}
+
+impl CacheService {
+    /// `GetMany` with origins: every key's load starts (or joins) before any is awaited.
+    async fn get_many_through(&self, keys: &[Bytes]) -> Result<pb::GetManyResponse, Status> {
+        let steps: Vec<Step> = keys.iter().map(|key| self.begin(key)).collect();
+        let (mut results, mut bytes) = (Vec::with_capacity(keys.len()), 0usize);
+        for step in steps {
+            let found = Origins::finish(step).await.map_err(|e| origin_status(&e))?;
+            bytes += found.as_ref().map_or(0, |s| s.value.len());
+            if bytes > self.node.max_request {
+                return Err(
+                    ErrorCode::TooLarge.status("reply larger than max_request; ask for fewer keys")
+                );
+            }
+            results.push(pb::GetResponse {
+                entry: found.map(served_entry),
+            });
+        }
+        Ok(pb::GetManyResponse { results })
     }
 }
 

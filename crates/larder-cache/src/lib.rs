@@ -11,6 +11,7 @@ mod grpc;
 mod incoming;
 mod metrics;
 mod node;
+mod origin;
 mod resp;
 mod server;
 

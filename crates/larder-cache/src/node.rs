@@ -14,10 +14,11 @@ use parking_lot::Mutex;
 
 use crate::config::{CacheConfig, ConfigError};
 use crate::metrics::Metrics;
+use crate::origin::Origins;
 use crate::resp::table::COMMANDS;
 
 /// gRPC method names, in the order the service counts them.
-pub(crate) const GRPC_METHODS: [&str; 9] = [
+pub(crate) const GRPC_METHODS: [&str; 10] = [
     "Get",
     "GetMany",
     "Set",
@@ -27,12 +28,15 @@ pub(crate) const GRPC_METHODS: [&str; 9] = [
     "Incr",
     "CompareAndSet",
     "Stats",
+    "Invalidate",
 ];
 
 /// One cache node's shared state.
 #[derive(Debug)]
 pub(crate) struct Node {
-    pub(crate) store: Store,
+    pub(crate) store: Arc<Store>,
+    /// Read-through origins, if any are configured.
+    pub(crate) origins: Option<Arc<Origins>>,
     pub(crate) config: CacheConfig,
     pub(crate) limits: Limits,
     /// The largest request or reply, in bytes (`max_request`).
@@ -45,12 +49,14 @@ pub(crate) struct Node {
 impl Node {
     /// A node for `config` (already validated).
     pub(crate) fn new(config: CacheConfig) -> Result<Self, ConfigError> {
-        let store = Store::new(config.store()?)?;
+        let store = Arc::new(Store::new(config.store()?)?);
+        let origins = Origins::new(&config.origins, store.clone()).map_err(ConfigError::Origin)?;
         let limits = config.resp_limits()?;
         let max_request = config.max_request_bytes()?;
         let names = COMMANDS.iter().map(|c| c.name).chain(["unknown"]).collect();
         Ok(Self {
             store,
+            origins,
             limits,
             max_request,
             metrics: Metrics::new(names, GRPC_METHODS.to_vec()),

@@ -1,9 +1,10 @@
-//! Types and service traits generated from `proto/larder/cache/v1/cache.proto`, and the encoded
-//! descriptor set that server reflection serves.
+//! Types and service traits generated from `proto/larder/cache/v1/cache.proto` (the node's
+//! `Cache` service) and `origin.proto` (the `Origin` service an application implements for a
+//! gRPC read-through origin), and the encoded descriptor set that server reflection serves.
 
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
 
-/// `larder.cache.v1`: the cache node's contract.
+/// `larder.cache.v1`: the cache node's contract and the origin contract it calls.
 pub mod cache {
     /// Version 1.
     pub mod v1 {

@@ -62,6 +62,9 @@ pub enum SetMode {
     /// Only if the key is absent or holds an older version than this one, which the new entry
     /// takes. An older document never replaces a newer one.
     IfNewerVersion(u64),
+    /// As [`SetMode::IfNewerVersion`], but an entry holding this same version is replaced too:
+    /// a reload of an unchanged document renews its entry.
+    IfNotOlderVersion(u64),
 }
 
 /// How to write an entry.

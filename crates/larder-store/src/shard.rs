@@ -210,6 +210,9 @@ impl Shard {
             (SetMode::IfPresent, current) => current.is_some(),
             (SetMode::IfAbsent, Some(_)) => false,
             (SetMode::IfNewerVersion(v), current) => current.is_none_or(|entry| entry.version < v),
+            (SetMode::IfNotOlderVersion(v), current) => {
+                current.is_none_or(|entry| entry.version <= v)
+            }
         };
         let previous = if opts.return_previous {
             current.map(|entry| entry.to_item())
@@ -230,7 +233,7 @@ impl Shard {
             Expiry::In(ttl) => Some(now.get().saturating_add(crate::clock::millis(ttl))),
         };
         let version = match (opts.mode, opts.version) {
-            (SetMode::IfNewerVersion(v), _) | (_, Some(v)) => v,
+            (SetMode::IfNewerVersion(v) | SetMode::IfNotOlderVersion(v), _) | (_, Some(v)) => v,
             (_, None) => self
                 .next_version
                 .max(current.map_or(0, |entry| entry.version.saturating_add(1))),

@@ -82,6 +82,24 @@ fn versions_grow_per_key_and_modes_are_honoured() {
         .unwrap();
     assert!(!older.stored);
     assert_eq!(store.get(b"doc").unwrap().value, b"v10");
+    let same = SetOptions::mode(SetMode::IfNotOlderVersion(10));
+    assert!(
+        !store
+            .set(
+                b"doc",
+                b"v10'",
+                SetOptions::mode(SetMode::IfNewerVersion(10))
+            )
+            .unwrap()
+            .stored
+    );
+    assert!(
+        store.set(b"doc", b"v10'", same).unwrap().stored,
+        "the same version is replaced"
+    );
+    let behind = SetOptions::mode(SetMode::IfNotOlderVersion(9));
+    assert!(!store.set(b"doc", b"v9", behind).unwrap().stored);
+    assert_eq!(store.get(b"doc").unwrap().value, b"v10'");
     let plain = set(&store, "doc", "v11");
     assert!(
         plain.version.unwrap() > 10,

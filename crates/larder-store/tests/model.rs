@@ -43,7 +43,7 @@ fn op() -> impl Strategy<Value = Op> {
     let value = prop::collection::vec(any::<u8>(), 0..24);
     prop_oneof![
         4 => key.clone().prop_map(Op::Get),
-        4 => (key.clone(), value.clone(), 0u8..4, prop::option::of(1u16..500), any::<bool>())
+        4 => (key.clone(), value.clone(), 0u8..5, prop::option::of(1u16..500), any::<bool>())
             .prop_map(|(key, value, mode, ttl_ms, keep_ttl)| Op::Set { key, value, mode, ttl_ms, keep_ttl }),
         1 => key.clone().prop_map(Op::Delete),
         1 => (key.clone(), 0u16..500).prop_map(|(k, ms)| Op::Expire(k, ms)),
@@ -90,7 +90,8 @@ fn mode_of(code: u8, version: u64) -> SetMode {
         0 => SetMode::Always,
         1 => SetMode::IfAbsent,
         2 => SetMode::IfPresent,
-        _ => SetMode::IfNewerVersion(version),
+        3 => SetMode::IfNewerVersion(version),
+        _ => SetMode::IfNotOlderVersion(version),
     }
 }
 
@@ -154,6 +155,9 @@ fn run_against_model(policy: Policy, ops: Vec<Op>) -> Result<(), TestCaseError> 
                     SetMode::IfAbsent => current.is_none(),
                     SetMode::IfPresent => current.is_some(),
                     SetMode::IfNewerVersion(v) => current.as_ref().is_none_or(|e| e.version < v),
+                    SetMode::IfNotOlderVersion(v) => {
+                        current.as_ref().is_none_or(|e| e.version <= v)
+                    }
                 };
                 prop_assert_eq!(outcome.stored, allowed);
                 if allowed {

@@ -15,7 +15,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{Ctx, Session};
-use super::{count_connection, execute};
+use super::{Pending, count_connection, execute};
 use crate::metrics::LocalCounts;
 use crate::node::{ClientEntry, Node, unix_ms};
 
@@ -68,7 +68,7 @@ pub(super) async fn run(
 }
 
 /// What the connection does after a batch.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 enum Flow {
     /// Wait for more bytes.
     Read,
@@ -76,6 +76,8 @@ enum Flow {
     Drain,
     /// Write the replies so far, then close.
     Close,
+    /// Write the replies so far, wait for an origin, add its reply, then run what is buffered.
+    Wait(Pending),
 }
 
 struct Conn<'a> {
@@ -136,6 +138,11 @@ impl Conn<'_> {
                     Flow::Read => break,
                     Flow::Drain => {}
                     Flow::Close => return Ok(()),
+                    Flow::Wait((index, deferred)) => {
+                        let protocol = self.session.protocol;
+                        let ok = deferred.finish(self.node, protocol, &mut self.wbuf).await;
+                        self.local.add(index, ok);
+                    }
                 }
             }
             // The request timeout runs from the first byte of a request, not from the last
@@ -198,10 +205,14 @@ impl Conn<'_> {
                         session: &mut self.session,
                         client: self.entry,
                         out: &mut self.wbuf,
+                        deferred: None,
                     };
-                    execute(&mut ctx, &argv, &mut self.local);
+                    let pending = execute(&mut ctx, &argv, &mut self.local);
                     self.argv = recycle(argv);
                     pos += used;
+                    if let Some(pending) = pending {
+                        break Flow::Wait(pending);
+                    }
                 }
                 Err(err) => {
                     self.node.metrics.protocol_errors.fetch_add(1, Relaxed);

@@ -9,6 +9,7 @@ use larder_proto::resp::Protocol;
 use larder_proto::resp::encode;
 use larder_store::StoreError;
 
+use super::cmd::origin::Deferred;
 use crate::node::{ClientEntry, Node};
 
 /// Per-connection state that commands read and change.
@@ -26,6 +27,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) session: &'a mut Session,
     pub(crate) client: &'a ClientEntry,
     pub(crate) out: &'a mut Vec<u8>,
+    /// A reply that waits for an origin; the connection finishes it before the next request.
+    pub(crate) deferred: Option<Deferred>,
 }
 
 /// What a handler returns; an error is written as a RESP error reply.

@@ -14,14 +14,18 @@ use larder_proto::resp::encode;
 
 use crate::metrics::{LocalCounts, Wire};
 use crate::node::Node;
+use cmd::origin::Deferred;
 use ctx::{CmdError, Ctx};
 use table::COMMANDS;
 
-/// Runs one request and counts it. `argv[0]` is the command name.
-fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
-    let Some(&name) = argv.first() else {
-        return;
-    };
+/// A request whose reply waits for an origin: its command index (for the metrics) and what
+/// it waits for.
+pub(crate) type Pending = (usize, Deferred);
+
+/// Runs one request and counts it, unless its reply waits for an origin: then it is returned,
+/// and counted when finished. `argv[0]` is the command name.
+fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option<Pending> {
+    let &name = argv.first()?;
     // Clients repeat commands, so try the connection's previous one before the table.
     let previous = usize::from(ctx.client.last_cmd.load(Relaxed));
     let found = match COMMANDS.get(previous) {
@@ -32,7 +36,7 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
         let err = CmdError::new(larder_proto::ErrorCode::UnknownCommand, unknown(argv));
         encode::error(ctx.out, err.to_string().as_bytes());
         local.add(COMMANDS.len(), false);
-        return;
+        return None;
     };
     let spec = COMMANDS[index];
     // Redis checks arity before authentication, so clients see the same error first.
@@ -43,6 +47,8 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
             larder_proto::ErrorCode::Unauthenticated,
             "Authentication required.",
         ))
+    } else if ctx.node.origins.is_some() {
+        cmd::origin::guard_writes(ctx.node, &spec, argv).and_then(|()| (spec.handler)(ctx, argv))
     } else {
         (spec.handler)(ctx, argv)
     };
@@ -53,7 +59,13 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) {
         let index = u16::try_from(index).unwrap_or(u16::MAX);
         ctx.client.last_cmd.store(index, Relaxed);
     }
-    local.add(index, result.is_ok());
+    match ctx.deferred.take() {
+        Some(deferred) if result.is_ok() => Some((index, deferred)),
+        _ => {
+            local.add(index, result.is_ok());
+            None
+        }
+    }
 }
 
 /// Redis's text for an unknown command: the name and the first arguments, each cut short.

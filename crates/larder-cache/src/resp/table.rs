@@ -84,11 +84,12 @@ impl std::ops::Deref for Command {
 
 /// Every command, in the order metrics index them.
 pub(crate) static COMMANDS: LazyLock<Vec<Command>> = LazyLock::new(|| {
-    let families: [(&'static str, &'static [CommandSpec]); 6] = [
+    let families: [(&'static str, &'static [CommandSpec]); 7] = [
         ("string", cmd::string::COMMANDS),
         ("string", cmd::counter::COMMANDS),
         ("generic", cmd::keyspace::COMMANDS),
         ("generic", cmd::expiry::COMMANDS),
+        ("generic", cmd::origin::COMMANDS),
         ("connection", cmd::connection::COMMANDS),
         ("server", cmd::server::COMMANDS),
     ];

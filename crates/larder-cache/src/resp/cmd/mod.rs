@@ -6,6 +6,7 @@ pub(crate) mod counter;
 pub(crate) mod expiry;
 pub(crate) mod glob;
 pub(crate) mod keyspace;
+pub(crate) mod origin;
 pub(crate) mod server;
 pub(crate) mod string;
 

@@ -6,6 +6,7 @@ use std::time::Duration;
 use larder_proto::ErrorCode;
 use larder_store::{Expiry, SetMode, SetOptions, Update};
 
+use super::origin;
 use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
 use crate::resp::table::{CommandSpec, spec};
 
@@ -153,6 +154,12 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn get(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let node = ctx.node;
+    if let Some(origins) = &node.origins
+        && let Some(origin) = origins.find(argv[1])
+    {
+        return origin::get(ctx, origins, origin, argv[1]);
+    }
     let out = &mut *ctx.out;
     let found = ctx.node.store.get_with(argv[1], |entry| {
         larder_proto::resp::encode::bulk(out, entry.value)
@@ -184,6 +191,9 @@ pub(crate) fn expiry_option(command: &str, option: &[u8], arg: &[u8]) -> Result<
 }
 
 fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    if let Some(origin) = origin::write_through(ctx.node, argv[1]) {
+        return origin::set(ctx, origin, argv);
+    }
     let mut opts = SetOptions::default();
     let mut expiry_given = false;
     let mut i = 3;
@@ -285,6 +295,12 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let node = ctx.node;
+    if let Some(origins) = &node.origins
+        && origin::mget(ctx, origins, &argv[1..]).is_some()
+    {
+        return Ok(());
+    }
     let start = ctx.out.len();
     ctx.array(argv.len() - 1);
     for key in &argv[1..] {

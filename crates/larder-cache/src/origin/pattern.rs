@@ -1,0 +1,183 @@
+//! Key patterns such as `doc/{collection}/{id}`: literal text and named parts. A key matches
+//! when it starts with the pattern's literal prefix and every part is non-empty; each part but
+//! the last ends at the first occurrence of the literal after it, and a part at the end of the
+//! pattern takes the rest of the key, slashes included (`doc/books/a/b` gives `id = "a/b"`).
+
+use std::fmt;
+
+/// A parsed key pattern.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct KeyPattern {
+    text: String,
+    /// The literal text before the first part (all of it when there is no part).
+    prefix: Vec<u8>,
+    /// Each part's name and the literal that follows it (empty for a part at the end).
+    parts: Vec<(String, Vec<u8>)>,
+}
+
+/// The parts of one key, in pattern order.
+pub(crate) type Parts<'k> = Vec<(&'k str, &'k [u8])>;
+
+impl KeyPattern {
+    /// Parses `text`; names are letters, digits and `_`, and two parts need a literal between.
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+        let mut prefix = Vec::new();
+        let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find('{') {
+            let literal = &rest.as_bytes()[..open];
+            match parts.last_mut() {
+                Some((_, after)) => after.extend_from_slice(literal),
+                None => prefix.extend_from_slice(literal),
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| format!("pattern {text:?}: '{{' without '}}'"))?;
+            let name = &rest[open + 1..open + close];
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+                return Err(format!(
+                    "pattern {text:?}: part name {name:?} must be letters, digits or '_'"
+                ));
+            }
+            if parts.iter().any(|(n, _)| n == name) {
+                return Err(format!("pattern {text:?}: part {{{name}}} appears twice"));
+            }
+            if let Some((prev, after)) = parts.last()
+                && after.is_empty()
+            {
+                return Err(format!(
+                    "pattern {text:?}: {{{prev}}} and {{{name}}} need literal text between them"
+                ));
+            }
+            parts.push((name.to_owned(), Vec::new()));
+            rest = &rest[open + close + 1..];
+        }
+        if rest.contains('}') {
+            return Err(format!("pattern {text:?}: '}}' without '{{'"));
+        }
+        match parts.last_mut() {
+            Some((_, after)) => after.extend_from_slice(rest.as_bytes()),
+            None => prefix.extend_from_slice(rest.as_bytes()),
+        }
+        if prefix.is_empty() {
+            return Err(format!(
+                "pattern {text:?} must start with literal text (such as \"doc/\"), so that it \
+                 claims only its own keys"
+            ));
+        }
+        Ok(Self {
+            text: text.to_owned(),
+            prefix,
+            parts,
+        })
+    }
+
+    /// The names of the parts, in order.
+    pub(crate) fn names(&self) -> impl Iterator<Item = &str> {
+        self.parts.iter().map(|(name, _)| name.as_str())
+    }
+
+    /// Whether the key could match: a prefix test, the cheap first step of [`Self::split`].
+    pub(crate) fn claims(&self, key: &[u8]) -> bool {
+        key.starts_with(&self.prefix)
+    }
+
+    /// The parts of `key`, or `None` if it does not match.
+    pub(crate) fn split<'k>(&'k self, key: &'k [u8]) -> Option<Parts<'k>> {
+        let mut rest = key.strip_prefix(self.prefix.as_slice())?;
+        let mut out = Vec::with_capacity(self.parts.len());
+        for (i, (name, after)) in self.parts.iter().enumerate() {
+            let last = i + 1 == self.parts.len();
+            let end = if last {
+                // The last part runs to the trailing literal at the very end of the key.
+                rest.len()
+                    .checked_sub(after.len())
+                    .filter(|&end| rest[end..] == **after)?
+            } else {
+                memchr::memmem::find(rest, after)?
+            };
+            if end == 0 {
+                return None;
+            }
+            out.push((name.as_str(), &rest[..end]));
+            rest = &rest[end + after.len()..];
+        }
+        (self.parts.is_empty() && rest.is_empty() || !self.parts.is_empty()).then_some(out)
+    }
+}
+
+impl fmt::Display for KeyPattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(pattern: &str, key: &str) -> Option<Vec<(String, String)>> {
+        let p = KeyPattern::parse(pattern).unwrap();
+        p.split(key.as_bytes()).map(|parts| {
+            parts
+                .into_iter()
+                .map(|(n, v)| (n.to_owned(), String::from_utf8(v.to_vec()).unwrap()))
+                .collect()
+        })
+    }
+
+    fn pairs(list: &[(&str, &str)]) -> Option<Vec<(String, String)>> {
+        Some(
+            list.iter()
+                .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+                .collect(),
+        )
+    }
+
+    #[test]
+    fn parts_split_at_literals_and_the_last_takes_the_rest() {
+        let p = "doc/{collection}/{id}";
+        assert_eq!(
+            parts(p, "doc/books/42"),
+            pairs(&[("collection", "books"), ("id", "42")])
+        );
+        assert_eq!(
+            parts(p, "doc/books/a/b"),
+            pairs(&[("collection", "books"), ("id", "a/b")])
+        );
+        assert_eq!(
+            parts(p, "doc/b/'; DROP TABLE x; --"),
+            pairs(&[("collection", "b"), ("id", "'; DROP TABLE x; --")])
+        );
+        assert_eq!(parts(p, "doc/books/"), None);
+        assert_eq!(parts(p, "doc//42"), None);
+        assert_eq!(parts(p, "doc/books"), None);
+        assert_eq!(parts(p, "other/books/42"), None);
+    }
+
+    #[test]
+    fn trailing_literals_and_no_parts() {
+        assert_eq!(
+            parts("u:{id}:profile", "u:7:profile"),
+            pairs(&[("id", "7")])
+        );
+        assert_eq!(parts("u:{id}:profile", "u:7:prof"), None);
+        assert_eq!(parts("config", "config"), pairs(&[]));
+        assert_eq!(parts("config", "configs"), None);
+    }
+
+    #[test]
+    fn bad_patterns_are_refused_with_a_reason() {
+        for bad in [
+            "{id}",
+            "doc/{id",
+            "doc/{}",
+            "doc/{a}{b}",
+            "doc/{a}/{a}",
+            "doc/}",
+            "d/{a-b}",
+        ] {
+            assert!(KeyPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+}

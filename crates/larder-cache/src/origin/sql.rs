@@ -1,0 +1,359 @@
+//! The SQL origin: SQLite or PostgreSQL by URL, through sqlx's `Any` driver so both take one
+//! code path. The configured statements name the key's parts as `:part` (and the written
+//! value as `:value`); those are rewritten to the database's numbered placeholders and the
+//! parts are bound as parameters, never spliced into the SQL text.
+
+use std::sync::{Arc, Once};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+
+use super::Fetched;
+use super::pattern::{KeyPattern, Parts};
+
+/// Connections per pool; loads beyond it wait for one (bounded by the load timeout).
+const MAX_CONNECTIONS: u32 = 8;
+
+/// Which placeholder syntax the database speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    /// `?1`, `?2`
+    Sqlite,
+    /// `$1`, `$2`
+    Postgres,
+}
+
+/// A statement with its placeholders numbered, and which name each number binds.
+#[derive(Debug, Clone)]
+struct Statement {
+    /// Operator-written SQL from the configuration; values only ever reach it as parameters.
+    sql: Arc<str>,
+    names: Vec<String>,
+}
+
+/// A SQL origin.
+#[derive(Debug)]
+pub(crate) struct SqlOrigin {
+    pool: AnyPool,
+    load: Statement,
+    store: Option<Statement>,
+}
+
+/// Checks the URL's scheme and the statements' parameters without connecting.
+pub(crate) fn check(
+    url: &str,
+    load: &str,
+    store: &str,
+    pattern: &KeyPattern,
+) -> Result<(), String> {
+    let dialect = dialect(url)?;
+    let parts: Vec<&str> = pattern.names().collect();
+    if load.trim().is_empty() {
+        return Err("a sql origin needs a `load` query".into());
+    }
+    Statement::parse(load, &parts, false, dialect)?;
+    if !store.trim().is_empty() {
+        Statement::parse(store, &parts, true, dialect)?;
+    }
+    Ok(())
+}
+
+fn dialect(url: &str) -> Result<Dialect, String> {
+    if url.starts_with("sqlite:") {
+        Ok(Dialect::Sqlite)
+    } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Dialect::Postgres)
+    } else {
+        Err(format!(
+            "url {:?}: expected sqlite:… or postgres://…",
+            redact(url)
+        ))
+    }
+}
+
+impl SqlOrigin {
+    /// A pool for `url` that connects on first use, so the node starts while the database is
+    /// down.
+    pub(crate) fn new(
+        url: &str,
+        load: &str,
+        store: &str,
+        pattern: &KeyPattern,
+        timeout: Duration,
+    ) -> Result<Self, String> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+        check(url, load, store, pattern)?;
+        let dialect = dialect(url)?;
+        let parts: Vec<&str> = pattern.names().collect();
+        let load = Statement::parse(load, &parts, false, dialect)?;
+        let store = match store.trim() {
+            "" => None,
+            text => Some(Statement::parse(text, &parts, true, dialect)?),
+        };
+        let pool = AnyPoolOptions::new()
+            .max_connections(MAX_CONNECTIONS)
+            .acquire_timeout(timeout)
+            .connect_lazy(url)
+            .map_err(|err| format!("url {:?}: {err}", redact(url)))?;
+        Ok(Self { pool, load, store })
+    }
+
+    /// Runs the load query for a key's parts.
+    pub(crate) async fn load(&self, parts: &Parts<'_>) -> Result<Fetched, String> {
+        let query = self.load.bind(parts, None)?;
+        let Some(row) = query
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| err.to_string())?
+        else {
+            return Ok(Fetched::NotFound);
+        };
+        let value = column_bytes(&row, 0)?;
+        let version = column_version(&row, 1)?;
+        Ok(Fetched::Found { value, version })
+    }
+
+    /// Runs the write-through statement; returns the version it reported, if any.
+    pub(crate) async fn store(
+        &self,
+        parts: &Parts<'_>,
+        value: &[u8],
+    ) -> Result<Option<u64>, String> {
+        let statement = self
+            .store
+            .as_ref()
+            .ok_or("this origin has no `store` statement")?;
+        let row = statement
+            .bind(parts, Some(value))?
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|err| err.to_string())?;
+        match row {
+            Some(row) => column_version(&row, 0),
+            None => Ok(None),
+        }
+    }
+}
+
+impl Statement {
+    /// Numbers the `:name` parameters of `sql`; each must be a part of the pattern (or
+    /// `value` in a write statement). Quoted text, quoted identifiers, comments and
+    /// PostgreSQL's `::` casts are left alone.
+    fn parse(sql: &str, parts: &[&str], write: bool, dialect: Dialect) -> Result<Self, String> {
+        let bytes = sql.as_bytes();
+        let mut out = String::with_capacity(sql.len() + 8);
+        let mut names: Vec<String> = Vec::new();
+        let mut i = 0;
+        let mut copied = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                quote @ (b'\'' | b'"') => {
+                    i += 1;
+                    while i < bytes.len() && bytes[i] != quote {
+                        i += 1;
+                    }
+                    i += 1;
+                }
+                b'-' if bytes.get(i + 1) == Some(&b'-') => {
+                    while i < bytes.len() && bytes[i] != b'\n' {
+                        i += 1;
+                    }
+                }
+                b'/' if bytes.get(i + 1) == Some(&b'*') => {
+                    i += 2;
+                    while i < bytes.len() && !(bytes[i] == b'*' && bytes.get(i + 1) == Some(&b'/'))
+                    {
+                        i += 1;
+                    }
+                    i += 2;
+                }
+                b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
+                b':' if bytes
+                    .get(i + 1)
+                    .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
+                {
+                    let start = i + 1;
+                    let mut end = start;
+                    while end < bytes.len()
+                        && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_')
+                    {
+                        end += 1;
+                    }
+                    let name = &sql[start..end];
+                    if !(parts.contains(&name) || write && name == "value") {
+                        let mut known: Vec<String> =
+                            parts.iter().map(|p| format!(":{p}")).collect();
+                        if write {
+                            known.push(":value".into());
+                        }
+                        return Err(format!(
+                            "statement {sql:?}: unknown parameter :{name} (known: {})",
+                            known.join(", ")
+                        ));
+                    }
+                    let number = match names.iter().position(|n| n == name) {
+                        Some(at) => at + 1,
+                        None => {
+                            names.push(name.to_owned());
+                            names.len()
+                        }
+                    };
+                    out.push_str(&sql[copied..i]);
+                    out.push(if dialect == Dialect::Sqlite { '?' } else { '$' });
+                    out.push_str(&number.to_string());
+                    i = end;
+                    copied = end;
+                }
+                _ => i += 1,
+            }
+        }
+        out.push_str(&sql[copied.min(sql.len())..]);
+        if write && !names.iter().any(|n| n == "value") {
+            return Err(format!("statement {sql:?} must use :value"));
+        }
+        Ok(Self {
+            sql: out.into(),
+            names,
+        })
+    }
+
+    /// The statement with the key's parts (and the value) bound in placeholder order.
+    fn bind(
+        &self,
+        parts: &Parts<'_>,
+        value: Option<&[u8]>,
+    ) -> Result<Query<'static, Any, AnyArguments>, String> {
+        let mut query = sqlx::query(AssertSqlSafe(self.sql.clone()));
+        for name in &self.names {
+            if name == "value" {
+                let value = value.unwrap_or_default();
+                query = match std::str::from_utf8(value) {
+                    Ok(text) => query.bind(text.to_owned()),
+                    Err(_) => query.bind(value.to_vec()),
+                };
+                continue;
+            }
+            let part = parts
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, v)| *v)
+                .unwrap_or_default();
+            let text = std::str::from_utf8(part)
+                .map_err(|_| format!("key part {{{name}}} is not UTF-8 text"))?;
+            query = query.bind(text.to_owned());
+        }
+        Ok(query)
+    }
+}
+
+/// A column as bytes, whether the database stores it as bytes or as text.
+fn column_bytes(row: &AnyRow, index: usize) -> Result<Bytes, String> {
+    if let Ok(bytes) = row.try_get::<Vec<u8>, _>(index) {
+        return Ok(Bytes::from(bytes));
+    }
+    row.try_get::<String, _>(index)
+        .map(Bytes::from)
+        .map_err(|err| format!("the load query's first column must be text or bytes: {err}"))
+}
+
+/// An optional integer version column; absent or NULL means none.
+fn column_version(row: &AnyRow, index: usize) -> Result<Option<u64>, String> {
+    if row.columns().len() <= index {
+        return Ok(None);
+    }
+    let version: Option<i64> = row
+        .try_get(index)
+        .map_err(|err| format!("the version column must be an integer: {err}"))?;
+    Ok(version.map(|v| v.max(0).unsigned_abs()))
+}
+
+/// A URL with any password replaced, for error messages.
+pub(crate) fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            match userinfo.find(':') {
+                Some(colon) => format!(
+                    "{}{}:***{}",
+                    &url[..scheme + 3],
+                    &userinfo[..colon],
+                    &url[at..]
+                ),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn named_parameters_become_numbered_placeholders() {
+        let parts = ["collection", "id"];
+        let s = Statement::parse(
+            "SELECT body, version FROM docs WHERE id = :id AND collection = :collection \
+             AND note <> ':id' AND x::text = \":collection\" -- :nope\n AND id = :id",
+            &parts,
+            false,
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert_eq!(
+            &*s.sql,
+            "SELECT body, version FROM docs WHERE id = $1 AND collection = $2 \
+             AND note <> ':id' AND x::text = \":collection\" -- :nope\n AND id = $1"
+        );
+        assert_eq!(s.names, ["id", "collection"]);
+        let lite = Statement::parse(
+            "SELECT v FROM t WHERE k = :id",
+            &parts,
+            false,
+            Dialect::Sqlite,
+        )
+        .unwrap();
+        assert_eq!(&*lite.sql, "SELECT v FROM t WHERE k = ?1");
+    }
+
+    #[test]
+    fn unknown_parameters_and_missing_values_are_refused() {
+        let parts = ["id"];
+        let err =
+            Statement::parse("SELECT 1 WHERE a = :ib", &parts, false, Dialect::Sqlite).unwrap_err();
+        assert!(err.contains(":ib") && err.contains(":id"), "{err}");
+        assert!(Statement::parse("SELECT :value", &parts, false, Dialect::Sqlite).is_err());
+        assert!(
+            Statement::parse(
+                "UPDATE t SET v = 1 WHERE k = :id",
+                &parts,
+                true,
+                Dialect::Sqlite
+            )
+            .is_err()
+        );
+        assert!(
+            Statement::parse(
+                "UPDATE t SET v = :value WHERE k = :id",
+                &parts,
+                true,
+                Dialect::Sqlite
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn passwords_are_hidden_in_messages() {
+        assert_eq!(
+            redact("postgres://app:s3cret@db:5432/x"),
+            "postgres://app:***@db:5432/x"
+        );
+        assert_eq!(redact("sqlite://data.db"), "sqlite://data.db");
+    }
+}
