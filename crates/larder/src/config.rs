@@ -91,6 +91,9 @@ pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
             *secret = REDACTED.into();
         }
     }
+    for origin in &mut shown.cache.origins {
+        origin.url = larder_cache::config::redact_url(&origin.url);
+    }
     Ok(toml::to_string(&shown)?)
 }
 
@@ -233,9 +236,34 @@ mod tests {
     fn secrets_are_not_printed() {
         let mut config = Config::default();
         config.cache.password = "hunter2".into();
+        config
+            .cache
+            .origins
+            .push(larder_cache::config::OriginConfig {
+                url: "postgres://app:s3cret@db/x".into(),
+                ..Default::default()
+            });
         let text = render(&config).unwrap();
         assert!(!text.contains("hunter2"));
+        assert!(!text.contains("s3cret"), "{text}");
         assert!(text.contains(REDACTED));
+    }
+
+    #[test]
+    fn origins_are_read_from_the_file() {
+        let table: toml::Table = "[[cache.origins]]\nname = \"docs\"\npattern = \"doc/{id}\"\n\
+                                  kind = \"sql\"\nurl = \"sqlite://x.db\"\n\
+                                  load = \"SELECT v FROM t WHERE k = :id\"\nfresh_ttl_ms = 5\n"
+            .parse()
+            .unwrap();
+        let config: Config = table.try_into().unwrap();
+        let origin = &config.cache.origins[0];
+        assert_eq!((origin.name.as_str(), origin.fresh_ttl_ms), ("docs", 5));
+        assert_eq!(
+            origin.stale_if_error_ms,
+            larder_cache::config::DEFAULT_STALE_IF_ERROR_MS
+        );
+        assert!(config.cache.validate().is_ok());
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl KeyPattern {
             out.push((name.as_str(), &rest[..end]));
             rest = &rest[end + after.len()..];
         }
-        (self.parts.is_empty() && rest.is_empty() || !self.parts.is_empty()).then_some(out)
+        rest.is_empty().then_some(out)
     }
 }
 
@@ -164,6 +164,35 @@ mod tests {
         assert_eq!(parts("u:{id}:profile", "u:7:prof"), None);
         assert_eq!(parts("config", "config"), pairs(&[]));
         assert_eq!(parts("config", "configs"), None);
+    }
+
+    proptest::proptest! {
+        /// Any key at all: no panic, and a match rebuilds the key exactly from the pattern's
+        /// literals and the parts, each part non-empty.
+        #[test]
+        fn splitting_any_key_is_total_and_exact(
+            head in proptest::sample::select(vec!["", "doc/", "doc/b/", "u:", "u:1:", "a", "config", "k/"]),
+            tail in proptest::collection::vec(
+                proptest::sample::select(b"/:abxy\x00\xff".to_vec()), 0..12),
+            end in proptest::sample::select(vec!["", "/", ":profile", "b"]),
+            pattern in proptest::sample::select(vec![
+                "doc/{collection}/{id}", "u:{id}:profile", "a{x}b{y}", "config", "k/{id}",
+            ]),
+        ) {
+            let key = [head.as_bytes(), &tail, end.as_bytes()].concat();
+            let p = KeyPattern::parse(pattern).unwrap();
+            if let Some(parts) = p.split(&key) {
+                let mut rebuilt = p.prefix.clone();
+                for ((_, value), (_, after)) in parts.iter().zip(&p.parts) {
+                    proptest::prop_assert!(!value.is_empty());
+                    rebuilt.extend_from_slice(value);
+                    rebuilt.extend_from_slice(after);
+                }
+                proptest::prop_assert_eq!(rebuilt, key);
+            } else if p.parts.is_empty() {
+                proptest::prop_assert_ne!(key.as_slice(), p.prefix.as_slice());
+            }
+        }
     }
 
     #[test]

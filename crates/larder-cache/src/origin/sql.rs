@@ -12,6 +12,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 
 use super::Fetched;
+use super::config::redact_url as redact;
 use super::pattern::{KeyPattern, Parts};
 
 /// Connections per pool; loads beyond it wait for one (bounded by the load timeout).
@@ -271,25 +272,6 @@ fn column_version(row: &AnyRow, index: usize) -> Result<Option<u64>, String> {
     Ok(version.map(|v| v.max(0).unsigned_abs()))
 }
 
-/// A URL with any password replaced, for error messages.
-pub(crate) fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(scheme), Some(at)) if at > scheme => {
-            let userinfo = &url[scheme + 3..at];
-            match userinfo.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &url[..scheme + 3],
-                    &userinfo[..colon],
-                    &url[at..]
-                ),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,14 +328,5 @@ mod tests {
             )
             .is_ok()
         );
-    }
-
-    #[test]
-    fn passwords_are_hidden_in_messages() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/x"),
-            "postgres://app:***@db:5432/x"
-        );
-        assert_eq!(redact("sqlite://data.db"), "sqlite://data.db");
     }
 }
