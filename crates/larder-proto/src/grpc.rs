@@ -15,3 +15,16 @@ pub mod cache {
 /// The encoded `FileDescriptorSet` of every larder proto file, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] =
     include_bytes!(concat!(env!("OUT_DIR"), "/larder_descriptor.bin"));
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reflection_describes_both_services() {
+        for name in [
+            &b"larder/cache/v1/cache.proto"[..],
+            b"larder/cache/v1/origin.proto",
+        ] {
+            assert!(memchr::memmem::find(super::FILE_DESCRIPTOR_SET, name).is_some());
+        }
+    }
+}
