@@ -42,19 +42,24 @@ pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server
     tokio::spawn(async move {
         reporter.set_serving::<CacheServer<CacheService>>().await;
     });
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let v1 = reflection.build_v1()?;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET);
-    let v1alpha = reflection.build_v1alpha()?;
+    let v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
+    let v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     routes = routes
         .add_service(health)
         .add_service(v1)
         .add_service(v1alpha);
     Ok(routes)
+}
+
+/// A reflection builder that lists the services this node serves; the descriptor set also
+/// holds `larder.cache.v1.Origin`, which applications serve, not the node.
+fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
+    tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .with_service_name("larder.cache.v1.Cache")
+        .with_service_name("grpc.health.v1.Health")
+        .with_service_name(itself)
 }
 
 /// Checks `authorization: Bearer <token>` when a token is configured, in constant time.

@@ -292,6 +292,10 @@ async fn health_and_both_reflection_versions_answer() {
         names.contains(&"larder.cache.v1.Cache") && names.contains(&"grpc.health.v1.Health"),
         "{names:?}"
     );
+    assert!(
+        !names.contains(&"larder.cache.v1.Origin"),
+        "applications serve Origin, not the node: {names:?}"
+    );
 
     let mut alpha = v1alpha::server_reflection_client::ServerReflectionClient::new(channel);
     let request = v1alpha::ServerReflectionRequest {
