@@ -80,6 +80,8 @@ pub(crate) enum BenchCommand {
     Resp(RespBenchArgs),
     /// Load a cache node over gRPC and report throughput and latency.
     Grpc(GrpcBenchArgs),
+    /// Send one key's GET from many clients at once and report how many origin loads it cost.
+    Burst(BurstArgs),
 }
 
 #[derive(Debug, Args)]
@@ -135,6 +137,47 @@ pub(crate) struct GrpcBenchArgs {
     pub(crate) batch: usize,
     #[command(flatten)]
     pub(crate) load: LoadArgs,
+}
+
+/// The wire `larder bench burst` uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Protocol {
+    Resp,
+    Grpc,
+}
+
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BurstArgs {
+    /// Wire protocol of the burst.
+    #[arg(long, value_enum, default_value_t = Protocol::Resp)]
+    pub(crate) protocol: Protocol,
+    /// Shorthand for `--protocol grpc`.
+    #[arg(long, conflicts_with = "protocol")]
+    pub(crate) grpc: bool,
+    /// Address of the cache node [default: 127.0.0.1:6380 (resp), 127.0.0.1:7070 (grpc)].
+    #[arg(long, value_name = "HOST:PORT")]
+    pub(crate) addr: Option<String>,
+    /// Clients, each sending one GET: RESP connections, or gRPC calls.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) clients: usize,
+    /// gRPC calls per HTTP/2 connection.
+    #[arg(long, default_value_t = 1000)]
+    pub(crate) calls_per_connection: usize,
+    /// The one key every client reads.
+    #[arg(long, default_value = "key:burst")]
+    pub(crate) key: String,
+    /// Admin HTTP address of the node, read for its origin metrics before and after.
+    #[arg(long, default_value = "127.0.0.1:7071", value_name = "HOST:PORT")]
+    pub(crate) admin: String,
+    /// Password sent with `AUTH` on every RESP connection.
+    #[arg(long)]
+    pub(crate) password: Option<String>,
+    /// Bearer token sent with every gRPC call and to `/metrics`.
+    #[arg(long)]
+    pub(crate) token: Option<String>,
+    /// Seconds to wait for every reply; a reply not in by then counts as an error.
+    #[arg(long, default_value_t = 30.0, value_parser = positive, value_name = "SECONDS")]
+    pub(crate) timeout: f64,
 }
 
 /// The workload and measurement options both load generators share.

@@ -46,6 +46,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench {
             what: BenchCommand::Grpc(args),
         }) => loadgen::grpc(&args),
+        Some(Command::Bench {
+            what: BenchCommand::Burst(args),
+        }) => loadgen::burst(&args),
         Some(Command::Up(_)) => not_yet("`larder up` (cache node + gateway)", "the gateway issue"),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => not_yet("`larder api` (the gateway)", "the gateway issue"),
@@ -59,7 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Servers that later issues build: say so plainly instead of pretending to run.
 fn not_yet(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
     eprintln!(
-        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace|resp|grpc`, `larder --print-config`."
+        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace|resp|grpc|burst`, `larder --print-config`."
     );
     Ok(ExitCode::from(2))
 }

@@ -1,4 +1,5 @@
-//! `larder bench resp` and `larder bench grpc`: load generators for a cache node.
+//! `larder bench resp` and `larder bench grpc`: load generators for a cache node; `larder bench
+//! burst`: one key read by many clients at once ([`burst`]).
 //!
 //! Each RESP connection, and each gRPC call slot, runs its own loop and keeps its own
 //! [`report::Recorder`]; the recorders are merged when the run ends, so the hot path shares
@@ -12,6 +13,7 @@
 //! Only replies that arrive inside the measured window (after `--warmup`, for `--duration`)
 //! count; the server's CPU time is sampled from `/proc` at the window's edges.
 
+mod burst;
 mod cpu;
 mod grpc;
 mod keys;
@@ -28,7 +30,7 @@ use anyhow::{Context, ensure};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{GrpcBenchArgs, LoadArgs, RespBenchArgs};
+use crate::cli::{BurstArgs, GrpcBenchArgs, LoadArgs, RespBenchArgs};
 use cpu::{CpuUse, CpuWatch};
 use report::{Progress, Recorder, Summary};
 
@@ -50,6 +52,15 @@ pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
     let summary =
         runtime(args.load.threads)?.block_on(grpc::bench(args, Progress::for_stderr()))?;
     Ok(finish(&summary))
+}
+
+/// `larder bench burst`: runs one burst, prints what it cost; fails if any reply was an error.
+///
+/// # Errors
+/// When the node or its admin port cannot be reached.
+pub(crate) fn burst(args: &BurstArgs) -> anyhow::Result<ExitCode> {
+    let outcome = runtime(1)?.block_on(burst::run(args))?;
+    Ok(burst::finish(&outcome))
 }
 
 fn finish(summary: &Summary) -> ExitCode {
