@@ -116,11 +116,23 @@ impl CacheService {
     }
 
     /// Refuses a change other than a plain set to a write-through key.
+    /// Also retires any load in flight of a key an origin claims, so it cannot replace
+    /// this write.
     fn refuse_write_through(&self, key: &[u8], what: &str) -> Result<(), Status> {
-        match self.write_through(key) {
-            Some(_) => Err(ErrorCode::Conflict
-                .status(format!("{what} cannot change a write-through key; use Set"))),
-            None => Ok(()),
+        if self.write_through(key).is_some() {
+            return Err(ErrorCode::Conflict
+                .status(format!("{what} cannot change a write-through key; use Set")));
+        }
+        self.retire(key);
+        Ok(())
+    }
+
+    /// Retires the load in flight of a key an origin claims (see `Origins::retire`).
+    fn retire(&self, key: &[u8]) {
+        if let Some(origins) = &self.node.origins
+            && origins.find(key).is_some()
+        {
+            origins.retire(key);
         }
     }
 }
@@ -220,6 +232,7 @@ impl CacheService {
             });
         }
         let opts = set_options(req)?;
+        self.retire(&req.key);
         let outcome = self
             .node
             .store
@@ -324,7 +337,10 @@ impl Cache for CacheService {
             .get_ref()
             .keys
             .iter()
-            .filter(|key| store.delete(key))
+            .filter(|key| {
+                self.retire(key);
+                store.delete(key)
+            })
             .count();
         self.done(
             4,

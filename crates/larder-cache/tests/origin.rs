@@ -750,3 +750,103 @@ async fn the_breaker_opens_after_failures_and_metrics_show_it() {
         "{body}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidation_during_a_load_keeps_its_result_out_of_the_cache() {
+    for db in databases().await {
+        db.insert("books", "1", "before", 1).await;
+        let node = node_with(db.origin(true));
+        let mut g = grpc(&node).await;
+        let reader = {
+            let mut g = g.clone();
+            tokio::spawn(async move {
+                g.get(pb::GetRequest {
+                    key: "doc/books/1".into(),
+                })
+                .await
+            })
+        };
+        // The load spins for a while inside its query: invalidate while it runs (the cache
+        // does not hold the key yet), then change the row.
+        for _ in 0..1_000 {
+            if metric(&node, "larder_origin_loads_in_flight") > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let dropped = g
+            .invalidate(pb::InvalidateRequest {
+                keys: vec!["doc/books/1".into()],
+            })
+            .await
+            .unwrap()
+            .into_inner()
+            .invalidated;
+        assert_eq!(dropped, 0, "{}: the load was still in flight", db.kind);
+        db.update("books", "1", "after").await;
+        let first = reader.await.unwrap().unwrap().into_inner().entry.unwrap();
+        // The load may have read the row before or after the update; either way it answered
+        // its caller, and only a load that began after the invalidation may fill the cache.
+        assert!(&first.value[..] == b"before" || &first.value[..] == b"after");
+        let mut c = resp(&node).await;
+        assert_eq!(
+            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+            Some("after"),
+            "{}: the load that began before the invalidation was not kept",
+            db.kind
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pipelined_replies_keep_their_order_around_a_load() {
+    let db = databases().await.remove(0);
+    db.insert("books", "1", "loaded", 1).await;
+    let node = node_with(db.origin(true));
+    let mut c = resp(&node).await;
+    let (a, b, d, e): (String, Option<String>, Option<String>, Option<String>) = redis::pipe()
+        .cmd("SET")
+        .arg("plain")
+        .arg("p")
+        .cmd("GET")
+        .arg("doc/books/1")
+        .cmd("GET")
+        .arg("plain")
+        .cmd("GET")
+        .arg("doc/books/none")
+        .query_async(&mut c)
+        .await
+        .unwrap();
+    assert_eq!(
+        (a.as_str(), b.as_deref(), d.as_deref(), e.as_deref()),
+        ("OK", Some("loaded"), Some("p"), None)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bad_key_is_the_clients_error_and_never_trips_the_breaker() {
+    let db = databases().await.remove(0);
+    db.insert("books", "1", "fine", 1).await;
+    let node = node_with(OriginConfig {
+        breaker_failures: 2,
+        breaker_cooldown_ms: 60_000,
+        ..db.origin(false)
+    });
+    let mut c = resp(&node).await;
+    for _ in 0..5 {
+        let err = redis::cmd("GET")
+            .arg(&b"doc/books/\xff\xfe"[..])
+            .query_async::<Option<Vec<u8>>>(&mut c)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("not UTF-8"), "{err}");
+    }
+    assert_eq!(
+        metric(&node, "larder_breaker_state{target=\"origin:docs\"}"),
+        0
+    );
+    assert_eq!(
+        get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+        Some("fine")
+    );
+}

@@ -32,11 +32,31 @@ pub(crate) struct Breaker {
     inner: Mutex<Inner>,
 }
 
-/// Permission to call; report how the call went with [`Breaker::record`].
+/// Permission to call; report how the call went with [`Permit::finish`]. A permit dropped
+/// unfinished (its caller went away mid-call) counts as a failure, so a half-open breaker
+/// never waits for a trial that will not report.
 #[derive(Debug)]
 #[must_use]
-pub(crate) struct Permit {
+pub(crate) struct Permit<'b> {
+    breaker: &'b Breaker,
     trial: bool,
+    finished: bool,
+}
+
+impl Permit<'_> {
+    /// Records how the permitted call went.
+    pub(crate) fn finish(mut self, ok: bool, now: Instant) {
+        self.finished = true;
+        self.breaker.record(self.trial, ok, now);
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.breaker.record(self.trial, false, Instant::now());
+        }
+    }
 }
 
 impl Breaker {
@@ -55,43 +75,47 @@ impl Breaker {
     }
 
     /// Permission for one call, or `None` while the breaker refuses calls.
-    pub(crate) fn try_call(&self, now: Instant) -> Option<Permit> {
+    pub(crate) fn try_call(&self, now: Instant) -> Option<Permit<'_>> {
         let mut inner = self.inner.lock();
-        match inner.state {
-            State::Closed => Some(Permit { trial: false }),
+        let trial = match inner.state {
+            State::Closed => false,
             State::Open if inner.retry_at.is_some_and(|at| now >= at) => {
                 inner.state = State::HalfOpen;
                 inner.trial_out = true;
-                Some(Permit { trial: true })
+                true
             }
-            State::Open => None,
+            State::Open => return None,
             State::HalfOpen if !inner.trial_out => {
                 inner.trial_out = true;
-                Some(Permit { trial: true })
+                true
             }
-            State::HalfOpen => None,
-        }
+            State::HalfOpen => return None,
+        };
+        Some(Permit {
+            breaker: self,
+            trial,
+            finished: false,
+        })
     }
 
-    /// Records how a permitted call went.
-    pub(crate) fn record(&self, permit: Permit, ok: bool, now: Instant) {
+    fn record(&self, trial: bool, ok: bool, now: Instant) {
         let mut inner = self.inner.lock();
-        if permit.trial {
+        if trial {
             inner.trial_out = false;
         }
         if ok {
             inner.failures = 0;
-            if permit.trial || inner.state == State::Closed {
+            if trial || inner.state == State::Closed {
                 inner.state = State::Closed;
                 inner.retry_at = None;
             }
             return;
         }
         inner.failures = inner.failures.saturating_add(1);
-        let trip = permit.trial || (self.threshold > 0 && inner.failures >= self.threshold);
+        let trip = trial || (self.threshold > 0 && inner.failures >= self.threshold);
         if trip && inner.state != State::Open {
             inner.state = State::Open;
-            inner.retry_at = Some(now + self.cooldown);
+            inner.retry_at = now.checked_add(self.cooldown);
         }
     }
 
@@ -111,11 +135,11 @@ mod tests {
         let t0 = Instant::now();
         for _ in 0..2 {
             let p = b.try_call(t0).unwrap();
-            b.record(p, false, t0);
+            p.finish(false, t0);
         }
         assert_eq!(b.state(), State::Closed);
         let p = b.try_call(t0).unwrap();
-        b.record(p, false, t0);
+        p.finish(false, t0);
         assert_eq!(b.state(), State::Open);
         assert!(b.try_call(t0 + Duration::from_secs(1)).is_none());
 
@@ -123,13 +147,13 @@ mod tests {
         let trial = b.try_call(later).unwrap();
         assert_eq!(b.state(), State::HalfOpen);
         assert!(b.try_call(later).is_none(), "one trial at a time");
-        b.record(trial, false, later);
+        trial.finish(false, later);
         assert_eq!(b.state(), State::Open, "a failed trial opens it again");
         assert!(b.try_call(later + Duration::from_secs(1)).is_none());
 
         let again = later + Duration::from_secs(6);
         let trial = b.try_call(again).unwrap();
-        b.record(trial, true, again);
+        trial.finish(true, again);
         assert_eq!(b.state(), State::Closed);
         assert!(b.try_call(again).is_some());
     }
@@ -139,18 +163,32 @@ mod tests {
         let b = Breaker::new(2, Duration::from_secs(1));
         let t = Instant::now();
         let p = b.try_call(t).unwrap();
-        b.record(p, false, t);
+        p.finish(false, t);
         let p = b.try_call(t).unwrap();
-        b.record(p, true, t);
+        p.finish(true, t);
         let p = b.try_call(t).unwrap();
-        b.record(p, false, t);
+        p.finish(false, t);
         assert_eq!(b.state(), State::Closed);
 
         let never = Breaker::new(0, Duration::from_secs(1));
         for _ in 0..100 {
             let p = never.try_call(t).unwrap();
-            never.record(p, false, t);
+            p.finish(false, t);
         }
         assert_eq!(never.state(), State::Closed);
+    }
+
+    #[test]
+    fn an_abandoned_trial_counts_as_a_failure() {
+        let b = Breaker::new(1, Duration::from_millis(10));
+        let t = Instant::now();
+        b.try_call(t).unwrap().finish(false, t);
+        let later = t + Duration::from_millis(20);
+        drop(b.try_call(later).unwrap());
+        assert_eq!(b.state(), State::Open, "the dropped trial reopened it");
+        let again = later + Duration::from_millis(20);
+        let trial = b.try_call(again).expect("a new trial after the cooldown");
+        trial.finish(true, again);
+        assert_eq!(b.state(), State::Closed);
     }
 }

@@ -87,6 +87,7 @@ impl Default for OriginConfig {
 /// `url` with the password of its user part, if any, replaced by `***`: for messages and
 /// `--print-config`.
 pub fn redact_url(url: &str) -> String {
+    let url = &redact_query(url);
     match (url.find("://"), url.rfind('@')) {
         (Some(scheme), Some(at)) if at > scheme => {
             let userinfo = &url[scheme + 3..at];
@@ -104,6 +105,21 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// `password=…` in a URL's query (PostgreSQL accepts it there) replaced by `***`.
+fn redact_query(url: &str) -> String {
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_owned();
+    };
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((name, _)) if name.eq_ignore_ascii_case("password") => format!("{name}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{base}?{}", pairs.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -116,5 +132,9 @@ mod tests {
         );
         assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
         assert_eq!(redact_url("sqlite://data.db"), "sqlite://data.db");
+        assert_eq!(
+            redact_url("postgres://db/x?user=a&password=s3cret"),
+            "postgres://db/x?user=a&password=***"
+        );
     }
 }

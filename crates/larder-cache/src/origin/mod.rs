@@ -17,30 +17,34 @@ pub(crate) mod config;
 mod grpc;
 mod http;
 mod pattern;
+mod source;
 mod sql;
+mod stats;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use larder_proto::ErrorCode;
-use larder_store::{EntryRef, Expiry, SetMode, SetOptions, Store};
+use larder_store::{EntryRef, SetMode, SetOptions, Store};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 
-use crate::metrics::Histogram;
 use crate::node::unix_ms;
-use breaker::Breaker;
 use config::OriginConfig;
-use pattern::{KeyPattern, Parts};
+use pattern::KeyPattern;
+pub(crate) use source::Origin;
 
-/// Most remembered "not found" answers; past it the expired ones are dropped, then all.
-const MAX_NOT_FOUND: usize = 1 << 16;
+/// Bytes of keys remembered as "not found"; past it the expired ones are dropped, then all.
+const MAX_NOT_FOUND_BYTES: usize = 16 << 20;
+/// Distinct keys loading at once on one node; reads of further keys are answered
+/// unavailable at once (without touching any breaker) until loads finish.
+const MAX_FLIGHTS: usize = 16_384;
+/// Upper bound of every duration setting: ten years.
+const MAX_MS: u64 = 10 * 365 * 24 * 3600 * 1000;
 
 /// What an origin said about a key.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -107,53 +111,6 @@ pub(crate) enum Freshness {
     IfError,
 }
 
-/// An origin's backend.
-#[derive(Debug)]
-enum Backend {
-    Sql(sql::SqlOrigin),
-    Http(http::HttpOrigin),
-    Grpc(grpc::GrpcOrigin),
-}
-
-/// Load outcomes counted per origin, in `larder_origin_loads_total`'s `result` order.
-const LOAD_RESULTS: [&str; 5] = ["found", "not_found", "error", "timeout", "rejected"];
-/// Write outcomes, in `larder_origin_writes_total`'s `result` order.
-const WRITE_RESULTS: [&str; 4] = ["ok", "error", "timeout", "rejected"];
-
-/// How a guarded call ended, indexed like the result labels after `found`/`not_found`.
-#[derive(Debug, Clone, Copy)]
-enum Failure {
-    Error = 0,
-    Timeout = 1,
-    Rejected = 2,
-}
-
-#[derive(Debug, Default)]
-struct OriginStats {
-    loads: [AtomicU64; LOAD_RESULTS.len()],
-    writes: [AtomicU64; WRITE_RESULTS.len()],
-    coalesced: AtomicU64,
-    stale_served: AtomicU64,
-    latency: Histogram,
-}
-
-/// One configured origin.
-#[derive(Debug)]
-pub(crate) struct Origin {
-    name: String,
-    pattern: KeyPattern,
-    backend: Backend,
-    write_through: bool,
-    fresh_ms: u64,
-    revalidate_ms: u64,
-    if_error_ms: u64,
-    not_found_ms: u64,
-    timeout: Duration,
-    slots: Semaphore,
-    breaker: Breaker,
-    stats: OriginStats,
-}
-
 /// Checks every origin's settings without connecting to anything.
 pub(crate) fn check(configs: &[OriginConfig]) -> Result<(), String> {
     for (i, config) in configs.iter().enumerate() {
@@ -193,161 +150,30 @@ fn check_one(config: &OriginConfig) -> Result<KeyPattern, String> {
     if config.max_concurrent_loads == 0 {
         return Err("max_concurrent_loads must be at least 1".into());
     }
+    let durations = [
+        ("fresh_ttl_ms", config.fresh_ttl_ms, MAX_MS),
+        (
+            "stale_while_revalidate_ms",
+            config.stale_while_revalidate_ms,
+            MAX_MS,
+        ),
+        ("stale_if_error_ms", config.stale_if_error_ms, MAX_MS),
+        ("not_found_ttl_ms", config.not_found_ttl_ms, MAX_MS),
+        ("load_timeout_ms", config.load_timeout_ms, 600_000),
+        (
+            "breaker_cooldown_ms",
+            config.breaker_cooldown_ms,
+            86_400_000,
+        ),
+    ];
+    for (name, value, max) in durations {
+        if value > max {
+            return Err(format!(
+                "{name} = {value} is more than the most allowed, {max}"
+            ));
+        }
+    }
     Ok(pattern)
-}
-
-impl Origin {
-    fn new(config: &OriginConfig) -> Result<Self, String> {
-        let pattern = check_one(config)?;
-        let timeout = Duration::from_millis(config.load_timeout_ms.max(1));
-        let backend = match config.kind.as_str() {
-            "sql" => Backend::Sql(sql::SqlOrigin::new(
-                &config.url,
-                &config.load,
-                &config.store,
-                &pattern,
-                timeout,
-            )?),
-            "http" => Backend::Http(http::HttpOrigin::new(&config.url, &pattern, timeout)?),
-            "grpc" => Backend::Grpc(grpc::GrpcOrigin::new(&config.name, &config.url, timeout)?),
-            other => return Err(format!("kind = {other:?}: expected sql, http or grpc")),
-        };
-        Ok(Self {
-            name: config.name.clone(),
-            pattern,
-            backend,
-            write_through: config.write_through,
-            fresh_ms: config.fresh_ttl_ms,
-            revalidate_ms: config.stale_while_revalidate_ms,
-            if_error_ms: config.stale_if_error_ms,
-            not_found_ms: config.not_found_ttl_ms,
-            timeout,
-            slots: Semaphore::new(config.max_concurrent_loads),
-            breaker: Breaker::new(
-                config.breaker_failures,
-                Duration::from_millis(config.breaker_cooldown_ms),
-            ),
-            stats: OriginStats::default(),
-        })
-    }
-
-    /// Whether `SET`s of this origin's keys go to it first.
-    pub(crate) fn write_through(&self) -> bool {
-        self.write_through
-    }
-
-    /// How long a loaded entry stays after its fresh time.
-    fn stale_span(&self) -> u64 {
-        self.revalidate_ms.max(self.if_error_ms)
-    }
-
-    /// The expiry of an entry loaded or written `now`.
-    fn expiry(&self, now: u64) -> Expiry {
-        Expiry::At(
-            now.saturating_add(self.fresh_ms)
-                .saturating_add(self.stale_span()),
-        )
-    }
-
-    /// How old an entry expiring at `expires_at` is `now`. Entries without an expiry were set
-    /// by a client and are always fresh.
-    pub(crate) fn freshness(&self, expires_at: Option<u64>, now: u64) -> Freshness {
-        let Some(expires_at) = expires_at else {
-            return Freshness::Fresh;
-        };
-        let stale_from = expires_at.saturating_sub(self.stale_span());
-        if now < stale_from {
-            Freshness::Fresh
-        } else if now - stale_from < self.revalidate_ms {
-            Freshness::Revalidate
-        } else {
-            Freshness::IfError
-        }
-    }
-
-    /// Runs `work` under the breaker, a slot and the timeout.
-    async fn guarded<T>(
-        &self,
-        work: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, (Failure, String)> {
-        let Some(permit) = self.breaker.try_call(Instant::now()) else {
-            return Err((Failure::Rejected, "circuit breaker open".into()));
-        };
-        let outcome = tokio::time::timeout(self.timeout, async {
-            let _slot = self.slots.acquire().await.map_err(|e| e.to_string())?;
-            work.await
-        })
-        .await;
-        let (result, ok) = match outcome {
-            Ok(Ok(value)) => (Ok(value), true),
-            Ok(Err(message)) => (Err((Failure::Error, message)), false),
-            Err(_) => {
-                let ms = self.timeout.as_millis();
-                (
-                    Err((Failure::Timeout, format!("timed out after {ms} ms"))),
-                    false,
-                )
-            }
-        };
-        self.breaker.record(permit, ok, Instant::now());
-        result
-    }
-
-    /// Loads `key` from the origin, counted.
-    async fn load(&self, key: &[u8]) -> Result<Fetched, OriginError> {
-        let parts = self.parts(key)?;
-        let started = Instant::now();
-        let outcome = self
-            .guarded(async {
-                match &self.backend {
-                    Backend::Sql(sql) => sql.load(&parts).await,
-                    Backend::Http(http) => http.load(&parts).await,
-                    Backend::Grpc(grpc) => grpc.load(key, &parts).await,
-                }
-            })
-            .await;
-        if !matches!(outcome, Err((Failure::Rejected, _))) {
-            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-            self.stats.latency.observe(ns, 1);
-        }
-        let result = match &outcome {
-            Ok(Fetched::Found { .. }) => 0,
-            Ok(Fetched::NotFound) => 1,
-            Err((failure, _)) => 2 + *failure as usize,
-        };
-        self.stats.loads[result].fetch_add(1, Relaxed);
-        outcome.map_err(|(_, message)| {
-            tracing::debug!(origin = %self.name, %message, "origin load failed");
-            OriginError::Unavailable(format!("{}: {message}", self.name))
-        })
-    }
-
-    /// Writes `key` to the origin, counted; the version it reported, if any.
-    async fn store(&self, key: &[u8], value: &[u8]) -> Result<Option<u64>, OriginError> {
-        let parts = self.parts(key)?;
-        let outcome = self
-            .guarded(async {
-                match &self.backend {
-                    Backend::Sql(sql) => sql.store(&parts, value).await,
-                    Backend::Http(http) => http.store(&parts, value).await,
-                    Backend::Grpc(grpc) => grpc.store(key, &parts, value).await,
-                }
-            })
-            .await;
-        let result = match &outcome {
-            Ok(_) => 0,
-            Err((failure, _)) => 1 + *failure as usize,
-        };
-        self.stats.writes[result].fetch_add(1, Relaxed);
-        outcome
-            .map_err(|(_, message)| OriginError::Unavailable(format!("{}: {message}", self.name)))
-    }
-
-    fn parts<'k>(&'k self, key: &'k [u8]) -> Result<Parts<'k>, OriginError> {
-        self.pattern.split(key).ok_or_else(|| {
-            OriginError::Invalid(format!("key does not match the pattern {}", self.pattern))
-        })
-    }
 }
 
 /// One load in flight; its waiters watch for the result.
@@ -368,15 +194,27 @@ pub(crate) enum Step {
     },
 }
 
+/// Keys an origin said it does not have, until when (Unix ms), and the bytes of those keys.
+type NotFound = (HashMap<Box<[u8]>, u64>, usize);
+
+/// Write-throughs of one key in progress: how many, and the ticket of the latest to start.
+#[derive(Debug, Default)]
+struct Writes {
+    running: u32,
+    latest: u64,
+}
+
 /// Every origin of one node, the loads in flight and the remembered "not found"s.
 #[derive(Debug)]
 pub(crate) struct Origins {
     list: Vec<Arc<Origin>>,
     store: Arc<Store>,
     flights: Mutex<HashMap<Box<[u8]>, Arc<Flight>>>,
-    /// Keys an origin said it does not have, until when (Unix ms).
-    not_found: Mutex<HashMap<Box<[u8]>, u64>>,
-    /// Loads run here, not on the runtime of the connection that asked.
+    /// Keys an origin said it does not have, until when (Unix ms), and their bytes.
+    not_found: Mutex<NotFound>,
+    writes: Mutex<HashMap<Box<[u8]>, Writes>>,
+    next_ticket: std::sync::atomic::AtomicU64,
+    /// Loads and writes run here, not on the runtime of the connection that asked.
     runtime: Handle,
 }
 
@@ -403,21 +241,22 @@ impl Origins {
             store,
             flights: Mutex::default(),
             not_found: Mutex::default(),
+            writes: Mutex::default(),
+            next_ticket: std::sync::atomic::AtomicU64::new(0),
             runtime,
         })))
     }
 
     /// The origin that serves `key`, if any: the first whose pattern matches.
     pub(crate) fn find(&self, key: &[u8]) -> Option<&Arc<Origin>> {
-        self.list
-            .iter()
-            .find(|o| o.pattern.claims(key) && o.pattern.split(key).is_some())
+        self.list.iter().find(|o| o.claims(key))
     }
 
     /// Whether the origin recently said it has no `key`.
     pub(crate) fn known_missing(&self, key: &[u8], now: u64) -> bool {
         self.not_found
             .lock()
+            .0
             .get(key)
             .is_some_and(|&until| now < until)
     }
@@ -425,7 +264,7 @@ impl Origins {
     /// Counts a stale value served from the store and refreshes it in the background, once:
     /// a refresh already in flight is not started again.
     pub(crate) fn served_stale(self: &Arc<Self>, origin: &Arc<Origin>, key: &[u8]) {
-        origin.stats.stale_served.fetch_add(1, Relaxed);
+        origin.stats().stale();
         drop(self.join(origin, key, false));
     }
 
@@ -474,12 +313,12 @@ impl Origins {
             } => (origin, done, fallback),
         };
         let result = match done.wait_for(Option::is_some).await {
-            Ok(result) => result.clone().unwrap_or_else(unreachable_result),
-            Err(_) => unreachable_result(),
+            Ok(result) => result.clone().unwrap_or_else(abandoned),
+            Err(_) => abandoned(),
         };
         match (result, fallback) {
             (Err(_), Some(stale)) if stale.expires_at.is_none_or(|at| unix_ms() < at) => {
-                origin.stats.stale_served.fetch_add(1, Relaxed);
+                origin.stats().stale();
                 Ok(Some(stale))
             }
             (result, _) => result,
@@ -493,10 +332,11 @@ impl Origins {
         key: &[u8],
         waiter: bool,
     ) -> watch::Receiver<Option<ReadResult>> {
+        let ready = |result: ReadResult| watch::channel(Some(result)).1;
         let mut flights = self.flights.lock();
         if let Some(flight) = flights.get(key) {
             if waiter {
-                origin.stats.coalesced.fetch_add(1, Relaxed);
+                origin.stats().coalesced.fetch_add(1, Relaxed);
             }
             return flight.done.subscribe();
         }
@@ -504,65 +344,30 @@ impl Origins {
         // stores before it leaves the map, so a second look under the lock settles it.
         let now = unix_ms();
         let fresh = self.store.peek_with(key, |entry| {
-            (origin.freshness(entry.expires_at, now) == Freshness::Fresh).then(|| Served {
-                value: Bytes::copy_from_slice(entry.value),
-                version: entry.version,
-                expires_at: entry.expires_at,
-                stale: false,
-            })
+            (origin.freshness(entry.expires_at, now) == Freshness::Fresh).then(|| served(entry))
         });
         match fresh {
-            Some(Some(served)) => return watch::channel(Some(Ok(Some(served)))).1,
-            None if waiter && self.known_missing(key, now) => {
-                return watch::channel(Some(Ok(None))).1;
-            }
+            Some(Some(served)) => return ready(Ok(Some(served))),
+            None if waiter && self.known_missing(key, now) => return ready(Ok(None)),
             _ => {}
+        }
+        if flights.len() >= MAX_FLIGHTS {
+            let busy = format!("{}: too many keys loading at once", origin.name());
+            return ready(Err(OriginError::Unavailable(busy)));
         }
         let (done, receiver) = watch::channel(None);
         let flight = Arc::new(Flight { done });
         let key: Box<[u8]> = key.into();
         flights.insert(key.clone(), flight.clone());
         drop(flights);
-        self.runtime
-            .spawn(self.clone().fly(origin.clone(), key, flight));
-        receiver
-    }
-
-    /// One load: ask the origin, store what it found unless the key was invalidated or
-    /// written meanwhile, then answer the waiters.
-    async fn fly(self: Arc<Self>, origin: Arc<Origin>, key: Box<[u8]>, flight: Arc<Flight>) {
-        let fetched = origin.load(&key).await;
-        let result = {
-            let mut flights = self.flights.lock();
-            // A write or an invalidation since the load began removed this flight: what it
-            // read may be older than the origin now holds, so it is answered but not kept.
-            let current = flights.get(&key).is_some_and(|f| Arc::ptr_eq(f, &flight));
-            let result = match fetched {
-                Ok(Fetched::Found { value, version }) => Ok(Some(if current {
-                    self.keep(&origin, &key, value, version)
-                } else {
-                    Served {
-                        value,
-                        version: version.unwrap_or(0),
-                        expires_at: None,
-                        stale: false,
-                    }
-                })),
-                Ok(Fetched::NotFound) => {
-                    if current {
-                        self.store.delete(&key);
-                        self.remember_missing(&key, unix_ms().saturating_add(origin.not_found_ms));
-                    }
-                    Ok(None)
-                }
-                Err(err) => Err(err),
-            };
-            if current {
-                flights.remove(&key);
-            }
-            result
+        let guard = Landing {
+            origins: self.clone(),
+            key,
+            flight,
+            result: None,
         };
-        flight.done.send_replace(Some(result));
+        self.runtime.spawn(fly(origin.clone(), guard));
+        receiver
     }
 
     /// Stores a loaded value, unless the cache already holds a newer version.
@@ -573,69 +378,127 @@ impl Origins {
             expiry: origin.expiry(now),
             ..SetOptions::default()
         };
+        let uncached = |value: Bytes| Served {
+            value,
+            version: version.unwrap_or(0),
+            expires_at: None,
+            stale: false,
+        };
         match self.store.set(key, &value, opts) {
             Ok(outcome) if outcome.stored => Served {
                 value,
                 version: outcome.version.unwrap_or(0),
-                expires_at: Some(now + origin.fresh_ms + origin.stale_span()),
+                expires_at: Some(origin.expires_at(now)),
                 stale: false,
             },
-            Ok(_) => match self.store.peek(key) {
-                // A newer version was written meanwhile; serve that.
-                Some(item) => Served {
-                    value: item.value.into(),
-                    version: item.version,
-                    expires_at: item.expires_at,
-                    stale: false,
-                },
-                None => Served {
-                    value,
-                    version: version.unwrap_or(0),
-                    expires_at: None,
-                    stale: false,
-                },
-            },
+            // A newer version was written meanwhile; serve that.
+            Ok(_) => self
+                .store
+                .peek_with(key, served)
+                .unwrap_or_else(|| uncached(value)),
             Err(err) => {
-                tracing::warn!(origin = %origin.name, %err, "loaded value not cached");
-                Served {
-                    value,
-                    version: version.unwrap_or(0),
-                    expires_at: None,
-                    stale: false,
-                }
+                tracing::warn!(origin = %origin.name(), %err, "loaded value not cached");
+                uncached(value)
             }
         }
     }
 
     fn remember_missing(&self, key: &[u8], until: u64) {
-        let mut not_found = self.not_found.lock();
-        if not_found.len() >= MAX_NOT_FOUND {
+        let mut guard = self.not_found.lock();
+        let (map, bytes) = &mut *guard;
+        if *bytes + key.len() > MAX_NOT_FOUND_BYTES {
             let now = unix_ms();
-            not_found.retain(|_, &mut at| at > now);
-            if not_found.len() >= MAX_NOT_FOUND {
-                not_found.clear();
+            map.retain(|_, &mut at| at > now);
+            *bytes = map.keys().map(|k| k.len()).sum();
+            if *bytes + key.len() > MAX_NOT_FOUND_BYTES {
+                map.clear();
+                *bytes = 0;
             }
         }
-        not_found.insert(key.into(), until);
+        if map.insert(key.into(), until).is_none() {
+            *bytes += key.len();
+        }
+    }
+
+    fn forget_missing(&self, key: &[u8]) {
+        let mut guard = self.not_found.lock();
+        if guard.0.remove(key).is_some() {
+            guard.1 -= key.len();
+        }
     }
 
     /// Writes `value` to the origin, then, once it confirmed, to the cache; returns the
-    /// cached version. On failure the cache is unchanged.
+    /// cached version. On failure the cache is unchanged. The write runs on its own task, so
+    /// a caller that goes away cannot leave the origin written and the cache stale.
     pub(crate) async fn write(
         self: &Arc<Self>,
         origin: &Arc<Origin>,
         key: &[u8],
         value: &[u8],
     ) -> Result<u64, OriginError> {
-        let version = origin.store(key, value).await?;
-        let now = unix_ms();
+        let (this, origin, key, value) = (
+            self.clone(),
+            origin.clone(),
+            Box::<[u8]>::from(key),
+            Bytes::copy_from_slice(value),
+        );
+        let task = self
+            .runtime
+            .spawn(async move { this.write_now(&origin, &key, &value).await });
+        task.await
+            .unwrap_or_else(|_| Err(OriginError::Unavailable("write abandoned".into())))
+    }
+
+    async fn write_now(
+        &self,
+        origin: &Origin,
+        key: &[u8],
+        value: &[u8],
+    ) -> Result<u64, OriginError> {
+        let ticket = self.next_ticket.fetch_add(1, Relaxed) + 1;
+        {
+            let mut writes = self.writes.lock();
+            let entry = writes.entry(key.into()).or_default();
+            entry.running += 1;
+            entry.latest = ticket;
+        }
+        let written = origin.store(key, value).await;
         let mut flights = self.flights.lock();
+        // Only the last write to start, with none other running, may set the cache: writes
+        // can reach the origin in another order than they finish here.
+        let alone = {
+            let mut writes = self.writes.lock();
+            let alone = writes
+                .get(key)
+                .is_some_and(|w| w.running == 1 && w.latest == ticket);
+            if let Some(entry) = writes.get_mut(key) {
+                entry.running -= 1;
+                if entry.running == 0 {
+                    writes.remove(key);
+                }
+            }
+            alone
+        };
+        let version = match written {
+            Ok(version) => version,
+            // Unknown whether a timed-out write landed: drop the cached copy to be safe.
+            Err(err) => {
+                if !alone {
+                    self.store.delete(key);
+                }
+                return Err(err);
+            }
+        };
         // A load in flight read the origin before this write: let it answer, not store.
         flights.remove(key);
-        self.not_found.lock().remove(key);
+        self.forget_missing(key);
+        if !alone {
+            self.store.delete(key);
+            return Ok(version.unwrap_or(0));
+        }
         let opts = SetOptions {
             mode: version.map_or(SetMode::Always, SetMode::IfNotOlderVersion),
-            expiry: origin.expiry(now),
+            expiry: origin.expiry(unix_ms()),
             ..SetOptions::default()
         };
         match self.store.set(key, value, opts) {
@@ -643,10 +506,18 @@ impl Origins {
             Err(err) => {
                 // The origin has the value; make sure no older one is served instead.
                 self.store.delete(key);
-                tracing::warn!(origin = %origin.name, %err, "written value not cached");
+                tracing::warn!(origin = %origin.name(), %err, "written value not cached");
                 Ok(version.unwrap_or(0))
             }
         }
+    }
+
+    /// Forgets any load in flight and "not found" of `key`, before a client writes the key
+    /// itself: what a load read before the write must not replace it.
+    pub(crate) fn retire(&self, key: &[u8]) {
+        let mut flights = self.flights.lock();
+        flights.remove(key);
+        self.forget_missing(key);
     }
 
     /// Drops `key` from the cache, any remembered "not found" and any load in flight, so the
@@ -654,83 +525,85 @@ impl Origins {
     pub(crate) fn invalidate(&self, key: &[u8]) -> bool {
         let mut flights = self.flights.lock();
         flights.remove(key);
-        self.not_found.lock().remove(key);
+        self.forget_missing(key);
         self.store.delete(key)
     }
 
     /// Prometheus text for every origin.
     pub(crate) fn render(&self, out: &mut String) {
-        let family = |out: &mut String, name: &str, kind: &str, help: &str| {
-            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-        };
-        let name = "larder_origin_loads_total";
-        family(out, name, "counter", "Origin loads by origin and result.");
-        for o in &self.list {
-            for (result, n) in LOAD_RESULTS.iter().zip(&o.stats.loads) {
-                let n = n.load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{name}{{origin=\"{}\",result=\"{result}\"}} {n}",
-                    o.name
-                );
-            }
-        }
-        let name = "larder_origin_writes_total";
-        family(
+        stats::render(&self.list, out);
+        let name = "larder_origin_loads_in_flight";
+        let n = self.flights.lock().len();
+        let _ = writeln!(
             out,
-            name,
-            "counter",
-            "Write-through writes by origin and result.",
+            "# HELP {name} Keys being loaded now, all origins.\n# TYPE {name} gauge\n{name} {n}"
         );
-        for o in &self.list {
-            for (result, n) in WRITE_RESULTS.iter().zip(&o.stats.writes) {
-                let n = n.load(Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{name}{{origin=\"{}\",result=\"{result}\"}} {n}",
-                    o.name
-                );
-            }
-        }
-        let name = "larder_origin_coalesced_total";
-        family(
-            out,
-            name,
-            "counter",
-            "Reads that waited on a load another read started.",
-        );
-        for o in &self.list {
-            let n = o.stats.coalesced.load(Relaxed);
-            let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name);
-        }
-        let name = "larder_origin_stale_served_total";
-        family(out, name, "counter", "Values served past their fresh time.");
-        for o in &self.list {
-            let n = o.stats.stale_served.load(Relaxed);
-            let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name);
-        }
-        let name = "larder_origin_load_duration_seconds";
-        family(out, name, "histogram", "Time one origin load took.");
-        for o in &self.list {
-            o.stats
-                .latency
-                .render(out, name, &format!("origin=\"{}\"", o.name));
-        }
-        let name = "larder_breaker_state";
-        family(
-            out,
-            name,
-            "gauge",
-            "Circuit breakers: 0 closed, 1 open, 2 half-open.",
-        );
-        for o in &self.list {
-            let state = o.breaker.state() as u8;
-            let _ = writeln!(out, "{name}{{target=\"origin:{}\"}} {state}", o.name);
-        }
     }
 }
 
-/// A flight's sender is dropped only after it sent; kept as an error rather than a panic.
-fn unreachable_result() -> ReadResult {
+/// A load's landing: stores what it found and answers the waiters, also if the load task is
+/// dropped before it finished (runtime shutdown), so no waiter is left hanging.
+struct Landing {
+    origins: Arc<Origins>,
+    key: Box<[u8]>,
+    flight: Arc<Flight>,
+    result: Option<ReadResult>,
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        let result = self.result.take().unwrap_or_else(abandoned);
+        {
+            let mut flights = self.origins.flights.lock();
+            if flights
+                .get(&self.key)
+                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
+            {
+                flights.remove(&self.key);
+            }
+        }
+        self.flight.done.send_replace(Some(result));
+    }
+}
+
+/// One load: ask the origin, store what it found unless the key was invalidated or written
+/// meanwhile, then answer the waiters (when `landing` drops).
+async fn fly(origin: Arc<Origin>, mut landing: Landing) {
+    let fetched = origin.load(&landing.key).await;
+    let origins = landing.origins.clone();
+    let flights = origins.flights.lock();
+    // A write or an invalidation since the load began removed this flight: what it read may
+    // be older than the origin now holds, so it is answered but not kept.
+    let current = flights
+        .get(&landing.key)
+        .is_some_and(|f| Arc::ptr_eq(f, &landing.flight));
+    let key = &landing.key;
+    landing.result = Some(match fetched {
+        Ok(Fetched::Found { value, version }) if current => {
+            Ok(Some(origins.keep(&origin, key, value, version)))
+        }
+        Ok(Fetched::Found { value, version }) => Ok(Some(Served {
+            value,
+            version: version.unwrap_or(0),
+            expires_at: None,
+            stale: false,
+        })),
+        Ok(Fetched::NotFound) => {
+            if current {
+                origins.store.delete(key);
+                let until = unix_ms().saturating_add(origin.not_found_ms);
+                origins.remember_missing(key, until);
+            }
+            Ok(None)
+        }
+        Err(err) => Err(err),
+    });
+    // Stored before the flight leaves the map (in `Landing::drop`, after this lock is
+    // released), so a reader that finds no flight finds the value.
+    drop(flights);
+}
+
+/// The answer of a load that never reported.
+fn abandoned() -> ReadResult {
     Err(OriginError::Unavailable("load abandoned".into()))
 }

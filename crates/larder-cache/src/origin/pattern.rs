@@ -77,9 +77,29 @@ impl KeyPattern {
         self.parts.iter().map(|(name, _)| name.as_str())
     }
 
-    /// Whether the key could match: a prefix test, the cheap first step of [`Self::split`].
-    pub(crate) fn claims(&self, key: &[u8]) -> bool {
-        key.starts_with(&self.prefix)
+    /// Whether `key` matches, as [`Self::split`] decides, without allocating.
+    pub(crate) fn matches(&self, key: &[u8]) -> bool {
+        let Some(mut rest) = key.strip_prefix(self.prefix.as_slice()) else {
+            return false;
+        };
+        for (i, (_, after)) in self.parts.iter().enumerate() {
+            let end = if i + 1 == self.parts.len() {
+                match rest.len().checked_sub(after.len()) {
+                    Some(end) if rest[end..] == **after => end,
+                    _ => return false,
+                }
+            } else {
+                match memchr::memmem::find(rest, after) {
+                    Some(end) => end,
+                    None => return false,
+                }
+            };
+            if end == 0 {
+                return false;
+            }
+            rest = &rest[end + after.len()..];
+        }
+        rest.is_empty()
     }
 
     /// The parts of `key`, or `None` if it does not match.
@@ -181,6 +201,7 @@ mod tests {
         ) {
             let key = [head.as_bytes(), &tail, end.as_bytes()].concat();
             let p = KeyPattern::parse(pattern).unwrap();
+            proptest::prop_assert_eq!(p.matches(&key), p.split(&key).is_some());
             if let Some(parts) = p.split(&key) {
                 let mut rebuilt = p.prefix.clone();
                 for ((_, value), (_, after)) in parts.iter().zip(&p.parts) {

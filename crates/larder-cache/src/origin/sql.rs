@@ -173,6 +173,26 @@ impl Statement {
                     i += 2;
                 }
                 b':' if bytes.get(i + 1) == Some(&b':') => i += 2,
+                b'$' if bytes.get(i + 1).is_some_and(u8::is_ascii_digit) => {
+                    return Err(native(sql));
+                }
+                b'?' => return Err(native(sql)),
+                b'$' => {
+                    // A PostgreSQL dollar-quoted string: `$$…$$` or `$tag$…$tag$`.
+                    let tag_end = bytes[i + 1..]
+                        .iter()
+                        .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                        .map(|n| i + 1 + n);
+                    match tag_end {
+                        Some(end) if bytes[end] == b'$' => {
+                            let tag = &sql[i..=end];
+                            i = sql[end + 1..]
+                                .find(tag)
+                                .map_or(bytes.len(), |at| end + 1 + at + tag.len());
+                        }
+                        _ => i += 1,
+                    }
+                }
                 b':' if bytes
                     .get(i + 1)
                     .is_some_and(|b| b.is_ascii_alphabetic() || *b == b'_') =>
@@ -251,6 +271,10 @@ impl Statement {
     }
 }
 
+fn native(sql: &str) -> String {
+    format!("statement {sql:?}: name parameters as :part (and :value); ? and $n are not allowed")
+}
+
 /// A column as bytes, whether the database stores it as bytes or as text.
 fn column_bytes(row: &AnyRow, index: usize) -> Result<Bytes, String> {
     if let Ok(bytes) = row.try_get::<Vec<u8>, _>(index) {
@@ -269,7 +293,8 @@ fn column_version(row: &AnyRow, index: usize) -> Result<Option<u64>, String> {
     let version: Option<i64> = row
         .try_get(index)
         .map_err(|err| format!("the version column must be an integer: {err}"))?;
-    Ok(version.map(|v| v.max(0).unsigned_abs()))
+    // 0 means "no version", as the HTTP and gRPC origins read it.
+    Ok(version.filter(|&v| v > 0).map(i64::unsigned_abs))
 }
 
 #[cfg(test)]
@@ -310,6 +335,21 @@ mod tests {
             Statement::parse("SELECT 1 WHERE a = :ib", &parts, false, Dialect::Sqlite).unwrap_err();
         assert!(err.contains(":ib") && err.contains(":id"), "{err}");
         assert!(Statement::parse("SELECT :value", &parts, false, Dialect::Sqlite).is_err());
+        for native in [
+            "SELECT v FROM t WHERE k = ? AND j = :id",
+            "SELECT v FROM t WHERE k = $1",
+        ] {
+            let err = Statement::parse(native, &parts, false, Dialect::Postgres).unwrap_err();
+            assert!(err.contains("not allowed"), "{err}");
+        }
+        let dollar = Statement::parse(
+            "SELECT v FROM t WHERE note <> $$don't :x$$ AND b = $q$?$q$ AND k = :id",
+            &parts,
+            false,
+            Dialect::Postgres,
+        )
+        .unwrap();
+        assert!(dollar.sql.ends_with("AND k = $1"), "{}", dollar.sql);
         assert!(
             Statement::parse(
                 "UPDATE t SET v = 1 WHERE k = :id",

@@ -124,14 +124,16 @@ pub(crate) fn write_through<'n>(node: &'n Node, key: &[u8]) -> Option<&'n Arc<Or
         .filter(|origin| origin.write_through())
 }
 
-/// Refuses a write command other than those in [`WRITE_THROUGH_OK`] on a write-through key,
-/// which would change the cache behind the origin's back.
+/// Before a write command on keys an origin claims: refuses it on a write-through key unless
+/// it is in [`WRITE_THROUGH_OK`] (others would change the cache behind the origin's back), and
+/// retires any load of the key in flight, so what a load read before this write cannot
+/// replace it.
 pub(crate) fn guard_writes(node: &Node, spec: &CommandSpec, argv: &[&[u8]]) -> CmdResult {
-    if !spec.flags.contains(&"write") || WRITE_THROUGH_OK.contains(&spec.name) {
+    let Some(origins) = &node.origins else {
         return Ok(());
-    }
+    };
     let (first, last, step) = spec.keys;
-    if first <= 0 || step <= 0 {
+    if !spec.flags.contains(&"write") || first <= 0 || step <= 0 {
         return Ok(());
     }
     let argc = i64::try_from(argv.len()).unwrap_or(i64::MAX);
@@ -140,20 +142,21 @@ pub(crate) fn guard_writes(node: &Node, spec: &CommandSpec, argv: &[&[u8]]) -> C
     } else {
         i64::from(last)
     };
-    let mut at = i64::from(first);
-    while at <= last {
-        let key = usize::try_from(at)
-            .ok()
-            .and_then(|i| argv.get(i))
-            .copied()
-            .unwrap_or_default();
-        if write_through(node, key).is_some() {
-            return Err(CmdError::new(
-                ErrorCode::Conflict,
-                format!("'{}' cannot change a write-through key; use SET", spec.name),
-            ));
-        }
-        at += i64::from(step);
+    let allowed = WRITE_THROUGH_OK.contains(&spec.name);
+    let keys = (i64::from(first)..=last)
+        .step_by(usize::try_from(step).unwrap_or(1))
+        .filter_map(|at| usize::try_from(at).ok().and_then(|i| argv.get(i)).copied());
+    let claimed: Vec<(&[u8], &Arc<Origin>)> = keys
+        .filter_map(|key| origins.find(key).map(|origin| (key, origin)))
+        .collect();
+    if !allowed && claimed.iter().any(|(_, origin)| origin.write_through()) {
+        return Err(CmdError::new(
+            ErrorCode::Conflict,
+            format!("'{}' cannot change a write-through key; use SET", spec.name),
+        ));
+    }
+    for (key, _) in claimed {
+        origins.retire(key);
     }
     Ok(())
 }

@@ -1,0 +1,230 @@
+//! One configured origin: its backend, its freshness windows, and every call to it bounded by
+//! a slot (`max_concurrent_loads`), the circuit breaker and the timeout.
+
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, Instant};
+
+use larder_store::{Expiry, MAX_KEY_LEN};
+use tokio::sync::Semaphore;
+
+use super::breaker::{Breaker, State};
+use super::config::OriginConfig;
+use super::pattern::{KeyPattern, Parts};
+use super::stats::{Failure, OriginStats};
+use super::{Fetched, Freshness, OriginError, check_one, grpc, http, sql};
+
+/// An origin's backend.
+#[derive(Debug)]
+enum Backend {
+    Sql(sql::SqlOrigin),
+    Http(http::HttpOrigin),
+    Grpc(grpc::GrpcOrigin),
+}
+
+/// One configured origin.
+#[derive(Debug)]
+pub(crate) struct Origin {
+    name: String,
+    pattern: KeyPattern,
+    backend: Backend,
+    write_through: bool,
+    pub(super) fresh_ms: u64,
+    revalidate_ms: u64,
+    if_error_ms: u64,
+    pub(super) not_found_ms: u64,
+    timeout: Duration,
+    slots: Semaphore,
+    breaker: Breaker,
+    stats: OriginStats,
+}
+
+impl Origin {
+    pub(super) fn new(config: &OriginConfig) -> Result<Self, String> {
+        let pattern = check_one(config)?;
+        let timeout = Duration::from_millis(config.load_timeout_ms.max(1));
+        let backend = match config.kind.as_str() {
+            "sql" => Backend::Sql(sql::SqlOrigin::new(
+                &config.url,
+                &config.load,
+                &config.store,
+                &pattern,
+                timeout,
+            )?),
+            "http" => Backend::Http(http::HttpOrigin::new(&config.url, &pattern, timeout)?),
+            "grpc" => Backend::Grpc(grpc::GrpcOrigin::new(&config.name, &config.url, timeout)?),
+            other => return Err(format!("kind = {other:?}: expected sql, http or grpc")),
+        };
+        Ok(Self {
+            name: config.name.clone(),
+            pattern,
+            backend,
+            write_through: config.write_through,
+            fresh_ms: config.fresh_ttl_ms,
+            revalidate_ms: config.stale_while_revalidate_ms,
+            if_error_ms: config.stale_if_error_ms,
+            not_found_ms: config.not_found_ttl_ms,
+            timeout,
+            slots: Semaphore::new(config.max_concurrent_loads),
+            breaker: Breaker::new(
+                config.breaker_failures,
+                Duration::from_millis(config.breaker_cooldown_ms),
+            ),
+            stats: OriginStats::default(),
+        })
+    }
+
+    /// The configured name.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The counters.
+    pub(crate) fn stats(&self) -> &OriginStats {
+        &self.stats
+    }
+
+    /// The breaker's state, for `larder_breaker_state`.
+    pub(crate) fn breaker_state(&self) -> State {
+        self.breaker.state()
+    }
+
+    /// Whether this origin serves `key`; allocates nothing.
+    pub(crate) fn claims(&self, key: &[u8]) -> bool {
+        key.len() <= MAX_KEY_LEN && self.pattern.matches(key)
+    }
+
+    /// Whether `SET`s of this origin's keys go to it first.
+    pub(crate) fn write_through(&self) -> bool {
+        self.write_through
+    }
+
+    /// How long a loaded entry stays after its fresh time.
+    pub(super) fn stale_span(&self) -> u64 {
+        self.revalidate_ms.max(self.if_error_ms)
+    }
+
+    /// When an entry loaded or written `now` expires, in Unix ms.
+    pub(super) fn expires_at(&self, now: u64) -> u64 {
+        now.saturating_add(self.fresh_ms)
+            .saturating_add(self.stale_span())
+    }
+
+    /// The expiry of an entry loaded or written `now`.
+    pub(super) fn expiry(&self, now: u64) -> Expiry {
+        Expiry::At(self.expires_at(now))
+    }
+
+    /// How old an entry expiring at `expires_at` is `now`. Entries without an expiry were set
+    /// by a client and are always fresh.
+    pub(crate) fn freshness(&self, expires_at: Option<u64>, now: u64) -> Freshness {
+        let Some(expires_at) = expires_at else {
+            return Freshness::Fresh;
+        };
+        let stale_from = expires_at.saturating_sub(self.stale_span());
+        if now < stale_from {
+            Freshness::Fresh
+        } else if now - stale_from < self.revalidate_ms {
+            Freshness::Revalidate
+        } else {
+            Freshness::IfError
+        }
+    }
+
+    /// Runs `work` once a slot is free (waiting for one is bounded by the timeout and, when it
+    /// runs out, is a rejection the breaker does not see), then under the breaker and what is
+    /// left of the timeout.
+    async fn guarded<T>(
+        &self,
+        work: impl Future<Output = Result<T, String>>,
+    ) -> Result<T, (Failure, String)> {
+        let started = Instant::now();
+        let busy = || (Failure::Rejected, "every load slot stayed busy".to_owned());
+        let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
+            .await
+            .map_err(|_| busy())?
+            .map_err(|_| busy())?;
+        let Some(permit) = self.breaker.try_call(Instant::now()) else {
+            return Err((Failure::Rejected, "circuit breaker open".into()));
+        };
+        let left = self.timeout.saturating_sub(started.elapsed());
+        let outcome = tokio::time::timeout(left, work).await;
+        let (result, ok) = match outcome {
+            Ok(Ok(value)) => (Ok(value), true),
+            Ok(Err(message)) => (Err((Failure::Error, message)), false),
+            Err(_) => {
+                let ms = self.timeout.as_millis();
+                let message = format!("timed out after {ms} ms");
+                (Err((Failure::Timeout, message)), false)
+            }
+        };
+        permit.finish(ok, Instant::now());
+        result
+    }
+
+    /// Loads `key` from the origin, counted.
+    pub(super) async fn load(&self, key: &[u8]) -> Result<Fetched, OriginError> {
+        let parts = self.parts(key)?;
+        let started = Instant::now();
+        let outcome = self
+            .guarded(async {
+                match &self.backend {
+                    Backend::Sql(sql) => sql.load(&parts).await,
+                    Backend::Http(http) => http.load(&parts).await,
+                    Backend::Grpc(grpc) => grpc.load(key, &parts).await,
+                }
+            })
+            .await;
+        if !matches!(outcome, Err((Failure::Rejected, _))) {
+            let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+            self.stats.latency.observe(ns, 1);
+        }
+        let result = match &outcome {
+            Ok(Fetched::Found { .. }) => 0,
+            Ok(Fetched::NotFound) => 1,
+            Err((failure, _)) => 2 + *failure as usize,
+        };
+        self.stats.loads[result].fetch_add(1, Relaxed);
+        outcome.map_err(|(_, message)| {
+            tracing::debug!(origin = %self.name, %message, "origin load failed");
+            OriginError::Unavailable(format!("{}: {message}", self.name))
+        })
+    }
+
+    /// Writes `key` to the origin, counted; the version it reported, if any.
+    pub(super) async fn store(&self, key: &[u8], value: &[u8]) -> Result<Option<u64>, OriginError> {
+        let parts = self.parts(key)?;
+        let outcome = self
+            .guarded(async {
+                match &self.backend {
+                    Backend::Sql(sql) => sql.store(&parts, value).await,
+                    Backend::Http(http) => http.store(&parts, value).await,
+                    Backend::Grpc(grpc) => grpc.store(key, &parts, value).await,
+                }
+            })
+            .await;
+        let result = match &outcome {
+            Ok(_) => 0,
+            Err((failure, _)) => 1 + *failure as usize,
+        };
+        self.stats.writes[result].fetch_add(1, Relaxed);
+        outcome
+            .map_err(|(_, message)| OriginError::Unavailable(format!("{}: {message}", self.name)))
+    }
+
+    /// The key's parts, checked before any call so a client's bad key is its own error and
+    /// never counts against the origin's breaker.
+    fn parts<'k>(&'k self, key: &'k [u8]) -> Result<Parts<'k>, OriginError> {
+        let parts = self.pattern.split(key).ok_or_else(|| {
+            OriginError::Invalid(format!("key does not match the pattern {}", self.pattern))
+        })?;
+        let text = |(_, value): &&(&str, &[u8])| std::str::from_utf8(value).is_ok();
+        if matches!(self.backend, Backend::Sql(_))
+            && let Some((name, _)) = parts.iter().find(|part| !text(part))
+        {
+            return Err(OriginError::Invalid(format!(
+                "key part {{{name}}} is not UTF-8 text, which a sql origin needs"
+            )));
+        }
+        Ok(parts)
+    }
+}
