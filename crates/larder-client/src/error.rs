@@ -1,0 +1,147 @@
+//! What a call can fail with, and which failures count against a node's circuit breaker.
+
+use std::borrow::Cow;
+use std::error::Error as _;
+use std::sync::Arc;
+
+use tonic::{Code, Status};
+
+/// A failed client call or construction.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Error {
+    /// The node could not serve the call: its breaker is open, the deadline passed, the
+    /// transport failed or it answered `UNAVAILABLE`. Callers fall back to the database.
+    #[error("cache node {node} unavailable: {message}")]
+    Unavailable {
+        /// The node (`host:port`); shared, so failing fast allocates nothing.
+        node: Arc<str>,
+        /// What happened.
+        message: Cow<'static, str>,
+    },
+    /// The node answered with an application error (`INVALID_ARGUMENT`, `UNAUTHENTICATED`,
+    /// `RESOURCE_EXHAUSTED`, …); retrying elsewhere will not help.
+    #[error("cache node rejected the call ({code:?}): {message}")]
+    Rejected {
+        /// The gRPC status code.
+        code: Code,
+        /// The node's message.
+        message: String,
+    },
+    /// The client configuration cannot work; the text says why.
+    #[error("cache client configuration: {0}")]
+    Config(String),
+}
+
+impl Error {
+    /// Whether this is [`Error::Unavailable`]: the call may succeed later or elsewhere.
+    pub fn is_unavailable(&self) -> bool {
+        matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The breaker of `node` is open.
+    pub(crate) fn breaker_open(node: &Arc<str>) -> Self {
+        Self::Unavailable {
+            node: Arc::clone(node),
+            message: Cow::Borrowed("circuit breaker open"),
+        }
+    }
+
+    /// The call to `node` did not finish within the deadline.
+    pub(crate) fn deadline(node: &Arc<str>) -> Self {
+        Self::Unavailable {
+            node: Arc::clone(node),
+            message: Cow::Borrowed("deadline exceeded"),
+        }
+    }
+
+    /// The error a status from `node` stands for.
+    pub(crate) fn from_status(node: &Arc<str>, status: Status) -> Self {
+        if is_timeout(&status) {
+            Self::deadline(node)
+        } else if is_availability_failure(&status) {
+            Self::Unavailable {
+                node: Arc::clone(node),
+                message: Cow::Owned(format!("{:?}: {}", status.code(), status.message())),
+            }
+        } else {
+            Self::Rejected {
+                code: status.code(),
+                message: status.message().to_owned(),
+            }
+        }
+    }
+}
+
+/// Whether a status reports a passed deadline: the node's `DEADLINE_EXCEEDED`, or the channel's
+/// own enforcement of the `grpc-timeout` this client sends (which can fire just before the
+/// client's timer).
+fn is_timeout(status: &Status) -> bool {
+    if status.code() == Code::DeadlineExceeded {
+        return true;
+    }
+    let mut source = status.source();
+    while let Some(err) = source {
+        if err.is::<tonic::TimeoutExpired>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
+}
+
+/// Whether a status means the node could not serve the call (and counts against its breaker)
+/// rather than that it refused this particular request.
+///
+/// `CANCELLED` counts because the node cancels a call whose `grpc-timeout` has passed, and this
+/// client never cancels a call it still waits for. A status carrying a local source error was
+/// made by the transport (a reset connection, an HTTP/2 error), not sent by the node.
+fn is_availability_failure(status: &Status) -> bool {
+    matches!(
+        status.code(),
+        Code::Unavailable | Code::DeadlineExceeded | Code::Cancelled
+    ) || status.source().is_some()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn availability_failures_and_rejections() {
+        let node: Arc<str> = Arc::from("n:1");
+        for code in [Code::Unavailable, Code::DeadlineExceeded, Code::Cancelled] {
+            let err = Error::from_status(&node, Status::new(code, "x"));
+            assert!(err.is_unavailable(), "{code:?}");
+        }
+        for code in [
+            Code::InvalidArgument,
+            Code::NotFound,
+            Code::Unauthenticated,
+            Code::ResourceExhausted,
+            Code::FailedPrecondition,
+            Code::Internal,
+        ] {
+            let err = Error::from_status(&node, Status::new(code, "x"));
+            assert!(matches!(err, Error::Rejected { code: c, .. } if c == code));
+        }
+        let timeout = Status::from_error(Box::new(tonic::TimeoutExpired(())));
+        let err = Error::from_status(&node, timeout);
+        assert_eq!(
+            err.to_string(),
+            "cache node n:1 unavailable: deadline exceeded"
+        );
+        let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        let transport = Status::from_error(Box::new(io));
+        assert!(Error::from_status(&node, transport).is_unavailable());
+    }
+
+    #[test]
+    fn messages_name_the_node() {
+        let node: Arc<str> = Arc::from("cache-a:7070");
+        let text = Error::breaker_open(&node).to_string();
+        assert_eq!(
+            text,
+            "cache node cache-a:7070 unavailable: circuit breaker open"
+        );
+    }
+}
