@@ -85,9 +85,6 @@ for line in sys.stdin:
 print(f"{total:.9g}")' "$@"
 }
 
-summary_field() { # field < summary line
-  tr ' ' '\n' | sed -n "s/^$1=//p"
-}
 
 # a) Burst ---------------------------------------------------------------------------------
 echo "a) burst" >&2
