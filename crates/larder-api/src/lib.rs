@@ -1,5 +1,115 @@
 //! The larder API gateway.
 //!
 //! Stateless JSON:API CRUD over collections of JSON documents kept in SQLite or PostgreSQL,
-//! with RFC 9457 problem details, ETags, idempotent POSTs, JSON Schema validation, OpenAPI and
-//! reads served through the cache. Filled in by the gateway issue.
+//! with RFC 9457 problem details, ETags and conditional requests, idempotent POSTs, JSON Schema
+//! validation and reads served through the cache (cache nodes over gRPC, or an in-process
+//! store). The library exposes [`run`]; the `larder` binary does only that.
+
+mod app;
+mod cache;
+pub mod config;
+mod db;
+mod doc;
+mod list;
+mod media;
+mod metrics;
+mod problem;
+mod routes;
+mod state;
+mod time;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+pub use config::{ApiConfig, CollectionConfig, Consistency, OriginSpec};
+
+/// Why the gateway could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A setting that cannot work.
+    #[error("configuration: {0}")]
+    Config(String),
+    /// The database could not be opened or migrated.
+    #[error("database: {0}")]
+    Database(String),
+    /// Serving failed.
+    #[error("serving: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then lets requests in
+/// progress finish.
+///
+/// # Errors
+/// [`Error`] for a bad configuration, a database that cannot be opened, or a failed listener.
+pub async fn run(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<(), Error> {
+    let state = build(config).await?;
+    let purge = {
+        let (db, stop) = (state.db.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    _ = every.tick() => {
+                        if let Err(err) = db.purge_idempotency(time::now_ms()).await {
+                            tracing::debug!(%err, "idempotency purge failed");
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let app = app::app(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await?;
+    purge.abort();
+    Ok(())
+}
+
+/// Opens the database and the cache and compiles the collections.
+async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
+    let collections = state::collections(&config).map_err(Error::Config)?;
+    if config.database.is_empty() {
+        return Err(Error::Config(
+            "database is empty: give a sqlite:// or postgres:// URL".into(),
+        ));
+    }
+    let db = db::Db::open(&config.database)
+        .await
+        .map_err(|e| Error::Database(e.to_string()))?;
+    let cache = if config.cache_nodes.is_empty() {
+        cache::DocCache::local(db.clone(), config.local_cache_bytes).map_err(Error::Config)?
+    } else {
+        let client = larder_client::Client::new(larder_client::ClientConfig {
+            nodes: config.cache_nodes.clone(),
+            token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
+            deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
+            ..larder_client::ClientConfig::default()
+        })
+        .map_err(|e| Error::Config(e.to_string()))?;
+        cache::DocCache::remote(db.clone(), client)
+    };
+    Ok(state::AppState::new(
+        config,
+        collections,
+        db,
+        Arc::new(cache),
+    ))
+}
+
+/// The router over a configuration, for tests that call it without a socket.
+///
+/// # Errors
+/// As [`run`].
+pub async fn router(config: ApiConfig) -> Result<axum::Router, Error> {
+    Ok(app::app(build(config).await?))
+}

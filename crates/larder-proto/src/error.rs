@@ -42,11 +42,27 @@ pub enum ErrorCode {
     Overloaded,
     /// A bug or an unexpected failure inside larder.
     Internal,
+    /// A document that breaks its collection's schema or the request format's rules.
+    ValidationFailed,
+    /// A condition the request set (`If-Match`) does not hold.
+    PreconditionFailed,
+    /// The request must be conditional (`If-Match`) and is not.
+    PreconditionRequired,
+    /// A request body in a media type the endpoint does not take.
+    UnsupportedMediaType,
+    /// No acceptable response media type (`Accept`).
+    NotAcceptable,
+    /// A method the resource does not support.
+    MethodNotAllowed,
+    /// An idempotency key reused with a different request.
+    IdempotencyKeyReused,
+    /// A retry while the request with the same idempotency key is still running.
+    IdempotencyInFlight,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 16] = [
+    pub const ALL: [ErrorCode; 24] = [
         Self::InvalidArgument,
         Self::UnknownCommand,
         Self::Protocol,
@@ -63,6 +79,14 @@ impl ErrorCode {
         Self::Unavailable,
         Self::Overloaded,
         Self::Internal,
+        Self::ValidationFailed,
+        Self::PreconditionFailed,
+        Self::PreconditionRequired,
+        Self::UnsupportedMediaType,
+        Self::NotAcceptable,
+        Self::MethodNotAllowed,
+        Self::IdempotencyKeyReused,
+        Self::IdempotencyInFlight,
     ];
 
     /// The first word of a RESP error reply (`-WRONGTYPE …`), as Redis uses them.
@@ -91,6 +115,13 @@ impl ErrorCode {
             Self::PermissionDenied => Code::PermissionDenied,
             Self::Unavailable => Code::Unavailable,
             Self::Internal => Code::Internal,
+            Self::ValidationFailed
+            | Self::UnsupportedMediaType
+            | Self::NotAcceptable
+            | Self::IdempotencyKeyReused => Code::InvalidArgument,
+            Self::PreconditionFailed | Self::PreconditionRequired => Code::FailedPrecondition,
+            Self::MethodNotAllowed => Code::Unimplemented,
+            Self::IdempotencyInFlight => Code::Aborted,
         }
     }
 
@@ -107,6 +138,13 @@ impl ErrorCode {
             Self::OutOfMemory => 507,
             Self::Unavailable | Self::Overloaded => 503,
             Self::Internal => 500,
+            Self::ValidationFailed | Self::IdempotencyKeyReused => 422,
+            Self::PreconditionFailed => 412,
+            Self::PreconditionRequired => 428,
+            Self::UnsupportedMediaType => 415,
+            Self::NotAcceptable => 406,
+            Self::MethodNotAllowed => 405,
+            Self::IdempotencyInFlight => 409,
         }
     }
 
@@ -129,6 +167,14 @@ impl ErrorCode {
             Self::Unavailable => "unavailable",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal",
+            Self::ValidationFailed => "validation-failed",
+            Self::PreconditionFailed => "precondition-failed",
+            Self::PreconditionRequired => "precondition-required",
+            Self::UnsupportedMediaType => "unsupported-media-type",
+            Self::NotAcceptable => "not-acceptable",
+            Self::MethodNotAllowed => "method-not-allowed",
+            Self::IdempotencyKeyReused => "idempotency-key-reused",
+            Self::IdempotencyInFlight => "idempotency-in-flight",
         }
     }
 
@@ -151,6 +197,14 @@ impl ErrorCode {
             Self::Unavailable => "Service unavailable",
             Self::Overloaded => "Overloaded",
             Self::Internal => "Internal error",
+            Self::ValidationFailed => "Validation failed",
+            Self::PreconditionFailed => "Precondition failed",
+            Self::PreconditionRequired => "Precondition required",
+            Self::UnsupportedMediaType => "Unsupported media type",
+            Self::NotAcceptable => "Not acceptable",
+            Self::MethodNotAllowed => "Method not allowed",
+            Self::IdempotencyKeyReused => "Idempotency key reused",
+            Self::IdempotencyInFlight => "Request in progress",
         }
     }
 

@@ -1,0 +1,142 @@
+//! The router: document routes, health, metrics and problem pages, behind one stack of limits
+//! (load shedding past `max_concurrency`, a request timeout) and a metrics layer. Every error,
+//! including unknown routes and methods, is a problem document.
+
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::error_handling::HandleErrorLayer;
+use axum::extract::{MatchedPath, Path, Request, State};
+use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use larder_proto::ErrorCode;
+use tower::ServiceBuilder;
+
+use crate::problem::{self, ApiError};
+use crate::routes;
+use crate::state::AppState;
+
+/// The gateway's routes over `state`.
+pub(crate) fn app(state: AppState) -> Router {
+    let timeout = Duration::from_millis(state.config.request_timeout_ms.max(1));
+    let limits = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
+            if err.is::<tower::timeout::error::Elapsed>() {
+                ApiError::new(ErrorCode::Overloaded, "the request took too long")
+            } else {
+                ApiError {
+                    retry_after: Some(1),
+                    ..ApiError::new(ErrorCode::Overloaded, "too many requests in progress")
+                }
+            }
+        }))
+        .load_shed()
+        .concurrency_limit(state.config.max_concurrency.max(1))
+        .timeout(timeout);
+    Router::new()
+        .route("/v1/{collection}", get(routes::list).post(routes::create))
+        .route(
+            "/v1/{collection}/{id}",
+            get(routes::read)
+                .patch(routes::update)
+                .delete(routes::delete),
+        )
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(ready))
+        .route("/metrics", get(metrics))
+        .route("/problems/{slug}", get(problem_page))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(limits)
+        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .with_state(state)
+}
+
+/// Counts every response by route template, method and status.
+async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or("unmatched", MatchedPath::as_str)
+        .to_owned();
+    let method = request.method().as_str().to_owned();
+    let response = next.run(request).await;
+    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    state
+        .metrics
+        .record(&route, &method, response.status().as_u16(), ns);
+    response
+}
+
+async fn ready(State(state): State<AppState>) -> Response {
+    if let Err(err) = state.db.ping().await {
+        return ApiError::unavailable(format!("database: {err}")).into_response();
+    }
+    if let Some(client) = state.cache.client()
+        && !client.healthy()
+    {
+        return ApiError::unavailable("cache nodes unreachable; reads go to the database")
+            .into_response();
+    }
+    "ready\n".into_response()
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let breakers: Vec<(String, u8)> = state
+        .cache
+        .client()
+        .map(|client| {
+            client
+                .breaker_states()
+                .into_iter()
+                .map(|(node, s)| (format!("cache:{node}"), s as u8))
+                .collect()
+        })
+        .unwrap_or_default();
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.metrics.render(&breakers),
+    )
+        .into_response()
+}
+
+async fn problem_page(Path(slug): Path<String>) -> Response {
+    match problem::describe(&slug) {
+        Some((code, text)) => {
+            format!("{} ({}): {text}\n", code.title(), code.http_status()).into_response()
+        }
+        None => ApiError::not_found(format!("no problem type {slug:?}")).into_response(),
+    }
+}
+
+async fn not_found(uri: Uri) -> ApiError {
+    ApiError::not_found(format!("no route {}", uri.path()))
+}
+
+async fn method_not_allowed(uri: Uri) -> Response {
+    let segments = uri.path().trim_matches('/').split('/').count();
+    let allow = match (uri.path().starts_with("/v1/"), segments) {
+        (true, 2) => "GET, HEAD, POST",
+        (true, 3) => "GET, HEAD, PATCH, DELETE",
+        _ => "GET, HEAD",
+    };
+    let mut response = ApiError {
+        allow: Some(allow),
+        ..ApiError::new(
+            ErrorCode::MethodNotAllowed,
+            format!("{} does not take this method", uri.path()),
+        )
+    }
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    let _ = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}

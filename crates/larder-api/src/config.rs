@@ -1,0 +1,175 @@
+//! The gateway's configuration: one serde struct for the service and one per collection, with
+//! defaults as named consts.
+
+use serde::{Deserialize, Serialize};
+
+/// Default gateway address.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+/// Default largest request body.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
+/// Default time a request may take before it is answered 503.
+pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default requests in progress at once; more are shed with 503.
+pub const DEFAULT_MAX_CONCURRENCY: usize = 1_024;
+/// Default time an `Idempotency-Key` is remembered.
+pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
+/// Default memory of the in-process cache used without cache nodes.
+pub const DEFAULT_LOCAL_CACHE_BYTES: u64 = 64 << 20;
+/// Default page size of list requests.
+pub const DEFAULT_PAGE_SIZE: usize = 20;
+/// Largest page size a client may ask for.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+
+/// The API gateway.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// HTTP listen address.
+    pub listen: String,
+    /// Database URL (`sqlite://path?mode=rwc` or `postgres://…`).
+    pub database: String,
+    /// Cache node gRPC addresses; empty means an in-process cache.
+    pub cache_nodes: Vec<String>,
+    /// Bearer token for the cache nodes' gRPC (empty: none).
+    pub cache_token: String,
+    /// Milliseconds a cache call may take before the database is asked instead.
+    pub cache_deadline_ms: u64,
+    /// Bytes of the in-process cache used when `cache_nodes` is empty.
+    pub local_cache_bytes: u64,
+    /// Largest request body in bytes; bigger ones get 413.
+    pub max_body_bytes: usize,
+    /// Milliseconds a request may take; slower ones get 503.
+    pub request_timeout_ms: u64,
+    /// Requests in progress at once; past it new ones get 503 at once.
+    pub max_concurrency: usize,
+    /// Seconds an `Idempotency-Key` and its response are kept.
+    pub idempotency_ttl_secs: u64,
+    /// The collections served under `/v1/{name}`.
+    pub collections: Vec<CollectionConfig>,
+}
+
+impl Default for ApiConfig {
+    fn default() -> Self {
+        Self {
+            listen: DEFAULT_LISTEN.into(),
+            database: String::new(),
+            cache_nodes: Vec::new(),
+            cache_token: String::new(),
+            cache_deadline_ms: 250,
+            local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
+            max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
+            collections: Vec::new(),
+        }
+    }
+}
+
+/// How a collection's writes reach the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Consistency {
+    /// The cache is updated before the write is answered.
+    #[default]
+    Strong,
+    /// The cache is updated right after the answer, asynchronously.
+    Eventual,
+}
+
+/// One collection of JSON documents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CollectionConfig {
+    /// The name in URLs and the JSON:API `type`: letters, digits, `-` and `_`.
+    pub name: String,
+    /// A JSON Schema (draft 2020-12) for the attributes, as a JSON string or a TOML table;
+    /// absent means any JSON object.
+    pub schema: Option<serde_json::Value>,
+    /// `strong` or `eventual`.
+    pub consistency: Consistency,
+    /// Milliseconds a cached document is fresh.
+    pub fresh_ttl_ms: u64,
+    /// Milliseconds after that a stale document is served while it is refreshed.
+    pub stale_while_revalidate_ms: u64,
+    /// Milliseconds after freshness a stale document is served while the database fails.
+    pub stale_if_error_ms: u64,
+    /// Top-level attributes `filter[attr]=value` may test.
+    pub filterable: Vec<String>,
+    /// Top-level attributes `sort` may order by.
+    pub sortable: Vec<String>,
+    /// Updates and deletes must carry `If-Match` (428 without it).
+    pub require_if_match: bool,
+}
+
+impl Default for CollectionConfig {
+    fn default() -> Self {
+        Self {
+            name: String::new(),
+            schema: None,
+            consistency: Consistency::Strong,
+            fresh_ttl_ms: 60_000,
+            stale_while_revalidate_ms: 10_000,
+            stale_if_error_ms: 300_000,
+            filterable: Vec::new(),
+            sortable: Vec::new(),
+            require_if_match: false,
+        }
+    }
+}
+
+impl CollectionConfig {
+    /// The cache entry's whole life: fresh, then the longer stale window.
+    pub fn cache_ttl_ms(&self) -> u64 {
+        self.fresh_ttl_ms
+            .saturating_add(self.stale_while_revalidate_ms.max(self.stale_if_error_ms))
+    }
+}
+
+/// A name usable in a URL path segment and as a JSON:API type.
+pub(crate) fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The SQL origin a cache node needs to load this gateway's documents: one per collection,
+/// with the collection's windows. `larder up` gives these to its node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OriginSpec {
+    /// Origin name (`doc-<collection>`).
+    pub name: String,
+    /// Key pattern (`doc/<collection>/{id}`).
+    pub pattern: String,
+    /// The load query over the gateway's table.
+    pub load: String,
+    /// Fresh time.
+    pub fresh_ttl_ms: u64,
+    /// Stale-while-revalidate window.
+    pub stale_while_revalidate_ms: u64,
+    /// Stale-if-error window.
+    pub stale_if_error_ms: u64,
+}
+
+impl ApiConfig {
+    /// The origins cache nodes need for these collections.
+    pub fn origins(&self) -> Vec<OriginSpec> {
+        self.collections
+            .iter()
+            .map(|c| OriginSpec {
+                name: format!("doc-{}", c.name),
+                pattern: format!("doc/{}/{{id}}", c.name),
+                load: format!(
+                    "SELECT doc, version FROM larder_documents \
+                     WHERE collection = '{}' AND id = :id",
+                    c.name
+                ),
+                fresh_ttl_ms: c.fresh_ttl_ms,
+                stale_while_revalidate_ms: c.stale_while_revalidate_ms,
+                stale_if_error_ms: c.stale_if_error_ms,
+            })
+            .collect()
+    }
+}

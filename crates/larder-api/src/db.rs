@@ -1,0 +1,338 @@
+//! The database: SQLite or PostgreSQL through sqlx's `Any` driver, one code path for both.
+//! Documents live in one table keyed by `(collection, id)`; each row holds the serialized
+//! JSON:API resource object (`doc`), its version, and timestamps. Idempotency records live
+//! beside them and are written in the same transaction as the document they created.
+
+use std::time::Duration;
+
+use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
+use sqlx::query::Query;
+use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+
+/// Migrations, in order; each runs once and is recorded in `larder_migrations`.
+const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE IF NOT EXISTS larder_documents (
+        collection TEXT NOT NULL,
+        id TEXT NOT NULL,
+        doc TEXT NOT NULL,
+        version BIGINT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        PRIMARY KEY (collection, id)
+    );
+    CREATE TABLE IF NOT EXISTS larder_idempotency (
+        collection TEXT NOT NULL,
+        idem_key TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        status BIGINT NOT NULL,
+        location TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        body TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        PRIMARY KEY (collection, idem_key)
+    )",
+)];
+
+/// Why a database call failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum DbError {
+    /// A row with this key exists already.
+    #[error("already exists")]
+    Conflict,
+    /// Another request recorded this idempotency key first.
+    #[error("idempotency key taken")]
+    KeyTaken,
+    /// The database could not be reached or failed.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<sqlx::Error> for DbError {
+    fn from(err: sqlx::Error) -> Self {
+        match &err {
+            sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
+            _ => Self::Unavailable(err.to_string()),
+        }
+    }
+}
+
+/// A stored document.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Stored {
+    pub(crate) doc: String,
+    pub(crate) version: i64,
+}
+
+/// A recorded response to an idempotent request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct IdemRecord {
+    pub(crate) fingerprint: String,
+    pub(crate) status: u16,
+    pub(crate) location: String,
+    pub(crate) etag: String,
+    pub(crate) body: String,
+}
+
+/// The database of one gateway.
+#[derive(Debug, Clone)]
+pub(crate) struct Db {
+    pool: AnyPool,
+    sqlite: bool,
+}
+
+impl Db {
+    /// Connects and applies the migrations.
+    pub(crate) async fn open(url: &str) -> Result<Self, DbError> {
+        sqlx::any::install_default_drivers();
+        let sqlite = url.starts_with("sqlite:");
+        if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
+            return Err(DbError::Unavailable(
+                "database must be sqlite://… or postgres://…".into(),
+            ));
+        }
+        let pool = AnyPoolOptions::new()
+            .max_connections(if sqlite { 4 } else { 16 })
+            .acquire_timeout(Duration::from_secs(5))
+            .connect(url)
+            .await?;
+        let db = Self { pool, sqlite };
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    /// Whether this is SQLite (for the few statements that differ).
+    pub(crate) fn is_sqlite(&self) -> bool {
+        self.sqlite
+    }
+
+    async fn migrate(&self) -> Result<(), DbError> {
+        if self.sqlite {
+            // WAL lets the cache node read while the gateway writes; it is a property of the file.
+            sqlx::query("PRAGMA journal_mode = WAL")
+                .execute(&self.pool)
+                .await?;
+        }
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS larder_migrations (version BIGINT PRIMARY KEY, applied TEXT NOT NULL)",
+        )
+        .execute(&self.pool)
+        .await?;
+        for &(version, script) in MIGRATIONS {
+            let done = self
+                .q("SELECT version FROM larder_migrations WHERE version = $1")
+                .bind(version)
+                .fetch_optional(&self.pool)
+                .await?;
+            if done.is_some() {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            for statement in script.split(';').filter(|s| !s.trim().is_empty()) {
+                sqlx::query(AssertSqlSafe(statement.to_owned()))
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            self.q("INSERT INTO larder_migrations (version, applied) VALUES ($1, $2)")
+                .bind(version)
+                .bind(crate::time::rfc3339(crate::time::now_ms()))
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
+    /// A statement written with `$n` placeholders, rewritten to `?n` for SQLite.
+    pub(crate) fn q(&self, sql: &str) -> Query<'static, Any, AnyArguments> {
+        sqlx::query(AssertSqlSafe(self.sql(sql)))
+    }
+
+    /// `sql` with `$n` turned into `?n` on SQLite (only `$` followed by a digit).
+    pub(crate) fn sql(&self, sql: &str) -> String {
+        if !self.sqlite {
+            return sql.to_owned();
+        }
+        let bytes = sql.as_bytes();
+        let mut out = String::with_capacity(sql.len());
+        for (i, c) in sql.char_indices() {
+            if c == '$' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit) {
+                out.push('?');
+            } else {
+                out.push(c);
+            }
+        }
+        out
+    }
+
+    /// Answers if the database does.
+    pub(crate) async fn ping(&self) -> Result<(), DbError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// One document.
+    pub(crate) async fn get(&self, collection: &str, id: &str) -> Result<Option<Stored>, DbError> {
+        let row = self
+            .q("SELECT doc, version FROM larder_documents WHERE collection = $1 AND id = $2")
+            .bind(collection.to_owned())
+            .bind(id.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|row| Stored {
+            doc: row.get(0),
+            version: row.get(1),
+        }))
+    }
+
+    /// Inserts a new document (version 1) and, if given, the idempotency record of the
+    /// request that created it, in one transaction.
+    pub(crate) async fn create(
+        &self,
+        collection: &str,
+        id: &str,
+        doc: &str,
+        now: &str,
+        idem: Option<(&str, &IdemRecord, i64)>,
+    ) -> Result<(), DbError> {
+        let mut tx = self.pool.begin().await?;
+        if let Some((key, record, expires_at)) = idem {
+            self.q("INSERT INTO larder_idempotency \
+                 (collection, idem_key, fingerprint, status, location, etag, body, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)")
+                .bind(collection.to_owned())
+                .bind(key.to_owned())
+                .bind(record.fingerprint.clone())
+                .bind(i64::from(record.status))
+                .bind(record.location.clone())
+                .bind(record.etag.clone())
+                .bind(record.body.clone())
+                .bind(expires_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| match DbError::from(e) {
+                    DbError::Conflict => DbError::KeyTaken,
+                    other => other,
+                })?;
+        }
+        self.q(
+            "INSERT INTO larder_documents (collection, id, doc, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, 1, $4, $4)",
+        )
+        .bind(collection.to_owned())
+        .bind(id.to_owned())
+        .bind(doc.to_owned())
+        .bind(now.to_owned())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Replaces a document if it still has version `expected`; whether it did.
+    pub(crate) async fn update(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: i64,
+        doc: &str,
+        now: &str,
+    ) -> Result<bool, DbError> {
+        let done = self
+            .q(
+                "UPDATE larder_documents SET doc = $1, version = version + 1, updated_at = $2 \
+                WHERE collection = $3 AND id = $4 AND version = $5",
+            )
+            .bind(doc.to_owned())
+            .bind(now.to_owned())
+            .bind(collection.to_owned())
+            .bind(id.to_owned())
+            .bind(expected)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// Deletes a document (only at version `expected`, if given); whether it did.
+    pub(crate) async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> Result<bool, DbError> {
+        let done = match expected {
+            Some(version) => {
+                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2 AND version = $3")
+                    .bind(collection.to_owned())
+                    .bind(id.to_owned())
+                    .bind(version)
+                    .execute(&self.pool)
+                    .await?
+            }
+            None => {
+                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2")
+                    .bind(collection.to_owned())
+                    .bind(id.to_owned())
+                    .execute(&self.pool)
+                    .await?
+            }
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// The live idempotency record of `key`, dropping it if it has expired.
+    pub(crate) async fn idempotency(
+        &self,
+        collection: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<IdemRecord>, DbError> {
+        let row = self
+            .q("SELECT fingerprint, status, location, etag, body, expires_at FROM larder_idempotency \
+                WHERE collection = $1 AND idem_key = $2")
+            .bind(collection.to_owned())
+            .bind(key.to_owned())
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let expires_at: i64 = row.get(5);
+        if expires_at <= now_ms {
+            self.q("DELETE FROM larder_idempotency WHERE collection = $1 AND idem_key = $2")
+                .bind(collection.to_owned())
+                .bind(key.to_owned())
+                .execute(&self.pool)
+                .await?;
+            return Ok(None);
+        }
+        Ok(Some(idem_record(&row)))
+    }
+
+    /// Drops expired idempotency records; how many.
+    pub(crate) async fn purge_idempotency(&self, now_ms: i64) -> Result<u64, DbError> {
+        let done = self
+            .q("DELETE FROM larder_idempotency WHERE expires_at <= $1")
+            .bind(now_ms)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    /// Runs a list query built by `crate::list`.
+    pub(crate) async fn rows(
+        &self,
+        query: Query<'static, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, DbError> {
+        Ok(query.fetch_all(&self.pool).await?)
+    }
+}
+
+fn idem_record(row: &AnyRow) -> IdemRecord {
+    let status: i64 = row.get(1);
+    IdemRecord {
+        fingerprint: row.get(0),
+        status: u16::try_from(status).unwrap_or(500),
+        location: row.get(2),
+        etag: row.get(3),
+        body: row.get(4),
+    }
+}

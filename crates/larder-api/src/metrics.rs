@@ -1,0 +1,109 @@
+//! The gateway's metrics, rendered as Prometheus text at `/metrics`: requests by route
+//! template, method and status; a latency histogram; the cache breakers' states.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+
+use parking_lot::Mutex;
+
+/// Upper bounds of the latency buckets, in seconds.
+const BUCKETS: [f64; 16] = [
+    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 10.0,
+];
+
+/// Request counts and latencies.
+#[derive(Debug, Default)]
+pub(crate) struct Metrics {
+    requests: Mutex<HashMap<(String, String, u16), u64>>,
+    buckets: [AtomicU64; BUCKETS.len() + 1],
+    sum_ns: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Metrics {
+    /// Counts one request.
+    pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
+        {
+            let mut requests = self.requests.lock();
+            match requests.get_mut(&(route.to_owned(), method.to_owned(), status)) {
+                Some(n) => *n += 1,
+                None => {
+                    requests.insert((route.to_owned(), method.to_owned(), status), 1);
+                }
+            }
+        }
+        let secs = ns as f64 / 1e9;
+        let bucket = BUCKETS.partition_point(|&bound| bound < secs);
+        self.buckets[bucket].fetch_add(1, Relaxed);
+        self.sum_ns.fetch_add(ns, Relaxed);
+        self.count.fetch_add(1, Relaxed);
+    }
+
+    /// Prometheus text; `breakers` are `(target, state)` pairs.
+    pub(crate) fn render(&self, breakers: &[(String, u8)]) -> String {
+        let mut out = String::with_capacity(4096);
+        let name = "larder_api_requests_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Requests by route, method and status.\n# TYPE {name} counter"
+        );
+        let mut rows: Vec<_> = self
+            .requests
+            .lock()
+            .iter()
+            .map(|(k, v)| (k.clone(), *v))
+            .collect();
+        rows.sort();
+        for ((route, method, status), n) in rows {
+            let route = route.replace('\\', "\\\\").replace('"', "\\\"");
+            let _ = writeln!(
+                out,
+                "{name}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let name = "larder_api_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Time from a request's arrival to its response.\n# TYPE {name} histogram"
+        );
+        let mut cumulative = 0;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
+        }
+        cumulative += self.buckets[BUCKETS.len()].load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
+        let _ = writeln!(out, "{name}_count {}", self.count.load(Relaxed));
+        let name = "larder_breaker_state";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Circuit breakers: 0 closed, 1 open, 2 half-open.\n# TYPE {name} gauge"
+        );
+        for (target, state) in breakers {
+            let _ = writeln!(out, "{name}{{target=\"{target}\"}} {state}");
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_and_latency_render() {
+        let m = Metrics::default();
+        m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
+        m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
+        m.record("/v1/{collection}", "POST", 201, 3_000_000);
+        let text = m.render(&[("cache:a".into(), 1)]);
+        assert!(text.contains("larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2"), "{text}");
+        assert!(text.contains("larder_api_request_duration_seconds_count 3"));
+        assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 2"));
+        assert!(text.contains("larder_breaker_state{target=\"cache:a\"} 1"));
+    }
+}

@@ -1,0 +1,498 @@
+//! The document routes: `/v1/{collection}` (list, create) and `/v1/{collection}/{id}` (read,
+//! update, delete), in the JSON:API format with ETags, conditional requests and idempotent
+//! creates.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use larder_proto::ErrorCode;
+
+use crate::cache::ReadError;
+use crate::config::Consistency;
+use crate::db::{DbError, IdemRecord};
+use crate::doc::{self, Incoming};
+use crate::list::{self, ListQuery};
+use crate::media::{self, JSON_API};
+use crate::problem::{ApiError, ApiResult};
+use crate::state::{AppState, Collection, InFlight};
+use crate::time::{now_ms, rfc3339};
+
+/// Tries an optimistic update this many times before answering 503.
+const UPDATE_ATTEMPTS: usize = 5;
+
+/// A JSON:API response.
+fn document(status: StatusCode, body: String, etag: Option<i64>) -> Response {
+    let mut response = (status, body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
+    if let Some(version) = etag {
+        headers.insert(header::ETAG, etag_value(version));
+    }
+    response
+}
+
+fn etag_value(version: i64) -> HeaderValue {
+    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+fn path<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
+    path.map(|Path(p)| p)
+        .map_err(|e| ApiError::not_found(format!("no such route: {e}")))
+}
+
+/// The entity tags a conditional header lists (`*` as `None`), weak markers removed.
+fn tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Option<Vec<String>>> {
+    let values: Vec<&str> = headers
+        .get_all(name)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if values.is_empty() {
+        return None;
+    }
+    if values.iter().any(|v| v.trim() == "*") {
+        return Some(None);
+    }
+    let list = values
+        .iter()
+        .flat_map(|v| v.split(','))
+        .map(|t| {
+            t.trim()
+                .trim_start_matches("W/")
+                .trim_matches('"')
+                .to_owned()
+        })
+        .collect();
+    Some(Some(list))
+}
+
+/// Checks `If-Match` against the current version; `require` answers 428 without one.
+fn if_match(headers: &HeaderMap, version: i64, require: bool) -> ApiResult<()> {
+    match tags(headers, header::IF_MATCH) {
+        None if require => Err(ApiError::new(
+            ErrorCode::PreconditionRequired,
+            "this collection needs If-Match with the document's ETag",
+        )),
+        None | Some(None) => Ok(()),
+        Some(Some(list)) if list.iter().any(|t| *t == version.to_string()) => Ok(()),
+        Some(Some(_)) => Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!("the document is at version {version}; If-Match names another"),
+        )),
+    }
+}
+
+/// Reads the body, refusing one over the limit with 413.
+async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
+    let limit = state.config.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            ErrorCode::TooLarge,
+            format!("the body is over {limit} bytes"),
+        )
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    axum::body::to_bytes(body, limit)
+        .await
+        .map_err(|_| too_large())
+}
+
+fn unavailable(err: impl std::fmt::Display) -> ApiError {
+    ApiError::unavailable(format!("the database is unavailable: {err}"))
+}
+
+fn db_error(err: DbError) -> ApiError {
+    match err {
+        DbError::Conflict => ApiError::new(ErrorCode::Conflict, "a document with this id exists"),
+        other => unavailable(other),
+    }
+}
+
+/// `GET /v1/{collection}/{id}`.
+pub(crate) async fn read(
+    State(state): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    media::check_accept(&headers)?;
+    let (name, id) = path(p)?;
+    let collection = state.collection(&name)?;
+    let fields = single_fields(query, &name)?;
+    if !doc::valid_id(&id) {
+        return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
+    }
+    let found = state
+        .cache
+        .read(&collection.config, &id)
+        .await
+        .map_err(|ReadError::Unavailable(e)| unavailable(e))?;
+    let Some(cached) = found else {
+        return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
+    };
+    if let Some(tags) = tags(&headers, header::IF_NONE_MATCH)
+        && tags.is_none_or(|list| list.iter().any(|t| *t == cached.version.to_string()))
+    {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        response
+            .headers_mut()
+            .insert(header::ETAG, etag_value(cached.version));
+        return Ok(response);
+    }
+    let stored = std::str::from_utf8(&cached.doc)
+        .map_err(|_| ApiError::new(ErrorCode::Internal, "a stored document is not UTF-8"))?;
+    let body = match fields {
+        Some(fields) => doc::single(&doc::sparse(stored, &fields), &name, &id),
+        None => doc::single(stored, &name, &id),
+    };
+    Ok(document(StatusCode::OK, body, Some(cached.version)))
+}
+
+/// The only query parameter a single read takes: `fields[type]`.
+fn single_fields(
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    name: &str,
+) -> ApiResult<Option<Vec<String>>> {
+    let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut fields = None;
+    for (key, value) in pairs {
+        if key == format!("fields[{name}]") {
+            fields = Some(
+                value
+                    .split(',')
+                    .filter(|f| !f.is_empty())
+                    .map(str::to_owned)
+                    .collect(),
+            );
+        } else {
+            return Err(ApiError::bad_request(format!(
+                "unknown query parameter {key:?}"
+            )));
+        }
+    }
+    Ok(fields)
+}
+
+/// `GET /v1/{collection}`.
+pub(crate) async fn list(
+    State(state): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    media::check_accept(&headers)?;
+    let name = path(p)?;
+    let collection = state.collection(&name)?;
+    let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let q = ListQuery::parse(pairs, &collection.config)?;
+    let (rows, next, total) = list::page(&state.db, &collection.config, &q)
+        .await
+        .map_err(db_error)?;
+    let mut body =
+        String::with_capacity(rows.iter().map(|(_, d)| d.len() + 1).sum::<usize>() + 128);
+    body.push_str("{\"data\":[");
+    for (i, (_, stored)) in rows.iter().enumerate() {
+        if i > 0 {
+            body.push(',');
+        }
+        match &q.fields {
+            Some(fields) => body.push_str(&doc::sparse(stored, fields)),
+            None => body.push_str(stored),
+        }
+    }
+    body.push_str("],\"links\":{\"self\":");
+    body.push_str(&serde_json::Value::String(format!("/v1/{name}")).to_string());
+    if let Some(next) = next {
+        body.push_str(",\"next\":");
+        body.push_str(&serde_json::Value::String(next).to_string());
+    }
+    body.push('}');
+    if let Some(total) = total {
+        body.push_str(&format!(",\"meta\":{{\"total\":{total}}}"));
+    }
+    body.push('}');
+    Ok(document(StatusCode::OK, body, None))
+}
+
+/// `POST /v1/{collection}`.
+pub(crate) async fn create(
+    State(state): State<AppState>,
+    p: Result<Path<String>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    media::check_accept(&headers)?;
+    let name = path(p)?;
+    let collection = state.collection(&name)?;
+    media::check_content_type(&headers)?;
+    let body = read_body(&state, &headers, body).await?;
+    let Some(key) = idempotency_key(&headers)? else {
+        return create_now(&state, &collection, &body, None).await;
+    };
+    let fingerprint = fingerprint(&name, &body);
+    let Some(_running) = InFlight::enter(&state, &name, &key) else {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyInFlight,
+            "a request with this Idempotency-Key is still being processed",
+        ));
+    };
+    if let Some(record) = state
+        .db
+        .idempotency(&name, &key, now_ms())
+        .await
+        .map_err(db_error)?
+    {
+        return replay(&record, &fingerprint);
+    }
+    match create_now(&state, &collection, &body, Some((&key, &fingerprint))).await {
+        // Another gateway recorded the key first: answer as it did.
+        Err(e) if e.code == ErrorCode::IdempotencyInFlight => {
+            match state
+                .db
+                .idempotency(&name, &key, now_ms())
+                .await
+                .map_err(db_error)?
+            {
+                Some(record) => replay(&record, &fingerprint),
+                None => Err(e),
+            }
+        }
+        other => other,
+    }
+}
+
+/// The `Idempotency-Key` header, checked: 1–255 visible ASCII characters.
+fn idempotency_key(headers: &HeaderMap) -> ApiResult<Option<String>> {
+    let Some(value) = headers.get("idempotency-key") else {
+        return Ok(None);
+    };
+    let key = value.to_str().unwrap_or_default().trim().trim_matches('"');
+    if key.is_empty() || key.len() > 255 || !key.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ApiError::bad_request(
+            "Idempotency-Key must be 1-255 visible ASCII characters",
+        ));
+    }
+    Ok(Some(key.to_owned()))
+}
+
+/// What identifies a request's content: two FNV-1a hashes of the collection and body.
+fn fingerprint(collection: &str, body: &[u8]) -> String {
+    let fnv = |seed: u64| {
+        let mut h = seed;
+        for &b in collection.as_bytes().iter().chain(b"\0").chain(body) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h
+    };
+    format!(
+        "{:016x}{:016x}{:x}",
+        fnv(0xcbf2_9ce4_8422_2325),
+        fnv(0x8422_2325_cbf2_9ce4),
+        body.len()
+    )
+}
+
+/// The recorded response of an idempotent request, or 422 for a different request.
+fn replay(record: &IdemRecord, fingerprint: &str) -> ApiResult {
+    if record.fingerprint != fingerprint {
+        return Err(ApiError::new(
+            ErrorCode::IdempotencyKeyReused,
+            "this Idempotency-Key was used with a different request",
+        ));
+    }
+    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::CREATED);
+    let mut response = document(status, record.body.clone(), None);
+    let headers = response.headers_mut();
+    for (name, value) in [
+        (header::LOCATION, &record.location),
+        (header::ETAG, &record.etag),
+    ] {
+        if let Ok(value) = HeaderValue::from_str(value) {
+            headers.insert(name, value);
+        }
+    }
+    Ok(response)
+}
+
+async fn create_now(
+    state: &AppState,
+    collection: &Arc<Collection>,
+    body: &[u8],
+    idem: Option<(&str, &str)>,
+) -> ApiResult {
+    let name = &collection.config.name;
+    let Incoming { id, attributes } = doc::parse(body, name, None)?;
+    if let Some(schema) = &collection.schema {
+        schema.check(&attributes)?;
+    }
+    let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let now = rfc3339(now_ms());
+    let stored = doc::render(name, &id, &attributes, 1, &now, &now);
+    let location = doc::self_link(name, &id);
+    let record = IdemRecord {
+        fingerprint: idem.map(|(_, f)| f.to_owned()).unwrap_or_default(),
+        status: 201,
+        location: location.clone(),
+        etag: "\"1\"".into(),
+        body: doc::single(&stored, name, &id),
+    };
+    let expires = now_ms().saturating_add(
+        i64::try_from(state.config.idempotency_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
+    );
+    let idem_row = idem.map(|(key, _)| (key, &record, expires));
+    match state.db.create(name, &id, &stored, &now, idem_row).await {
+        Ok(()) => {}
+        Err(DbError::Conflict) => {
+            return Err(ApiError::new(
+                ErrorCode::Conflict,
+                format!("{name}/{id} exists already"),
+            ));
+        }
+        Err(DbError::KeyTaken) => {
+            return Err(ApiError::new(
+                ErrorCode::IdempotencyInFlight,
+                "recorded elsewhere",
+            ));
+        }
+        Err(err) => return Err(unavailable(err)),
+    }
+    state.cache_write(collection, &id, stored, 1).await;
+    let mut response = document(StatusCode::CREATED, record.body, Some(1));
+    if let Ok(value) = HeaderValue::from_str(&location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    Ok(response)
+}
+
+/// `PATCH /v1/{collection}/{id}`: top-level attributes given replace those stored.
+pub(crate) async fn update(
+    State(state): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult {
+    media::check_accept(&headers)?;
+    let (name, id) = path(p)?;
+    let collection = state.collection(&name)?;
+    media::check_content_type(&headers)?;
+    let require = collection.config.require_if_match;
+    if require && headers.get(header::IF_MATCH).is_none() {
+        if_match(&headers, 0, true)?;
+    }
+    let body = read_body(&state, &headers, body).await?;
+    let incoming = doc::parse(&body, &name, Some(&id))?;
+    for _ in 0..UPDATE_ATTEMPTS {
+        let Some(current) = state.db.get(&name, &id).await.map_err(db_error)? else {
+            return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
+        };
+        if_match(&headers, current.version, require)?;
+        let Some((mut attributes, created)) = doc::unpack(&current.doc) else {
+            return Err(ApiError::new(
+                ErrorCode::Internal,
+                "a stored document does not parse",
+            ));
+        };
+        attributes.extend(incoming.attributes.clone());
+        if let Some(schema) = &collection.schema {
+            schema.check(&attributes)?;
+        }
+        let now = rfc3339(now_ms());
+        let version = current.version + 1;
+        let stored = doc::render(&name, &id, &attributes, version, &created, &now);
+        if state
+            .db
+            .update(&name, &id, current.version, &stored, &now)
+            .await
+            .map_err(db_error)?
+        {
+            let body = doc::single(&stored, &name, &id);
+            state.cache_write(&collection, &id, stored, version).await;
+            return Ok(document(StatusCode::OK, body, Some(version)));
+        }
+        // Another writer got there first: with If-Match that is a failed precondition,
+        // without it, merge into the newer document.
+        if headers.contains_key(header::IF_MATCH) {
+            return Err(ApiError::new(
+                ErrorCode::PreconditionFailed,
+                "the document changed meanwhile",
+            ));
+        }
+    }
+    Err(ApiError::unavailable("the document kept changing; retry"))
+}
+
+/// `DELETE /v1/{collection}/{id}`.
+pub(crate) async fn delete(
+    State(state): State<AppState>,
+    p: Result<Path<(String, String)>, PathRejection>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let (name, id) = path(p)?;
+    let collection = state.collection(&name)?;
+    let require = collection.config.require_if_match;
+    let expected = match tags(&headers, header::IF_MATCH) {
+        None if require => {
+            return Err(ApiError::new(
+                ErrorCode::PreconditionRequired,
+                "this collection needs If-Match with the document's ETag",
+            ));
+        }
+        Some(Some(list)) => Some(
+            list.first()
+                .and_then(|t| t.parse::<i64>().ok())
+                .unwrap_or(-1),
+        ),
+        None | Some(None) => None,
+    };
+    if state
+        .db
+        .delete(&name, &id, expected)
+        .await
+        .map_err(db_error)?
+    {
+        state.cache.remove(&collection.config, &id).await;
+        return Ok(StatusCode::NO_CONTENT.into_response());
+    }
+    match state.db.get(&name, &id).await.map_err(db_error)? {
+        Some(current) => Err(ApiError::new(
+            ErrorCode::PreconditionFailed,
+            format!(
+                "the document is at version {}; If-Match names another",
+                current.version
+            ),
+        )),
+        None => Err(ApiError::not_found(format!("no document {id:?} in {name}"))),
+    }
+}
+
+impl AppState {
+    /// Updates the cache after a committed write: before answering (`strong`) or right after
+    /// (`eventual`).
+    pub(crate) async fn cache_write(
+        &self,
+        collection: &Arc<Collection>,
+        id: &str,
+        doc: String,
+        version: i64,
+    ) {
+        match collection.config.consistency {
+            Consistency::Strong => self.cache.put(&collection.config, id, &doc, version).await,
+            Consistency::Eventual => {
+                let (cache, config, id) =
+                    (self.cache.clone(), collection.config.clone(), id.to_owned());
+                tokio::spawn(async move { cache.put(&config, &id, &doc, version).await });
+            }
+        }
+    }
+}
