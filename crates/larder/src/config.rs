@@ -4,13 +4,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use larder_api::ApiConfig;
 use larder_cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Command;
 
-/// Default gateway address.
-pub(crate) const DEFAULT_API_LISTEN: &str = "127.0.0.1:8080";
 /// Default data directory of `larder up`.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./larder-data";
 
@@ -24,28 +23,6 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     /// `larder up`.
     pub(crate) up: UpConfig,
-}
-
-/// The API gateway.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub(crate) struct ApiConfig {
-    /// HTTP listen address.
-    pub(crate) listen: String,
-    /// Database URL (`sqlite://…` or `postgres://…`); empty means `sqlite://<data>/larder.db`.
-    pub(crate) database: String,
-    /// Cache node gRPC addresses; empty means an in-process cache.
-    pub(crate) cache_nodes: Vec<String>,
-}
-
-impl Default for ApiConfig {
-    fn default() -> Self {
-        Self {
-            listen: DEFAULT_API_LISTEN.into(),
-            database: String::new(),
-            cache_nodes: Vec::new(),
-        }
-    }
 }
 
 /// `larder up`.

@@ -6,6 +6,7 @@ mod config;
 mod loadgen;
 mod serve;
 mod trace;
+mod up;
 
 use std::process::ExitCode;
 
@@ -49,20 +50,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench {
             what: BenchCommand::Burst(args),
         }) => loadgen::burst(&args),
-        Some(Command::Up(_)) => not_yet("`larder up` (cache node + gateway)", "the gateway issue"),
+        Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),
-        Some(Command::Api(_)) => not_yet("`larder api` (the gateway)", "the gateway issue"),
+        Some(Command::Api(_)) => serve::api(config.api),
         None => {
             eprintln!("larder: no command given; try `larder --help`");
             Ok(ExitCode::from(2))
         }
     }
-}
-
-/// Servers that later issues build: say so plainly instead of pretending to run.
-fn not_yet(what: &str, issue: &str) -> anyhow::Result<ExitCode> {
-    eprintln!(
-        "larder: {what} is not built yet; it arrives with {issue}. Available now: `larder cache`, `larder bench trace|resp|grpc|burst`, `larder --print-config`."
-    );
-    Ok(ExitCode::from(2))
 }

@@ -67,3 +67,23 @@ pub(crate) fn cache(config: CacheConfig) -> anyhow::Result<ExitCode> {
         Ok(ExitCode::SUCCESS)
     })
 }
+
+/// `larder api`: runs the gateway alone against the configured database and cache nodes.
+pub(crate) fn api(config: larder_api::ApiConfig) -> anyhow::Result<ExitCode> {
+    init_tracing();
+    if config.database.is_empty() {
+        anyhow::bail!("`larder api` needs --database (sqlite://PATH or postgres://…)");
+    }
+    runtime()?.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .with_context(|| format!("listening on {}", config.listen))?;
+        let addr = listener.local_addr()?;
+        println!("larder api gateway");
+        println!("  api   http://{addr}/v1/<collection>   (openapi: /openapi.json, docs: /docs)");
+        println!("  ops   http://{addr}/metrics  /healthz  /readyz");
+        let shutdown = shutdown_on_signals();
+        larder_api::run(config, listener, shutdown).await?;
+        Ok(ExitCode::SUCCESS)
+    })
+}
