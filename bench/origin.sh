@@ -8,7 +8,8 @@
 #     per burst for every N.
 #  b) Miss path: 1,000,000 rows of ~100-byte bodies, an open-loop run of uniform GETs over the
 #     same million keys at 1000 requests/s (almost every one a miss that loads one row), a fresh
-#     node per round. Target: p99 <= 2 ms.
+#     node per round. Target: p99 <= 2 ms. As a control, the same run against a node without
+#     origins holding every key (prefilled), so all hits: the floor this machine gives.
 #  c) Hit path: if BASELINE names a larder binary built before origins existed, the closed-loop
 #     GET/SET run of BENCHMARKS.md (50 connections x pipeline 16, 100k keys, 90% GET) against
 #     the baseline, the current node, and the current node with an origin whose pattern
@@ -74,6 +75,15 @@ fresh_ttl_ms = 600000
 EOF
 }
 
+cpu_stat() { # total and steal jiffies of all CPUs
+  awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat
+}
+
+steal_since() { # cpu_stat output: percent of CPU time the hypervisor took since then
+  awk -v a="$1" -v b="$(cpu_stat)" \
+    'BEGIN { split(a, x, " "); split(b, y, " "); printf "%.1f", 100 * (y[2] - x[2]) / (y[1] - x[1] + 1e-9) }'
+}
+
 metric() { # name (+ optional label filter): the sum of its series at the admin port
   curl -sf "http://127.0.0.1:$port_admin/metrics" | python3 -c '
 import sys
@@ -133,16 +143,26 @@ PY
 write_config "$out/miss.toml" 'key:{id}' "$miss_db" 'SELECT body, version FROM docs WHERE id = :id'
 for round in $(seq 1 "$rounds"); do
   echo "b) miss path, round $round of $rounds" >&2
-  start_node "$larder" cache --config "$out/miss.toml" "${listen_flags[@]}"
-  line=$(taskset -c 1 "$larder" bench resp --addr "127.0.0.1:$port_resp" --rate "$miss_rate" \
-         --keys "$miss_keys" --read-ratio 1 --prefill false --connections 50 --duration 30 \
-         --warmup 2 --server-pid "$node" 2>/dev/null | grep '^summary')
-  gets=$(metric larder_cache_requests_total 'command="get"')
-  loads=$(metric larder_origin_loads_total)
-  found=$(metric larder_origin_loads_total 'result="found"')
-  load_s=$(metric larder_origin_load_duration_seconds_sum)
-  echo "$line gets=$gets loads=$loads found=$found load_seconds=$load_s" | tee -a "$out/miss" >&2
-  stop_node
+  for kind in miss hit; do
+    if [ "$kind" = miss ]; then
+      start_node "$larder" cache --config "$out/miss.toml" "${listen_flags[@]}"
+    else
+      start_node "$larder" cache "${listen_flags[@]}"
+    fi
+    prefill=false; [ "$kind" = hit ] && prefill=true
+    # The control's prefill runs before its window, which alone is timed.
+    stat=$(cpu_stat)
+    line=$(taskset -c 1 "$larder" bench resp --addr "127.0.0.1:$port_resp" --rate "$miss_rate" \
+           --keys "$miss_keys" --read-ratio 1 --prefill "$prefill" --connections 50 --duration 30 \
+           --warmup 2 --server-pid "$node" 2>/dev/null | grep '^summary')
+    steal=$(steal_since "$stat")
+    gets=$(metric larder_cache_requests_total 'command="get"')
+    loads=$(metric larder_origin_loads_total)
+    load_s=$(metric larder_origin_load_duration_seconds_sum)
+    echo "$kind $line gets=$gets loads=$loads load_seconds=$load_s steal_pct=$steal" \
+      | tee -a "$out/miss" >&2
+    stop_node
+  done
 done
 
 # c) Hit path ------------------------------------------------------------------------------
@@ -158,10 +178,11 @@ if [ -n "${BASELINE:-}" ]; then
         current) start_node "$larder" cache "${listen_flags[@]}" ;;
         current+origin) start_node "$larder" cache --config "$out/hit.toml" "${listen_flags[@]}" ;;
       esac
+      stat=$(cpu_stat)
       line=$(taskset -c 1 "$larder" bench resp --addr "127.0.0.1:$port_resp" --connections 50 \
              --pipeline 16 --keys 100000 --read-ratio 0.9 --duration 10 --server-pid "$node" \
              2>/dev/null | grep '^summary')
-      echo "$variant $line" | tee -a "$out/hit" >&2
+      echo "$variant $line steal_pct=$(steal_since "$stat")" | tee -a "$out/hit" >&2
       stop_node
     done
   done
@@ -214,24 +235,33 @@ print()
 print(f"target: exactly 1 load per burst up to 10,000 clients: {'met' if ok else 'MISSED'}"
       + ("" if burst else " (no burst ran)"))
 
-miss = [f for _, f in rows("miss")]
+miss = rows("miss")
 if miss:
     print()
     print("b) Miss path: open loop at 1000 GET/s over 1,000,000 keys, each loaded from a 1M-row SQLite")
-    print("   table on a miss (50 connections, 30 s after 2 s warmup, a fresh node per round).")
+    print("   table on a miss (50 connections, 30 s after 2 s warmup, a fresh node per round). Control:")
+    print("   the same run against a node without origins holding every key (all hits). steal = CPU")
+    print("   time the hypervisor took from this VM during the run.")
     print()
-    print("| round | ops/s | p50 µs | p99 µs | p99.9 µs | max µs | misses (loads/GETs) | mean load µs | server CPU µs/op |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for i, f in enumerate(miss, 1):
+    print("| run | ops/s | p50 µs | p90 µs | p99 µs | p99.9 µs | max µs | misses (loads/GETs) | mean load µs | server CPU µs/op | steal % |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for kind, f in miss:
         gets, loads = float(f["gets"]), float(f["loads"])
-        mean_load = float(f["load_seconds"]) / loads * 1e6 if loads else float("nan")
-        print(f"| {i} | {float(f['ops_per_sec']):.0f} | {f['p50_us']} | {f['p99_us']} | {f['p999_us']} "
-              f"| {f['max_us']} | {loads / gets:.3f} ({loads:.0f}/{gets:.0f}) | {mean_load:.0f} "
-              f"| {f['server_cpu_us_per_op']} |")
-    p99 = statistics.median(float(f["p99_us"]) for f in miss)
+        mean_load = f"{float(f['load_seconds']) / loads * 1e6:.0f}" if loads else "-"
+        share = f"{loads / gets:.3f} ({loads:.0f}/{gets:.0f})" if kind == "miss" else "0 (all hits)"
+        print(f"| {'misses' if kind == 'miss' else 'control: hits'} | {float(f['ops_per_sec']):.0f} "
+              f"| {f['p50_us']} | {f['p90_us']} | {f['p99_us']} | {f['p999_us']} | {f['max_us']} | {share} "
+              f"| {mean_load} | {f['server_cpu_us_per_op']} | {f['steal_pct']} |")
     print()
-    print(f"median p99 {p99:.0f} µs; target p99 <= 2000 µs at 1,000 misses/s: "
-          f"{'met' if p99 <= 2000 else 'MISSED'}")
+    for kind, label in (("miss", "misses"), ("hit", "control (all hits)")):
+        runs = [f for k, f in miss if k == kind]
+        if runs:
+            p50 = statistics.median(float(f["p50_us"]) for f in runs)
+            p99 = statistics.median(float(f["p99_us"]) for f in runs)
+            cpu = statistics.median(float(f["server_cpu_us_per_op"]) for f in runs)
+            print(f"median {label}: p50 {p50:.0f} µs, p99 {p99:.0f} µs, server CPU {cpu:.0f} µs/op")
+    p99 = statistics.median(float(f["p99_us"]) for k, f in miss if k == "miss")
+    print(f"target p99 <= 2000 µs at 1,000 misses/s: {'met' if p99 <= 2000 else 'MISSED'}")
 
 hit = rows("hit")
 if hit:
@@ -239,8 +269,8 @@ if hit:
     print("c) Hit path: 50 connections x pipeline 16, 100k keys, 90% GET, 10 s, closed loop;")
     print(f"   medians of {rounds} alternating rounds (per-round values in brackets).")
     print()
-    print("| node | ops/s | server CPU µs/op | p99 µs |")
-    print("|---|---:|---:|---:|")
+    print("| node | ops/s | server CPU µs/op | p99 µs | steal % |")
+    print("|---|---:|---:|---:|---:|")
     med = {}
     for variant in ("baseline", "current", "current+origin"):
         runs = [f for tag, f in hit if tag == variant]
@@ -249,10 +279,11 @@ if hit:
         ops = [float(f["ops_per_sec"]) for f in runs]
         cpu = [float(f["server_cpu_us_per_op"]) for f in runs]
         p99 = [float(f["p99_us"]) for f in runs]
+        steal = ", ".join(f["steal_pct"] for f in runs)
         med[variant] = (statistics.median(ops), statistics.median(cpu))
         print(f"| {variant} | {med[variant][0]:.0f} [{', '.join(f'{o:.0f}' for o in ops)}] "
               f"| {med[variant][1]:.3f} [{', '.join(f'{c:.3f}' for c in cpu)}] "
-              f"| {statistics.median(p99):.0f} |")
+              f"| {statistics.median(p99):.0f} | {steal} |")
     if "baseline" in med:
         print()
         for variant in ("current", "current+origin"):
