@@ -146,17 +146,22 @@ pub(crate) fn guard_writes(node: &Node, spec: &CommandSpec, argv: &[&[u8]]) -> C
     let keys = (i64::from(first)..=last)
         .step_by(usize::try_from(step).unwrap_or(1))
         .filter_map(|at| usize::try_from(at).ok().and_then(|i| argv.get(i)).copied());
-    let claimed: Vec<(&[u8], &Arc<Origin>)> = keys
-        .filter_map(|key| origins.find(key).map(|origin| (key, origin)))
-        .collect();
-    if !allowed && claimed.iter().any(|(_, origin)| origin.write_through()) {
+    // Checked before anything is retired, so a refused command changes nothing; no
+    // allocation on the common path where no key is claimed.
+    if !allowed
+        && keys
+            .clone()
+            .any(|key| origins.find(key).is_some_and(|o| o.write_through()))
+    {
         return Err(CmdError::new(
             ErrorCode::Conflict,
             format!("'{}' cannot change a write-through key; use SET", spec.name),
         ));
     }
-    for (key, _) in claimed {
-        origins.retire(key);
+    for key in keys {
+        if origins.find(key).is_some() {
+            origins.retire(key);
+        }
     }
     Ok(())
 }
