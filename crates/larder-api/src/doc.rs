@@ -50,6 +50,15 @@ pub(crate) fn parse(
             format!("unknown member {name:?}"),
         ));
     }
+    if let Some(name) = ["meta", "jsonapi"]
+        .into_iter()
+        .find(|m| top.get(*m).is_some_and(|v| !v.is_object()))
+    {
+        return Err(ApiError::invalid_at(
+            &format!("/{name}"),
+            format!("`{name}` must be an object"),
+        ));
+    }
     let Some(Value::Object(mut data)) = top.remove("data") else {
         return Err(ApiError::invalid_at(
             "/data",
@@ -66,6 +75,15 @@ pub(crate) fn parse(
             format!("unknown member {name:?}")
         };
         return Err(ApiError::invalid_at(&format!("/data/{name}"), detail));
+    }
+    if data.get("meta").is_some_and(|v| !v.is_object()) {
+        return Err(ApiError::invalid_at(
+            "/data/meta",
+            "`meta` must be an object",
+        ));
+    }
+    if data.get("lid").is_some_and(|v| !v.is_string()) {
+        return Err(ApiError::invalid_at("/data/lid", "`lid` must be a string"));
     }
     match data.get("type") {
         Some(Value::String(kind)) if kind == collection => {}
@@ -119,6 +137,17 @@ pub(crate) fn parse(
         }
     }
     Ok(Incoming { id, attributes })
+}
+
+/// Whether any string or member name in `value` holds U+0000, which PostgreSQL's `jsonb`
+/// cannot represent.
+pub(crate) fn has_nul(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// The stored form of a document: its resource object as JSON text.
@@ -267,6 +296,22 @@ mod tests {
             code(br#"{"data":{"type":"p"}}"#, Some("b")),
             ErrorCode::Conflict
         );
+    }
+
+    #[test]
+    fn meta_jsonapi_and_lid_have_their_json_api_types() {
+        let ok = br#"{"data":{"type":"p","lid":"l","meta":{}},"meta":{},"jsonapi":{}}"#;
+        assert!(parse(ok, "p", None).is_ok());
+        for (body, pointer) in [
+            (&br#"{"data":{"type":"p"},"meta":[1]}"#[..], "/meta"),
+            (br#"{"data":{"type":"p"},"jsonapi":"1.1"}"#, "/jsonapi"),
+            (br#"{"data":{"type":"p","meta":null}}"#, "/data/meta"),
+            (br#"{"data":{"type":"p","lid":7}}"#, "/data/lid"),
+        ] {
+            let err = parse(body, "p", None).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidArgument);
+            assert_eq!(err.errors[0].pointer, pointer);
+        }
     }
 
     #[test]

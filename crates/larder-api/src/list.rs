@@ -84,7 +84,13 @@ impl ListQuery {
                         bad("page[after] is not a cursor from links.next".into())
                     })?);
                 }
-                "page[total]" => q.total = value == "true",
+                "page[total]" => {
+                    q.total = match value.as_str() {
+                        "true" => true,
+                        "false" => false,
+                        _ => return Err(bad("page[total] must be true or false".into())),
+                    };
+                }
                 "sort" => {
                     let (desc, attr) = match value.strip_prefix('-') {
                         Some(attr) => (true, attr),
@@ -141,6 +147,33 @@ impl ListQuery {
         q.raw = pairs;
         Ok(q)
     }
+
+    /// Refuses a cursor the database cannot take. SQLite compares any values; PostgreSQL binds
+    /// no U+0000 and compares ids as text and attributes as `jsonb`, so there the cursor must
+    /// be one issued for this kind of sort (a made-up one, or one for `id` used with an
+    /// attribute, would fail in the query).
+    pub(crate) fn check_cursor(&self, sqlite: bool) -> Result<(), ApiError> {
+        let Some(cursor) = &self.after else {
+            return Ok(());
+        };
+        let by_attribute = self.sort.as_ref().is_some_and(|(attr, _)| attr != "id");
+        let fits = sqlite
+            || if by_attribute {
+                cursor.kind == "jsonb"
+                    && !cursor.id.contains('\0')
+                    && serde_json::from_str::<Value>(&cursor.value)
+                        .is_ok_and(|v| !crate::doc::has_nul(&v))
+            } else {
+                cursor.kind == "text" && !cursor.value.contains('\0') && !cursor.id.contains('\0')
+            };
+        if fits {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(
+                "page[after] is not a cursor from links.next for this sort",
+            ))
+        }
+    }
 }
 
 /// One value to bind, in placeholder order.
@@ -176,7 +209,11 @@ pub(crate) async fn page(
     let mut binds = vec![Bind::Text(collection.name.clone())];
     let mut filter_sql = String::new();
     for (name, value) in &q.filters {
-        let mut candidates = vec![Value::String(value.clone()).to_string()];
+        let mut candidates = Vec::new();
+        // PostgreSQL's jsonb holds no U+0000, so there such a string matches nothing.
+        if db.is_sqlite() || !value.contains('\0') {
+            candidates.push(Value::String(value.clone()).to_string());
+        }
         if let Ok(scalar @ (Value::Number(_) | Value::Bool(_) | Value::Null)) =
             serde_json::from_str::<Value>(value)
         {
@@ -187,6 +224,10 @@ pub(crate) async fn page(
         } else {
             format!("(doc::jsonb -> 'attributes' -> '{name}')")
         };
+        if candidates.is_empty() {
+            filter_sql.push_str(" AND 1 = 0");
+            continue;
+        }
         let mut list = Vec::new();
         for candidate in candidates {
             binds.push(Bind::Text(candidate));
@@ -336,6 +377,9 @@ mod tests {
         assert_eq!(q.sort, Some(("price".into(), true)));
         assert_eq!(q.filters, [("color".to_owned(), "red".to_owned())]);
         assert_eq!(q.fields, Some(vec!["a".into(), "b".into()]));
+        let total = |v: &str| ListQuery::parse(pairs(&[("page[total]", v)]), &collection());
+        assert!(total("true").unwrap().total);
+        assert!(!total("false").unwrap().total);
         for bad in [
             vec![("page[size]", "0")],
             vec![("page[size]", "100000")],
@@ -344,6 +388,7 @@ mod tests {
             vec![("filter[weight]", "1")],
             vec![("fields[q]", "a")],
             vec![("page[after]", "!!")],
+            vec![("page[total]", "yes")],
             vec![("bogus", "1")],
         ] {
             assert!(
@@ -351,6 +396,38 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn postgres_takes_only_cursors_issued_for_the_sort() {
+        let query = |sort: &str, kind: &str, value: &str, id: &str| {
+            let cursor = Cursor {
+                kind: kind.into(),
+                value: value.into(),
+                id: id.into(),
+            };
+            ListQuery::parse(
+                pairs(&[("sort", sort), ("page[after]", &cursor.encode())]),
+                &collection(),
+            )
+            .unwrap()
+        };
+        let postgres = |q: ListQuery| q.check_cursor(false).is_ok();
+        assert!(
+            query("price", "text", "A6p", "a")
+                .check_cursor(true)
+                .is_ok()
+        );
+        assert!(postgres(query("-price", "jsonb", "12", "a")));
+        assert!(postgres(query("price", "jsonb", "\"x\"", "a")));
+        assert!(!postgres(query("price", "jsonb", "A6p", "a")));
+        assert!(!postgres(query("price", "jsonb", "\"\\u0000\"", "a")));
+        assert!(!postgres(query("price", "integer", "12", "a")));
+        assert!(!postgres(query("price", "jsonb", "12", "a\0")));
+        assert!(postgres(query("id", "text", "A6p", "a")));
+        assert!(!postgres(query("id", "integer", "5", "a")));
+        assert!(!postgres(query("id", "text", "a\0", "a")));
+        assert!(postgres(ListQuery::default()));
     }
 
     #[test]

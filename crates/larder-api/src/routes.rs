@@ -107,6 +107,24 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
         .map_err(|_| too_large())
 }
 
+/// Refuses attributes PostgreSQL cannot store: U+0000 in a string would make every sorted or
+/// filtered list of the collection fail.
+fn storable(
+    state: &AppState,
+    attributes: &serde_json::Map<String, serde_json::Value>,
+) -> ApiResult<()> {
+    let nul = attributes
+        .iter()
+        .any(|(k, v)| k.contains('\0') || doc::has_nul(v));
+    if nul && !state.db.is_sqlite() {
+        return Err(ApiError::invalid_at(
+            "/data/attributes",
+            "strings cannot hold U+0000 in this database",
+        ));
+    }
+    Ok(())
+}
+
 fn unavailable(err: impl std::fmt::Display) -> ApiError {
     ApiError::unavailable(format!("the database is unavailable: {err}"))
 }
@@ -195,6 +213,7 @@ pub(crate) async fn list(
     let collection = state.collection(&name)?;
     let Query(pairs) = query.map_err(|e| ApiError::bad_request(e.to_string()))?;
     let q = ListQuery::parse(pairs, &collection.config)?;
+    q.check_cursor(state.db.is_sqlite())?;
     let (rows, next, total) = list::page(&state.db, &collection.config, &q)
         .await
         .map_err(db_error)?;
@@ -333,6 +352,7 @@ async fn create_now(
 ) -> ApiResult {
     let name = &collection.config.name;
     let Incoming { id, attributes } = doc::parse(body, name, None)?;
+    storable(state, &attributes)?;
     if let Some(schema) = &collection.schema {
         schema.check(&attributes)?;
     }
@@ -392,6 +412,7 @@ pub(crate) async fn update(
     }
     let body = read_body(&state, &headers, body).await?;
     let incoming = doc::parse(&body, &name, Some(&id))?;
+    storable(&state, &incoming.attributes)?;
     for _ in 0..UPDATE_ATTEMPTS {
         let Some(current) = state.db.get(&name, &id).await.map_err(db_error)? else {
             return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
@@ -440,6 +461,9 @@ pub(crate) async fn delete(
 ) -> ApiResult {
     let (name, id) = path(p)?;
     let collection = state.collection(&name)?;
+    if !doc::valid_id(&id) {
+        return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
+    }
     let require = collection.config.require_if_match;
     let expected = match tags(&headers, header::IF_MATCH) {
         None if require => {
