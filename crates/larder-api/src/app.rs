@@ -47,6 +47,8 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/readyz", get(ready))
         .route("/metrics", get(metrics))
         .route("/problems/{slug}", get(problem_page))
+        .route("/openapi.json", crate::openapi::route(&state.config))
+        .route("/docs", crate::docs_page::route())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(limits)

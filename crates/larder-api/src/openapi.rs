@@ -1,0 +1,387 @@
+//! The OpenAPI 3.1 description of the gateway, built once at startup from the routes and the
+//! configured collections (`/docs` renders it). OpenAPI 3.1 schemas are JSON Schema 2020-12,
+//! the dialect collection schemas are written in, so each collection's schema is embedded as
+//! it is (component `<name>.attributes`).
+
+mod schemas;
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::routing::{MethodRouter, get};
+use larder_proto::ErrorCode;
+use serde_json::{Map, Value, json};
+
+use crate::config::{ApiConfig, CollectionConfig, MAX_PAGE_SIZE};
+use crate::media::JSON_API;
+use crate::problem::{self, PROBLEM_JSON};
+use crate::state::AppState;
+
+/// A document id, as `doc::valid_id` accepts it.
+const ID_PATTERN: &str = "^[A-Za-z0-9._~-]{1,128}$";
+/// 1-255 visible ASCII characters, optionally quoted (the gateway strips the quotes).
+const IDEMPOTENCY_KEY_PATTERN: &str = "^\"*[!#-~]([!-~]{0,253}[!#-~])?\"*$";
+/// Every problem the gateway's own routes answer with.
+const GATEWAY_CODES: [ErrorCode; 14] = [
+    ErrorCode::InvalidArgument,
+    ErrorCode::ValidationFailed,
+    ErrorCode::NotFound,
+    ErrorCode::Conflict,
+    ErrorCode::PreconditionFailed,
+    ErrorCode::PreconditionRequired,
+    ErrorCode::UnsupportedMediaType,
+    ErrorCode::NotAcceptable,
+    ErrorCode::MethodNotAllowed,
+    ErrorCode::IdempotencyKeyReused,
+    ErrorCode::IdempotencyInFlight,
+    ErrorCode::TooLarge,
+    ErrorCode::Unavailable,
+    ErrorCode::Overloaded,
+];
+
+/// `GET /openapi.json`: the document for `config`, rendered once.
+pub(crate) fn route(config: &ApiConfig) -> MethodRouter<AppState> {
+    let body = Bytes::from(document(config).to_string());
+    get(move || {
+        let body = body.clone();
+        async move { ([(header::CONTENT_TYPE, "application/json")], body) }
+    })
+}
+
+/// The OpenAPI document for the gateway serving `config`.
+pub(crate) fn document(config: &ApiConfig) -> Value {
+    let mut paths = Map::new();
+    let mut schemas = schemas::base_schemas();
+    for c in &config.collections {
+        paths.insert(format!("/v1/{}", c.name), collection_path(c));
+        paths.insert(format!("/v1/{}/{{id}}", c.name), item_path(c));
+        schemas.extend(schemas::collection_schemas(c));
+    }
+    paths.extend(service_paths());
+    let tags: Vec<Value> = config
+        .collections
+        .iter()
+        .map(|c| json!({"name": c.name, "description": format!("Documents of type `{}`.", c.name)}))
+        .chain([json!({"name": "service", "description": "Health, metrics and documentation."})])
+        .collect();
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "larder API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "JSON:API CRUD over collections of JSON documents, read through the \
+                larder cache. Errors are RFC 9457 problem documents; writes return an `ETag` \
+                for `If-Match`; creates take an `Idempotency-Key`.",
+        },
+        "tags": tags,
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "parameters": parameters(),
+            "headers": {
+                "ETag": {"description": "The document's version as an entity tag.",
+                         "schema": {"type": "string", "pattern": "^\"[0-9]+\"$"}},
+                "Location": {"description": "The new document's path.",
+                             "schema": {"type": "string", "format": "uri-reference"}},
+            },
+            "responses": problem_responses(),
+        },
+    })
+}
+
+/// `/v1/{name}`: list and create.
+fn collection_path(c: &CollectionConfig) -> Value {
+    let n = &c.name;
+    let mut list_params = vec![
+        json!({"$ref": "#/components/parameters/PageSize"}),
+        json!({"$ref": "#/components/parameters/PageAfter"}),
+        json!({"$ref": "#/components/parameters/PageTotal"}),
+        sort_param(c),
+        fields_param(n),
+    ];
+    list_params.extend(c.filterable.iter().map(|attr| {
+        json!({"name": format!("filter[{attr}]"), "in": "query",
+               "description": format!("Only documents whose `{attr}` equals this value (a JSON \
+                   scalar such as `3` or `true` also matches that value)."),
+               "schema": {"type": "string"}})
+    }));
+    json!({
+        "get": {
+            "operationId": format!("list_{n}"), "tags": [n],
+            "summary": format!("List {n}: keyset pages, sorted, filtered, sparse"),
+            "parameters": list_params,
+            "responses": responses(
+                json!({"200": {"description": "A page; `links.next` is there while more follow.",
+                    "content": {JSON_API: {"schema": {"$ref": schema_ref(n, "list")}}}}}),
+                &[400, 406, 503],
+            ),
+        },
+        "post": {
+            "operationId": format!("create_{n}"), "tags": [n],
+            "summary": format!("Create a document in {n}; `data.id` is optional"),
+            "parameters": [{"$ref": "#/components/parameters/IdempotencyKey"}],
+            "requestBody": body(n, "create"),
+            "responses": responses(json!({"201": created(n)}), &[400, 406, 409, 413, 415, 422, 503]),
+        },
+    })
+}
+
+/// The `201` of a create, with links to the new document's operations.
+fn created(n: &str) -> Value {
+    let id = json!({"id": "$response.body#/data/id"});
+    let with_tag =
+        json!({"id": "$response.body#/data/id", "header.If-Match": "$response.header.ETag"});
+    json!({
+        "description": "Created (or the recorded answer to a repeated `Idempotency-Key`).",
+        "headers": {"ETag": {"$ref": "#/components/headers/ETag"},
+                    "Location": {"$ref": "#/components/headers/Location"}},
+        "content": {JSON_API: {"schema": {"$ref": schema_ref(n, "document")}}},
+        "links": {
+            "Read": {"operationId": format!("read_{n}"), "parameters": id},
+            "Update": {"operationId": format!("update_{n}"), "parameters": with_tag},
+            "Delete": {"operationId": format!("delete_{n}"), "parameters": with_tag},
+        },
+    })
+}
+
+/// `/v1/{name}/{id}`: read, update, delete.
+fn item_path(c: &CollectionConfig) -> Value {
+    let n = &c.name;
+    let if_match = if c.require_if_match {
+        json!({"$ref": "#/components/parameters/IfMatchRequired"})
+    } else {
+        json!({"$ref": "#/components/parameters/IfMatch"})
+    };
+    let doc = |description: &str| {
+        json!({"description": description,
+               "headers": {"ETag": {"$ref": "#/components/headers/ETag"}},
+               "content": {JSON_API: {"schema": {"$ref": schema_ref(n, "document")}}}})
+    };
+    json!({
+        "parameters": [{"$ref": "#/components/parameters/Id"}],
+        "get": {
+            "operationId": format!("read_{n}"), "tags": [n],
+            "summary": format!("Read a document of {n}"),
+            "parameters": [fields_param(n), {"$ref": "#/components/parameters/IfNoneMatch"}],
+            "responses": responses(json!({
+                "200": doc("The document."),
+                "304": {"description": "`If-None-Match` names the current version.",
+                        "headers": {"ETag": {"$ref": "#/components/headers/ETag"}}},
+            }), &[400, 404, 406, 503]),
+        },
+        "patch": {
+            "operationId": format!("update_{n}"), "tags": [n],
+            "summary": "Replace the top-level attributes given; others stay",
+            "parameters": [if_match],
+            "requestBody": body(n, "update"),
+            "responses": responses(json!({"200": doc("The updated document.")}),
+                &[400, 404, 406, 409, 412, 413, 415, 422, 428, 503]),
+        },
+        "delete": {
+            "operationId": format!("delete_{n}"), "tags": [n],
+            "summary": format!("Delete a document of {n}"),
+            "parameters": [if_match],
+            "responses": responses(json!({"204": {"description": "Deleted."}}),
+                &[404, 412, 428, 503]),
+        },
+    })
+}
+
+fn sort_param(c: &CollectionConfig) -> Value {
+    let keys: Vec<String> = std::iter::once("id")
+        .chain(c.sortable.iter().map(String::as_str))
+        .flat_map(|attr| [attr.to_owned(), format!("-{attr}")])
+        .collect();
+    json!({"name": "sort", "in": "query",
+           "description": "One key; `-` for descending. Missing attributes sort together.",
+           "schema": {"type": "string", "enum": keys}})
+}
+
+fn fields_param(n: &str) -> Value {
+    json!({"name": format!("fields[{n}]"), "in": "query",
+           "description": "Comma-separated attributes to return (sparse fieldset).",
+           "schema": {"type": "string"}})
+}
+
+/// A request body: the gateway takes `application/json` as well as the JSON:API type.
+fn body(n: &str, kind: &str) -> Value {
+    let schema = json!({"schema": {"$ref": schema_ref(n, kind)}});
+    json!({"required": true, "content": {JSON_API: schema, "application/json": schema}})
+}
+
+fn schema_ref(n: &str, kind: &str) -> String {
+    format!("#/components/schemas/{n}.{kind}")
+}
+
+/// `ok` plus a problem response for each status in `errors`.
+fn responses(ok: Value, errors: &[u16]) -> Value {
+    let mut out = match ok {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    };
+    for status in errors {
+        out.insert(
+            status.to_string(),
+            json!({"$ref": format!("#/components/responses/{status}")}),
+        );
+    }
+    Value::Object(out)
+}
+
+/// One response per problem status, each listing the problem types it carries.
+fn problem_responses() -> Value {
+    let mut out = Map::new();
+    let mut statuses: Vec<u16> = GATEWAY_CODES.iter().map(|c| c.http_status()).collect();
+    statuses.sort_unstable();
+    statuses.dedup();
+    for status in statuses {
+        let codes: Vec<ErrorCode> = GATEWAY_CODES
+            .into_iter()
+            .filter(|c| c.http_status() == status)
+            .collect();
+        let description = codes
+            .iter()
+            .map(|c| {
+                let text = problem::describe(c.slug()).map_or("", |(_, t)| t);
+                format!("**{}** (`/problems/{}`): {text}", c.title(), c.slug())
+            })
+            .collect::<Vec<_>>()
+            .join("\n\n");
+        let types: Vec<String> = codes
+            .iter()
+            .map(|c| format!("/problems/{}", c.slug()))
+            .collect();
+        let mut response = json!({"description": description, "content": {PROBLEM_JSON: {"schema": {
+            "allOf": [{"$ref": "#/components/schemas/Problem"}],
+            "properties": {"type": {"enum": types}, "status": {"const": status}},
+        }}}});
+        let header = match status {
+            503 => Some(("Retry-After", json!({"type": "integer", "minimum": 0}))),
+            405 => Some(("Allow", json!({"type": "string"}))),
+            _ => None,
+        };
+        if let Some((name, schema)) = header {
+            response["headers"] = json!({name: {"schema": schema}});
+        }
+        out.insert(status.to_string(), response);
+    }
+    Value::Object(out)
+}
+
+fn parameters() -> Value {
+    let header = |name: &str, required: bool, description: &str, schema: Value| {
+        json!({"name": name, "in": "header", "required": required,
+               "description": description, "schema": schema})
+    };
+    let tags = "Entity tags (`\"3\"`, comma-separated, or `*`).";
+    json!({
+        "Id": {"name": "id", "in": "path", "required": true, "description": "The document id.",
+               "schema": {"type": "string", "pattern": ID_PATTERN}},
+        "PageSize": {"name": "page[size]", "in": "query", "description": "Documents per page.",
+                     "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE_SIZE,
+                                "default": crate::config::DEFAULT_PAGE_SIZE}},
+        "PageAfter": {"name": "page[after]", "in": "query",
+                      "description": "The cursor from a previous page's `links.next`.",
+                      "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"}},
+        "PageTotal": {"name": "page[total]", "in": "query",
+                      "description": "`true` adds `meta.total`, the count of matching documents.",
+                      "schema": {"type": "boolean", "default": false}},
+        "IfNoneMatch": header("If-None-Match", false,
+            &format!("{tags} A current one answers 304."), json!({"type": "string"})),
+        "IfMatch": header("If-Match", false,
+            &format!("{tags} Anything but the current version answers 412."),
+            json!({"type": "string"})),
+        "IfMatchRequired": header("If-Match", true,
+            &format!("{tags} Required by this collection (428 without it)."),
+            json!({"type": "string"})),
+        "IdempotencyKey": header("Idempotency-Key", false,
+            "A repeat with the same key and body gets the first answer; with another body, 422.",
+            json!({"type": "string", "pattern": IDEMPOTENCY_KEY_PATTERN})),
+    })
+}
+
+/// The operational routes: health, metrics, problem pages and this documentation.
+fn service_paths() -> Map<String, Value> {
+    let text = |description: &str| json!({"description": description, "content": {"text/plain": {"schema": {"type": "string"}}}});
+    let get_op = |id: &str, summary: &str, responses: Value| {
+        json!({"get": {"operationId": id, "tags": ["service"], "summary": summary,
+                       "responses": responses}})
+    };
+    let slugs: Vec<&str> = GATEWAY_CODES.iter().map(|c| c.slug()).collect();
+    let mut problems = get_op(
+        "problem_type",
+        "Describe a problem type (the `type` of problem documents)",
+        responses(
+            json!({"200": text("The problem type's title, status and meaning.")}),
+            &[404],
+        ),
+    );
+    problems["parameters"] = json!([{"name": "slug", "in": "path", "required": true,
+                                     "schema": {"type": "string", "enum": slugs}}]);
+    let paths = [
+        (
+            "/healthz",
+            get_op(
+                "healthz",
+                "Liveness: the process answers",
+                json!({"200": text("`ok`")}),
+            ),
+        ),
+        (
+            "/readyz",
+            get_op(
+                "readyz",
+                "Readiness: the database answers and cache nodes are reachable",
+                responses(json!({"200": text("`ready`")}), &[503]),
+            ),
+        ),
+        (
+            "/metrics",
+            get_op(
+                "metrics",
+                "Prometheus metrics",
+                json!({"200": text("Prometheus text exposition format 0.0.4.")}),
+            ),
+        ),
+        ("/problems/{slug}", problems),
+        (
+            "/openapi.json",
+            get_op(
+                "openapi",
+                "This document",
+                json!({"200": {
+            "description": "The OpenAPI 3.1 document.",
+            "content": {"application/json": {"schema": {"type": "object"}}}}}),
+            ),
+        ),
+        (
+            "/docs",
+            get_op(
+                "docs",
+                "This document as a web page",
+                json!({"200": {
+            "description": "An HTML page rendering `/openapi.json`.",
+            "content": {"text/html": {"schema": {"type": "string"}}}}}),
+            ),
+        ),
+    ];
+    paths.into_iter().map(|(p, v)| (p.to_owned(), v)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_problem_status_has_a_response_listing_its_types() {
+        let responses = problem_responses();
+        for code in GATEWAY_CODES {
+            let status = code.http_status().to_string();
+            let schema = &responses[&status]["content"][PROBLEM_JSON]["schema"];
+            let types = schema["properties"]["type"]["enum"].as_array().unwrap();
+            assert!(types.contains(&json!(format!("/problems/{}", code.slug()))));
+            assert_eq!(schema["properties"]["status"]["const"], code.http_status());
+        }
+        assert!(responses["503"]["headers"]["Retry-After"].is_object());
+        assert!(responses["405"]["headers"]["Allow"].is_object());
+    }
+}

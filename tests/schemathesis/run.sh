@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# schemathesis with every check against `larder up` and its sample `products` collection, on
+# non-default ports; any failure fails the run, and so does a server that does not exit 0 on
+# SIGTERM. Usage: tests/schemathesis/run.sh [LARDER_BINARY]
+# Environment: ST_MAX_EXAMPLES (default 200), ST_SEED (default 20261122), ST_PORT (gateway,
+# default 28080; the cache node takes ST_PORT+1..+3), ST_DATA (default target/ci-up), ST_EXTRA
+# (more `schemathesis run` options; against PostgreSQL, which refuses U+0000 in documents,
+# `--generation-allow-x00 false`).
+set -euo pipefail
+here="$(cd "$(dirname "$0")" && pwd)"
+cd "$here/../.."
+bin="${1:-target/release/larder}"
+port="${ST_PORT:-28080}"
+data="${ST_DATA:-target/ci-up}"
+rm -rf "$data"
+mkdir -p "$data"
+log="$data/server.log"
+# The server sees only these LARDER_* settings: `larder` refuses variables that name no
+# setting (LARDER_TEST_POSTGRES_URL), and others could move it off the ports used here.
+unset_larder=()
+for name in $(compgen -e | grep '^LARDER_' || true); do unset_larder+=(-u "$name"); done
+env "${unset_larder[@]}" \
+  LARDER_API_LISTEN="127.0.0.1:$port" \
+  LARDER_CACHE_RESP_ADDR="127.0.0.1:$((port + 1))" \
+  LARDER_CACHE_GRPC_ADDR="127.0.0.1:$((port + 2))" \
+  LARDER_CACHE_ADMIN_ADDR="127.0.0.1:$((port + 3))" \
+  "$bin" up --data "$data" >"$log" 2>&1 &
+server=$!
+stop() { kill -TERM "$server" 2>/dev/null || true; }
+trap stop EXIT
+ready=""
+for _ in $(seq 1 100); do
+  if python3 -c "import urllib.request; urllib.request.urlopen('http://127.0.0.1:$port/readyz', timeout=1)" 2>/dev/null; then
+    ready=1
+    break
+  fi
+  kill -0 "$server" 2>/dev/null || break
+  sleep 0.2
+done
+if [ -z "$ready" ]; then
+  echo "larder up did not become ready on port $port" >&2
+  cat "$log" >&2
+  exit 1
+fi
+status=0
+SCHEMATHESIS_HOOKS="$here/hooks.py" python3 -m schemathesis.cli --no-color --config-file "$here/schemathesis.toml" \
+  run "http://127.0.0.1:$port/openapi.json" --checks all \
+  --max-examples "${ST_MAX_EXAMPLES:-200}" --seed "${ST_SEED:-20261122}" \
+  --workers 1 --request-timeout 10 --generation-database none ${ST_EXTRA:-} \
+  --report junit --report-junit-path "$data/schemathesis-junit.xml" || status=$?
+trap - EXIT
+kill -TERM "$server"
+server_status=0
+wait "$server" || server_status=$?
+if [ "$server_status" -ne 0 ]; then
+  echo "larder up exited with $server_status after SIGTERM" >&2
+  tail -n 50 "$log" >&2
+  exit 1
+fi
+echo "larder up exited cleanly on SIGTERM"
+if [ "$status" -ne 0 ]; then
+  echo "schemathesis failed (exit $status); server log: $log" >&2
+  exit "$status"
+fi
