@@ -86,6 +86,11 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("LARDER_") else {
             continue;
         };
+        // `LARDER_TEST_*` belongs to the test suite (e.g. LARDER_TEST_POSTGRES_URL), not to
+        // the binary's settings.
+        if rest.starts_with("TEST_") {
+            continue;
+        }
         let rest = rest.to_ascii_lowercase();
         let Some((section, field)) = rest.split_once('_') else {
             bail!("environment variable {name} does not name a setting (LARDER_<SECTION>_<FIELD>)");
@@ -197,6 +202,8 @@ mod tests {
         assert_eq!(config.cache.max_clients, 7);
         let bad = [("LARDER_CACHE_MAX_CLIENTS".to_owned(), "many".to_owned())];
         assert!(apply_env(&mut toml::Table::new(), bad.into_iter()).is_err());
+        let test_only = [("LARDER_TEST_POSTGRES_URL".to_owned(), "postgres://x".to_owned())];
+        assert!(apply_env(&mut toml::Table::new(), test_only.into_iter()).is_ok());
     }
 
     #[test]
