@@ -202,7 +202,10 @@ mod tests {
         assert_eq!(config.cache.max_clients, 7);
         let bad = [("LARDER_CACHE_MAX_CLIENTS".to_owned(), "many".to_owned())];
         assert!(apply_env(&mut toml::Table::new(), bad.into_iter()).is_err());
-        let test_only = [("LARDER_TEST_POSTGRES_URL".to_owned(), "postgres://x".to_owned())];
+        let test_only = [(
+            "LARDER_TEST_POSTGRES_URL".to_owned(),
+            "postgres://x".to_owned(),
+        )];
         assert!(apply_env(&mut toml::Table::new(), test_only.into_iter()).is_ok());
     }
 
