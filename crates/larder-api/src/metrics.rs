@@ -1,7 +1,6 @@
 //! The gateway's metrics, rendered as Prometheus text at `/metrics`: requests by route
 //! template, method and status; a latency histogram; the cache breakers' states.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -14,10 +13,14 @@ const BUCKETS: [f64; 16] = [
     1.0, 2.5, 10.0,
 ];
 
+/// Route template, method, status and count of one row of `larder_api_requests_total`.
+type Row = (Box<str>, Box<str>, u16, u64);
+
 /// Request counts and latencies.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {
-    requests: Mutex<HashMap<(String, String, u16), u64>>,
+    /// `(route, method, status, count)`; a handful of rows, scanned without allocating.
+    requests: Mutex<Vec<Row>>,
     buckets: [AtomicU64; BUCKETS.len() + 1],
     sum_ns: AtomicU64,
     count: AtomicU64,
@@ -28,11 +31,12 @@ impl Metrics {
     pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
         {
             let mut requests = self.requests.lock();
-            match requests.get_mut(&(route.to_owned(), method.to_owned(), status)) {
-                Some(n) => *n += 1,
-                None => {
-                    requests.insert((route.to_owned(), method.to_owned(), status), 1);
-                }
+            let row = requests
+                .iter_mut()
+                .find(|(r, m, s, _)| *s == status && **r == *route && **m == *method);
+            match row {
+                Some(row) => row.3 += 1,
+                None => requests.push((route.into(), method.into(), status, 1)),
             }
         }
         let secs = ns as f64 / 1e9;
@@ -54,7 +58,7 @@ impl Metrics {
             .requests
             .lock()
             .iter()
-            .map(|(k, v)| (k.clone(), *v))
+            .map(|(r, m, s, n)| ((r.clone(), m.clone(), *s), *n))
             .collect();
         rows.sort();
         for ((route, method, status), n) in rows {

@@ -141,9 +141,11 @@ pub(crate) async fn read(
     State(state): State<AppState>,
     p: Result<Path<(String, String)>, PathRejection>,
     query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    headers: HeaderMap,
+    // The request itself rather than a `HeaderMap`, which would be a copy of the headers.
+    request: axum::extract::Request,
 ) -> ApiResult {
-    media::check_accept(&headers)?;
+    let headers = request.headers();
+    media::check_accept(headers)?;
     let (name, id) = path(p)?;
     let collection = state.collection(&name)?;
     let fields = single_fields(query, &name)?;
@@ -158,7 +160,7 @@ pub(crate) async fn read(
     let Some(cached) = found else {
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     };
-    if let Some(tags) = tags(&headers, header::IF_NONE_MATCH)
+    if let Some(tags) = tags(headers, header::IF_NONE_MATCH)
         && tags.is_none_or(|list| list.iter().any(|t| *t == cached.version.to_string()))
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
