@@ -131,13 +131,7 @@ impl ListQuery {
                                 collection.name
                             )));
                         }
-                        q.fields = Some(
-                            value
-                                .split(',')
-                                .filter(|f| !f.is_empty())
-                                .map(str::to_owned)
-                                .collect(),
-                        );
+                        q.fields = Some(field_list(value));
                     } else {
                         return Err(bad(format!("unknown query parameter {name:?}")));
                     }
@@ -174,6 +168,15 @@ impl ListQuery {
             ))
         }
     }
+}
+
+/// The attribute names of a sparse fieldset (`fields[type]=a,b`).
+pub(crate) fn field_list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .filter(|f| !f.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// One value to bind, in placeholder order.

@@ -187,13 +187,7 @@ fn single_fields(
     let mut fields = None;
     for (key, value) in pairs {
         if key == format!("fields[{name}]") {
-            fields = Some(
-                value
-                    .split(',')
-                    .filter(|f| !f.is_empty())
-                    .map(str::to_owned)
-                    .collect(),
-            );
+            fields = Some(list::field_list(&value));
         } else {
             return Err(ApiError::bad_request(format!(
                 "unknown query parameter {key:?}"

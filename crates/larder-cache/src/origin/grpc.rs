@@ -17,7 +17,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
 
 use super::Fetched;
-use super::http::{MAX_BODY, shorten};
+use super::http::{MAX_BODY, with_causes};
 use super::pattern::Parts;
 
 /// A gRPC origin.
@@ -128,17 +128,8 @@ fn parts_map(parts: &Parts<'_>) -> HashMap<String, Bytes> {
 /// `<code>: <message>`, cut short; a transport failure's cause is added when the status
 /// carries one.
 fn status_message(status: &Status) -> String {
-    let mut message = format!("{:?}: {}", status.code(), status.message());
-    let mut source = status.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        if !message.contains(&text) {
-            message.push_str(": ");
-            message.push_str(&text);
-        }
-        source = cause.source();
-    }
-    shorten(message)
+    let message = format!("{:?}: {}", status.code(), status.message());
+    with_causes(message, status.source())
 }
 
 #[cfg(test)]

@@ -255,8 +255,15 @@ async fn drain(response: Response<Incoming>) {
 
 /// An error and its causes, `outer: inner: …`, cut to [`MAX_MESSAGE`] characters.
 fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
+    with_causes(err.to_string(), err.source())
+}
+
+/// `message` followed by each cause in `source`'s chain that it does not already contain,
+/// cut to [`MAX_MESSAGE`] characters.
+pub(super) fn with_causes(
+    mut message: String,
+    mut source: Option<&(dyn std::error::Error + 'static)>,
+) -> String {
     while let Some(cause) = source {
         let text = cause.to_string();
         if !message.contains(&text) {
