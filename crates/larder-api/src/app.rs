@@ -35,7 +35,9 @@ pub(crate) fn app(state: AppState) -> Router {
         .load_shed()
         .concurrency_limit(state.config.max_concurrency.max(1))
         .timeout(timeout);
-    Router::new()
+    // The data and the metrics need the token (when one is set); the probes, the problem
+    // pages and the API's description stay open.
+    let guarded = Router::new()
         .route("/v1/{collection}", get(routes::list).post(routes::create))
         .route(
             "/v1/{collection}/{id}",
@@ -43,9 +45,12 @@ pub(crate) fn app(state: AppState) -> Router {
                 .patch(routes::update)
                 .delete(routes::delete),
         )
+        .route("/metrics", get(metrics))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
+    Router::new()
+        .merge(guarded)
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
-        .route("/metrics", get(metrics))
         .route("/problems/{slug}", get(problem_page))
         .route("/openapi.json", crate::openapi::route(&state.config))
         .route("/docs", crate::docs_page::route())
@@ -54,6 +59,37 @@ pub(crate) fn app(state: AppState) -> Router {
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
+}
+
+/// Refuses a request without the configured bearer token with 401.
+async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if authorized(
+        &state.config.token,
+        request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(HeaderValue::as_bytes),
+    ) {
+        next.run(request).await
+    } else {
+        let mut response = ApiError::new(
+            ErrorCode::Unauthenticated,
+            "this gateway needs Authorization: Bearer <token>",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        response
+    }
+}
+
+/// Whether an `Authorization` value carries `token` (always, when no token is set).
+pub(crate) fn authorized(token: &str, authorization: Option<&[u8]>) -> bool {
+    token.is_empty()
+        || authorization
+            .and_then(|value| value.strip_prefix(b"Bearer "))
+            .is_some_and(|given| larder_proto::secrets_match(given, token.as_bytes()))
 }
 
 /// Counts every response by route template, method and status.

@@ -11,6 +11,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 1 << 20;
 pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Default requests in progress at once; more are shed with 503.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 1_024;
+/// Default time a connection may wait on its client (for a request head, a body, or for the
+/// client to take a response) without progress before it is closed.
+pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
 /// Default time an `Idempotency-Key` is remembered.
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Default memory of the in-process cache used without cache nodes.
@@ -42,8 +45,16 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// Requests in progress at once; past it new ones get 503 at once.
     pub max_concurrency: usize,
+    /// Milliseconds a connection may wait on its client without progress: the next request's
+    /// head must arrive in full within this time of the previous answer (or of connecting), a
+    /// body within this time of its head, and a response must be taken within it.
+    pub client_timeout_ms: u64,
     /// Seconds an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl_secs: u64,
+    /// Bearer token clients must send (`Authorization: Bearer <token>`) to use `/v1/…` and
+    /// `/metrics` (empty: none). Required to listen beyond loopback. The probes, the problem
+    /// pages and the API's description (`/openapi.json`, `/docs`) stay open.
+    pub token: String,
     /// The collections served under `/v1/{name}`.
     pub collections: Vec<CollectionConfig>,
 }
@@ -60,7 +71,9 @@ impl Default for ApiConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
+            client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
+            token: String::new(),
             collections: Vec::new(),
         }
     }

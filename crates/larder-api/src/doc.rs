@@ -188,14 +188,23 @@ pub(crate) fn unpack(doc: &str) -> Option<(Map<String, Value>, String)> {
 
 /// The single-document response body around a stored document.
 pub(crate) fn single(doc: &str, collection: &str, id: &str) -> String {
-    let link = self_link(collection, id);
-    let mut out = String::with_capacity(doc.len() + link.len() + 32);
-    out.push_str("{\"data\":");
-    out.push_str(doc);
-    out.push_str(",\"links\":{\"self\":\"");
-    out.push_str(&link);
-    out.push_str("\"}}");
+    let parts = single_parts(doc, collection, id);
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|part| out.push_str(part));
     out
+}
+
+/// The pieces of [`single`]'s document, in order, for writers that copy them elsewhere.
+pub(crate) fn single_parts<'a>(doc: &'a str, collection: &'a str, id: &'a str) -> [&'a str; 7] {
+    [
+        "{\"data\":",
+        doc,
+        ",\"links\":{\"self\":\"/v1/",
+        collection,
+        "/",
+        id,
+        "\"}}",
+    ]
 }
 
 /// Keeps only the named attributes of a stored document (sparse fieldsets).

@@ -11,6 +11,7 @@ pub mod config;
 mod db;
 mod doc;
 mod docs_page;
+pub mod http1;
 mod list;
 mod media;
 mod metrics;
@@ -52,6 +53,14 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    let addr = listener.local_addr()?;
+    if config.token.is_empty() && !addr.ip().is_loopback() {
+        return Err(Error::Config(format!(
+            "refusing to listen on {addr} without authentication: anyone who can reach that \
+             address could read and change every collection. Set token in the [api] \
+             configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
+        )));
+    }
     let state = build(config).await?;
     let purge = {
         let (db, stop) = (state.db.clone(), shutdown.clone());
@@ -69,10 +78,8 @@ pub async fn run(
             }
         })
     };
-    let app = app::app(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await?;
+    let app = app::app(state.clone());
+    http1::serve(listener, app, state, shutdown).await?;
     purge.abort();
     Ok(())
 }

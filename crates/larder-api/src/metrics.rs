@@ -29,6 +29,12 @@ pub(crate) struct Metrics {
 impl Metrics {
     /// Counts one request.
     pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
+        // Methods are the client's choice: extension methods share one row.
+        let method = match method {
+            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE"
+            | "CONNECT" => method,
+            _ => "OTHER",
+        };
         {
             let mut requests = self.requests.lock();
             let row = requests

@@ -79,16 +79,7 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Compares a presented secret with the configured one without an early exit, so response
-/// times do not tell how much of a guess was right.
-pub(crate) fn secrets_match(given: &[u8], expected: &[u8]) -> bool {
-    given.len() == expected.len()
-        && given
-            .iter()
-            .zip(expected)
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
-            == 0
-}
+pub(crate) use larder_proto::secrets_match;
 
 /// The connected RESP clients, for `CLIENT LIST`, `CLIENT INFO` and `INFO clients`.
 #[derive(Debug, Default)]

@@ -1,0 +1,418 @@
+//! The gateway's HTTP/1.1 server.
+//!
+//! Each connection runs one task that reads requests into a buffer, frames them
+//! ([`framing`]), and answers them in order: a fresh in-process cache hit of a document is
+//! written straight from the cache ([`fast`]); every other request is handed to the axum router
+//! with its whole body and the router's response is written back ([`respond`]). Pipelined
+//! requests are answered in order and their responses leave in one write.
+//!
+//! Limits, so that no client can hold the server: a request head is at most
+//! [`framing::MAX_HEAD`] bytes, a body at most `max_body_bytes` (413 without reading it), and
+//! every wait on the client — for the next request, for the rest of a head or body, for the
+//! client to take a response — ends the connection after `client_timeout_ms` (see
+//! [`crate::ApiConfig`]).
+//! On shutdown the listener closes at once, idle connections close, and requests in progress
+//! are answered (with `connection: close`) before their connections close.
+//!
+//! Why not hyper's server, which the router was written for: a cache hit costs a third less
+//! CPU this way (BENCHMARKS.md, "API gateway"), and hyper's per-request work — building a
+//! `Request` with its header map, the service stack, a `Response` — is most of what a hit
+//! costs. Everything but the hit still goes through the same router.
+
+mod fast;
+pub mod framing;
+mod respond;
+
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderName, HeaderValue, Method, Request, Uri, Version};
+use axum::response::IntoResponse;
+use bytes::{Buf, BytesMut};
+use larder_proto::ErrorCode;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
+use tower::ServiceExt;
+
+use crate::problem::ApiError;
+use crate::state::AppState;
+use framing::{BodyLength, ChunkError, Chunked, FramingError, MAX_HEADERS};
+use respond::{DateLine, Persist};
+
+/// How long, and for how many bytes, a refused request's unread body is drained.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 16 << 20;
+
+/// Serves `router` (and the fast path over `state`) on `listener` until `shutdown`.
+///
+/// # Errors
+/// Never at present: a failed `accept` is logged and retried, so the server keeps serving
+/// when the process runs out of descriptors for a moment.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    router: Router,
+    state: AppState,
+    shutdown: CancellationToken,
+) -> io::Result<()> {
+    let timeout = Duration::from_millis(state.config.client_timeout_ms.max(1));
+    let shared = Arc::new(Shared {
+        router,
+        state,
+        timeout,
+    });
+    let tracker = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, _)) => {
+                // Responses leave whole, so there is nothing for Nagle's algorithm to merge.
+                let _ = stream.set_nodelay(true);
+                let connection = Connection::new(stream, shared.clone(), shutdown.clone());
+                tracker.spawn(connection.run());
+            }
+            Err(err) => {
+                tracing::warn!(%err, "accepting a connection failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    drop(listener);
+    tracker.close();
+    tracker.wait().await;
+    Ok(())
+}
+
+struct Shared {
+    router: Router,
+    state: AppState,
+    /// How long a connection may wait on its client without progress.
+    timeout: Duration,
+}
+
+/// Why a connection stops.
+enum End {
+    /// The client closed, timed out, or the server is shutting down: close quietly.
+    Quiet,
+    /// The request cannot be served: answer this, then close.
+    Refuse(ApiError),
+}
+
+struct Connection {
+    stream: TcpStream,
+    shared: Arc<Shared>,
+    input: BytesMut,
+    output: Vec<u8>,
+    /// Fires at the current wait's deadline (re-armed lazily, see [`Connection::wait`]).
+    timer: Pin<Box<Sleep>>,
+    shutdown: CancellationToken,
+    stopping: Pin<Box<WaitForCancellationFutureOwned>>,
+    date: DateLine,
+    key: Vec<u8>,
+}
+
+impl Connection {
+    fn new(stream: TcpStream, shared: Arc<Shared>, shutdown: CancellationToken) -> Self {
+        let timeout = shared.timeout;
+        Self {
+            stream,
+            shared,
+            input: BytesMut::with_capacity(8 * 1024),
+            output: Vec::with_capacity(8 * 1024),
+            timer: Box::pin(tokio::time::sleep(timeout)),
+            stopping: Box::pin(shutdown.clone().cancelled_owned()),
+            shutdown,
+            date: DateLine::default(),
+            key: Vec::with_capacity(128),
+        }
+    }
+
+    async fn run(mut self) {
+        let end = self.serve().await;
+        let refused = matches!(end, End::Refuse(_));
+        if let End::Refuse(error) = end {
+            let response = error.into_response();
+            let _ = respond::write(
+                response,
+                false,
+                Persist::Close,
+                &mut self.date,
+                &mut self.output,
+            )
+            .await;
+        }
+        if !self.output.is_empty() {
+            let _ = self.flush().await;
+        }
+        let _ = self.stream.shutdown().await;
+        if refused {
+            self.linger().await;
+        }
+    }
+
+    /// After refusing a request whose body was not read: reads and drops what the client
+    /// still sends for a moment, because closing a socket with unread input resets the
+    /// connection, and the client could lose the refusal before it reads it.
+    async fn linger(&mut self) {
+        let mut budget = LINGER_BYTES;
+        let until = Instant::now() + LINGER;
+        while budget > 0 {
+            self.input.clear();
+            match tokio::time::timeout_at(until, self.stream.read_buf(&mut self.input)).await {
+                Ok(Ok(n)) if n > 0 => budget = budget.saturating_sub(n),
+                _ => return,
+            }
+        }
+    }
+
+    /// Answers requests until the connection ends.
+    async fn serve(&mut self) -> End {
+        let mut head_started = Instant::now();
+        let mut answered = false;
+        loop {
+            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let head = match framing::parse_head(&self.input, &mut headers) {
+                Ok(Some(head)) => head,
+                Ok(None) => {
+                    // Nothing more to answer for now: send what is waiting, then read.
+                    if !self.output.is_empty() && self.flush().await.is_err() {
+                        return End::Quiet;
+                    }
+                    // The next head (or the rest of it) is due within the timeout of the last
+                    // answer, so sending a head slowly cannot hold a connection for longer.
+                    let idle = self.input.is_empty();
+                    if std::mem::take(&mut answered) {
+                        head_started = Instant::now();
+                    }
+                    match self.read(idle, head_started + self.shared.timeout).await {
+                        Ok(true) => continue,
+                        // A client may close between requests; mid-head it loses its request.
+                        Ok(false) | Err(_) => return End::Quiet,
+                    }
+                }
+                Err(err) => return End::Refuse(refusal(&err)),
+            };
+            let started = std::time::Instant::now();
+            let persist =
+                Persist::new(head.keep_alive && !self.shutdown.is_cancelled(), head.minor);
+            let state = &self.shared.state;
+            if fast::read(
+                state,
+                &head,
+                persist,
+                &mut self.date,
+                &mut self.key,
+                &mut self.output,
+            ) {
+                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                state.metrics.record(fast::ROUTE, head.method, 200, ns);
+                let len = head.len;
+                self.input.advance(len);
+                answered = true;
+                if persist == Persist::Close {
+                    return End::Quiet;
+                }
+                continue;
+            }
+            let request = match request(&head) {
+                Ok(request) => request,
+                Err(end) => return end,
+            };
+            let (len, body, expect_continue) = (head.len, head.body, head.expect_continue);
+            let head_only = head.method == "HEAD";
+            self.input.advance(len);
+            let body = match self.body(body, expect_continue).await {
+                Ok(body) => body,
+                Err(end) => return end,
+            };
+            let response = match self
+                .shared
+                .router
+                .clone()
+                .oneshot(request.map(|()| body))
+                .await
+            {
+                Ok(response) => response,
+                Err(never) => match never {},
+            };
+            if !respond::write(
+                response,
+                head_only,
+                persist,
+                &mut self.date,
+                &mut self.output,
+            )
+            .await
+            {
+                return End::Quiet;
+            }
+            answered = true;
+            if persist == Persist::Close {
+                return End::Quiet;
+            }
+        }
+    }
+
+    /// Reads a request's body as `length` says, asking for it first if the client waits for
+    /// `100 Continue`.
+    async fn body(&mut self, length: BodyLength, expect_continue: bool) -> Result<Body, End> {
+        let limit = self.shared.state.config.max_body_bytes;
+        let too_large = || {
+            End::Refuse(ApiError::new(
+                ErrorCode::TooLarge,
+                format!("the body is over {limit} bytes"),
+            ))
+        };
+        if let BodyLength::Length(n) = length
+            && usize::try_from(n).map_or(true, |n| n > limit)
+        {
+            return Err(too_large());
+        }
+        if expect_continue {
+            self.output
+                .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            self.flush().await.map_err(|_| End::Quiet)?;
+        }
+        let until = Instant::now() + self.shared.timeout;
+        match length {
+            BodyLength::Length(0) => Ok(Body::empty()),
+            BodyLength::Length(n) => {
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                while self.input.len() < n {
+                    self.input.reserve(n - self.input.len());
+                    if !self.read(false, until).await.map_err(|_| End::Quiet)? {
+                        return Err(End::Quiet);
+                    }
+                }
+                Ok(Body::from(self.input.split_to(n).freeze()))
+            }
+            BodyLength::Chunked => {
+                let mut decoder = Chunked::default();
+                let mut body = Vec::new();
+                loop {
+                    match decoder.decode(&self.input, &mut body, limit) {
+                        Ok((used, done)) => {
+                            self.input.advance(used);
+                            if done {
+                                return Ok(Body::from(body));
+                            }
+                        }
+                        Err(ChunkError::TooLarge) => return Err(too_large()),
+                        Err(ChunkError::Malformed) => {
+                            return Err(End::Refuse(ApiError::new(
+                                ErrorCode::Protocol,
+                                "malformed chunked body",
+                            )));
+                        }
+                    }
+                    if !self.read(false, until).await.map_err(|_| End::Quiet)? {
+                        return Err(End::Quiet);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads more input: `Ok(false)` at end of stream, or when shutting down and `idle`.
+    async fn read(&mut self, idle: bool, until: Instant) -> io::Result<bool> {
+        if self.input.capacity() - self.input.len() < 1024 {
+            self.input.reserve(8 * 1024);
+        }
+        let Self {
+            stream,
+            input,
+            timer,
+            stopping,
+            ..
+        } = self;
+        let read = wait(timer, until, async {
+            tokio::select! {
+                biased;
+                read = stream.read_buf(input) => read.map(|n| n > 0),
+                () = stopping.as_mut(), if idle => Ok(false),
+            }
+        });
+        read.await?
+    }
+
+    /// Writes all pending output.
+    async fn flush(&mut self) -> io::Result<()> {
+        let Self {
+            stream,
+            output,
+            timer,
+            ..
+        } = self;
+        let until = Instant::now() + self.shared.timeout;
+        let written = wait(timer, until, stream.write_all(output)).await;
+        output.clear();
+        written?
+    }
+}
+
+/// Runs `work` until `until`. The timer is only re-armed when it fires early (its deadline
+/// belonged to an earlier wait), so a busy connection touches the timer wheel about once per
+/// timeout instead of once per request.
+async fn wait<T>(
+    timer: &mut Pin<Box<Sleep>>,
+    until: Instant,
+    work: impl Future<Output = io::Result<T>>,
+) -> io::Result<io::Result<T>> {
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            done = &mut work => return Ok(done),
+            () = timer.as_mut() => {
+                if Instant::now() >= until {
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+                timer.as_mut().reset(until);
+            }
+        }
+    }
+}
+
+/// The answer to a head that cannot be served.
+fn refusal(err: &FramingError) -> ApiError {
+    ApiError::new(ErrorCode::Protocol, err.to_string())
+}
+
+/// The router's request for a head; the body follows.
+fn request(head: &framing::Head<'_>) -> Result<Request<()>, End> {
+    let bad = |what: &str| {
+        End::Refuse(ApiError::new(
+            ErrorCode::Protocol,
+            format!("malformed request: {what}"),
+        ))
+    };
+    let method = Method::from_bytes(head.method.as_bytes()).map_err(|_| bad("the method"))?;
+    let uri = head.target.parse::<Uri>().map_err(|_| bad("the target"))?;
+    let mut request = Request::builder()
+        .method(method)
+        .uri(uri)
+        .version(if head.minor == 0 {
+            Version::HTTP_10
+        } else {
+            Version::HTTP_11
+        })
+        .body(())
+        .map_err(|_| bad("the request line"))?;
+    let headers = request.headers_mut();
+    headers.reserve(head.headers.len());
+    for h in head.headers {
+        let name = HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| bad("a header name"))?;
+        let value = HeaderValue::from_bytes(h.value).map_err(|_| bad("a header value"))?;
+        headers.append(name, value);
+    }
+    Ok(request)
+}

@@ -1,0 +1,458 @@
+//! The gateway's HTTP/1.1 server over real sockets: cache hits served without the router
+//! answer exactly as the router does, pipelining, chunked bodies and `100 Continue`, refusals
+//! of malformed and oversized requests, HTTP/1.0, slow clients, the bearer token, the loopback
+//! rule and graceful shutdown.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    unreachable_pub
+)]
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use larder_api::{ApiConfig, CollectionConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+fn config() -> ApiConfig {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("larder-http1-{}-{n}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    ApiConfig {
+        database: format!("sqlite://{}?mode=rwc", path.display()),
+        max_body_bytes: 4096,
+        collections: vec![CollectionConfig {
+            name: "products".into(),
+            ..CollectionConfig::default()
+        }],
+        ..ApiConfig::default()
+    }
+}
+
+struct Gateway {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: JoinHandle<Result<(), larder_api::Error>>,
+}
+
+async fn start(config: ApiConfig) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(larder_api::run(config, listener, stop.clone()));
+    for _ in 0..100 {
+        if let Ok(mut conn) = TcpStream::connect(addr).await {
+            conn.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+                .await
+                .unwrap();
+            if !read_responses(&mut conn, 1).await.is_empty() {
+                return Gateway { addr, stop, task };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the gateway did not start");
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Reply {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// Reads up to `n` responses (fewer if the connection closes); `head_only` responses have no
+/// body whatever their length says.
+async fn read_replies(conn: &mut TcpStream, n: usize, head_only: bool) -> Vec<Reply> {
+    let mut buf = Vec::new();
+    let mut out = Vec::new();
+    while out.len() < n {
+        let mut headers = [httparse::EMPTY_HEADER; 64];
+        let mut response = httparse::Response::new(&mut headers);
+        if let Ok(httparse::Status::Complete(len)) = response.parse(&buf) {
+            let status = response.code.unwrap();
+            let headers: Vec<(String, String)> = response
+                .headers
+                .iter()
+                .map(|h| {
+                    (
+                        h.name.to_ascii_lowercase(),
+                        String::from_utf8_lossy(h.value).into_owned(),
+                    )
+                })
+                .collect();
+            let length = headers
+                .iter()
+                .find(|(n, _)| n == "content-length")
+                .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
+            let length = if head_only { 0 } else { length };
+            if buf.len() >= len + length {
+                let body = buf[len..len + length].to_vec();
+                buf.drain(..len + length);
+                out.push(Reply {
+                    status,
+                    headers,
+                    body,
+                });
+                continue;
+            }
+        }
+        let mut chunk = [0u8; 16 * 1024];
+        match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => break,
+            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
+            Err(_) => panic!("no response within 10 s"),
+        }
+    }
+    out
+}
+
+async fn read_responses(conn: &mut TcpStream, n: usize) -> Vec<Reply> {
+    read_replies(conn, n, false).await
+}
+
+/// Whether the server closes the connection within `within`.
+async fn closes(conn: &mut TcpStream, within: Duration) -> bool {
+    let mut chunk = [0u8; 1024];
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, conn.read(&mut chunk)).await {
+            Ok(Ok(0) | Err(_)) => return true,
+            Ok(Ok(_)) => {}
+            Err(_) => return false,
+        }
+    }
+}
+
+async fn send(addr: SocketAddr, raw: &str) -> Reply {
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(raw.as_bytes()).await.unwrap();
+    read_responses(&mut conn, 1)
+        .await
+        .pop()
+        .expect("a response")
+}
+
+fn create(id: &str, name: &str) -> String {
+    let body =
+        format!(r#"{{"data":{{"type":"products","id":"{id}","attributes":{{"name":"{name}"}}}}}}"#);
+    format!(
+        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+fn without_date(reply: &Reply) -> Reply {
+    let mut reply = reply.clone();
+    reply.headers.retain(|(n, _)| n != "date");
+    reply.headers.sort();
+    reply
+}
+
+#[tokio::test]
+async fn cache_hits_answer_exactly_as_the_router_does() {
+    let gw = start(config()).await;
+    assert_eq!(send(gw.addr, &create("42", "lamp")).await.status, 201);
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    // The first read is a cache hit (a strong write fills the cache), served without the
+    // router; the second names an ETag that does not match, which only the router weighs.
+    conn.write_all(
+        b"GET /v1/products/42 HTTP/1.1\r\nHost: t\r\nAccept: application/vnd.api+json\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    conn.write_all(b"GET /v1/products/42 HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"7\"\r\n\r\n")
+        .await
+        .unwrap();
+    let replies = read_responses(&mut conn, 2).await;
+    assert_eq!(replies.len(), 2);
+    assert_eq!(replies[0].status, 200, "{}", replies[0].text());
+    assert_eq!(without_date(&replies[0]), without_date(&replies[1]));
+    assert_eq!(replies[0].header("etag"), Some("\"1\""));
+    assert_eq!(
+        replies[0].header("content-type"),
+        Some("application/vnd.api+json")
+    );
+    let doc: serde_json::Value = serde_json::from_slice(&replies[0].body).unwrap();
+    assert_eq!(doc["data"]["attributes"]["name"], "lamp");
+    assert_eq!(doc["links"]["self"], "/v1/products/42");
+    assert!(
+        replies[0]
+            .header("date")
+            .is_some_and(|d| d.ends_with(" GMT"))
+    );
+
+    conn.write_all(b"HEAD /v1/products/42 HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .unwrap();
+    let head = read_replies(&mut conn, 1, true).await.pop().unwrap();
+    assert_eq!(head.status, 200);
+    assert_eq!(
+        head.header("content-length"),
+        replies[0].header("content-length")
+    );
+
+    let metrics = send(gw.addr, "GET /metrics HTTP/1.1\r\n\r\n").await.text();
+    let line = "larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2";
+    assert!(metrics.contains(line), "{metrics}");
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn pipelined_requests_are_answered_in_order() {
+    let gw = start(config()).await;
+    assert_eq!(send(gw.addr, &create("1", "one")).await.status, 201);
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let batch = format!(
+        "GET /v1/products/1 HTTP/1.1\r\n\r\n{}GET /v1/products/nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\nGET /v1/products/2 HTTP/1.1\r\n\r\n",
+        create("2", "two")
+    );
+    conn.write_all(batch.as_bytes()).await.unwrap();
+    let replies = read_responses(&mut conn, 5).await;
+    let statuses: Vec<u16> = replies.iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [200, 201, 404, 200, 200]);
+    assert_eq!(
+        replies[2].header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(
+        replies[4].text().contains("\"two\""),
+        "{}",
+        replies[4].text()
+    );
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn chunked_bodies_and_expect_continue_are_read() {
+    let gw = start(config()).await;
+    let body = r#"{"data":{"type":"products","id":"c","attributes":{"name":"chunked"}}}"#;
+    let (a, b) = body.split_at(20);
+    let raw = format!(
+        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
+        a.len(),
+        b.len()
+    );
+    let reply = send(gw.addr, &raw).await;
+    assert_eq!(reply.status, 201, "{}", reply.text());
+
+    let body = r#"{"data":{"type":"products","id":"e","attributes":{"name":"expect"}}}"#;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let head = format!(
+        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut interim = [0u8; 25];
+    conn.read_exact(&mut interim).await.unwrap();
+    assert_eq!(&interim, b"HTTP/1.1 100 Continue\r\n\r\n");
+    conn.write_all(body.as_bytes()).await.unwrap();
+    let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+    assert_eq!(reply.status, 201, "{}", reply.text());
+    let read = send(gw.addr, "GET /v1/products/c HTTP/1.1\r\n\r\n").await;
+    assert!(read.text().contains("\"chunked\""), "{}", read.text());
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn oversized_and_malformed_requests_get_problems_and_lose_nothing() {
+    let gw = start(config()).await;
+    // A client that sends its whole oversized body anyway still reads the 413.
+    let big = "x".repeat(100_000);
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let raw = format!(
+        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{big}",
+        big.len()
+    );
+    conn.write_all(raw.as_bytes()).await.unwrap();
+    let reply = read_responses(&mut conn, 1).await.pop().expect("413 read");
+    assert_eq!(reply.status, 413);
+    assert_eq!(reply.header("connection"), Some("close"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("application/problem+json")
+    );
+    assert!(closes(&mut conn, Duration::from_secs(5)).await);
+
+    let chunked = format!(
+        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        big.len()
+    );
+    assert_eq!(send(gw.addr, &chunked).await.status, 413);
+
+    for bad in [
+        "GET /healthz HTTP/1.1\r\nContent-Length: ten\r\n\r\n".to_owned(),
+        "GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
+        "GET /he\x01lthz HTTP/1.1\r\n\r\n".into(),
+        format!("GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)),
+        "POST /v1/products HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(),
+    ] {
+        let reply = send(gw.addr, &bad).await;
+        assert_eq!(reply.status, 400, "{bad:.60}: {}", reply.text());
+        let problem: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
+        assert_eq!(problem["status"], 400);
+    }
+    // None of that lost the server, or a document.
+    assert_eq!(send(gw.addr, &create("after", "ok")).await.status, 201);
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn http10_connections_close_unless_kept() {
+    let gw = start(config()).await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.0\r\n\r\n")
+        .await
+        .unwrap();
+    let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+    assert_eq!(reply.header("connection"), Some("close"));
+    assert!(closes(&mut conn, Duration::from_secs(2)).await);
+
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    for _ in 0..2 {
+        conn.write_all(b"GET /healthz HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .await
+            .unwrap();
+        let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+        assert_eq!(reply.header("connection"), Some("keep-alive"));
+        assert_eq!(reply.text(), "ok\n");
+    }
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn slow_clients_are_cut_off() {
+    let gw = start(ApiConfig {
+        client_timeout_ms: 300,
+        ..config()
+    })
+    .await;
+    let mut silent = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    assert!(closes(&mut silent, Duration::from_secs(3)).await);
+    assert!(started.elapsed() >= Duration::from_millis(250));
+
+    // Progress does not extend the time a head may take.
+    let mut dribble = TcpStream::connect(gw.addr).await.unwrap();
+    dribble
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let mut closed = false;
+    for _ in 0..30 {
+        if dribble.write_all(b"X").await.is_err() {
+            closed = true;
+            break;
+        }
+        if closes(&mut dribble, Duration::from_millis(100)).await {
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed, "a head sent a byte at a time was never cut off");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn a_token_guards_the_data_and_the_metrics() {
+    let gw = start(ApiConfig {
+        token: "s3cret".into(),
+        ..config()
+    })
+    .await;
+    let auth = "Authorization: Bearer s3cret\r\n";
+    let create = create("t", "guarded").replacen("Host: t\r\n", auth, 1);
+    assert_eq!(send(gw.addr, &create).await.status, 201);
+    for raw in [
+        "GET /v1/products/t HTTP/1.1\r\n\r\n",
+        "GET /v1/products/t HTTP/1.1\r\nAuthorization: Bearer s3creT\r\n\r\n",
+        "GET /v1/products HTTP/1.1\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\n\r\n",
+    ] {
+        let reply = send(gw.addr, raw).await;
+        assert_eq!(reply.status, 401, "{raw}");
+        assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    }
+    let hit = send(
+        gw.addr,
+        &format!("GET /v1/products/t HTTP/1.1\r\n{auth}\r\n"),
+    )
+    .await;
+    assert_eq!(hit.status, 200, "{}", hit.text());
+    for open in ["/healthz", "/openapi.json", "/problems/not-found"] {
+        let reply = send(gw.addr, &format!("GET {open} HTTP/1.1\r\n\r\n")).await;
+        assert_eq!(reply.status, 200, "{open}");
+    }
+    gw.stop.cancel();
+}
+
+#[tokio::test]
+async fn listening_beyond_loopback_needs_a_token() {
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = larder_api::run(config(), listener, CancellationToken::new()).await;
+    let err = refused.expect_err("an open gateway on every interface");
+    assert!(err.to_string().contains("token"), "{err}");
+
+    let listener = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let stop = CancellationToken::new();
+    let running = tokio::spawn(larder_api::run(
+        ApiConfig {
+            token: "t".into(),
+            ..config()
+        },
+        listener,
+        stop.clone(),
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!running.is_finished());
+    stop.cancel();
+    running.await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_connections_and_returns() {
+    let gw = start(config()).await;
+    let mut idle = TcpStream::connect(gw.addr).await.unwrap();
+    idle.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+        .await
+        .unwrap();
+    assert_eq!(read_responses(&mut idle, 1).await[0].status, 200);
+    gw.stop.cancel();
+    assert!(closes(&mut idle, Duration::from_secs(2)).await);
+    tokio::time::timeout(Duration::from_secs(5), gw.task)
+        .await
+        .expect("run returns after shutdown")
+        .unwrap()
+        .unwrap();
+    assert!(
+        TcpStream::connect(gw.addr).await.is_err(),
+        "the listener is closed"
+    );
+}
