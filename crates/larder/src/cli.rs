@@ -82,6 +82,8 @@ pub(crate) enum BenchCommand {
     Grpc(GrpcBenchArgs),
     /// Send one key's GET from many clients at once and report how many origin loads it cost.
     Burst(BurstArgs),
+    /// Load an HTTP/1.1 server with GETs, closed or open loop, and report throughput and latency.
+    Http(HttpBenchArgs),
 }
 
 #[derive(Debug, Args)]
@@ -139,6 +141,34 @@ pub(crate) struct GrpcBenchArgs {
     pub(crate) load: LoadArgs,
 }
 
+/// `larder bench http`. Of the shared load options, `--keys`, `--value-size` and
+/// `--read-ratio` mean nothing for HTTP GETs: they are hidden and refused unless left at their
+/// defaults; `--prefill` is hidden and ignored.
+#[derive(Debug, Clone, Args)]
+#[command(
+    mut_arg("keys", |arg| arg.hide(true)),
+    mut_arg("value_size", |arg| arg.hide(true)),
+    mut_arg("read_ratio", |arg| arg.hide(true)),
+    mut_arg("prefill", |arg| arg.hide(true))
+)]
+pub(crate) struct HttpBenchArgs {
+    /// What to GET: `http://HOST[:PORT]/PATH` (plain HTTP/1.1, no TLS).
+    #[arg(long, value_name = "URL")]
+    pub(crate) url: String,
+    /// TCP connections, each with one request in flight (keep-alive, no pipelining).
+    #[arg(long, default_value_t = 32)]
+    pub(crate) connections: usize,
+    /// GET `{URL}{i}` with i = 0, 1, 2, … in order across all connections, wrapping at N, so
+    /// that every request names a different id (cache misses).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) paths_from: Option<u64>,
+    /// A request header, `'Name: value'`, sent with every request; repeatable.
+    #[arg(long = "header", short = 'H', value_name = "NAME: VALUE")]
+    pub(crate) headers: Vec<String>,
+    #[command(flatten)]
+    pub(crate) load: LoadArgs,
+}
+
 /// The wire `larder bench burst` uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Protocol {
@@ -180,17 +210,24 @@ pub(crate) struct BurstArgs {
     pub(crate) timeout: f64,
 }
 
-/// The workload and measurement options both load generators share.
+/// Default of `--keys`.
+pub(crate) const DEFAULT_KEYS: u64 = 100_000;
+/// Default of `--value-size`.
+pub(crate) const DEFAULT_VALUE_SIZE: usize = 32;
+/// Default of `--read-ratio`.
+pub(crate) const DEFAULT_READ_RATIO: f64 = 0.9;
+
+/// The workload and measurement options the load generators share.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct LoadArgs {
     /// Distinct keys, named `key:0…` with a fixed width and chosen uniformly at random.
-    #[arg(long, default_value_t = 100_000)]
+    #[arg(long, default_value_t = DEFAULT_KEYS)]
     pub(crate) keys: u64,
     /// Bytes per value written.
-    #[arg(long, default_value_t = 32, value_name = "BYTES")]
+    #[arg(long, default_value_t = DEFAULT_VALUE_SIZE, value_name = "BYTES")]
     pub(crate) value_size: usize,
     /// Fraction of requests that are reads (0.0–1.0); the rest are sets.
-    #[arg(long, default_value_t = 0.9, value_parser = fraction)]
+    #[arg(long, default_value_t = DEFAULT_READ_RATIO, value_parser = fraction)]
     pub(crate) read_ratio: f64,
     /// Seconds measured.
     #[arg(long, default_value_t = 10.0, value_parser = seconds, value_name = "SECONDS")]

@@ -50,6 +50,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench {
             what: BenchCommand::Burst(args),
         }) => loadgen::burst(&args),
+        Some(Command::Bench {
+            what: BenchCommand::Http(args),
+        }) => loadgen::http(&args),
         Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => serve::api(config.api),

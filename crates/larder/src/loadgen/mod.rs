@@ -1,5 +1,6 @@
 //! `larder bench resp` and `larder bench grpc`: load generators for a cache node; `larder bench
-//! burst`: one key read by many clients at once ([`burst`]).
+//! burst`: one key read by many clients at once ([`burst`]); `larder bench http`: GETs against
+//! any HTTP/1.1 server ([`http`]).
 //!
 //! Each RESP connection, and each gRPC call slot, runs its own loop and keeps its own
 //! [`report::Recorder`]; the recorders are merged when the run ends, so the hot path shares
@@ -16,6 +17,8 @@
 mod burst;
 mod cpu;
 mod grpc;
+mod http;
+mod http_wire;
 mod keys;
 mod report;
 mod resp;
@@ -30,7 +33,7 @@ use anyhow::{Context, ensure};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{BurstArgs, GrpcBenchArgs, LoadArgs, RespBenchArgs};
+use crate::cli::{BurstArgs, GrpcBenchArgs, HttpBenchArgs, LoadArgs, RespBenchArgs};
 use cpu::{CpuUse, CpuWatch};
 use report::{Progress, Recorder, Summary};
 
@@ -51,6 +54,16 @@ pub(crate) fn resp(args: &RespBenchArgs) -> anyhow::Result<ExitCode> {
 pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
     let summary =
         runtime(args.load.threads)?.block_on(grpc::bench(args, Progress::for_stderr()))?;
+    Ok(finish(&summary))
+}
+
+/// `larder bench http`: runs the load, prints the summary.
+///
+/// # Errors
+/// When the server cannot be reached or the options cannot work.
+pub(crate) fn http(args: &HttpBenchArgs) -> anyhow::Result<ExitCode> {
+    let summary =
+        runtime(args.load.threads)?.block_on(http::bench(args, Progress::for_stderr()))?;
     Ok(finish(&summary))
 }
 
