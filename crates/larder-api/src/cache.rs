@@ -129,21 +129,21 @@ impl DocCache {
     }
 
     /// Calls `serve` with a document and its version if the in-process cache holds a fresh
-    /// copy under `key` (see [`key`]), without waiting for anything; `None` when it does not
+    /// copy under `key` (see [`key`]) at `now_ms`, without waiting for anything; `None` when it does not
     /// (or reads go to cache nodes), and the caller takes the ordinary [`DocCache::read`].
     pub(crate) fn read_fresh<R>(
         &self,
         collection: &CollectionConfig,
         key: &[u8],
+        now_ms: u64,
         serve: impl FnOnce(&[u8], i64) -> R,
     ) -> Option<R> {
         let Kind::Local(store) = &self.kind else {
             return None;
         };
-        let now = u64::try_from(now_ms()).unwrap_or(0);
         store
             .get_with(key, |entry| {
-                (age(collection, entry.expires_at, now) == Age::Fresh).then(|| {
+                (age(collection, entry.expires_at, now_ms) == Age::Fresh).then(|| {
                     serve(
                         entry.value,
                         i64::try_from(entry.version).unwrap_or(i64::MAX),

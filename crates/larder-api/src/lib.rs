@@ -11,7 +11,7 @@ pub mod config;
 mod db;
 mod doc;
 mod docs_page;
-pub mod http1;
+mod http1;
 mod list;
 mod media;
 mod metrics;

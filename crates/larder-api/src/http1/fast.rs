@@ -9,23 +9,25 @@
 
 use crate::media::JSON_API;
 use crate::state::AppState;
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use crate::{app, doc};
 
-use super::framing::{BodyLength, Head};
 use super::respond::{self, DateLine, Persist};
+use larder_proto::http1::{BodyLength, Head};
 
 /// The route template the metrics name for a document read.
 pub(crate) const ROUTE: &str = "/v1/{collection}/{id}";
 
 /// Serves `head` into `out` if it is a fresh in-process cache hit; `false` (with `out`
 /// unchanged) for the router to answer. `key` is scratch space for the cache key.
+/// `now` dates the response and decides freshness.
 pub(crate) fn read(
     state: &AppState,
     head: &Head<'_>,
     persist: Persist,
-    date: &mut DateLine,
-    key: &mut Vec<u8>,
-    out: &mut Vec<u8>,
+    now: SystemTime,
+    (date, key, out): (&mut DateLine, &mut Vec<u8>, &mut Vec<u8>),
 ) -> bool {
     let head_only = match head.method {
         "GET" => false,
@@ -53,14 +55,16 @@ pub(crate) fn read(
     for part in [b"doc/", name.as_bytes(), b"/", id.as_bytes()] {
         key.extend_from_slice(part);
     }
+    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
+    let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
     let served = state
         .cache
-        .read_fresh(&collection.config, key, |stored, version| {
+        .read_fresh(&collection.config, key, now_ms, |stored, version| {
             let Ok(stored) = std::str::from_utf8(stored) else {
                 return false; // the router answers 500
             };
             let parts = doc::single_parts(stored, name, id);
-            respond::status_line(axum::http::StatusCode::OK, persist, date, out);
+            respond::status_line(axum::http::StatusCode::OK, persist, date, now, out);
             out.extend_from_slice(b"content-type: ");
             out.extend_from_slice(JSON_API.as_bytes());
             out.extend_from_slice(b"\r\netag: \"");

@@ -1,13 +1,13 @@
 //! The gateway's HTTP/1.1 server.
 //!
 //! Each connection runs one task that reads requests into a buffer, frames them
-//! ([`framing`]), and answers them in order: a fresh in-process cache hit of a document is
+//! (`larder_proto::http1`), and answers them in order: a fresh in-process cache hit of a document is
 //! written straight from the cache ([`fast`]); every other request is handed to the axum router
 //! with its whole body and the router's response is written back ([`respond`]). Pipelined
 //! requests are answered in order and their responses leave in one write.
 //!
 //! Limits, so that no client can hold the server: a request head is at most
-//! [`framing::MAX_HEAD`] bytes, a body at most `max_body_bytes` (413 without reading it), and
+//! `MAX_HEAD` (64 KiB) bytes, a body at most `max_body_bytes` (413 without reading it), and
 //! every wait on the client — for the next request, for the rest of a head or body, for the
 //! client to take a response — ends the connection after `client_timeout_ms` (see
 //! [`crate::ApiConfig`]).
@@ -20,13 +20,12 @@
 //! costs. Everything but the hit still goes through the same router.
 
 mod fast;
-pub mod framing;
 mod respond;
 
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
@@ -43,7 +42,7 @@ use tower::ServiceExt;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
-use framing::{BodyLength, ChunkError, Chunked, FramingError, MAX_HEADERS};
+use larder_proto::http1::{self as framing, BodyLength, ChunkError, Chunked, FramingError};
 use respond::{DateLine, Persist};
 
 /// How long, and for how many bytes, a refused request's unread body is drained.
@@ -151,7 +150,7 @@ impl Connection {
             .await;
         }
         if !self.output.is_empty() {
-            let _ = self.flush().await;
+            let _ = self.flush(Instant::now() + self.shared.timeout).await;
         }
         let _ = self.stream.shutdown().await;
         if refused {
@@ -176,24 +175,21 @@ impl Connection {
 
     /// Answers requests until the connection ends.
     async fn serve(&mut self) -> End {
-        let mut head_started = Instant::now();
-        let mut answered = false;
+        // The next head (or the rest of it) is due within the timeout of the last answer (or
+        // of connecting), so sending a head slowly cannot hold a connection for longer.
+        let mut last_answer = Instant::now();
         loop {
-            let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+            let until = last_answer + self.shared.timeout;
+            let mut headers = framing::headers();
             let head = match framing::parse_head(&self.input, &mut headers) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
                     // Nothing more to answer for now: send what is waiting, then read.
-                    if !self.output.is_empty() && self.flush().await.is_err() {
+                    if !self.output.is_empty() && self.flush(until).await.is_err() {
                         return End::Quiet;
                     }
-                    // The next head (or the rest of it) is due within the timeout of the last
-                    // answer, so sending a head slowly cannot hold a connection for longer.
                     let idle = self.input.is_empty();
-                    if std::mem::take(&mut answered) {
-                        head_started = Instant::now();
-                    }
-                    match self.read(idle, head_started + self.shared.timeout).await {
+                    match self.read(idle, until).await {
                         Ok(true) => continue,
                         // A client may close between requests; mid-head it loses its request.
                         Ok(false) | Err(_) => return End::Quiet,
@@ -201,23 +197,21 @@ impl Connection {
                 }
                 Err(err) => return End::Refuse(refusal(&err)),
             };
-            let started = std::time::Instant::now();
+            let started = Instant::now();
             let persist =
                 Persist::new(head.keep_alive && !self.shutdown.is_cancelled(), head.minor);
             let state = &self.shared.state;
-            if fast::read(
-                state,
-                &head,
-                persist,
-                &mut self.date,
-                &mut self.key,
-                &mut self.output,
-            ) {
-                let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-                state.metrics.record(fast::ROUTE, head.method, 200, ns);
+            let out = (&mut self.date, &mut self.key, &mut self.output);
+            if fast::read(state, &head, persist, SystemTime::now(), out) {
+                last_answer = Instant::now();
+                let ns = nanos(last_answer - started);
+                if head.method == "GET" {
+                    state.metrics.record_read_hit(ns);
+                } else {
+                    state.metrics.record(fast::ROUTE, head.method, 200, ns);
+                }
                 let len = head.len;
                 self.input.advance(len);
-                answered = true;
                 if persist == Persist::Close {
                     return End::Quiet;
                 }
@@ -255,7 +249,7 @@ impl Connection {
             {
                 return End::Quiet;
             }
-            answered = true;
+            last_answer = Instant::now();
             if persist == Persist::Close {
                 return End::Quiet;
             }
@@ -277,12 +271,12 @@ impl Connection {
         {
             return Err(too_large());
         }
+        let until = Instant::now() + self.shared.timeout;
         if expect_continue {
             self.output
                 .extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
-            self.flush().await.map_err(|_| End::Quiet)?;
+            self.flush(until).await.map_err(|_| End::Quiet)?;
         }
-        let until = Instant::now() + self.shared.timeout;
         match length {
             BodyLength::Length(0) => Ok(Body::empty()),
             BodyLength::Length(n) => {
@@ -345,14 +339,13 @@ impl Connection {
     }
 
     /// Writes all pending output.
-    async fn flush(&mut self) -> io::Result<()> {
+    async fn flush(&mut self, until: Instant) -> io::Result<()> {
         let Self {
             stream,
             output,
             timer,
             ..
         } = self;
-        let until = Instant::now() + self.shared.timeout;
         let written = wait(timer, until, stream.write_all(output)).await;
         output.clear();
         written?
@@ -380,6 +373,10 @@ async fn wait<T>(
             }
         }
     }
+}
+
+fn nanos(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The answer to a head that cannot be served.

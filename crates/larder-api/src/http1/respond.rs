@@ -43,8 +43,7 @@ pub(crate) struct DateLine {
 }
 
 impl DateLine {
-    pub(crate) fn write(&mut self, out: &mut Vec<u8>) {
-        let now = SystemTime::now();
+    pub(crate) fn write(&mut self, now: SystemTime, out: &mut Vec<u8>) {
         let second = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
         if second != self.second || self.line.is_empty() {
             self.second = second;
@@ -70,6 +69,7 @@ pub(crate) fn status_line(
     status: StatusCode,
     persist: Persist,
     date: &mut DateLine,
+    now: SystemTime,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(b"HTTP/1.1 ");
@@ -77,7 +77,7 @@ pub(crate) fn status_line(
     out.push(b' ');
     out.extend_from_slice(status.canonical_reason().unwrap_or("").as_bytes());
     out.extend_from_slice(b"\r\n");
-    date.write(out);
+    date.write(now, out);
     out.extend_from_slice(persist.header());
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn write(
     let Ok(body) = axum::body::to_bytes(body, usize::MAX).await else {
         return false;
     };
-    status_line(parts.status, persist, date, out);
+    status_line(parts.status, persist, date, SystemTime::now(), out);
     for (name, value) in &parts.headers {
         if [
             header::CONTENT_LENGTH,

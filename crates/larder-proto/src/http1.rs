@@ -1,8 +1,10 @@
-//! HTTP/1.1 request framing: the head (request line and headers, tokenised by `httparse`) and
-//! how long the body is (RFC 9112 §6): `Content-Length`, or the chunked transfer coding, which
+//! HTTP/1.1 request framing, for the gateway's server: the head (request line and headers,
+//! tokenised by `httparse`) and how long the body is (RFC 9112 §6): `Content-Length`, or the chunked transfer coding, which
 //! [`Chunked`] decodes. Anything ambiguous — both headers, two different lengths, a coding
 //! other than chunked last — is refused rather than guessed, so a proxy in front and this
 //! server can never disagree on where a request ends.
+
+use std::mem::MaybeUninit;
 
 /// The longest request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 64 * 1024;
@@ -10,6 +12,15 @@ pub const MAX_HEAD: usize = 64 * 1024;
 pub const MAX_HEADERS: usize = 100;
 /// The longest chunk-size line (with extensions) or trailer section accepted.
 const MAX_CHUNK_META: usize = 8 * 1024;
+
+/// Room for a head's header fields; [`headers`] makes one (nothing to initialise).
+pub type Headers<'b> = [MaybeUninit<httparse::Header<'b>>; MAX_HEADERS];
+
+/// Empty room for [`parse_head`]'s header fields.
+#[must_use]
+pub const fn headers<'b>() -> Headers<'b> {
+    [const { MaybeUninit::uninit() }; MAX_HEADERS]
+}
 
 /// A parsed request head; the strings borrow the connection's buffer.
 #[derive(Debug)]
@@ -61,10 +72,10 @@ pub enum FramingError {
 /// [`FramingError`] for a head that can never become a valid request.
 pub fn parse_head<'b>(
     buf: &'b [u8],
-    headers: &'b mut [httparse::Header<'b>; MAX_HEADERS],
+    headers: &'b mut Headers<'b>,
 ) -> Result<Option<Head<'b>>, FramingError> {
-    let mut request = httparse::Request::new(headers);
-    let len = match request.parse(buf) {
+    let mut request = httparse::Request::new(&mut []);
+    let len = match request.parse_with_uninit_headers(buf, headers) {
         Ok(httparse::Status::Complete(len)) => len,
         Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
             return Err(FramingError::HeadTooLarge);
@@ -317,7 +328,7 @@ mod tests {
     type Parsed = (String, String, u8, BodyLength, bool, bool);
 
     fn head(raw: &str) -> Result<Option<Parsed>, FramingError> {
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut headers = headers();
         Ok(parse_head(raw.as_bytes(), &mut headers)?.map(|h| {
             (
                 h.method.to_owned(),
@@ -466,6 +477,45 @@ mod tests {
                 "{:?}",
                 String::from_utf8_lossy(bad)
             );
+        }
+    }
+
+    proptest::proptest! {
+        /// What the fuzz target checks, on every test run: no input panics, a head is never
+        /// longer than its input, and a chunked body decodes the same however it is split.
+        #[test]
+        fn any_input_frames_without_panics(
+            data in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512),
+            piece in 1usize..64,
+        ) {
+            let mut headers = headers();
+            if let Ok(Some(head)) = parse_head(&data, &mut headers) {
+                proptest::prop_assert!(head.len <= data.len());
+            }
+            let whole = decode_in_pieces(&data, data.len().max(1), 256);
+            proptest::prop_assert_eq!(whole, decode_in_pieces(&data, piece, 256));
+        }
+
+        /// Bodies cut into random chunks decode to themselves.
+        #[test]
+        fn chunked_coding_round_trips(
+            body in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..600),
+            cuts in proptest::collection::vec(1usize..100, 1..8),
+            piece in 1usize..50,
+        ) {
+            let mut raw = Vec::new();
+            let mut rest = &body[..];
+            let mut cut = cuts.iter().cycle();
+            while !rest.is_empty() {
+                let n = (*cut.next().unwrap_or(&1)).min(rest.len());
+                raw.extend_from_slice(format!("{n:X}\r\n").as_bytes());
+                raw.extend_from_slice(&rest[..n]);
+                raw.extend_from_slice(b"\r\n");
+                rest = &rest[n..];
+            }
+            raw.extend_from_slice(b"0\r\n\r\n");
+            let decoded = decode_in_pieces(&raw, piece, 600);
+            proptest::prop_assert_eq!(decoded, Ok(Some((body, raw.len()))));
         }
     }
 }
