@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use larder_store::{Expiry, SetMode, SetOptions, Store};
+use larder_store::{Expiry, Freshness, SetMode, SetOptions, Store};
 use parking_lot::Mutex;
 use tokio::sync::watch;
 
@@ -110,15 +110,19 @@ impl DocCache {
                         doc: Bytes::copy_from_slice(entry.value),
                         version: i64::try_from(entry.version).unwrap_or(i64::MAX),
                     };
-                    (cached, age(collection, entry.expires_at, now))
+                    (
+                        cached,
+                        collection.windows().freshness(entry.expires_at, now),
+                    )
                 });
                 match found {
-                    Some((cached, Age::Fresh)) => Ok(Some(cached)),
-                    Some((cached, Age::Revalidate)) => {
+                    Some((cached, Freshness::Fresh)) => Ok(Some(cached)),
+                    Some((cached, Freshness::Revalidate)) => {
                         drop(self.join(collection, id, key));
                         Ok(Some(cached))
                     }
-                    Some((stale, Age::IfError)) => match self.wait(collection, id, key).await {
+                    Some((stale, Freshness::IfError)) => match self.wait(collection, id, key).await
+                    {
                         Err(_) => Ok(Some(stale)),
                         result => result,
                     },
@@ -143,12 +147,14 @@ impl DocCache {
         };
         store
             .get_with(key, |entry| {
-                (age(collection, entry.expires_at, now_ms) == Age::Fresh).then(|| {
-                    serve(
-                        entry.value,
-                        i64::try_from(entry.version).unwrap_or(i64::MAX),
-                    )
-                })
+                (collection.windows().freshness(entry.expires_at, now_ms) == Freshness::Fresh).then(
+                    || {
+                        serve(
+                            entry.value,
+                            i64::try_from(entry.version).unwrap_or(i64::MAX),
+                        )
+                    },
+                )
             })
             .flatten()
     }
@@ -254,31 +260,6 @@ impl DocCache {
                 }
             }
         }
-    }
-}
-
-/// How old a cached document is (see `docs/ARCHITECTURE.md`, origins: the same windows).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Age {
-    Fresh,
-    Revalidate,
-    IfError,
-}
-
-fn age(collection: &CollectionConfig, expires_at: Option<u64>, now: u64) -> Age {
-    let Some(expires_at) = expires_at else {
-        return Age::Fresh;
-    };
-    let span = collection
-        .stale_while_revalidate_ms
-        .max(collection.stale_if_error_ms);
-    let stale_from = expires_at.saturating_sub(span);
-    if now < stale_from {
-        Age::Fresh
-    } else if now - stale_from < collection.stale_while_revalidate_ms {
-        Age::Revalidate
-    } else {
-        Age::IfError
     }
 }
 

@@ -134,8 +134,16 @@ impl Default for CollectionConfig {
 impl CollectionConfig {
     /// The cache entry's whole life: fresh, then the longer stale window.
     pub fn cache_ttl_ms(&self) -> u64 {
-        self.fresh_ttl_ms
-            .saturating_add(self.stale_while_revalidate_ms.max(self.stale_if_error_ms))
+        self.windows().ttl_ms()
+    }
+
+    /// The fresh and stale windows of the collection's cached documents.
+    pub fn windows(&self) -> larder_store::Windows {
+        larder_store::Windows {
+            fresh_ms: self.fresh_ttl_ms,
+            revalidate_ms: self.stale_while_revalidate_ms,
+            if_error_ms: self.stale_if_error_ms,
+        }
     }
 }
 

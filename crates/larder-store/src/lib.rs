@@ -19,6 +19,7 @@
 mod clock;
 mod config;
 mod error;
+mod freshness;
 mod hook;
 mod ops;
 mod policy;
@@ -33,6 +34,7 @@ pub use config::{
     Capacity, ConfigError, DEFAULT_CAPACITY, MIN_SHARD_BYTES, SHARDS_PER_CORE, StoreConfig,
 };
 pub use error::StoreError;
+pub use freshness::{Freshness, Windows};
 pub use hook::{EvictionHook, NoHook};
 pub use ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,

@@ -100,16 +100,7 @@ pub(crate) fn served(entry: EntryRef<'_>) -> Served {
 /// What a read gets.
 pub(crate) type ReadResult = Result<Option<Served>, OriginError>;
 
-/// How old a stored entry of an origin is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Freshness {
-    /// Serve it.
-    Fresh,
-    /// Serve it and refresh it in the background.
-    Revalidate,
-    /// Load; serve it only if the load fails.
-    IfError,
-}
+pub(crate) use larder_store::Freshness;
 
 /// Checks every origin's settings without connecting to anything.
 pub(crate) fn check(configs: &[OriginConfig]) -> Result<(), String> {

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use larder_store::{Expiry, MAX_KEY_LEN};
+use larder_store::{Expiry, MAX_KEY_LEN, Windows};
 use tokio::sync::Semaphore;
 
 use super::breaker::{Breaker, State};
@@ -28,9 +28,7 @@ pub(crate) struct Origin {
     pattern: KeyPattern,
     backend: Backend,
     write_through: bool,
-    pub(super) fresh_ms: u64,
-    revalidate_ms: u64,
-    if_error_ms: u64,
+    windows: Windows,
     pub(super) not_found_ms: u64,
     timeout: Duration,
     slots: Semaphore,
@@ -59,9 +57,11 @@ impl Origin {
             pattern,
             backend,
             write_through: config.write_through,
-            fresh_ms: config.fresh_ttl_ms,
-            revalidate_ms: config.stale_while_revalidate_ms,
-            if_error_ms: config.stale_if_error_ms,
+            windows: Windows {
+                fresh_ms: config.fresh_ttl_ms,
+                revalidate_ms: config.stale_while_revalidate_ms,
+                if_error_ms: config.stale_if_error_ms,
+            },
             not_found_ms: config.not_found_ttl_ms,
             timeout,
             slots: Semaphore::new(config.max_concurrent_loads),
@@ -98,15 +98,9 @@ impl Origin {
         self.write_through
     }
 
-    /// How long a loaded entry stays after its fresh time.
-    pub(super) fn stale_span(&self) -> u64 {
-        self.revalidate_ms.max(self.if_error_ms)
-    }
-
     /// When an entry loaded or written `now` expires, in Unix ms.
     pub(super) fn expires_at(&self, now: u64) -> u64 {
-        now.saturating_add(self.fresh_ms)
-            .saturating_add(self.stale_span())
+        self.windows.expires_at(now)
     }
 
     /// The expiry of an entry loaded or written `now`.
@@ -114,20 +108,9 @@ impl Origin {
         Expiry::At(self.expires_at(now))
     }
 
-    /// How old an entry expiring at `expires_at` is `now`. Entries without an expiry were set
-    /// by a client and are always fresh.
+    /// How old an entry expiring at `expires_at` is `now`.
     pub(crate) fn freshness(&self, expires_at: Option<u64>, now: u64) -> Freshness {
-        let Some(expires_at) = expires_at else {
-            return Freshness::Fresh;
-        };
-        let stale_from = expires_at.saturating_sub(self.stale_span());
-        if now < stale_from {
-            Freshness::Fresh
-        } else if now - stale_from < self.revalidate_ms {
-            Freshness::Revalidate
-        } else {
-            Freshness::IfError
-        }
+        self.windows.freshness(expires_at, now)
     }
 
     /// Runs `work` once a slot is free (waiting for one is bounded by the timeout and, when it
