@@ -64,45 +64,8 @@ out=$(mktemp -d)
 chmod 755 "$out" # nginx's worker runs as nobody and must reach the document
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
 (cd "$peer_src" && go build -o "$out/peer" main.go)
-
-busy_ticks() { # ticks both cores spent on anything but idle and iowait, steal included
-  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
-}
-
-wait_quiet() { # the cores are shared: measure only while nobody compiles, benchmarks or
-  # keeps the cores busy (over 0.3 of a core for 2 s); after $max_wait seconds, measure anyway
-  local busy idle_from waited=0
-  while :; do
-    busy=$( (pgrep -ax 'cargo|rustc|wrk'; pgrep -af 'redis-benchmark|larder bench'; true) | cut -c1-80)
-    idle_from=$(busy_ticks); sleep 2
-    if [ -z "$busy" ] && [ $(($(busy_ticks) - idle_from)) -le $((hz * 2 * 3 / 10)) ]; then
-      return 0
-    fi
-    if [ "$waited" -ge "$max_wait" ]; then
-      echo "measuring although the machine is busy: ${busy:-other load}" >&2; return 0
-    fi
-    echo "waiting 30 s for: ${busy:-other load on the cores}" >&2
-    sleep 28; waited=$((waited + 30))
-  done
-}
-
-port_free() { # refuses to start a server where something already listens
-  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
-    echo "something already listens on port $1" >&2; exit 1
-  fi
-}
-
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
-
-fetch() { # url file -> prints "status bytes"
-  curl -s -o "$2" -w '%{http_code} %{size_download}' "$1"
-}
+# shellcheck source=bench/http/common.sh
+. bench/http/common.sh
 
 stop() { # pid
   kill "$1" 2>/dev/null || true

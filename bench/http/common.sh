@@ -1,0 +1,42 @@
+# Shell functions bench/compare-http.sh and bench/latency-http.sh share: waiting for a quiet
+# machine and for a port, fetching one URL. Sourced, not run; the caller sets `hz` (clock
+# ticks per second) and `max_wait` (seconds to wait for quiet before measuring anyway).
+
+busy_ticks() { # ticks both cores spent on anything but idle and iowait, steal included
+  awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
+}
+
+wait_quiet() { # the cores are shared: measure only while nobody compiles, benchmarks or
+  # keeps the cores busy (over 0.3 of a core for 2 s); after $max_wait seconds, measure anyway
+  local busy idle_from waited=0
+  while :; do
+    busy=$( (pgrep -ax 'cargo|rustc|wrk'; pgrep -af 'redis-benchmark|larder bench'; true) | cut -c1-80)
+    idle_from=$(busy_ticks); sleep 2
+    if [ -z "$busy" ] && [ $(($(busy_ticks) - idle_from)) -le $((hz * 2 * 3 / 10)) ]; then
+      return 0
+    fi
+    if [ "$waited" -ge "$max_wait" ]; then
+      echo "measuring although the machine is busy: ${busy:-other load}" >&2; return 0
+    fi
+    echo "waiting 30 s for: ${busy:-other load on the cores}" >&2
+    sleep 28; waited=$((waited + 30))
+  done
+}
+
+port_free() { # refuses to start a server where something already listens
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "something already listens on port $1" >&2; exit 1
+  fi
+}
+
+wait_port() {
+  for _ in $(seq 1 100); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.1
+  done
+  echo "nothing listening on $1" >&2; return 1
+}
+
+fetch() { # url file -> prints "status bytes"
+  curl -s -o "$2" -w '%{http_code} %{size_download}' "$1"
+}
