@@ -12,7 +12,7 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 /// Default requests in progress at once; more are shed with 503.
 pub const DEFAULT_MAX_CONCURRENCY: usize = 1_024;
 /// Default time a connection may wait on its client (for a request head, a body, or for the
-/// client to take a response) without progress before it is closed.
+/// client to take a response) before it is closed.
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
 /// Default time an `Idempotency-Key` is remembered.
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
@@ -45,9 +45,9 @@ pub struct ApiConfig {
     pub request_timeout_ms: u64,
     /// Requests in progress at once; past it new ones get 503 at once.
     pub max_concurrency: usize,
-    /// Milliseconds a connection may wait on its client without progress: the next request's
-    /// head must arrive in full within this time of the previous answer (or of connecting), a
-    /// body within this time of its head, and a response must be taken within it.
+    /// Milliseconds a connection may wait on its client: the next request's head must arrive
+    /// in full within this time of the previous answer (or of connecting), a body within this
+    /// time of its head, and the client must take a response within it (at most a day).
     pub client_timeout_ms: u64,
     /// Seconds an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl_secs: u64,

@@ -27,9 +27,11 @@ pub(crate) struct Metrics {
     /// `GET /v1/{collection}/{id}` answered 200 from the in-process cache without the router:
     /// the commonest request, counted without the rows' lock.
     read_hits: AtomicU64,
+    /// Document reads (`GET` and `HEAD`) answered without the router.
+    direct: AtomicU64,
 }
 
-/// The row [`Metrics::record_read_hit`] counts into.
+/// The row [`Metrics::record_direct`] counts `GET`s into.
 const READ_HIT: (&str, &str, u16) = ("/v1/{collection}/{id}", "GET", 200);
 
 impl Metrics {
@@ -54,10 +56,15 @@ impl Metrics {
         self.observe(ns);
     }
 
-    /// Counts a `GET` of a document answered 200 without the router.
-    pub(crate) fn record_read_hit(&self, ns: u64) {
-        self.read_hits.fetch_add(1, Relaxed);
-        self.observe(ns);
+    /// Counts a read of a document answered 200 from the in-process cache without the router.
+    pub(crate) fn record_direct(&self, method: &str, ns: u64) {
+        self.direct.fetch_add(1, Relaxed);
+        if method == READ_HIT.1 {
+            self.read_hits.fetch_add(1, Relaxed);
+            self.observe(ns);
+        } else {
+            self.record(READ_HIT.0, method, READ_HIT.2, ns);
+        }
     }
 
     /// Adds a request's latency to the histogram.
@@ -101,6 +108,13 @@ impl Metrics {
                 "{name}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
             );
         }
+        let name = "larder_api_direct_reads_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Document reads answered from the in-process cache without the router \
+             (also counted in larder_api_requests_total).\n# TYPE {name} counter\n{name} {}",
+            self.direct.load(Relaxed)
+        );
         let name = "larder_api_request_duration_seconds";
         let _ = writeln!(
             out,
@@ -137,7 +151,8 @@ mod tests {
         m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
         m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
         m.record("/v1/{collection}", "POST", 201, 3_000_000);
-        m.record_read_hit(100_000);
+        m.record_direct("GET", 100_000);
+        m.record_direct("HEAD", 100_000);
         m.record("/v1/{collection}", "BREW", 404, 100);
         let text = m.render(&[("cache:a".into(), 1)]);
         assert!(text.contains("larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 3"), "{text}");
@@ -145,8 +160,10 @@ mod tests {
             text.contains("method=\"OTHER\",status=\"404\"} 1"),
             "{text}"
         );
-        assert!(text.contains("larder_api_request_duration_seconds_count 5"));
-        assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 4"));
+        assert!(text.contains("larder_api_direct_reads_total 2"), "{text}");
+        assert!(text.contains("method=\"HEAD\",status=\"200\"} 1"), "{text}");
+        assert!(text.contains("larder_api_request_duration_seconds_count 6"));
+        assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 5"));
         assert!(text.contains("larder_breaker_state{target=\"cache:a\"} 1"));
     }
 }

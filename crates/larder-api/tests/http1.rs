@@ -187,6 +187,11 @@ async fn cache_hits_answer_exactly_as_the_router_does() {
         .unwrap();
     let replies = read_responses(&mut conn, 2).await;
     assert_eq!(replies.len(), 2);
+    assert_eq!(
+        direct_reads(gw.addr).await,
+        1,
+        "only the plain read skips the router"
+    );
     assert_eq!(replies[0].status, 200, "{}", replies[0].text());
     assert_eq!(without_date(&replies[0]), without_date(&replies[1]));
     assert_eq!(replies[0].header("etag"), Some("\"1\""));
@@ -206,16 +211,117 @@ async fn cache_hits_answer_exactly_as_the_router_does() {
     conn.write_all(b"HEAD /v1/products/42 HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
-    let head = read_replies(&mut conn, 1, true).await.pop().unwrap();
-    assert_eq!(head.status, 200);
+    conn.write_all(b"HEAD /v1/products/42 HTTP/1.1\r\nHost: t\r\nIf-None-Match: \"7\"\r\n\r\n")
+        .await
+        .unwrap();
+    let heads = read_replies(&mut conn, 2, true).await;
+    assert_eq!(heads[0].status, 200);
+    assert_eq!(without_date(&heads[0]), without_date(&heads[1]));
     assert_eq!(
-        head.header("content-length"),
+        heads[0].header("content-length"),
         replies[0].header("content-length")
     );
+    assert_eq!(direct_reads(gw.addr).await, 2);
 
     let metrics = send(gw.addr, "GET /metrics HTTP/1.1\r\n\r\n").await.text();
-    let line = "larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2";
+    let line = "larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2\n";
     assert!(metrics.contains(line), "{metrics}");
+    gw.stop.cancel();
+}
+
+/// `larder_api_direct_reads_total`: reads answered without the router.
+async fn direct_reads(addr: SocketAddr) -> u64 {
+    let text = send(addr, "GET /metrics HTTP/1.1\r\n\r\n").await.text();
+    text.lines()
+        .find_map(|l| l.strip_prefix("larder_api_direct_reads_total "))
+        .expect("the direct reads counter")
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_deep_pipeline_is_answered_while_the_client_reads() {
+    let gw = start(config()).await;
+    assert_eq!(send(gw.addr, &create("p", "piped")).await.status, 201);
+    let conn = TcpStream::connect(gw.addr).await.unwrap();
+    let (mut rx, mut tx) = conn.into_split();
+    // Far more answers than the server keeps waiting at once: all arrive, in order.
+    let n = 20_000;
+    let writer = tokio::spawn(async move {
+        let one = b"GET /v1/products/p HTTP/1.1\r\n\r\n";
+        for _ in 0..n / 100 {
+            tx.write_all(&one.repeat(100)).await.unwrap();
+        }
+        tx
+    });
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut seen = Vec::new();
+    while got < n {
+        let k = tokio::time::timeout(Duration::from_secs(10), rx.read(&mut buf))
+            .await
+            .expect("answers keep coming")
+            .unwrap();
+        assert!(k > 0, "closed after {got} answers");
+        seen.extend_from_slice(&buf[..k]);
+        got += seen
+            .windows(17)
+            .filter(|w| w == b"HTTP/1.1 200 OK\r\n")
+            .count();
+        let keep = seen.len().saturating_sub(16);
+        seen.drain(..keep);
+    }
+    assert_eq!(got, n);
+    drop(writer.await.unwrap());
+    gw.stop.cancel();
+}
+
+fn resident_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn a_client_that_never_reads_cannot_pile_up_answers() {
+    let gw = start(ApiConfig {
+        max_body_bytes: 2 << 20,
+        client_timeout_ms: 5_000,
+        ..config()
+    })
+    .await;
+    let description = send(gw.addr, "GET /openapi.json HTTP/1.1\r\n\r\n").await;
+    assert!(description.body.len() > 2_000, "{}", description.body.len());
+    let before = resident_bytes();
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    // A large body first grows the server's input buffer, so that one read then takes tens
+    // of thousands of pipelined requests, each answered with the whole API description.
+    let body = vec![b' '; 1 << 20];
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body).await.unwrap();
+    let requests = b"GET /openapi.json HTTP/1.1\r\n\r\n".repeat((1 << 20) / 29);
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.write_all(&requests)).await;
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    let grown = resident_bytes().saturating_sub(before);
+    assert!(
+        grown < 24 << 20,
+        "the server holds {} MiB of answers nobody reads",
+        grown >> 20
+    );
+    // It gives up on the client after the client timeout, and keeps serving others.
+    assert!(closes(&mut conn, Duration::from_secs(15)).await);
+    assert_eq!(
+        send(gw.addr, "GET /healthz HTTP/1.1\r\n\r\n").await.status,
+        200
+    );
     gw.stop.cancel();
 }
 

@@ -55,13 +55,14 @@ pub enum BodyLength {
 /// Why a request cannot be read; each is answered and the connection closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
-    /// The head is longer than [`MAX_HEAD`] or has more than [`MAX_HEADERS`] fields (431).
+    /// The head is longer than [`MAX_HEAD`] or has more than [`MAX_HEADERS`] fields (the
+    /// gateway answers 400).
     #[error("the request head is over {MAX_HEAD} bytes or {MAX_HEADERS} header fields")]
     HeadTooLarge,
     /// The head does not parse, or its framing headers contradict each other (400).
     #[error("malformed request: {0}")]
     Malformed(&'static str),
-    /// A version other than HTTP/1.0 and HTTP/1.1 (505).
+    /// A version other than HTTP/1.0 and HTTP/1.1 (the gateway answers 400).
     #[error("only HTTP/1.0 and HTTP/1.1 are served here")]
     Version,
 }
@@ -88,13 +89,17 @@ pub fn parse_head<'b>(
     if len > MAX_HEAD {
         return Err(FramingError::HeadTooLarge);
     }
+    // httparse takes a bare LF as a line end; a proxy that does not could see other headers.
+    if memchr::memchr_iter(b'\n', &buf[..len]).any(|at| at == 0 || buf[at - 1] != b'\r') {
+        return Err(FramingError::Malformed("a line that does not end in CRLF"));
+    }
     let (Some(method), Some(target), Some(minor)) = (request.method, request.path, request.version)
     else {
         return Err(FramingError::Malformed("the request line"));
     };
     let headers: &'b [httparse::Header<'b>] = request.headers;
     let mut body = BodyLength::Length(0);
-    let mut length: Option<u64> = None;
+    let mut length: Option<(u64, &[u8])> = None;
     let mut chunked = false;
     let mut close = minor == 0;
     let mut expect_continue = false;
@@ -102,12 +107,12 @@ pub fn parse_head<'b>(
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
             let n = content_length(header.value)?;
-            if length.is_some_and(|seen| seen != n) {
+            if length.is_some_and(|(_, seen)| seen != header.value) {
                 return Err(FramingError::Malformed(
                     "two different Content-Length values",
                 ));
             }
-            length = Some(n);
+            length = Some((n, header.value));
         } else if name.eq_ignore_ascii_case("transfer-encoding") {
             if minor == 0 {
                 return Err(FramingError::Malformed("Transfer-Encoding in HTTP/1.0"));
@@ -142,7 +147,7 @@ pub fn parse_head<'b>(
             ));
         }
         body = BodyLength::Chunked;
-    } else if let Some(n) = length {
+    } else if let Some((n, _)) = length {
         body = BodyLength::Length(n);
     }
     Ok(Some(Head {
@@ -200,7 +205,9 @@ enum State {
     #[default]
     Start,
     Size(u64, u8),
-    /// Skipping chunk extensions up to CR.
+    /// Whitespace after the size, before `;` or CR.
+    SizeSpace(u64),
+    /// Chunk extensions (ignored) up to CR: visible characters and whitespace only.
     Extension(u64),
     SizeLf(u64),
     Data(u64),
@@ -208,7 +215,10 @@ enum State {
     DataLf,
     /// At the start of a trailer line, or of the final blank line.
     TrailerStart,
-    TrailerLine,
+    /// A trailer field's name, up to its colon.
+    TrailerName,
+    /// A trailer field's value, up to CR.
+    TrailerValue,
     TrailerLineLf,
     EndLf,
     Done,
@@ -270,8 +280,8 @@ impl Chunked {
 
     fn step(&mut self, byte: u8) -> Result<(), ChunkError> {
         use State::{
-            DataCr, DataLf, Done, EndLf, Extension, Size, SizeLf, Start, TrailerLine,
-            TrailerLineLf, TrailerStart,
+            DataCr, DataLf, Done, EndLf, Extension, Size, SizeLf, SizeSpace, Start, TrailerLineLf,
+            TrailerName, TrailerStart, TrailerValue,
         };
         let bad = Err(ChunkError::Malformed);
         self.meta += 1;
@@ -287,9 +297,10 @@ impl Chunked {
                 }
                 Size(n << 4 | u64::from(hex(b).unwrap_or(0)), digits + 1)
             }
-            (Size(n, _), b';' | b' ' | b'\t') => Extension(n),
-            (Size(n, _) | Extension(n), b'\r') => SizeLf(n),
-            (Extension(n), b) if b != b'\n' => Extension(n),
+            (Size(n, _) | SizeSpace(n), b' ' | b'\t') => SizeSpace(n),
+            (Size(n, _) | SizeSpace(n), b';') => Extension(n),
+            (Size(n, _) | SizeSpace(n) | Extension(n), b'\r') => SizeLf(n),
+            (Extension(n), b) if visible_or_space(b) => Extension(n),
             (SizeLf(0), b'\n') => TrailerStart,
             (SizeLf(n), b'\n') => {
                 self.meta = 0;
@@ -301,14 +312,27 @@ impl Chunked {
                 Start
             }
             (TrailerStart, b'\r') => EndLf,
-            (TrailerStart | TrailerLine, b) if b != b'\r' && b != b'\n' => TrailerLine,
-            (TrailerLine, b'\r') => TrailerLineLf,
+            // A field line: a token, a colon, a value (no line folding, no control bytes).
+            (TrailerStart | TrailerName, b) if is_token(b) => TrailerName,
+            (TrailerName, b':') => TrailerValue,
+            (TrailerValue, b'\r') => TrailerLineLf,
+            (TrailerValue, b) if visible_or_space(b) => TrailerValue,
             (TrailerLineLf, b'\n') => TrailerStart,
             (EndLf, b'\n') => Done,
             _ => return bad,
         };
         Ok(())
     }
+}
+
+/// Whether `b` may stand in a field value or chunk extension: visible, space, tab or obs-text.
+fn visible_or_space(b: u8) -> bool {
+    b == b'\t' || (b >= 0x20 && b != 0x7f)
+}
+
+/// Whether `b` is a token character (RFC 9110 §5.6.2).
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
 fn hex(b: u8) -> Option<u8> {
@@ -393,6 +417,13 @@ mod tests {
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
         assert!(malformed("GET / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n"));
+        assert!(malformed(
+            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n"
+        ));
+        assert!(malformed("GET / HTTP/1.1\nX: a\r\n\r\n"), "bare LF");
+        assert!(malformed(
+            "GET / HTTP/1.1\r\nX: a\nContent-Length: 5\r\n\r\n"
+        ));
         assert!(malformed("GET /\0 HTTP/1.1\r\n\r\n"));
         assert_eq!(head("GET / HTTP/2.0\r\n\r\n"), Err(FramingError::Version));
     }
@@ -445,7 +476,7 @@ mod tests {
 
     #[test]
     fn chunked_bodies_decode_whatever_the_reads_split() {
-        let raw = b"5;name=v\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
+        let raw = b"5 ;name=\"v w\"\r\nhello\r\n7\r\n, world\r\n0\r\nTrailer: x\r\n\r\nNEXT";
         for piece in 1..raw.len() {
             let (body, used) = decode_in_pieces(raw, piece, 1024).unwrap().unwrap();
             assert_eq!(body, b"hello, world", "pieces of {piece}");
@@ -469,6 +500,10 @@ mod tests {
             b"5\nhello",
             b"fffffffffffffffff\r\n",
             b"5\r\nhello\r\r",
+            b"5 zzz\r\n",
+            b"5;a=\x01\r\n",
+            b"0\r\nno-colon\r\n\r\n",
+            b"0\r\n folded: x\r\n\r\n",
             b"0\r\nbad\n\r\n",
         ] {
             assert_eq!(

@@ -16,9 +16,6 @@ use crate::{app, doc};
 use super::respond::{self, DateLine, Persist};
 use larder_proto::http1::{BodyLength, Head};
 
-/// The route template the metrics name for a document read.
-pub(crate) const ROUTE: &str = "/v1/{collection}/{id}";
-
 /// Serves `head` into `out` if it is a fresh in-process cache hit; `false` (with `out`
 /// unchanged) for the router to answer. `key` is scratch space for the cache key.
 /// `now` dates the response and decides freshness.

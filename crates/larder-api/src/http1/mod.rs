@@ -45,6 +45,16 @@ use crate::state::AppState;
 use larder_proto::http1::{self as framing, BodyLength, ChunkError, Chunked, FramingError};
 use respond::{DateLine, Persist};
 
+/// A connection's buffers start this large.
+const INPUT_START: usize = 8 * 1024;
+/// Input capacity an idle connection keeps; more (after a large body) is given back.
+const INPUT_KEEP: usize = 64 * 1024;
+/// How much more room a body being read gets at a time.
+const INPUT_STEP: usize = 64 * 1024;
+/// Pipelined answers are sent once this many bytes wait.
+const OUTPUT_HIGH: usize = 64 * 1024;
+/// Output capacity kept after a flush; more (after a large response) is given back.
+const OUTPUT_KEEP: usize = 256 * 1024;
 /// How long, and for how many bytes, a refused request's unread body is drained.
 const LINGER: Duration = Duration::from_secs(2);
 const LINGER_BYTES: usize = 16 << 20;
@@ -60,7 +70,8 @@ pub(crate) async fn serve(
     state: AppState,
     shutdown: CancellationToken,
 ) -> io::Result<()> {
-    let timeout = Duration::from_millis(state.config.client_timeout_ms.max(1));
+    // At most a day, so that deadlines never overflow.
+    let timeout = Duration::from_millis(state.config.client_timeout_ms.clamp(1, 86_400_000));
     let shared = Arc::new(Shared {
         router,
         state,
@@ -125,8 +136,8 @@ impl Connection {
         Self {
             stream,
             shared,
-            input: BytesMut::with_capacity(8 * 1024),
-            output: Vec::with_capacity(8 * 1024),
+            input: BytesMut::with_capacity(INPUT_START),
+            output: Vec::with_capacity(INPUT_START),
             timer: Box::pin(tokio::time::sleep(timeout)),
             stopping: Box::pin(shutdown.clone().cancelled_owned()),
             shutdown,
@@ -180,6 +191,15 @@ impl Connection {
         let mut last_answer = Instant::now();
         loop {
             let until = last_answer + self.shared.timeout;
+            // Pipelined answers wait in `output` only up to a bound: past it they are sent (the
+            // client must take them) before another request is read, and the task yields to
+            // the others now and then, so a deep pipeline costs neither memory nor fairness.
+            if self.output.len() >= OUTPUT_HIGH {
+                if self.flush(until).await.is_err() {
+                    return End::Quiet;
+                }
+                tokio::task::coop::consume_budget().await;
+            }
             let mut headers = framing::headers();
             let head = match framing::parse_head(&self.input, &mut headers) {
                 Ok(Some(head)) => head,
@@ -189,6 +209,10 @@ impl Connection {
                         return End::Quiet;
                     }
                     let idle = self.input.is_empty();
+                    if idle && self.input.capacity() > INPUT_KEEP {
+                        // A large body grew the buffer; an idle connection gives it back.
+                        self.input = BytesMut::with_capacity(INPUT_START);
+                    }
                     match self.read(idle, until).await {
                         Ok(true) => continue,
                         // A client may close between requests; mid-head it loses its request.
@@ -205,11 +229,7 @@ impl Connection {
             if fast::read(state, &head, persist, SystemTime::now(), out) {
                 last_answer = Instant::now();
                 let ns = nanos(last_answer - started);
-                if head.method == "GET" {
-                    state.metrics.record_read_hit(ns);
-                } else {
-                    state.metrics.record(fast::ROUTE, head.method, 200, ns);
-                }
+                state.metrics.record_direct(head.method, ns);
                 let len = head.len;
                 self.input.advance(len);
                 if persist == Persist::Close {
@@ -222,6 +242,7 @@ impl Connection {
                 Err(end) => return end,
             };
             let (len, body, expect_continue) = (head.len, head.body, head.expect_continue);
+            let (keep_alive, minor) = (head.keep_alive, head.minor);
             let head_only = head.method == "HEAD";
             self.input.advance(len);
             let body = match self.body(body, expect_continue).await {
@@ -238,6 +259,8 @@ impl Connection {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
+            // Shutdown may have begun while the router worked: then this is the last answer.
+            let persist = Persist::new(keep_alive && !self.shutdown.is_cancelled(), minor);
             if !respond::write(
                 response,
                 head_only,
@@ -282,7 +305,8 @@ impl Connection {
             BodyLength::Length(n) => {
                 let n = usize::try_from(n).unwrap_or(usize::MAX);
                 while self.input.len() < n {
-                    self.input.reserve(n - self.input.len());
+                    // Room as the body arrives, not all that its header declares at once.
+                    self.input.reserve((n - self.input.len()).min(INPUT_STEP));
                     if !self.read(false, until).await.map_err(|_| End::Quiet)? {
                         return Err(End::Quiet);
                     }
@@ -319,7 +343,7 @@ impl Connection {
     /// Reads more input: `Ok(false)` at end of stream, or when shutting down and `idle`.
     async fn read(&mut self, idle: bool, until: Instant) -> io::Result<bool> {
         if self.input.capacity() - self.input.len() < 1024 {
-            self.input.reserve(8 * 1024);
+            self.input.reserve(INPUT_START);
         }
         let Self {
             stream,
@@ -348,6 +372,9 @@ impl Connection {
         } = self;
         let written = wait(timer, until, stream.write_all(output)).await;
         output.clear();
+        if output.capacity() > OUTPUT_KEEP {
+            output.shrink_to(INPUT_START);
+        }
         written?
     }
 }
