@@ -16,13 +16,8 @@ larder=target/release/larder
 floor=target/release/examples/grpc_floor
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
-wait_port() {
-  for _ in $(seq 1 100); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.1
-  done
-  echo "nothing listening on $1" >&2; return 1
-}
+# shellcheck source=bench/http/common.sh
+. bench/http/common.sh # wait_port
 
 load() { # label pid port batch read-ratio
   local out

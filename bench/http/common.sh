@@ -1,4 +1,4 @@
-# Shell functions bench/compare-http.sh and bench/latency-http.sh share: waiting for a quiet
+# Shell functions the bench/compare-*.sh and latency-http.sh scripts share: waiting for a quiet
 # machine and for a port, fetching one URL. Sourced, not run; the caller sets `hz` (clock
 # ticks per second) and `max_wait` (seconds to wait for quiet before measuring anyway).
 
