@@ -401,6 +401,20 @@ async fn oversized_and_malformed_requests_get_problems_and_lose_nothing() {
     );
     assert!(closes(&mut conn, Duration::from_secs(5)).await);
 
+    // A refused HEAD gets the status and headers only.
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"HEAD /v1/products HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+        .await
+        .unwrap();
+    let mut raw = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut raw)).await;
+    let raw = String::from_utf8_lossy(&raw);
+    assert!(raw.starts_with("HTTP/1.1 413 "), "{raw}");
+    assert!(
+        raw.ends_with("\r\n\r\n"),
+        "a body after a HEAD answer: {raw}"
+    );
+
     let chunked = format!(
         "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
         big.len()

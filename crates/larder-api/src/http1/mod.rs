@@ -128,6 +128,9 @@ struct Connection {
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     date: DateLine,
     key: Vec<u8>,
+    /// Whether the request being answered through the router is a `HEAD` (its refusal, too,
+    /// has no body).
+    head_request: bool,
 }
 
 impl Connection {
@@ -143,6 +146,7 @@ impl Connection {
             shutdown,
             date: DateLine::default(),
             key: Vec::with_capacity(128),
+            head_request: false,
         }
     }
 
@@ -153,7 +157,7 @@ impl Connection {
             let response = error.into_response();
             let _ = respond::write(
                 response,
-                false,
+                self.head_request,
                 Persist::Close,
                 &mut self.date,
                 &mut self.output,
@@ -164,14 +168,17 @@ impl Connection {
             let _ = self.flush(Instant::now() + self.shared.timeout).await;
         }
         let _ = self.stream.shutdown().await;
-        if refused {
+        // Input left unread (a refused body, requests pipelined behind a last answer) would
+        // make the close a reset.
+        if refused || !self.input.is_empty() {
             self.linger().await;
         }
     }
 
-    /// After refusing a request whose body was not read: reads and drops what the client
-    /// still sends for a moment, because closing a socket with unread input resets the
-    /// connection, and the client could lose the refusal before it reads it.
+    /// After the last answer, when the client may still be sending (a refused body, pipelined
+    /// requests): reads and drops what it sends for a moment, because closing a socket with
+    /// unread input resets the connection, and the client could lose the answer before it
+    /// reads it.
     async fn linger(&mut self) {
         let mut budget = LINGER_BYTES;
         let until = Instant::now() + LINGER;
@@ -219,7 +226,10 @@ impl Connection {
                         Ok(false) | Err(_) => return End::Quiet,
                     }
                 }
-                Err(err) => return End::Refuse(refusal(&err)),
+                Err(err) => {
+                    self.head_request = false;
+                    return End::Refuse(refusal(&err));
+                }
             };
             let started = Instant::now();
             let persist =
@@ -237,6 +247,7 @@ impl Connection {
                 }
                 continue;
             }
+            self.head_request = head.method == "HEAD";
             let request = match request(&head) {
                 Ok(request) => request,
                 Err(end) => return end,
