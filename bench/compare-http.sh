@@ -101,21 +101,6 @@ measure() { # name round pid... (url from $url; $node_admin set for larder-up)
   echo "$name $round ${status#* } $((after - before)) $parsed $((hits1 - hits0)) $wrk_cpu $((all1 - all0))" >>"$out/results"
 }
 
-stop() { # pid
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
-create_doc() { # port
-  local status
-  status=$(curl -s -o "$out/created" -w '%{http_code}' -X POST -H 'Content-Type: application/vnd.api+json' \
-           -d "$doc" "http://127.0.0.1:$1/v1/products")
-  if [ "$status" != 201 ]; then
-    echo "creating the document on port $1 answered $status" >&2; cat "$out/created" >&2; exit 1
-  fi
-  curl -s -o /dev/null "http://127.0.0.1:$1$doc_path" # the first read fills the cache
-}
-
 run_nginx() { # round
   local dir="$out/nginx-$1" master worker
   mkdir -p "$dir/www${doc_path%/*}"

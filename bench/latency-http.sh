@@ -67,11 +67,6 @@ trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$ou
 # shellcheck source=bench/http/common.sh
 . bench/http/common.sh
 
-stop() { # pid
-  kill "$1" 2>/dev/null || true
-  wait "$1" 2>/dev/null || true
-}
-
 cpu_stat() { # total and steal jiffies of all CPUs
   awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat
 }
@@ -116,16 +111,6 @@ measure() { # name port-or-empty pid (url from $url): checks the document, then 
   if [ -n "$port" ] && [ "$(failed_gets "$port")" != 0 ]; then
     echo "$name: the server counted failed GETs:" >&2; curl -s "http://127.0.0.1:$port/metrics" >&2; exit 1
   fi
-}
-
-create_doc() { # port
-  local status
-  status=$(curl -s -o "$out/created" -w '%{http_code}' -X POST -H 'Content-Type: application/vnd.api+json' \
-           -d "$doc" "http://127.0.0.1:$1/v1/products")
-  if [ "$status" != 201 ]; then
-    echo "creating the document on port $1 answered $status" >&2; cat "$out/created" >&2; exit 1
-  fi
-  curl -s -o /dev/null "http://127.0.0.1:$1$doc_path" # the first read fills the cache
 }
 
 start_api() { # dir port: `larder api` on core 0 over dir/larder.db; sets $pid

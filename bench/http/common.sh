@@ -1,6 +1,7 @@
 # Shell functions the bench/compare-*.sh and latency-http.sh scripts share: waiting for a quiet
-# machine and for a port, fetching one URL. Sourced, not run; the caller sets `hz` (clock
-# ticks per second) and `max_wait` (seconds to wait for quiet before measuring anyway).
+# machine and for a port, fetching one URL, stopping a server, creating the benchmark document.
+# Sourced, not run; the caller sets `hz` (clock ticks per second), `max_wait` (seconds to wait
+# for quiet before measuring anyway) and, for create_doc, `out`, `doc` and `doc_path`.
 
 busy_ticks() { # ticks both cores spent on anything but idle and iowait, steal included
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
@@ -39,4 +40,19 @@ wait_port() {
 
 fetch() { # url file -> prints "status bytes"
   curl -s -o "$2" -w '%{http_code} %{size_download}' "$1"
+}
+
+stop() { # pid
+  kill "$1" 2>/dev/null || true
+  wait "$1" 2>/dev/null || true
+}
+
+create_doc() { # port
+  local status
+  status=$(curl -s -o "$out/created" -w '%{http_code}' -X POST -H 'Content-Type: application/vnd.api+json' \
+           -d "$doc" "http://127.0.0.1:$1/v1/products")
+  if [ "$status" != 201 ]; then
+    echo "creating the document on port $1 answered $status" >&2; cat "$out/created" >&2; exit 1
+  fi
+  curl -s -o /dev/null "http://127.0.0.1:$1$doc_path" # the first read fills the cache
 }

@@ -103,7 +103,7 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let route = request.extensions().get::<MatchedPath>().cloned();
     let method = request.method().clone();
     let response = next.run(request).await;
-    let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    let ns = crate::metrics::nanos(started.elapsed());
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
     state.metrics.record(route, method.as_str(), status, ns);

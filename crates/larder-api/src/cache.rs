@@ -49,7 +49,18 @@ enum Kind {
 
 /// The cache key of a document.
 pub(crate) fn key(collection: &str, id: &str) -> String {
-    format!("doc/{collection}/{id}")
+    let mut out = String::with_capacity(collection.len() + id.len() + 5);
+    write_key(&mut out, collection, id);
+    out
+}
+
+/// Writes the cache key of a document into `out` (cleared first), so that a caller can keep
+/// one buffer for every key.
+pub(crate) fn write_key(out: &mut String, collection: &str, id: &str) {
+    out.clear();
+    for part in ["doc/", collection, "/", id] {
+        out.push_str(part);
+    }
 }
 
 impl DocCache {

@@ -16,6 +16,11 @@ const BUCKETS: [f64; 16] = [
 /// Route template, method, status and count of one row of `larder_api_requests_total`.
 type Row = (Box<str>, Box<str>, u16, u64);
 
+/// A duration in nanoseconds, as the histogram takes it.
+pub(crate) fn nanos(elapsed: std::time::Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Request counts and latencies.
 #[derive(Debug, Default)]
 pub(crate) struct Metrics {

@@ -11,7 +11,7 @@ use crate::media::JSON_API;
 use crate::state::AppState;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::{app, doc};
+use crate::{app, cache, doc};
 
 use super::respond::{self, DateLine, Persist};
 use larder_proto::http1::{BodyLength, Head};
@@ -24,7 +24,7 @@ pub(crate) fn read(
     head: &Head<'_>,
     persist: Persist,
     now: SystemTime,
-    (date, key, out): (&mut DateLine, &mut Vec<u8>, &mut Vec<u8>),
+    (date, key, out): (&mut DateLine, &mut String, &mut Vec<u8>),
 ) -> bool {
     let head_only = match head.method {
         "GET" => false,
@@ -48,15 +48,14 @@ pub(crate) fn read(
     let Some(collection) = state.collections.get(name) else {
         return false;
     };
-    key.clear();
-    for part in [b"doc/", name.as_bytes(), b"/", id.as_bytes()] {
-        key.extend_from_slice(part);
-    }
+    cache::write_key(key, name, id);
     let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
     let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
-    let served = state
-        .cache
-        .read_fresh(&collection.config, key, now_ms, |stored, version| {
+    let served = state.cache.read_fresh(
+        &collection.config,
+        key.as_bytes(),
+        now_ms,
+        |stored, version| {
             let Ok(stored) = std::str::from_utf8(stored) else {
                 return false; // the router answers 500
             };
@@ -74,7 +73,8 @@ pub(crate) fn read(
                     .for_each(|p| out.extend_from_slice(p.as_bytes()));
             }
             true
-        });
+        },
+    );
     served == Some(true)
 }
 

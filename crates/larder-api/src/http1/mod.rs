@@ -127,7 +127,7 @@ struct Connection {
     shutdown: CancellationToken,
     stopping: Pin<Box<WaitForCancellationFutureOwned>>,
     date: DateLine,
-    key: Vec<u8>,
+    key: String,
     /// Whether the request being answered through the router is a `HEAD` (its refusal, too,
     /// has no body).
     head_request: bool,
@@ -145,7 +145,7 @@ impl Connection {
             stopping: Box::pin(shutdown.clone().cancelled_owned()),
             shutdown,
             date: DateLine::default(),
-            key: Vec::with_capacity(128),
+            key: String::with_capacity(128),
             head_request: false,
         }
     }
@@ -238,7 +238,7 @@ impl Connection {
             let out = (&mut self.date, &mut self.key, &mut self.output);
             if fast::read(state, &head, persist, SystemTime::now(), out) {
                 last_answer = Instant::now();
-                let ns = nanos(last_answer - started);
+                let ns = crate::metrics::nanos(last_answer - started);
                 state.metrics.record_direct(head.method, ns);
                 let len = head.len;
                 self.input.advance(len);
@@ -411,10 +411,6 @@ async fn wait<T>(
             }
         }
     }
-}
-
-fn nanos(elapsed: Duration) -> u64 {
-    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// The answer to a head that cannot be served.
