@@ -189,6 +189,31 @@ impl Schedule {
     }
 }
 
+/// One lane's place in its [`Schedule`]: the number of its next request.
+#[derive(Debug)]
+pub(crate) struct Pacing {
+    schedule: Schedule,
+    next: u64,
+}
+
+impl Pacing {
+    pub(crate) fn new(schedule: Schedule) -> Self {
+        Self { schedule, next: 0 }
+    }
+
+    /// When the next request is due.
+    pub(crate) fn due(&self) -> Instant {
+        self.schedule.at(self.next)
+    }
+
+    /// Moves past the next request; returns when it was due.
+    pub(crate) fn take(&mut self) -> Instant {
+        let at = self.due();
+        self.next += 1;
+        at
+    }
+}
+
 /// How early an open-loop request may leave. tokio's timer rounds deadlines up to its
 /// millisecond ticks and the wake-up itself lags, so a sleep until the exact time returns about
 /// a millisecond late (up to two), which would count as latency. Instead a lane wakes this much

@@ -304,6 +304,20 @@ fn bar(seconds: u64, label: &'static str) -> ProgressBar {
     bar
 }
 
+/// What every load generator's test expects of a clean run: requests made, none failed, the
+/// server's CPU sampled and sane latencies.
+#[cfg(test)]
+pub(crate) fn assert_sound(summary: &Summary) {
+    assert!(summary.ops > 0, "{summary}");
+    assert_eq!(summary.errors, 0, "{summary}");
+    assert!(summary.server_cpu_us_per_op().is_some(), "{summary}");
+    assert!(summary.latency_us.p50 > 0.0, "{summary}");
+    assert!(
+        summary.latency_us.p50 <= summary.latency_us.max,
+        "{summary}"
+    );
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

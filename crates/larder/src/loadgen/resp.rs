@@ -19,7 +19,7 @@ use super::cpu::CpuWatch;
 use super::keys::{self, KeySpace, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
 use super::resp_wire::{Inbox, Requests};
-use super::{Schedule, Window};
+use super::{Pacing, Schedule, Window};
 use crate::cli::RespBenchArgs;
 
 /// Keys per `MSET` when prefilling.
@@ -61,10 +61,10 @@ fn spawn_lanes(
     let mut lanes = JoinSet::new();
     for (index, stream) in streams.into_iter().enumerate() {
         let requests = requests.with_rng(Rng::from_clock(index as u64));
-        let pacing = args.load.rate.map(|rate| Pacing {
-            schedule: Schedule::new(window.origin, rate, index, args.connections),
-            next: 0,
-        });
+        let pacing = args
+            .load
+            .rate
+            .map(|rate| Pacing::new(Schedule::new(window.origin, rate, index, args.connections)));
         let lane = Lane::new(stream, requests, args.pipeline, pacing);
         lanes.spawn(lane.run(window, completed.clone()));
     }
@@ -147,24 +147,6 @@ async fn exchange(
 }
 
 /// An open-loop connection's place in its [`Schedule`].
-#[derive(Debug)]
-struct Pacing {
-    schedule: Schedule,
-    next: u64,
-}
-
-impl Pacing {
-    fn due(&self) -> Instant {
-        self.schedule.at(self.next)
-    }
-
-    fn take(&mut self) -> Instant {
-        let at = self.due();
-        self.next += 1;
-        at
-    }
-}
-
 /// One connection's loop.
 #[derive(Debug)]
 struct Lane {
