@@ -3,11 +3,17 @@
 //! JSON:API resource object (`doc`), its version, and timestamps. Idempotency records live
 //! beside them and are written in the same transaction as the document they created.
 
+mod inline;
+
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+
+use inline::InlineReader;
 
 /// Migrations, in order; each runs once and is recorded in `larder_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[(
@@ -79,6 +85,8 @@ pub(crate) struct IdemRecord {
 pub(crate) struct Db {
     pool: AnyPool,
     sqlite: bool,
+    /// Point reads without sqlx's thread hand-off (SQLite on a WAL file only).
+    inline: Option<Arc<InlineReader>>,
 }
 
 impl Db {
@@ -91,14 +99,54 @@ impl Db {
                 "database must be sqlite://… or postgres://…".into(),
             ));
         }
+        if sqlite && (url.contains(":memory:") || url.contains("mode=memory")) {
+            // Each pooled connection would open a database of its own, empty and unmigrated.
+            return Err(DbError::Unavailable(
+                "an in-memory SQLite database is not supported: give a file, sqlite://PATH".into(),
+            ));
+        }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(5))
+            // A PostgreSQL connection can break between uses; a SQLite file cannot, and the
+            // check would cost a round trip to the connection's thread on every statement.
+            .test_before_acquire(!sqlite)
             .connect(url)
             .await?;
-        let db = Self { pool, sqlite };
+        let mut db = Self {
+            pool,
+            sqlite,
+            inline: None,
+        };
         db.migrate().await?;
+        if let Some(path) = db.wal_file().await? {
+            let count = std::thread::available_parallelism().map_or(2, usize::from);
+            match InlineReader::open(&path, count) {
+                Ok(reader) => db.inline = Some(Arc::new(reader)),
+                Err(err) => tracing::warn!(%err, "SQLite reads will all go through sqlx"),
+            }
+        }
         Ok(db)
+    }
+
+    /// The file of a SQLite database in WAL mode, where inline reads are safe; `None` for
+    /// PostgreSQL, in-memory databases and other journal modes.
+    async fn wal_file(&self) -> Result<Option<PathBuf>, DbError> {
+        if !self.sqlite {
+            return Ok(None);
+        }
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Ok(None);
+        }
+        let file: String = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
+            .fetch_one(&self.pool)
+            .await?
+            .get(0);
+        Ok((!file.is_empty()).then(|| PathBuf::from(file)))
     }
 
     /// Whether this is SQLite (for the few statements that differ).
@@ -173,6 +221,9 @@ impl Db {
 
     /// One document.
     pub(crate) async fn get(&self, collection: &str, id: &str) -> Result<Option<Stored>, DbError> {
+        if let Some(found) = self.inline.as_ref().and_then(|r| r.get(collection, id)) {
+            return Ok(found);
+        }
         let row = self
             .q("SELECT doc, version FROM larder_documents WHERE collection = $1 AND id = $2")
             .bind(collection.to_owned())
@@ -334,5 +385,88 @@ fn idem_record(row: &AnyRow) -> IdemRecord {
         location: row.get(2),
         etag: row.get(3),
         body: row.get(4),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use super::*;
+
+    async fn file_db() -> Db {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("larder-db-{}-{n}.db", std::process::id()));
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        Db::open(&format!("sqlite://{}?mode=rwc", path.display()))
+            .await
+            .unwrap()
+    }
+
+    /// What sqlx alone answers, with every inline connection held so that `get` must fall back.
+    async fn through_sqlx(db: &Db, id: &str) -> Option<Stored> {
+        let reader = db.inline.as_ref().unwrap();
+        let _held: Vec<_> = reader.conns_for_test().iter().map(|c| c.lock()).collect();
+        assert_eq!(reader.get("things", id), None, "no connection was free");
+        db.get("things", id).await.unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn inline_reads_see_every_commit_and_agree_with_sqlx() {
+        let db = file_db().await;
+        let reader = db.inline.clone().expect("a WAL file gets inline reads");
+        assert_eq!(reader.get("things", "a"), Some(None));
+
+        db.create("things", "a", r#"{"v":1}"#, "t0", None)
+            .await
+            .unwrap();
+        let first = Stored {
+            doc: r#"{"v":1}"#.into(),
+            version: 1,
+        };
+        assert_eq!(reader.get("things", "a"), Some(Some(first.clone())));
+        assert_eq!(db.get("things", "a").await.unwrap(), Some(first.clone()));
+        assert_eq!(through_sqlx(&db, "a").await, Some(first));
+
+        // A write through sqlx is visible to the very next inline read.
+        assert!(
+            db.update("things", "a", 1, r#"{"v":2}"#, "t1")
+                .await
+                .unwrap()
+        );
+        let second = Stored {
+            doc: r#"{"v":2}"#.into(),
+            version: 2,
+        };
+        assert_eq!(reader.get("things", "a"), Some(Some(second.clone())));
+        assert_eq!(through_sqlx(&db, "a").await, Some(second));
+
+        assert!(db.delete("things", "a", Some(2)).await.unwrap());
+        assert_eq!(reader.get("things", "a"), Some(None));
+        assert_eq!(through_sqlx(&db, "a").await, None);
+    }
+
+    #[tokio::test]
+    async fn inline_connections_refuse_to_write() {
+        let db = file_db().await;
+        let reader = db.inline.as_ref().unwrap();
+        let conn = reader.conns_for_test()[0].lock();
+        let err = conn
+            .execute("DELETE FROM larder_documents", [])
+            .expect_err("query_only");
+        assert!(err.to_string().contains("readonly"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn in_memory_databases_are_refused_clearly() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+            let err = Db::open(url).await.expect_err(url).to_string();
+            assert!(err.contains("in-memory"), "{url}: {err}");
+        }
     }
 }
