@@ -27,13 +27,15 @@
 # Before each server's run it waits (up to MAX_WAIT seconds, default 600) until nothing compiles
 # or benchmarks and the cores are idle.
 # Usage: bench/latency-http.sh [RATE] [SECS] [M] [MISS_RATE]  (defaults 5000 20 200000 1000;
-# the environment variables of these names work too). CARGO_TARGET_DIR is honoured.
+# the environment variables of these names work too). PARTS="hits miss" (the default) picks
+# the parts to run. CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-${RATE:-5000}}"
 secs="${2:-${SECS:-20}}"
 docs="${3:-${M:-200000}}"
 miss_rate="${4:-${MISS_RATE:-1000}}"
+parts="${PARTS:-hits miss}"
 conns=32 warmup=2 miss_warmup=1
 # Not compare-http.sh's ports, so that the two cannot measure each other's servers.
 port_go=8190 port_api=8191 port_nginx=8192 port_up=8193 port_miss=8194
@@ -235,34 +237,41 @@ run_miss() {
   stop "$pid"
 }
 
-# nginx serves the bytes larder's gateway answers with, taken from a `larder api` started for
-# that alone.
-start_api "$out/doc" "$port_api"
-create_doc "$port_api"
-fetch "http://127.0.0.1:$port_api$doc_path" "$out/doc.json" >/dev/null
-stop "$pid"
+run_hits() {
+  # nginx serves the bytes larder's gateway answers with, taken from a `larder api` started
+  # for that alone.
+  start_api "$out/doc" "$port_api"
+  create_doc "$port_api"
+  fetch "http://127.0.0.1:$port_api$doc_path" "$out/doc.json" >/dev/null
+  stop "$pid"
+  for server in nginx go api up; do
+    wait_quiet
+    echo "cache-hit GET: $server" >&2
+    "run_$server"
+  done
+  mv "$out/results" "$out/hits"
+}
 
-for server in nginx go api up; do
-  wait_quiet
-  echo "cache-hit GET: $server" >&2
-  "run_$server"
-done
-mv "$out/results" "$out/hits"
-run_miss
+case " $parts " in *" hits "*) run_hits ;; esac
+case " $parts " in *" miss "*) run_miss ;; esac
 
 header=$(printf "%-11s %8s %8s %8s %8s %9s %10s %7s %6s" server "req/s" "p50 µs" "p99 µs" "p99.9 µs" "max µs" \
   "cpu µs/req" "gen cpu" steal)
 echo "date: $(date -u +%F)  machine: $(nproc) cores, $(lscpu | awk -F: '/^Model name/ { gsub(/^ +/, "", $2); print $2 }')"
 echo "larder: $($larder --version)  go: $(go version | awk '{print $3}')  nginx: $(nginx -v 2>&1 | sed 's|.*/||')"
 echo "server on core 0, larder bench http on core 1: $conns connections, open loop, ${secs} s measured"
-echo
-echo "cache-hit GET of one document at $rate req/s (after ${warmup} s warm-up)"
-echo "$header"
-cat "$out/hits"
-echo
-echo "cache-miss GET: larder-api, $docs products in SQLite, each id read once, at $miss_rate req/s (after ${miss_warmup} s warm-up)"
-echo "$header"
-cat "$out/results"
+if [ -s "$out/hits" ]; then
+  echo
+  echo "cache-hit GET of one document at $rate req/s (after ${warmup} s warm-up)"
+  echo "$header"
+  cat "$out/hits"
+fi
+if [ -s "$out/results" ]; then
+  echo
+  echo "cache-miss GET: larder-api, $docs products in SQLite, each id read once, at $miss_rate req/s (after ${miss_warmup} s warm-up)"
+  echo "$header"
+  cat "$out/results"
+fi
 if [ -s "$out/notes" ]; then echo; cat "$out/notes"; fi
 echo
 echo "(latency from each request's scheduled send time; cpu µs/req: the server's user+sys time over"
