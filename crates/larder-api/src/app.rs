@@ -72,16 +72,16 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     ) {
         next.run(request).await
     } else {
-        let mut response = ApiError::new(
-            ErrorCode::Unauthenticated,
-            "this gateway needs Authorization: Bearer <token>",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-        response
+        unauthorized().into_response()
     }
+}
+
+/// The answer to a request without the token.
+pub(crate) fn unauthorized() -> ApiError {
+    ApiError::new(
+        ErrorCode::Unauthenticated,
+        "this gateway needs Authorization: Bearer <token>",
+    )
 }
 
 /// Whether an `Authorization` value carries `token` (always, when no token is set).

@@ -14,6 +14,8 @@ pub const DEFAULT_MAX_CONCURRENCY: usize = 1_024;
 /// Default time a connection may wait on its client (for a request head, a body, or for the
 /// client to take a response) before it is closed.
 pub const DEFAULT_CLIENT_TIMEOUT_MS: u64 = 30_000;
+/// Default connections served at once; more wait in the listen queue.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 /// Default time an `Idempotency-Key` is remembered.
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Default memory of the in-process cache used without cache nodes.
@@ -49,6 +51,9 @@ pub struct ApiConfig {
     /// in full within this time of the previous answer (or of connecting), a body within this
     /// time of its head, and the client must take a response within it (at most a day).
     pub client_timeout_ms: u64,
+    /// Connections served at once; past it the gateway stops accepting, and new connections
+    /// wait in the operating system's listen queue until one closes.
+    pub max_connections: usize,
     /// Seconds an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl_secs: u64,
     /// Bearer token clients must send (`Authorization: Bearer <token>`) to use `/v1/…` and
@@ -72,6 +77,7 @@ impl Default for ApiConfig {
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
             client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
             token: String::new(),
             collections: Vec::new(),

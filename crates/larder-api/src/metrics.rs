@@ -34,7 +34,29 @@ pub(crate) struct Metrics {
     read_hits: AtomicU64,
     /// Document reads (`GET` and `HEAD`) answered without the router.
     direct: AtomicU64,
+    /// Connections closed because the client sent or took nothing for `client_timeout_ms`.
+    client_timeouts: AtomicU64,
 }
+
+/// The label of a method: methods are the client's choice, so extension methods (and a
+/// request whose method could not be read) share one row, `OTHER`.
+pub(crate) fn method_label(method: &str) -> &'static str {
+    match method {
+        "GET" => "GET",
+        "HEAD" => "HEAD",
+        "POST" => "POST",
+        "PUT" => "PUT",
+        "PATCH" => "PATCH",
+        "DELETE" => "DELETE",
+        "OPTIONS" => "OPTIONS",
+        "TRACE" => "TRACE",
+        "CONNECT" => "CONNECT",
+        _ => "OTHER",
+    }
+}
+
+/// The route label of requests refused before the router saw them (framing, size, token).
+pub(crate) const UNROUTED: &str = "unrouted";
 
 /// The row [`Metrics::record_direct`] counts `GET`s into.
 const READ_HIT: (&str, &str, u16) = ("/v1/{collection}/{id}", "GET", 200);
@@ -42,12 +64,7 @@ const READ_HIT: (&str, &str, u16) = ("/v1/{collection}/{id}", "GET", 200);
 impl Metrics {
     /// Counts one request.
     pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
-        // Methods are the client's choice: extension methods share one row.
-        let method = match method {
-            "GET" | "HEAD" | "POST" | "PUT" | "PATCH" | "DELETE" | "OPTIONS" | "TRACE"
-            | "CONNECT" => method,
-            _ => "OTHER",
-        };
+        let method = method_label(method);
         {
             let mut requests = self.requests.lock();
             let row = requests
@@ -70,6 +87,11 @@ impl Metrics {
         } else {
             self.record(READ_HIT.0, method, READ_HIT.2, ns);
         }
+    }
+
+    /// Counts a connection closed for a client's silence.
+    pub(crate) fn record_client_timeout(&self) {
+        self.client_timeouts.fetch_add(1, Relaxed);
     }
 
     /// Adds a request's latency to the histogram.
@@ -119,6 +141,14 @@ impl Metrics {
             "# HELP {name} Document reads answered from the in-process cache without the router \
              (also counted in larder_api_requests_total).\n# TYPE {name} counter\n{name} {}",
             self.direct.load(Relaxed)
+        );
+        let name = "larder_api_client_timeouts_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Connections closed because the client sent or took nothing within \
+             client_timeout_ms (idle keep-alive connections included).\n# TYPE {name} counter\n\
+             {name} {}",
+            self.client_timeouts.load(Relaxed)
         );
         let name = "larder_api_request_duration_seconds";
         let _ = writeln!(

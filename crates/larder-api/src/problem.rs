@@ -94,7 +94,8 @@ struct Body<'a> {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.code.http_status();
-        if status >= 500 {
+        // A 505 is the client's doing; other 5xx are the server's and worth a line.
+        if status >= 500 && self.code != ErrorCode::VersionNotSupported {
             tracing::warn!(code = self.code.slug(), detail = %self.detail, "request failed");
         }
         // Internals of server-side failures stay in the log.
@@ -123,6 +124,10 @@ impl IntoResponse for ApiError {
         }
         if let Some(allow) = self.allow {
             headers.insert(header::ALLOW, HeaderValue::from_static(allow));
+        }
+        if self.code == ErrorCode::Unauthenticated {
+            // RFC 9110 §15.5.2: a 401 names the scheme that would work.
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
         response
     }
@@ -162,6 +167,17 @@ pub(crate) fn describe(slug: &str) -> Option<(ErrorCode, &'static str)> {
         ErrorCode::Overloaded => {
             "Too many requests in progress, or the request took too long; retry later."
         }
+        ErrorCode::Unauthenticated => {
+            "Send `Authorization: Bearer <token>` with the gateway's token."
+        }
+        ErrorCode::Protocol => {
+            "The bytes are not an HTTP/1.1 request this server can frame without guessing: \
+             both Content-Length and Transfer-Encoding, differing lengths, a coding other \
+             than a final chunked, bare LF line ends, or no Host."
+        }
+        ErrorCode::HeadersTooLarge => "The request line and headers are over 64 KiB or 100 fields.",
+        ErrorCode::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are served.",
+        ErrorCode::ExpectationFailed => "`Expect` may only be `100-continue`.",
         _ => "See the title.",
     };
     Some((code, text))

@@ -10,165 +10,15 @@
     unreachable_pub
 )]
 
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod support;
+
 use std::time::{Duration, Instant};
 
-use larder_api::{ApiConfig, CollectionConfig};
+use larder_api::ApiConfig;
+use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn config() -> ApiConfig {
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("larder-http1-{}-{n}.db", std::process::id()));
-    let _ = std::fs::remove_file(&path);
-    ApiConfig {
-        database: format!("sqlite://{}?mode=rwc", path.display()),
-        max_body_bytes: 4096,
-        collections: vec![CollectionConfig {
-            name: "products".into(),
-            ..CollectionConfig::default()
-        }],
-        ..ApiConfig::default()
-    }
-}
-
-struct Gateway {
-    addr: SocketAddr,
-    stop: CancellationToken,
-    task: JoinHandle<Result<(), larder_api::Error>>,
-}
-
-async fn start(config: ApiConfig) -> Gateway {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let stop = CancellationToken::new();
-    let task = tokio::spawn(larder_api::run(config, listener, stop.clone()));
-    for _ in 0..100 {
-        if let Ok(mut conn) = TcpStream::connect(addr).await {
-            conn.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
-                .await
-                .unwrap();
-            if !read_responses(&mut conn, 1).await.is_empty() {
-                return Gateway { addr, stop, task };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the gateway did not start");
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Reply {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Reply {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
-/// Reads up to `n` responses (fewer if the connection closes); `head_only` responses have no
-/// body whatever their length says.
-async fn read_replies(conn: &mut TcpStream, n: usize, head_only: bool) -> Vec<Reply> {
-    let mut buf = Vec::new();
-    let mut out = Vec::new();
-    while out.len() < n {
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut response = httparse::Response::new(&mut headers);
-        if let Ok(httparse::Status::Complete(len)) = response.parse(&buf) {
-            let status = response.code.unwrap();
-            let headers: Vec<(String, String)> = response
-                .headers
-                .iter()
-                .map(|h| {
-                    (
-                        h.name.to_ascii_lowercase(),
-                        String::from_utf8_lossy(h.value).into_owned(),
-                    )
-                })
-                .collect();
-            let length = headers
-                .iter()
-                .find(|(n, _)| n == "content-length")
-                .map_or(0, |(_, v)| v.parse::<usize>().unwrap());
-            let length = if head_only { 0 } else { length };
-            if buf.len() >= len + length {
-                let body = buf[len..len + length].to_vec();
-                buf.drain(..len + length);
-                out.push(Reply {
-                    status,
-                    headers,
-                    body,
-                });
-                continue;
-            }
-        }
-        let mut chunk = [0u8; 16 * 1024];
-        match tokio::time::timeout(Duration::from_secs(10), conn.read(&mut chunk)).await {
-            Ok(Ok(0) | Err(_)) => break,
-            Ok(Ok(k)) => buf.extend_from_slice(&chunk[..k]),
-            Err(_) => panic!("no response within 10 s"),
-        }
-    }
-    out
-}
-
-async fn read_responses(conn: &mut TcpStream, n: usize) -> Vec<Reply> {
-    read_replies(conn, n, false).await
-}
-
-/// Whether the server closes the connection within `within`.
-async fn closes(conn: &mut TcpStream, within: Duration) -> bool {
-    let mut chunk = [0u8; 1024];
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, conn.read(&mut chunk)).await {
-            Ok(Ok(0) | Err(_)) => return true,
-            Ok(Ok(_)) => {}
-            Err(_) => return false,
-        }
-    }
-}
-
-async fn send(addr: SocketAddr, raw: &str) -> Reply {
-    let mut conn = TcpStream::connect(addr).await.unwrap();
-    conn.write_all(raw.as_bytes()).await.unwrap();
-    read_responses(&mut conn, 1)
-        .await
-        .pop()
-        .expect("a response")
-}
-
-fn create(id: &str, name: &str) -> String {
-    let body =
-        format!(r#"{{"data":{{"type":"products","id":"{id}","attributes":{{"name":"{name}"}}}}}}"#);
-    format!(
-        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/vnd.api+json\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-}
-
-fn without_date(reply: &Reply) -> Reply {
-    let mut reply = reply.clone();
-    reply.headers.retain(|(n, _)| n != "date");
-    reply.headers.sort();
-    reply
-}
 
 #[tokio::test]
 async fn cache_hits_answer_exactly_as_the_router_does() {
@@ -223,20 +73,12 @@ async fn cache_hits_answer_exactly_as_the_router_does() {
     );
     assert_eq!(direct_reads(gw.addr).await, 2);
 
-    let metrics = send(gw.addr, "GET /metrics HTTP/1.1\r\n\r\n").await.text();
+    let metrics = send(gw.addr, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
+        .await
+        .text();
     let line = "larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2\n";
     assert!(metrics.contains(line), "{metrics}");
     gw.stop.cancel();
-}
-
-/// `larder_api_direct_reads_total`: reads answered without the router.
-async fn direct_reads(addr: SocketAddr) -> u64 {
-    let text = send(addr, "GET /metrics HTTP/1.1\r\n\r\n").await.text();
-    text.lines()
-        .find_map(|l| l.strip_prefix("larder_api_direct_reads_total "))
-        .expect("the direct reads counter")
-        .parse()
-        .unwrap()
 }
 
 #[tokio::test]
@@ -248,7 +90,7 @@ async fn a_deep_pipeline_is_answered_while_the_client_reads() {
     // Far more answers than the server keeps waiting at once: all arrive, in order.
     let n = 20_000;
     let writer = tokio::spawn(async move {
-        let one = b"GET /v1/products/p HTTP/1.1\r\n\r\n";
+        let one = b"GET /v1/products/p HTTP/1.1\r\nHost: t\r\n\r\n";
         for _ in 0..n / 100 {
             tx.write_all(&one.repeat(100)).await.unwrap();
         }
@@ -276,62 +118,13 @@ async fn a_deep_pipeline_is_answered_while_the_client_reads() {
     gw.stop.cancel();
 }
 
-fn resident_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap();
-    kb * 1024
-}
-
-#[tokio::test]
-async fn a_client_that_never_reads_cannot_pile_up_answers() {
-    let gw = start(ApiConfig {
-        max_body_bytes: 2 << 20,
-        client_timeout_ms: 5_000,
-        ..config()
-    })
-    .await;
-    let description = send(gw.addr, "GET /openapi.json HTTP/1.1\r\n\r\n").await;
-    assert!(description.body.len() > 2_000, "{}", description.body.len());
-    let before = resident_bytes();
-    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
-    // A large body first grows the server's input buffer, so that one read then takes tens
-    // of thousands of pipelined requests, each answered with the whole API description.
-    let body = vec![b' '; 1 << 20];
-    let head = format!(
-        "GET /healthz HTTP/1.1\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    conn.write_all(head.as_bytes()).await.unwrap();
-    conn.write_all(&body).await.unwrap();
-    let requests = b"GET /openapi.json HTTP/1.1\r\n\r\n".repeat((1 << 20) / 29);
-    let _ = tokio::time::timeout(Duration::from_secs(2), conn.write_all(&requests)).await;
-    tokio::time::sleep(Duration::from_millis(2_500)).await;
-    let grown = resident_bytes().saturating_sub(before);
-    assert!(
-        grown < 24 << 20,
-        "the server holds {} MiB of answers nobody reads",
-        grown >> 20
-    );
-    // It gives up on the client after the client timeout, and keeps serving others.
-    assert!(closes(&mut conn, Duration::from_secs(15)).await);
-    assert_eq!(
-        send(gw.addr, "GET /healthz HTTP/1.1\r\n\r\n").await.status,
-        200
-    );
-    gw.stop.cancel();
-}
-
 #[tokio::test]
 async fn pipelined_requests_are_answered_in_order() {
     let gw = start(config()).await;
     assert_eq!(send(gw.addr, &create("1", "one")).await.status, 201);
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
     let batch = format!(
-        "GET /v1/products/1 HTTP/1.1\r\n\r\n{}GET /v1/products/nope HTTP/1.1\r\n\r\nGET /healthz HTTP/1.1\r\n\r\nGET /v1/products/2 HTTP/1.1\r\n\r\n",
+        "GET /v1/products/1 HTTP/1.1\r\nHost: t\r\n\r\n{}GET /v1/products/nope HTTP/1.1\r\nHost: t\r\n\r\nGET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/products/2 HTTP/1.1\r\nHost: t\r\n\r\n",
         create("2", "two")
     );
     conn.write_all(batch.as_bytes()).await.unwrap();
@@ -356,7 +149,7 @@ async fn chunked_bodies_and_expect_continue_are_read() {
     let body = r#"{"data":{"type":"products","id":"c","attributes":{"name":"chunked"}}}"#;
     let (a, b) = body.split_at(20);
     let raw = format!(
-        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
+        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{a}\r\n{:x};ext=1\r\n{b}\r\n0\r\n\r\n",
         a.len(),
         b.len()
     );
@@ -366,7 +159,7 @@ async fn chunked_bodies_and_expect_continue_are_read() {
     let body = r#"{"data":{"type":"products","id":"e","attributes":{"name":"expect"}}}"#;
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
     let head = format!(
-        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
+        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     conn.write_all(head.as_bytes()).await.unwrap();
@@ -376,7 +169,7 @@ async fn chunked_bodies_and_expect_continue_are_read() {
     conn.write_all(body.as_bytes()).await.unwrap();
     let reply = read_responses(&mut conn, 1).await.pop().unwrap();
     assert_eq!(reply.status, 201, "{}", reply.text());
-    let read = send(gw.addr, "GET /v1/products/c HTTP/1.1\r\n\r\n").await;
+    let read = send(gw.addr, "GET /v1/products/c HTTP/1.1\r\nHost: t\r\n\r\n").await;
     assert!(read.text().contains("\"chunked\""), "{}", read.text());
     gw.stop.cancel();
 }
@@ -388,7 +181,7 @@ async fn oversized_and_malformed_requests_get_problems_and_lose_nothing() {
     let big = "x".repeat(100_000);
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
     let raw = format!(
-        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{big}",
+        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{big}",
         big.len()
     );
     conn.write_all(raw.as_bytes()).await.unwrap();
@@ -403,7 +196,7 @@ async fn oversized_and_malformed_requests_get_problems_and_lose_nothing() {
 
     // A refused HEAD gets the status and headers only.
     let mut conn = TcpStream::connect(gw.addr).await.unwrap();
-    conn.write_all(b"HEAD /v1/products HTTP/1.1\r\nContent-Length: 99999999\r\n\r\n")
+    conn.write_all(b"HEAD /v1/products HTTP/1.1\r\nHost: t\r\nContent-Length: 99999999\r\n\r\n")
         .await
         .unwrap();
     let mut raw = Vec::new();
@@ -416,23 +209,41 @@ async fn oversized_and_malformed_requests_get_problems_and_lose_nothing() {
     );
 
     let chunked = format!(
-        "POST /v1/products HTTP/1.1\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
+        "POST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{big}\r\n0\r\n\r\n",
         big.len()
     );
     assert_eq!(send(gw.addr, &chunked).await.status, 413);
 
-    for bad in [
-        "GET /healthz HTTP/1.1\r\nContent-Length: ten\r\n\r\n".to_owned(),
-        "GET /healthz HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".into(),
-        "GET /he\x01lthz HTTP/1.1\r\n\r\n".into(),
-        format!("GET /healthz HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(70_000)),
-        "POST /v1/products HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(),
+    for (bad, status) in [
+        ("GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: ten\r\n\r\n".to_owned(), 400),
+        ("GET /healthz HTTP/1.1\r\nHost: t\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n".into(), 400),
+        ("GET /he\x01lthz HTTP/1.1\r\nHost: t\r\n\r\n".into(), 400),
+        ("POST /v1/products HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n".into(), 400),
+        ("GET /healthz HTTP/1.1\r\n\r\n".into(), 400),
+        ("GET /healthz HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".into(), 400),
+        (format!("GET /healthz HTTP/1.1\r\nHost: t\r\nX: {}\r\n\r\n", "a".repeat(70_000)), 431),
+        ("GET /healthz HTTP/2.0\r\nHost: t\r\n\r\n".into(), 505),
+        ("GET /healthz HTTP/1.1\r\nHost: t\r\nExpect: 200-ok\r\n\r\n".into(), 417),
     ] {
         let reply = send(gw.addr, &bad).await;
-        assert_eq!(reply.status, 400, "{bad:.60}: {}", reply.text());
+        assert_eq!(reply.status, status, "{bad:.60}: {}", reply.text());
+        assert_eq!(reply.header("connection"), Some("close"));
         let problem: serde_json::Value = serde_json::from_slice(&reply.body).unwrap();
-        assert_eq!(problem["status"], 400);
+        assert_eq!(problem["status"], status);
+        let page = send(gw.addr, &format!("GET {} HTTP/1.1\r\nHost: t\r\n\r\n", problem["type"].as_str().unwrap())).await;
+        assert_eq!(page.status, 200, "the problem type is documented");
     }
+    // Refusals the router never saw are counted too.
+    let refused = |method: &str, status: u16| {
+        format!(
+            "larder_api_requests_total{{route=\"unrouted\",method=\"{method}\",status=\"{status}\"}}"
+        )
+    };
+    assert_eq!(metric(gw.addr, &refused("POST", 413)).await, 2);
+    assert_eq!(metric(gw.addr, &refused("HEAD", 413)).await, 1);
+    assert_eq!(metric(gw.addr, &refused("GET", 431)).await, 1);
+    assert_eq!(metric(gw.addr, &refused("GET", 505)).await, 1);
+    assert_eq!(metric(gw.addr, &refused("GET", 417)).await, 1);
     // None of that lost the server, or a document.
     assert_eq!(send(gw.addr, &create("after", "ok")).await.status, 201);
     gw.stop.cancel();
@@ -476,7 +287,7 @@ async fn slow_clients_are_cut_off() {
     // Progress does not extend the time a head may take.
     let mut dribble = TcpStream::connect(gw.addr).await.unwrap();
     dribble
-        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
         .await
         .unwrap();
     let started = Instant::now();
@@ -497,6 +308,7 @@ async fn slow_clients_are_cut_off() {
         "{:?}",
         started.elapsed()
     );
+    assert_eq!(metric(gw.addr, "larder_api_client_timeouts_total").await, 2);
     gw.stop.cancel();
 }
 
@@ -508,13 +320,13 @@ async fn a_token_guards_the_data_and_the_metrics() {
     })
     .await;
     let auth = "Authorization: Bearer s3cret\r\n";
-    let create = create("t", "guarded").replacen("Host: t\r\n", auth, 1);
+    let create = create("t", "guarded").replacen("Host: t\r\n", &format!("Host: t\r\n{auth}"), 1);
     assert_eq!(send(gw.addr, &create).await.status, 201);
     for raw in [
-        "GET /v1/products/t HTTP/1.1\r\n\r\n",
-        "GET /v1/products/t HTTP/1.1\r\nAuthorization: Bearer s3creT\r\n\r\n",
-        "GET /v1/products HTTP/1.1\r\n\r\n",
-        "GET /metrics HTTP/1.1\r\n\r\n",
+        "GET /v1/products/t HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /v1/products/t HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer s3creT\r\n\r\n",
+        "GET /v1/products HTTP/1.1\r\nHost: t\r\n\r\n",
+        "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n",
     ] {
         let reply = send(gw.addr, raw).await;
         assert_eq!(reply.status, 401, "{raw}");
@@ -522,12 +334,23 @@ async fn a_token_guards_the_data_and_the_metrics() {
     }
     let hit = send(
         gw.addr,
-        &format!("GET /v1/products/t HTTP/1.1\r\n{auth}\r\n"),
+        &format!("GET /v1/products/t HTTP/1.1\r\nHost: t\r\n{auth}\r\n"),
     )
     .await;
     assert_eq!(hit.status, 200, "{}", hit.text());
+    // Without the token a body is not even asked for: 401 instead of `100 Continue`.
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(
+        b"POST /v1/products HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 3000\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+    assert_eq!(reply.status, 401);
+    assert_eq!(reply.header("www-authenticate"), Some("Bearer"));
+    assert!(closes(&mut conn, Duration::from_secs(5)).await);
     for open in ["/healthz", "/openapi.json", "/problems/not-found"] {
-        let reply = send(gw.addr, &format!("GET {open} HTTP/1.1\r\n\r\n")).await;
+        let reply = send(gw.addr, &format!("GET {open} HTTP/1.1\r\nHost: t\r\n\r\n")).await;
         assert_eq!(reply.status, 200, "{open}");
     }
     gw.stop.cancel();
@@ -560,7 +383,7 @@ async fn listening_beyond_loopback_needs_a_token() {
 async fn shutdown_closes_idle_connections_and_returns() {
     let gw = start(config()).await;
     let mut idle = TcpStream::connect(gw.addr).await.unwrap();
-    idle.write_all(b"GET /healthz HTTP/1.1\r\n\r\n")
+    idle.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n")
         .await
         .unwrap();
     assert_eq!(read_responses(&mut idle, 1).await[0].status, 200);
@@ -575,4 +398,35 @@ async fn shutdown_closes_idle_connections_and_returns() {
         TcpStream::connect(gw.addr).await.is_err(),
         "the listener is closed"
     );
+}
+
+#[tokio::test]
+async fn connections_past_the_limit_wait_for_a_free_slot() {
+    let gw = start(ApiConfig {
+        max_connections: 2,
+        ..config()
+    })
+    .await;
+    let health = b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\n";
+    // `start`'s probe connection may still hold a slot for a moment.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+        conn.write_all(health).await.unwrap();
+        assert_eq!(read_responses(&mut conn, 1).await[0].status, 200);
+        held.push(conn);
+    }
+    let mut third = TcpStream::connect(gw.addr).await.unwrap();
+    third.write_all(health).await.unwrap();
+    let mut byte = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), third.read(&mut byte)).await;
+    assert!(
+        early.is_err(),
+        "a third connection was served past the limit"
+    );
+    drop(held.pop());
+    let reply = read_responses(&mut third, 1).await;
+    assert_eq!(reply[0].status, 200, "served once a slot was free");
+    gw.stop.cancel();
 }

@@ -58,11 +58,17 @@ pub enum ErrorCode {
     IdempotencyKeyReused,
     /// A retry while the request with the same idempotency key is still running.
     IdempotencyInFlight,
+    /// An HTTP request head over the size or header-count limit.
+    HeadersTooLarge,
+    /// An HTTP version the server does not speak.
+    VersionNotSupported,
+    /// An HTTP `Expect` the server cannot meet.
+    ExpectationFailed,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 24] = [
+    pub const ALL: [ErrorCode; 27] = [
         Self::InvalidArgument,
         Self::UnknownCommand,
         Self::Protocol,
@@ -87,6 +93,9 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::IdempotencyKeyReused,
         Self::IdempotencyInFlight,
+        Self::HeadersTooLarge,
+        Self::VersionNotSupported,
+        Self::ExpectationFailed,
     ];
 
     /// The first word of a RESP error reply (`-WRONGTYPE …`), as Redis uses them.
@@ -104,7 +113,12 @@ impl ErrorCode {
     /// The gRPC status code.
     pub const fn grpc(self) -> Code {
         match self {
-            Self::InvalidArgument | Self::Protocol | Self::TooLarge => Code::InvalidArgument,
+            Self::InvalidArgument
+            | Self::Protocol
+            | Self::TooLarge
+            | Self::HeadersTooLarge
+            | Self::VersionNotSupported
+            | Self::ExpectationFailed => Code::InvalidArgument,
             Self::UnknownCommand => Code::Unimplemented,
             Self::WrongType | Self::NotANumber => Code::FailedPrecondition,
             Self::Overflow => Code::OutOfRange,
@@ -145,6 +159,9 @@ impl ErrorCode {
             Self::NotAcceptable => 406,
             Self::MethodNotAllowed => 405,
             Self::IdempotencyInFlight => 409,
+            Self::HeadersTooLarge => 431,
+            Self::VersionNotSupported => 505,
+            Self::ExpectationFailed => 417,
         }
     }
 
@@ -175,6 +192,9 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method-not-allowed",
             Self::IdempotencyKeyReused => "idempotency-key-reused",
             Self::IdempotencyInFlight => "idempotency-in-flight",
+            Self::HeadersTooLarge => "headers-too-large",
+            Self::VersionNotSupported => "version-not-supported",
+            Self::ExpectationFailed => "expectation-failed",
         }
     }
 
@@ -205,6 +225,9 @@ impl ErrorCode {
             Self::MethodNotAllowed => "Method not allowed",
             Self::IdempotencyKeyReused => "Idempotency key reused",
             Self::IdempotencyInFlight => "Request in progress",
+            Self::HeadersTooLarge => "Request header fields too large",
+            Self::VersionNotSupported => "HTTP version not supported",
+            Self::ExpectationFailed => "Expectation failed",
         }
     }
 

@@ -6,6 +6,8 @@
 
 use std::mem::MaybeUninit;
 
+use crate::ErrorCode;
+
 /// The longest request head accepted (request line and headers).
 pub const MAX_HEAD: usize = 64 * 1024;
 /// The most header fields a request may have.
@@ -52,19 +54,36 @@ pub enum BodyLength {
     Chunked,
 }
 
-/// Why a request cannot be read; each is answered and the connection closed.
+/// Why a request cannot be read; each is answered (with [`FramingError::code`]'s status) and
+/// the connection closed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FramingError {
-    /// The head is longer than [`MAX_HEAD`] or has more than [`MAX_HEADERS`] fields (the
-    /// gateway answers 400).
+    /// The head is longer than [`MAX_HEAD`] or has more than [`MAX_HEADERS`] fields (431).
     #[error("the request head is over {MAX_HEAD} bytes or {MAX_HEADERS} header fields")]
     HeadTooLarge,
-    /// The head does not parse, or its framing headers contradict each other (400).
+    /// The head does not parse, its framing headers contradict each other, or an HTTP/1.1
+    /// request does not name one `Host` (400).
     #[error("malformed request: {0}")]
     Malformed(&'static str),
-    /// A version other than HTTP/1.0 and HTTP/1.1 (the gateway answers 400).
+    /// A version other than HTTP/1.0 and HTTP/1.1 (505).
     #[error("only HTTP/1.0 and HTTP/1.1 are served here")]
     Version,
+    /// An `Expect` other than `100-continue` (417).
+    #[error("the only expectation met here is 100-continue")]
+    Expectation,
+}
+
+impl FramingError {
+    /// The error code, and so the status, the refusal is answered with.
+    #[must_use]
+    pub const fn code(&self) -> ErrorCode {
+        match self {
+            Self::HeadTooLarge => ErrorCode::HeadersTooLarge,
+            Self::Malformed(_) => ErrorCode::Protocol,
+            Self::Version => ErrorCode::VersionNotSupported,
+            Self::Expectation => ErrorCode::ExpectationFailed,
+        }
+    }
 }
 
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete.
@@ -103,6 +122,7 @@ pub fn parse_head<'b>(
     let mut chunked = false;
     let mut close = minor == 0;
     let mut expect_continue = false;
+    let mut hosts = 0;
     for header in headers {
         let name = header.name;
         if name.eq_ignore_ascii_case("content-length") {
@@ -136,9 +156,17 @@ pub fn parse_head<'b>(
             if header.value.eq_ignore_ascii_case(b"100-continue") {
                 expect_continue = minor == 1;
             } else {
-                return Err(FramingError::Malformed("an Expect other than 100-continue"));
+                return Err(FramingError::Expectation);
             }
+        } else if name.eq_ignore_ascii_case("host") {
+            hosts += 1;
         }
+    }
+    // RFC 9112 §3.2: exactly one Host in HTTP/1.1 (an HTTP/1.0 client may send none).
+    if hosts > 1 || (hosts == 0 && minor == 1) {
+        return Err(FramingError::Malformed(
+            "an HTTP/1.1 request needs exactly one Host header",
+        ));
     }
     if chunked {
         if length.is_some() {
@@ -391,40 +419,56 @@ mod tests {
         let keep = |raw: &str| head(raw).unwrap().unwrap().4;
         assert!(!keep("GET / HTTP/1.0\r\n\r\n"));
         assert!(keep("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n"));
-        assert!(!keep("GET / HTTP/1.1\r\nConnection: foo, Close\r\n\r\n"));
+        assert!(!keep(
+            "GET / HTTP/1.1\r\nHost: x\r\nConnection: foo, Close\r\n\r\n"
+        ));
     }
 
     #[test]
     fn framing_headers_that_disagree_are_refused() {
         let malformed = |raw: &str| matches!(head(raw), Err(FramingError::Malformed(_)));
         assert!(malformed(
-            "POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"
         ));
         assert!(malformed(
-            "POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
         assert!(malformed(
-            "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n"
         ));
         assert!(malformed(
-            "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
         ));
-        assert!(malformed("POST / HTTP/1.1\r\nContent-Length: +3\r\n\r\n"));
         assert!(malformed(
-            "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: +3\r\n\r\n"
+        ));
+        assert!(malformed(
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n"
         ));
         assert!(malformed(
             "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"
         ));
-        assert!(malformed("GET / HTTP/1.1\r\nExpect: 200-ok\r\n\r\n"));
+        assert_eq!(
+            head("GET / HTTP/1.1\r\nHost: x\r\nExpect: 200-ok\r\n\r\n"),
+            Err(FramingError::Expectation)
+        );
+        assert!(malformed("GET / HTTP/1.1\r\n\r\n"), "no Host");
+        assert!(
+            malformed("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
+            "two"
+        );
+        assert!(
+            head("GET / HTTP/1.0\r\n\r\n").unwrap().is_some(),
+            "1.0 needs none"
+        );
         assert!(malformed(
-            "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n"
+            "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 05\r\n\r\n"
         ));
         assert!(malformed("GET / HTTP/1.1\nX: a\r\n\r\n"), "bare LF");
         assert!(malformed(
-            "GET / HTTP/1.1\r\nX: a\nContent-Length: 5\r\n\r\n"
+            "GET / HTTP/1.1\r\nHost: x\r\nX: a\nContent-Length: 5\r\n\r\n"
         ));
-        assert!(malformed("GET /\0 HTTP/1.1\r\n\r\n"));
+        assert!(malformed("GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n"));
         assert_eq!(head("GET / HTTP/2.0\r\n\r\n"), Err(FramingError::Version));
     }
 
@@ -432,24 +476,25 @@ mod tests {
     fn repeated_equal_lengths_and_chunked_bodies_are_framed() {
         let body = |raw: &str| head(raw).unwrap().unwrap().3;
         assert_eq!(
-            body("POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"),
+            body("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\ncontent-length: 5\r\n\r\n"),
             BodyLength::Length(5)
         );
         assert_eq!(
-            body("POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n"),
+            body("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: Chunked\r\n\r\n"),
             BodyLength::Chunked
         );
-        let expect = head("POST / HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
+        let expect =
+            head("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
         assert!(expect.unwrap().unwrap().5);
     }
 
     #[test]
     fn oversized_heads_are_refused_once_over_the_limit() {
-        let long = format!("GET / HTTP/1.1\r\nX: {}", "a".repeat(MAX_HEAD));
+        let long = format!("GET / HTTP/1.1\r\nHost: x\r\nX: {}", "a".repeat(MAX_HEAD));
         assert_eq!(head(&long), Err(FramingError::HeadTooLarge));
         let many: String = (0..=MAX_HEADERS).map(|i| format!("X-{i}: 1\r\n")).collect();
         assert_eq!(
-            head(&format!("GET / HTTP/1.1\r\n{many}\r\n")),
+            head(&format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n")),
             Err(FramingError::HeadTooLarge)
         );
     }

@@ -6,11 +6,14 @@
 //! with its whole body and the router's response is written back ([`respond`]). Pipelined
 //! requests are answered in order and their responses leave in one write.
 //!
-//! Limits, so that no client can hold the server: a request head is at most
-//! `MAX_HEAD` (64 KiB) bytes, a body at most `max_body_bytes` (413 without reading it), and
-//! every wait on the client — for the next request, for the rest of a head or body, for the
+//! Limits, so that no client can hold the server: at most `max_connections` connections are
+//! served at once (more wait in the listen queue); a request head is at most `MAX_HEAD`
+//! (64 KiB) bytes (431), a body at most `max_body_bytes` (413 without reading it), a body
+//! for `/v1/…` is not read at all without the token (401, and no `100 Continue`), and every
+//! wait on the client — for the next request, for the rest of a head or body, for the
 //! client to take a response — ends the connection after `client_timeout_ms` (see
-//! [`crate::ApiConfig`]).
+//! [`crate::ApiConfig`]; counted in `larder_api_client_timeouts_total`). Requests refused
+//! here are counted under the route `unrouted`.
 //! On shutdown the listener closes at once, idle connections close, and requests in progress
 //! are answered (with `connection: close`) before their connections close.
 //!
@@ -35,6 +38,7 @@ use bytes::{Buf, BytesMut};
 use larder_proto::ErrorCode;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 use tokio_util::task::TaskTracker;
@@ -42,7 +46,7 @@ use tower::ServiceExt;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
-use larder_proto::http1::{self as framing, BodyLength, ChunkError, Chunked, FramingError};
+use larder_proto::http1::{self as framing, BodyLength, ChunkError, Chunked};
 use respond::{DateLine, Persist};
 
 /// A connection's buffers start this large.
@@ -78,7 +82,22 @@ pub(crate) async fn serve(
         timeout,
     });
     let tracker = TaskTracker::new();
+    let slots = Arc::new(Semaphore::new(
+        shared
+            .state
+            .config
+            .max_connections
+            .clamp(1, Semaphore::MAX_PERMITS),
+    ));
     loop {
+        // A slot first: at the limit the listener is not read, and the kernel queues.
+        let slot = tokio::select! {
+            () = shutdown.cancelled() => break,
+            slot = slots.clone().acquire_owned() => match slot {
+                Ok(slot) => slot,
+                Err(_) => break,
+            },
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -88,7 +107,10 @@ pub(crate) async fn serve(
                 // Responses leave whole, so there is nothing for Nagle's algorithm to merge.
                 let _ = stream.set_nodelay(true);
                 let connection = Connection::new(stream, shared.clone(), shutdown.clone());
-                tracker.spawn(connection.run());
+                tracker.spawn(async move {
+                    connection.run().await;
+                    drop(slot);
+                });
             }
             Err(err) => {
                 tracing::warn!(%err, "accepting a connection failed");
@@ -131,6 +153,8 @@ struct Connection {
     /// Whether the request being answered through the router is a `HEAD` (its refusal, too,
     /// has no body).
     head_request: bool,
+    /// The method of the request being read (as metrics label it), for counting a refusal.
+    method: &'static str,
 }
 
 impl Connection {
@@ -147,6 +171,7 @@ impl Connection {
             date: DateLine::default(),
             key: String::with_capacity(128),
             head_request: false,
+            method: "",
         }
     }
 
@@ -154,6 +179,11 @@ impl Connection {
         let end = self.serve().await;
         let refused = matches!(end, End::Refuse(_));
         if let End::Refuse(error) = end {
+            let status = error.code.http_status();
+            self.shared
+                .state
+                .metrics
+                .record(crate::metrics::UNROUTED, self.method, status, 0);
             let response = error.into_response();
             let _ = respond::write(
                 response,
@@ -228,7 +258,14 @@ impl Connection {
                 }
                 Err(err) => {
                     self.head_request = false;
-                    return End::Refuse(refusal(&err));
+                    // The method, as far as the refused bytes have one, for the count.
+                    let method = self.input[..]
+                        .split(|&b| b == b' ')
+                        .next()
+                        .unwrap_or_default();
+                    self.method =
+                        crate::metrics::method_label(std::str::from_utf8(method).unwrap_or(""));
+                    return End::Refuse(ApiError::new(err.code(), err.to_string()));
                 }
             };
             let started = Instant::now();
@@ -248,10 +285,14 @@ impl Connection {
                 continue;
             }
             self.head_request = head.method == "HEAD";
+            self.method = crate::metrics::method_label(head.method);
             let request = match request(&head) {
                 Ok(request) => request,
                 Err(end) => return end,
             };
+            if head.body != BodyLength::Length(0) && !self.may_send_body(&head) {
+                return End::Refuse(crate::app::unauthorized());
+            }
             let (len, body, expect_continue) = (head.len, head.body, head.expect_continue);
             let (keep_alive, minor) = (head.keep_alive, head.minor);
             let head_only = head.method == "HEAD";
@@ -288,6 +329,22 @@ impl Connection {
                 return End::Quiet;
             }
         }
+    }
+
+    /// Whether a request's body may be read: not for the data routes without the token (the
+    /// router would refuse the request anyway), so that nobody without it can make the server
+    /// take in bodies. Checked before `100 Continue` is sent.
+    fn may_send_body(&self, head: &framing::Head<'_>) -> bool {
+        let token = &self.shared.state.config.token;
+        token.is_empty()
+            || !head.target.starts_with("/v1/")
+            || crate::app::authorized(
+                token,
+                head.headers
+                    .iter()
+                    .find(|h| h.name.eq_ignore_ascii_case("authorization"))
+                    .map(|h| h.value),
+            )
     }
 
     /// Reads a request's body as `length` says, asking for it first if the client waits for
@@ -370,7 +427,18 @@ impl Connection {
                 () = stopping.as_mut(), if idle => Ok(false),
             }
         });
-        read.await?
+        let read = read.await;
+        self.count_timeout(read)
+    }
+
+    /// Passes `waited` on, counting a client timeout.
+    fn count_timeout<T>(&self, waited: io::Result<io::Result<T>>) -> io::Result<T> {
+        if let Err(err) = &waited
+            && err.kind() == io::ErrorKind::TimedOut
+        {
+            self.shared.state.metrics.record_client_timeout();
+        }
+        waited?
     }
 
     /// Writes all pending output.
@@ -386,7 +454,7 @@ impl Connection {
         if output.capacity() > OUTPUT_KEEP {
             output.shrink_to(INPUT_START);
         }
-        written?
+        self.count_timeout(written)
     }
 }
 
@@ -411,11 +479,6 @@ async fn wait<T>(
             }
         }
     }
-}
-
-/// The answer to a head that cannot be served.
-fn refusal(err: &FramingError) -> ApiError {
-    ApiError::new(ErrorCode::Protocol, err.to_string())
 }
 
 /// The router's request for a head; the body follows.
