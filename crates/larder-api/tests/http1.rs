@@ -430,3 +430,24 @@ async fn connections_past_the_limit_wait_for_a_free_slot() {
     assert_eq!(reply[0].status, 200, "served once a slot was free");
     gw.stop.cancel();
 }
+
+#[tokio::test]
+async fn answers_are_sent_before_waiting_for_a_body() {
+    let gw = start(config()).await;
+    assert_eq!(send(gw.addr, &create("w", "waiting")).await.status, 201);
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    // A read, then a create whose body the client sends only after it has the read's answer.
+    let body = r#"{"data":{"type":"products","id":"w2","attributes":{"name":"second"}}}"#;
+    let raw = format!(
+        "GET /v1/products/w HTTP/1.1\r\nHost: t\r\n\r\nPOST /v1/products HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(raw.as_bytes()).await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(2), read_responses(&mut conn, 1))
+        .await
+        .expect("the read's answer came while the server waited for the body");
+    assert_eq!(first[0].status, 200);
+    conn.write_all(body.as_bytes()).await.unwrap();
+    assert_eq!(read_responses(&mut conn, 1).await[0].status, 201);
+    gw.stop.cancel();
+}

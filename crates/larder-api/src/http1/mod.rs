@@ -241,10 +241,7 @@ impl Connection {
             let head = match framing::parse_head(&self.input, &mut headers) {
                 Ok(Some(head)) => head,
                 Ok(None) => {
-                    // Nothing more to answer for now: send what is waiting, then read.
-                    if !self.output.is_empty() && self.flush(until).await.is_err() {
-                        return End::Quiet;
-                    }
+                    // Nothing more to answer for now: read (which sends what is waiting).
                     let idle = self.input.is_empty();
                     if idle && self.input.capacity() > INPUT_KEEP {
                         // A large body grew the buffer; an idle connection gives it back.
@@ -409,7 +406,12 @@ impl Connection {
     }
 
     /// Reads more input: `Ok(false)` at end of stream, or when shutting down and `idle`.
+    /// Answers waiting in the output are sent first: the client may be waiting for them
+    /// before it sends more (a body after pipelined reads, say).
     async fn read(&mut self, idle: bool, until: Instant) -> io::Result<bool> {
+        if !self.output.is_empty() {
+            self.flush(until).await?;
+        }
         if self.input.capacity() - self.input.len() < 1024 {
             self.input.reserve(INPUT_START);
         }
