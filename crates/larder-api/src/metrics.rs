@@ -5,13 +5,8 @@ use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
+use larder_proto::metrics::Histogram;
 use parking_lot::Mutex;
-
-/// Upper bounds of the latency buckets, in seconds.
-const BUCKETS: [f64; 16] = [
-    0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
-    1.0, 2.5, 10.0,
-];
 
 /// Route template, method, status and count of one row of `larder_api_requests_total`.
 type Row = (Box<str>, Box<str>, u16, u64);
@@ -26,9 +21,7 @@ pub(crate) fn nanos(elapsed: std::time::Duration) -> u64 {
 pub(crate) struct Metrics {
     /// `(route, method, status, count)`; a handful of rows, scanned without allocating.
     requests: Mutex<Vec<Row>>,
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
-    count: AtomicU64,
+    latency: Histogram,
     /// `GET /v1/{collection}/{id}` answered 200 from the in-process cache without the router:
     /// the commonest request, counted without the rows' lock.
     read_hits: AtomicU64,
@@ -96,11 +89,7 @@ impl Metrics {
 
     /// Adds a request's latency to the histogram.
     fn observe(&self, ns: u64) {
-        let secs = ns as f64 / 1e9;
-        let bucket = BUCKETS.partition_point(|&bound| bound < secs);
-        self.buckets[bucket].fetch_add(1, Relaxed);
-        self.sum_ns.fetch_add(ns, Relaxed);
-        self.count.fetch_add(1, Relaxed);
+        self.latency.observe(ns, 1);
     }
 
     /// Prometheus text; `breakers` are `(target, state)` pairs.
@@ -155,15 +144,7 @@ impl Metrics {
             out,
             "# HELP {name} Time from a request's arrival to its response.\n# TYPE {name} histogram"
         );
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {cumulative}");
-        let _ = writeln!(out, "{name}_sum {}", self.sum_ns.load(Relaxed) as f64 / 1e9);
-        let _ = writeln!(out, "{name}_count {}", self.count.load(Relaxed));
+        self.latency.render(&mut out, name, "");
         let name = "larder_breaker_state";
         let _ = writeln!(
             out,

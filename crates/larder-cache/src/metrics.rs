@@ -11,12 +11,6 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use larder_store::StoreStats;
 
-/// Upper bounds of the latency histogram buckets, in seconds.
-const BUCKETS: [f64; 18] = [
-    0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025,
-    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
-];
-
 /// Which wire a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Wire {
@@ -33,37 +27,7 @@ impl Wire {
     }
 }
 
-/// A latency histogram with fixed buckets.
-#[derive(Debug, Default)]
-pub(crate) struct Histogram {
-    buckets: [AtomicU64; BUCKETS.len() + 1],
-    sum_ns: AtomicU64,
-    count: AtomicU64,
-}
-
-impl Histogram {
-    /// Records `n` observations of `ns` nanoseconds each.
-    pub(crate) fn observe(&self, ns: u64, n: u64) {
-        let secs = ns as f64 / 1e9;
-        let bucket = BUCKETS.partition_point(|&bound| bound < secs);
-        self.buckets[bucket].fetch_add(n, Relaxed);
-        self.sum_ns.fetch_add(ns.saturating_mul(n), Relaxed);
-        self.count.fetch_add(n, Relaxed);
-    }
-
-    pub(crate) fn render(&self, out: &mut String, name: &str, labels: &str) {
-        let mut cumulative = 0;
-        for (i, bound) in BUCKETS.iter().enumerate() {
-            cumulative += self.buckets[i].load(Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{bound}\"}} {cumulative}");
-        }
-        cumulative += self.buckets[BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {cumulative}");
-        let sum = self.sum_ns.load(Relaxed) as f64 / 1e9;
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {sum}");
-        let _ = writeln!(out, "{name}_count{{{labels}}} {}", self.count.load(Relaxed));
-    }
-}
+pub(crate) use larder_proto::metrics::Histogram;
 
 /// Every metric of one node.
 #[derive(Debug)]
@@ -295,19 +259,6 @@ impl LocalCounts {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn histogram_buckets_are_cumulative() {
-        let h = Histogram::default();
-        h.observe(5_000, 2); // 5 µs
-        h.observe(2_000_000, 1); // 2 ms
-        let mut out = String::new();
-        h.render(&mut out, "x", "p=\"a\"");
-        assert!(out.contains("x_bucket{p=\"a\",le=\"0.00001\"} 2"), "{out}");
-        assert!(out.contains("x_bucket{p=\"a\",le=\"0.0025\"} 3"), "{out}");
-        assert!(out.contains("x_bucket{p=\"a\",le=\"+Inf\"} 3"), "{out}");
-        assert!(out.contains("x_count{p=\"a\"} 3"), "{out}");
-    }
 
     #[test]
     fn batches_flush_into_labelled_counters() {
