@@ -14,6 +14,8 @@ mod node;
 mod origin;
 mod resp;
 mod server;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 pub use config::{CacheConfig, ConfigError, parse_bytes, resolve};
 pub use server::{Error, Listeners, run};

@@ -12,7 +12,7 @@ mod support;
 use larder_cache::CacheConfig;
 use larder_proto::grpc::cache::v1 as pb;
 use pb::cache_client::CacheClient;
-use support::{TestNode, config};
+use support::{TestNode, admin_get, config};
 use tonic::Code;
 use tonic::transport::Channel;
 
@@ -181,7 +181,7 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
     let stats = c.stats(pb::StatsRequest {}).await.unwrap().into_inner();
     assert!(stats.items >= 2 && stats.max_bytes == 32 << 20 && stats.hits >= 3);
 
-    let (status, body) = node.admin_get("/metrics", None);
+    let (status, body) = admin_get(&node, "/metrics", None);
     assert_eq!(status, 200);
     assert!(body.contains(r#"command="Get",result="ok""#), "{body}");
     assert!(

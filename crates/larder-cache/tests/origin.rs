@@ -23,7 +23,7 @@ use parking_lot::Mutex;
 use pb::cache_client::CacheClient;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, AssertSqlSafe, Row};
-use support::{TestNode, config};
+use support::{TestNode, admin_get, config};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::AbortHandle;
 use tonic::Code;
@@ -297,7 +297,7 @@ async fn get(
 
 /// A sample of `/metrics`, 0 when absent.
 fn metric(node: &TestNode, line_start: &str) -> u64 {
-    let (_, body) = node.admin_get("/metrics", None);
+    let (_, body) = admin_get(node, "/metrics", None);
     body.lines()
         .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
         .unwrap_or(0)
@@ -744,7 +744,7 @@ async fn the_breaker_opens_after_failures_and_metrics_show_it() {
     );
     db.mend().await;
     assert!(get(&mut c, "doc/books/1").await.is_err(), "still open");
-    let (_, body) = node.admin_get("/metrics", None);
+    let (_, body) = admin_get(&node, "/metrics", None);
     assert!(
         body.contains("larder_origin_load_duration_seconds_count{origin=\"docs\"} 3"),
         "{body}"

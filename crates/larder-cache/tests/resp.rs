@@ -15,7 +15,7 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use larder_cache::CacheConfig;
-use support::{TestNode, config, raw_exchange};
+use support::{TestNode, admin_get, config, raw_exchange};
 
 fn client(node: &TestNode) -> redis::Connection {
     redis::Client::open(format!("redis://{}/", node.resp))
@@ -207,13 +207,13 @@ fn metrics_count_requests_and_shutdown_is_clean() {
     // A request is counted once its reply is written, which the client may see first: a
     // scrape right after the reply can be a moment behind, never wrong.
     let counted = r#"larder_cache_requests_total{protocol="resp",command="get",result="ok"} 2"#;
-    let mut scrape = node.admin_get("/metrics", None);
+    let mut scrape = admin_get(&node, "/metrics", None);
     for _ in 0..50 {
         if scrape.1.contains(counted) {
             break;
         }
         std::thread::sleep(Duration::from_millis(20));
-        scrape = node.admin_get("/metrics", None);
+        scrape = admin_get(&node, "/metrics", None);
     }
     let (status, body) = scrape;
     assert_eq!(status, 200);
@@ -225,9 +225,9 @@ fn metrics_count_requests_and_shutdown_is_clean() {
         body.contains(r#"larder_cache_connections{protocol="resp"} 1"#),
         "{body}"
     );
-    assert_eq!(node.admin_get("/healthz", None).0, 200);
-    assert_eq!(node.admin_get("/readyz", None).0, 200);
-    assert_eq!(node.admin_get("/nope", None).0, 404);
+    assert_eq!(admin_get(&node, "/healthz", None).0, 200);
+    assert_eq!(admin_get(&node, "/readyz", None).0, 200);
+    assert_eq!(admin_get(&node, "/nope", None).0, 404);
     assert_eq!(node.stop(), Ok(()));
     assert!(
         TcpStream::connect(node.resp).is_err(),
@@ -241,10 +241,10 @@ fn metrics_need_the_token_when_one_is_set() {
         token: "t0k".into(),
         ..config()
     });
-    assert_eq!(node.admin_get("/metrics", None).0, 401);
-    assert_eq!(node.admin_get("/metrics", Some("wrong")).0, 401);
-    assert_eq!(node.admin_get("/metrics", Some("t0k")).0, 200);
-    assert_eq!(node.admin_get("/healthz", None).0, 200);
+    assert_eq!(admin_get(&node, "/metrics", None).0, 401);
+    assert_eq!(admin_get(&node, "/metrics", Some("wrong")).0, 401);
+    assert_eq!(admin_get(&node, "/metrics", Some("t0k")).0, 200);
+    assert_eq!(admin_get(&node, "/healthz", None).0, 200);
 }
 
 #[test]

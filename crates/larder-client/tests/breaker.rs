@@ -12,7 +12,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use larder_client::{BreakerState, Client, ClientConfig, Error, SetOpts};
-use support::{BlackHole, TestNode, client_config};
+use support::{BlackHole, client_config, node_on, start_node};
 
 const DEADLINE: Duration = Duration::from_millis(200);
 /// Scheduling slack on a busy machine.
@@ -42,7 +42,7 @@ async fn a_node_that_never_answers_is_unavailable_at_the_deadline() {
 #[tokio::test]
 async fn breaker_opens_fails_fast_and_closes_after_the_node_restarts() {
     let cooldown = Duration::from_millis(600);
-    let mut node = TestNode::start();
+    let mut node = start_node();
     let addr = node.grpc;
     let c = Client::new(ClientConfig {
         deadline: DEADLINE,
@@ -57,7 +57,7 @@ async fn breaker_opens_fails_fast_and_closes_after_the_node_restarts() {
         [(addr.to_string(), BreakerState::Closed)]
     );
 
-    node.stop();
+    node.stop().expect("node ran");
     for attempt in 0..3 {
         let started = Instant::now();
         let err = c.get("k").await.unwrap_err();
@@ -97,7 +97,7 @@ async fn breaker_opens_fails_fast_and_closes_after_the_node_restarts() {
     );
     assert!(times[10] < DEADLINE / 4, "fail-fast took {times:?}");
 
-    let _restarted = TestNode::on(addr);
+    let _restarted = node_on(addr);
     if opened.elapsed() + Duration::from_millis(100) < cooldown {
         // Still cooling down: the restarted node is not tried yet.
         assert!(c.get("k").await.unwrap_err().is_unavailable());
@@ -122,15 +122,15 @@ async fn breaker_opens_fails_fast_and_closes_after_the_node_restarts() {
 
 #[tokio::test]
 async fn one_stopped_node_does_not_affect_the_other() {
-    let up = TestNode::start();
-    let mut down = TestNode::start();
+    let up = start_node();
+    let mut down = start_node();
     let c = Client::new(ClientConfig {
         deadline: DEADLINE,
         breaker_failures: 1,
         ..client_config(&[&up, &down])
     })
     .unwrap();
-    down.stop();
+    down.stop().expect("node ran");
     let keys: Vec<bytes::Bytes> = (0..40).map(|i| format!("k{i}").into()).collect();
     let up_name = up.grpc.to_string();
     let (on_up, on_down): (Vec<_>, Vec<_>) = keys.iter().partition(|k| c.node_for(k) == up_name);

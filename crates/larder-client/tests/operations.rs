@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use larder_client::{BreakerState, Client, ClientConfig, Error, SetOpts};
-use support::{TestNode, client, client_config, closed_port, node_config};
+use support::{TestNode, client, client_config, closed_port, node_config, start_node};
 use tonic::Code;
 
 fn key(i: usize) -> Bytes {
@@ -23,7 +23,7 @@ fn key(i: usize) -> Bytes {
 
 #[tokio::test]
 async fn get_set_get_many_delete_invalidate_round_trip() {
-    let node = TestNode::start();
+    let node = start_node();
     let c = client(&[&node]);
 
     assert_eq!(c.get("absent").await.unwrap(), None);
@@ -74,7 +74,7 @@ async fn get_set_get_many_delete_invalidate_round_trip() {
 
 #[tokio::test]
 async fn keys_spread_over_two_nodes_and_get_many_keeps_request_order() {
-    let (a, b) = (TestNode::start(), TestNode::start());
+    let (a, b) = (start_node(), start_node());
     let c = client(&[&a, &b]);
     let names: HashSet<String> = [a.grpc.to_string(), b.grpc.to_string()].into();
 
@@ -119,7 +119,7 @@ async fn keys_spread_over_two_nodes_and_get_many_keeps_request_order() {
 
 #[tokio::test]
 async fn if_newer_version_never_replaces_a_newer_version() {
-    let node = TestNode::start();
+    let node = start_node();
     let c = client(&[&node]);
     let newer = |v| SetOpts {
         if_newer_version: Some(v),

@@ -1,93 +1,16 @@
-//! Starts a real cache node on loopback ports chosen by the system, on its own runtime thread,
-//! and stops it when dropped.
+//! A real cache node (`larder_cache::testing`) and raw HTTP and socket exchanges with it.
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
 use std::time::Duration;
 
-use larder_cache::{CacheConfig, Listeners};
-use tokio_util::sync::CancellationToken;
+pub use larder_cache::testing::{TestNode, config};
 
-/// A running node.
-pub struct TestNode {
-    pub resp: SocketAddr,
-    pub grpc: SocketAddr,
-    pub admin: SocketAddr,
-    pub shutdown: CancellationToken,
-    thread: Option<JoinHandle<Result<(), String>>>,
-}
-
-/// A configuration on port 0 everywhere with a small memory bound.
-pub fn config() -> CacheConfig {
-    CacheConfig {
-        resp_addr: "127.0.0.1:0".into(),
-        grpc_addr: "127.0.0.1:0".into(),
-        admin_addr: "127.0.0.1:0".into(),
-        max_memory: "32mb".into(),
-        shutdown_grace_ms: 2_000,
-        ..CacheConfig::default()
-    }
-}
-
-impl TestNode {
-    pub fn start() -> Self {
-        Self::with(config())
-    }
-
-    pub fn with(config: CacheConfig) -> Self {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(2)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async move {
-                let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
-                tx.send(listeners.local_addrs().map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                larder_cache::run(config, listeners, token)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        });
-        let [resp, grpc, admin] = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("node started");
-        Self {
-            resp,
-            grpc,
-            admin,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    /// Cancels the node and waits for `run` to return; its result.
-    pub fn stop(&mut self) -> Result<(), String> {
-        self.shutdown.cancel();
-        match self.thread.take() {
-            Some(thread) => thread.join().expect("node thread"),
-            None => Ok(()),
-        }
-    }
-
-    /// `GET path` on the admin port: (status, body).
-    pub fn admin_get(&self, path: &str, token: Option<&str>) -> (u16, String) {
-        http_get(self.admin, path, token)
-    }
-}
-
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        let _ = self.stop();
-    }
+/// `GET path` on a node's admin port: (status, body).
+pub fn admin_get(node: &TestNode, path: &str, token: Option<&str>) -> (u16, String) {
+    http_get(node.admin, path, token)
 }
 
 /// A minimal HTTP/1.1 GET, so the tests need no HTTP client crate.

@@ -4,91 +4,32 @@
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use larder_cache::{CacheConfig, Listeners};
+use larder_cache::CacheConfig;
 use larder_client::{Client, ClientConfig};
-use tokio_util::sync::CancellationToken;
 
-/// A running node.
-pub struct TestNode {
-    pub grpc: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<Result<(), String>>>,
-}
+pub use larder_cache::testing::TestNode;
 
-/// A node configuration on port 0 everywhere with a small memory bound.
+/// A node configuration on port 0 everywhere with a small memory bound and a short grace.
 pub fn node_config() -> CacheConfig {
     CacheConfig {
-        resp_addr: "127.0.0.1:0".into(),
-        grpc_addr: "127.0.0.1:0".into(),
-        admin_addr: "127.0.0.1:0".into(),
         max_memory: "16mb".into(),
         shutdown_grace_ms: 300,
-        ..CacheConfig::default()
+        ..larder_cache::testing::config()
     }
 }
 
-impl TestNode {
-    pub fn start() -> Self {
-        Self::with(node_config())
-    }
-
-    /// A node whose gRPC listener is on `grpc` (to restart a stopped node on its port).
-    pub fn on(grpc: SocketAddr) -> Self {
-        Self::with(CacheConfig {
-            grpc_addr: grpc.to_string(),
-            ..node_config()
-        })
-    }
-
-    pub fn with(config: CacheConfig) -> Self {
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .worker_threads(1)
-                .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
-            runtime.block_on(async move {
-                let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
-                tx.send(listeners.local_addrs().map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                larder_cache::run(config, listeners, token)
-                    .await
-                    .map_err(|e| e.to_string())
-            })
-        });
-        let [_, grpc, _] = rx
-            .recv_timeout(Duration::from_secs(10))
-            .expect("node started");
-        Self {
-            grpc,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    /// Cancels the node and waits for it to stop.
-    pub fn stop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            thread.join().expect("node thread").expect("node ran");
-        }
-    }
+/// A node with [`node_config`].
+pub fn start_node() -> TestNode {
+    TestNode::with(node_config())
 }
 
-impl Drop for TestNode {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A node whose gRPC listener is on `grpc` (to restart a stopped node on its port).
+pub fn node_on(grpc: SocketAddr) -> TestNode {
+    TestNode::with(CacheConfig {
+        grpc_addr: grpc.to_string(),
+        ..node_config()
+    })
 }
 
 /// A client configuration for these nodes with the defaults otherwise.
