@@ -2,63 +2,21 @@
 //! loopback ports the system picks.
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
-use std::thread::JoinHandle;
-use std::time::Duration;
 
-use larder_cache::{CacheConfig, Listeners};
-use tokio_util::sync::CancellationToken;
+use larder_cache::CacheConfig;
+use larder_cache::testing::TestNode;
 
 use super::report::{Progress, Summary};
 use super::{grpc, resp, runtime};
 use crate::cli::{GrpcBenchArgs, LoadArgs, RespBenchArgs};
 
-/// A cache node on its own runtime thread, stopped when dropped.
-struct Node {
-    resp: SocketAddr,
-    grpc: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<JoinHandle<()>>,
-}
-
-impl Node {
-    fn start(token: &str) -> Self {
-        let config = CacheConfig {
-            resp_addr: "127.0.0.1:0".into(),
-            grpc_addr: "127.0.0.1:0".into(),
-            admin_addr: "127.0.0.1:0".into(),
-            token: token.into(),
-            shutdown_grace_ms: 1_000,
-            ..Default::default()
-        };
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (tx, rx) = mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            let node = async move {
-                let listeners = Listeners::bind(&config).await.unwrap();
-                tx.send(listeners.local_addrs().unwrap()).unwrap();
-                larder_cache::run(config, listeners, stop).await.unwrap();
-            };
-            runtime(2).unwrap().block_on(node);
-        });
-        let [resp, grpc, _admin] = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-        Self {
-            resp,
-            grpc,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-}
-
-impl Drop for Node {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
+/// A cache node whose gRPC listener wants `token` (empty: none).
+fn node(token: &str) -> TestNode {
+    TestNode::with(CacheConfig {
+        token: token.into(),
+        shutdown_grace_ms: 1_000,
+        ..larder_cache::testing::config()
+    })
 }
 
 /// Half a second after a short warmup, 1000 keys, CPU measured on this very process.
@@ -112,7 +70,7 @@ fn assert_clean(summary: &Summary) {
 
 #[test]
 fn resp_closed_and_open_loop() {
-    let node = Node::start("");
+    let node = node("");
     let closed = run_resp(&resp_args(node.resp, 8, None)).unwrap();
     assert_clean(&closed);
     assert_eq!(closed.requests, closed.ops);
@@ -125,7 +83,7 @@ fn resp_closed_and_open_loop() {
 
 #[test]
 fn grpc_single_and_batched_reads() {
-    let node = Node::start("s3cret");
+    let node = node("s3cret");
     let single = run_grpc(&grpc_args(node.grpc, 1, None)).unwrap();
     assert_clean(&single);
     assert_eq!(single.requests, single.ops);
@@ -141,7 +99,7 @@ fn grpc_single_and_batched_reads() {
 
 #[test]
 fn a_wrong_token_fails_the_prefill_clearly() {
-    let node = Node::start("s3cret");
+    let node = node("s3cret");
     let mut args = grpc_args(node.grpc, 1, None);
     args.token = Some("wrong".into());
     let err = run_grpc(&args).unwrap_err().to_string();

@@ -554,15 +554,12 @@ larder_origin_load_duration_seconds_count{origin=\"docs\"} 4
 /// server that answers slowly and counts what it is asked.
 #[cfg(test)]
 mod against_a_node {
+    use larder_cache::CacheConfig;
+    use larder_cache::config::OriginConfig;
+    use larder_cache::testing::TestNode;
     use std::io::{Read, Write};
     use std::net::SocketAddr;
     use std::sync::atomic::{AtomicU64, Ordering};
-    use std::sync::mpsc;
-    use std::thread::JoinHandle;
-
-    use larder_cache::config::OriginConfig;
-    use larder_cache::{CacheConfig, Listeners};
-    use tokio_util::sync::CancellationToken;
 
     use super::*;
     use crate::loadgen::runtime;
@@ -597,77 +594,40 @@ mod against_a_node {
         (addr, asked)
     }
 
-    /// A cache node on its own runtime thread, stopped when dropped.
-    struct Node {
-        /// RESP, gRPC and admin addresses.
-        addrs: [SocketAddr; 3],
-        shutdown: CancellationToken,
-        thread: Option<JoinHandle<()>>,
+    /// A cache node with `origins`.
+    fn node(origins: Vec<OriginConfig>) -> TestNode {
+        TestNode::with(CacheConfig {
+            shutdown_grace_ms: 1_000,
+            origins,
+            ..larder_cache::testing::config()
+        })
     }
 
-    impl Node {
-        fn start(origins: Vec<OriginConfig>) -> Self {
-            let config = CacheConfig {
-                resp_addr: "127.0.0.1:0".into(),
-                grpc_addr: "127.0.0.1:0".into(),
-                admin_addr: "127.0.0.1:0".into(),
-                shutdown_grace_ms: 1_000,
-                origins,
-                ..Default::default()
-            };
-            let shutdown = CancellationToken::new();
-            let stop = shutdown.clone();
-            let (tx, rx) = mpsc::channel();
-            let thread = std::thread::spawn(move || {
-                let node = async move {
-                    let listeners = Listeners::bind(&config).await.unwrap();
-                    tx.send(listeners.local_addrs().unwrap()).unwrap();
-                    larder_cache::run(config, listeners, stop).await.unwrap();
-                };
-                runtime(2).unwrap().block_on(node);
-            });
-            let addrs = rx.recv_timeout(Duration::from_secs(10)).unwrap();
-            Self {
-                addrs,
-                shutdown,
-                thread: Some(thread),
-            }
-        }
-
-        fn burst(&self, protocol: Protocol, key: &str) -> Outcome {
-            let addr = match protocol {
-                Protocol::Resp => self.addrs[0],
-                Protocol::Grpc => self.addrs[1],
-            };
-            let args = BurstArgs {
-                protocol,
-                grpc: false,
-                addr: Some(addr.to_string()),
-                clients: 200,
-                calls_per_connection: 64,
-                key: key.into(),
-                admin: self.addrs[2].to_string(),
-                password: None,
-                token: None,
-                timeout: 10.0,
-            };
-            runtime(1).unwrap().block_on(run(&args)).unwrap()
-        }
-    }
-
-    impl Drop for Node {
-        fn drop(&mut self) {
-            self.shutdown.cancel();
-            if let Some(thread) = self.thread.take() {
-                let _ = thread.join();
-            }
-        }
+    /// 200 clients reading `key` at once from `node` over `protocol`.
+    fn burst_on(node: &TestNode, protocol: Protocol, key: &str) -> Outcome {
+        let addr = match protocol {
+            Protocol::Resp => node.resp,
+            Protocol::Grpc => node.grpc,
+        };
+        let args = BurstArgs {
+            protocol,
+            grpc: false,
+            addr: Some(addr.to_string()),
+            clients: 200,
+            calls_per_connection: 64,
+            key: key.into(),
+            admin: node.admin.to_string(),
+            password: None,
+            token: None,
+            timeout: 10.0,
+        };
+        runtime(1).unwrap().block_on(run(&args)).unwrap()
     }
 
     #[test]
     fn a_burst_of_misses_costs_one_load_per_protocol() {
         let (origin, asked) = slow_origin(Duration::from_millis(300));
-        let node = Node::start(vec![OriginConfig {
+        let node = node(vec![OriginConfig {
             name: "docs".into(),
             pattern: "key:{id}".into(),
             kind: "http".into(),
@@ -676,7 +636,7 @@ mod against_a_node {
         }]);
         for (protocol, key) in [(Protocol::Resp, "key:a"), (Protocol::Grpc, "key:b")] {
             let before = asked.load(Ordering::SeqCst);
-            let outcome = node.burst(protocol, key);
+            let outcome = burst_on(&node, protocol, key);
             let t = &outcome.tally;
             assert_eq!((t.values, t.nils, t.errors), (200, 0, 0), "{outcome}");
             assert_eq!(outcome.origin.loads, 1, "{outcome}");
@@ -690,9 +650,9 @@ mod against_a_node {
 
     #[test]
     fn without_origins_a_burst_reads_nils_and_loads_nothing() {
-        let node = Node::start(Vec::new());
+        let node = node(Vec::new());
         for protocol in [Protocol::Resp, Protocol::Grpc] {
-            let outcome = node.burst(protocol, "key:burst");
+            let outcome = burst_on(&node, protocol, "key:burst");
             let t = &outcome.tally;
             assert_eq!((t.values, t.nils, t.errors), (0, 200, 0), "{outcome}");
             assert_eq!(outcome.origin, OriginCounters::default(), "{outcome}");
