@@ -36,6 +36,12 @@ secs="${2:-${SECS:-20}}"
 docs="${3:-${M:-200000}}"
 miss_rate="${4:-${MISS_RATE:-1000}}"
 parts="${PARTS:-hits miss}"
+for part in $parts; do
+  case $part in
+    hits | miss) ;;
+    *) echo "PARTS: unknown part $part (hits, miss)" >&2; exit 2 ;;
+  esac
+done
 conns=32 warmup=2 miss_warmup=1
 # Not compare-http.sh's ports, so that the two cannot measure each other's servers.
 port_go=8190 port_api=8191 port_nginx=8192 port_up=8193 port_miss=8194

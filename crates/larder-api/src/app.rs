@@ -76,6 +76,22 @@ async fn require_token(State(state): State<AppState>, request: Request, next: Ne
     }
 }
 
+/// Whether `method` on `path` is a write the token guards: `POST /v1/{collection}`, `PATCH`
+/// or `DELETE /v1/{collection}/{id}` (what the router's guarded routes take with a body).
+pub(crate) fn guarded_write(method: &str, path: &str) -> bool {
+    let Some(rest) = path.strip_prefix("/v1/") else {
+        return false;
+    };
+    let mut parts = rest.split('/');
+    match (method, parts.next(), parts.next(), parts.next()) {
+        ("POST", Some(collection), None, None) => !collection.is_empty(),
+        ("PATCH" | "DELETE", Some(collection), Some(id), None) => {
+            !collection.is_empty() && !id.is_empty()
+        }
+        _ => false,
+    }
+}
+
 /// The answer to a request without the token.
 pub(crate) fn unauthorized() -> ApiError {
     ApiError::new(
@@ -178,4 +194,28 @@ async fn method_not_allowed(uri: Uri) -> Response {
         .insert(header::ALLOW, HeaderValue::from_static(allow));
     let _ = StatusCode::METHOD_NOT_ALLOWED;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::guarded_write;
+
+    #[test]
+    fn guarded_writes_are_the_routes_that_take_bodies() {
+        assert!(guarded_write("POST", "/v1/products"));
+        assert!(guarded_write("PATCH", "/v1/products/42"));
+        assert!(guarded_write("DELETE", "/v1/products/42"));
+        for (method, path) in [
+            ("POST", "/v1/products/42"),
+            ("PUT", "/v1/products/42"),
+            ("PATCH", "/v1/products"),
+            ("POST", "/v1/a/b/c"),
+            ("POST", "/v1/"),
+            ("POST", "/v1/products/"),
+            ("POST", "/healthz"),
+            ("GET", "/v1/products"),
+        ] {
+            assert!(!guarded_write(method, path), "{method} {path}");
+        }
+    }
 }

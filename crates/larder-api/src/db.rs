@@ -99,12 +99,6 @@ impl Db {
                 "database must be sqlite://… or postgres://…".into(),
             ));
         }
-        if sqlite && (url.contains(":memory:") || url.contains("mode=memory")) {
-            // Each pooled connection would open a database of its own, empty and unmigrated.
-            return Err(DbError::Unavailable(
-                "an in-memory SQLite database is not supported: give a file, sqlite://PATH".into(),
-            ));
-        }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(5))
@@ -118,6 +112,15 @@ impl Db {
             sqlite,
             inline: None,
         };
+        if sqlite && db.sqlite_file().await?.is_none() {
+            // In memory it vanishes with the pool's connections; a temporary database (an
+            // empty path) is even private to each connection.
+            return Err(DbError::Unavailable(
+                "a SQLite database in memory or in a temporary file is not supported: give a \
+                 file, sqlite://PATH"
+                    .into(),
+            ));
+        }
         db.migrate().await?;
         if let Some(path) = db.wal_file().await? {
             let count = std::thread::available_parallelism().map_or(2, usize::from);
@@ -130,7 +133,7 @@ impl Db {
     }
 
     /// The file of a SQLite database in WAL mode, where inline reads are safe; `None` for
-    /// PostgreSQL, in-memory databases and other journal modes.
+    /// PostgreSQL and other journal modes.
     async fn wal_file(&self) -> Result<Option<PathBuf>, DbError> {
         if !self.sqlite {
             return Ok(None);
@@ -142,6 +145,12 @@ impl Db {
         if !mode.eq_ignore_ascii_case("wal") {
             return Ok(None);
         }
+        self.sqlite_file().await
+    }
+
+    /// The file SQLite has open as the main database; `None` in memory or for a temporary
+    /// database.
+    async fn sqlite_file(&self) -> Result<Option<PathBuf>, DbError> {
         let file: String = sqlx::query("SELECT file FROM pragma_database_list WHERE name = 'main'")
             .fetch_one(&self.pool)
             .await?
@@ -463,10 +472,13 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn in_memory_databases_are_refused_clearly() {
-        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory"] {
+    async fn databases_that_are_not_files_are_refused_clearly() {
+        for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
             let err = Db::open(url).await.expect_err(url).to_string();
-            assert!(err.contains("in-memory"), "{url}: {err}");
+            assert!(
+                err.contains("in memory or in a temporary file"),
+                "{url}: {err}"
+            );
         }
     }
 }

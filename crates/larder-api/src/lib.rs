@@ -61,6 +61,11 @@ pub async fn run(
              configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
         )));
     }
+    if config.max_connections == 0 {
+        return Err(Error::Config(
+            "max_connections is 0: the gateway could serve no connection".into(),
+        ));
+    }
     let state = build(config).await?;
     let purge = {
         let (db, stop) = (state.db.clone(), shutdown.clone());

@@ -57,6 +57,17 @@ const READ_HIT: (&str, &str, u16) = ("/v1/{collection}/{id}", "GET", 200);
 impl Metrics {
     /// Counts one request.
     pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
+        self.count(route, method, status);
+        self.observe(ns);
+    }
+
+    /// Counts a request refused before it was read whole (framing, size, token): counted by
+    /// status, but kept out of the latency histogram, whose answers it did not wait for.
+    pub(crate) fn record_refusal(&self, method: &str, status: u16) {
+        self.count(UNROUTED, method, status);
+    }
+
+    fn count(&self, route: &str, method: &str, status: u16) {
         let method = method_label(method);
         {
             let mut requests = self.requests.lock();
@@ -68,7 +79,6 @@ impl Metrics {
                 None => requests.push((route.into(), method.into(), status, 1)),
             }
         }
-        self.observe(ns);
     }
 
     /// Counts a read of a document answered 200 from the in-process cache without the router.
@@ -170,7 +180,12 @@ mod tests {
         m.record_direct("GET", 100_000);
         m.record_direct("HEAD", 100_000);
         m.record("/v1/{collection}", "BREW", 404, 100);
+        m.record_refusal("POST", 413);
         let text = m.render(&[("cache:a".into(), 1)]);
+        assert!(
+            text.contains("route=\"unrouted\",method=\"POST\",status=\"413\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 3"), "{text}");
         assert!(
             text.contains("method=\"OTHER\",status=\"404\"} 1"),

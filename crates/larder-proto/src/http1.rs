@@ -159,6 +159,9 @@ pub fn parse_head<'b>(
                 return Err(FramingError::Expectation);
             }
         } else if name.eq_ignore_ascii_case("host") {
+            if !header.value.iter().copied().all(is_authority) {
+                return Err(FramingError::Malformed("a Host that is not host[:port]"));
+            }
             hosts += 1;
         }
     }
@@ -358,6 +361,12 @@ fn visible_or_space(b: u8) -> bool {
     b == b'\t' || (b >= 0x20 && b != 0x7f)
 }
 
+/// Whether `b` may appear in a URI authority without userinfo (RFC 3986 §3.2: unreserved,
+/// percent-encoded, sub-delims, `:` and the brackets of an IPv6 literal).
+fn is_authority(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(&b)
+}
+
 /// Whether `b` is a token character (RFC 9110 §5.6.2).
 fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -453,6 +462,20 @@ mod tests {
             Err(FramingError::Expectation)
         );
         assert!(malformed("GET / HTTP/1.1\r\n\r\n"), "no Host");
+        for bad in ["a b", "a/b", "u@h", "h?q", "h#f", "h\u{7f}"] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {bad}\r\n\r\n");
+            assert!(malformed(&raw), "{bad}");
+        }
+        for good in [
+            "",
+            "example.com:8080",
+            "[::1]:80",
+            "127.0.0.1",
+            "xn--d1a.example",
+        ] {
+            let raw = format!("GET / HTTP/1.1\r\nHost: {good}\r\n\r\n");
+            assert!(head(&raw).unwrap().is_some(), "{good:?}");
+        }
         assert!(
             malformed("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"),
             "two"

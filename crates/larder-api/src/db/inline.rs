@@ -36,14 +36,15 @@ impl InlineReader {
     pub(crate) fn open(path: &Path, count: usize) -> rusqlite::Result<Self> {
         let conns = (0..count.max(1))
             .map(|_| {
+                // Read-only (a WAL reader still maps the `-shm` index), and `query_only` as
+                // well: a bug that tried to write would fail instead.
                 let conn = Connection::open_with_flags(
                     path,
-                    OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
-                // A reader never writes; a bug that tried would fail instead of writing.
                 conn.pragma_update(None, "query_only", true)?;
-                // Never hold a runtime thread waiting for a lock (WAL recovery, a truncating
-                // checkpoint): busy means "ask sqlx", which may wait.
+                // Busy (WAL recovery, a truncating checkpoint) means "ask sqlx", which may
+                // wait; SQLite's own short read-start retries still happen.
                 conn.busy_timeout(std::time::Duration::ZERO)?;
                 // Compiled once here, so a bad schema shows at start and the first read is fast.
                 conn.prepare_cached(GET)?;
@@ -61,7 +62,7 @@ impl InlineReader {
     pub(crate) fn get(&self, collection: &str, id: &str) -> Option<Option<Stored>> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
-        let conn = (0..n).find_map(|i| self.conns[(start + i) % n].try_lock())?;
+        let conn = (0..n).find_map(|i| self.conns[start.wrapping_add(i) % n].try_lock())?;
         let read = conn.prepare_cached(GET).and_then(|mut statement| {
             statement
                 .query_row([collection, id], |row| {

@@ -183,7 +183,7 @@ impl Connection {
             self.shared
                 .state
                 .metrics
-                .record(crate::metrics::UNROUTED, self.method, status, 0);
+                .record_refusal(self.method, status);
             let response = error.into_response();
             let _ = respond::write(
                 response,
@@ -287,7 +287,7 @@ impl Connection {
                 Ok(request) => request,
                 Err(end) => return end,
             };
-            if head.body != BodyLength::Length(0) && !self.may_send_body(&head) {
+            if head.body != BodyLength::Length(0) && !self.may_send_body(&head, request.uri()) {
                 return End::Refuse(crate::app::unauthorized());
             }
             let (len, body, expect_continue) = (head.len, head.body, head.expect_continue);
@@ -328,13 +328,13 @@ impl Connection {
         }
     }
 
-    /// Whether a request's body may be read: not for the data routes without the token (the
-    /// router would refuse the request anyway), so that nobody without it can make the server
-    /// take in bodies. Checked before `100 Continue` is sent.
-    fn may_send_body(&self, head: &framing::Head<'_>) -> bool {
+    /// Whether a request's body may be read: not for the writes the token guards (the router
+    /// would refuse them anyway), so that nobody without it can make the server take in
+    /// bodies. Checked before `100 Continue` is sent.
+    fn may_send_body(&self, head: &framing::Head<'_>, uri: &Uri) -> bool {
         let token = &self.shared.state.config.token;
         token.is_empty()
-            || !head.target.starts_with("/v1/")
+            || !crate::app::guarded_write(head.method, uri.path())
             || crate::app::authorized(
                 token,
                 head.headers
