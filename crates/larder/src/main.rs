@@ -17,6 +17,15 @@ use cli::{BenchCommand, Cli, Command};
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Raises the soft limit on open files to the hard one, as Go's runtime does: the servers'
+/// connection caps (10,000 by default) are far above the usual soft limit of 1,024, and a
+/// server at that limit fails to accept, and to open database and peer connections too.
+fn raise_open_files() {
+    if let Err(err) = rlimit::increase_nofile_limit(u64::MAX) {
+        eprintln!("larder: could not raise the open-file limit: {err}");
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -29,6 +38,7 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    raise_open_files();
     let config = config::load(cli.config.as_deref(), &cli.command)?;
     if cli.print_config {
         print!("{}", config::render(&config)?);
@@ -60,5 +70,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             eprintln!("larder: no command given; try `larder --help`");
             Ok(ExitCode::from(2))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_open_file_limit_is_raised_to_the_hard_limit() {
+        use rlimit::Resource;
+        let (_, hard) = Resource::NOFILE.get().unwrap_or_default();
+        // Lowering the soft limit is always allowed (and 4,096 is plenty for the tests that
+        // run beside this one).
+        assert_eq!(Resource::NOFILE.set(hard.min(4_096), hard).ok(), Some(()));
+        super::raise_open_files();
+        assert_eq!(Resource::NOFILE.get().ok(), Some((hard, hard)));
     }
 }
