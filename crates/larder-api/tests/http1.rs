@@ -451,3 +451,40 @@ async fn answers_are_sent_before_waiting_for_a_body() {
     assert_eq!(read_responses(&mut conn, 1).await[0].status, 201);
     gw.stop.cancel();
 }
+
+#[tokio::test]
+async fn answers_do_not_wait_behind_a_slow_router_call() {
+    // A "cache node" that accepts and never answers: every read through the router waits for
+    // the cache deadline before the database answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let node = silent.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((conn, _)) = silent.accept().await {
+            held.push(conn);
+        }
+    });
+    let gw = start(ApiConfig {
+        cache_nodes: vec![node.to_string()],
+        cache_deadline_ms: 1_500,
+        ..config()
+    })
+    .await;
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let started = Instant::now();
+    conn.write_all(
+        b"GET /healthz HTTP/1.1\r\nHost: t\r\n\r\nGET /v1/products/slow HTTP/1.1\r\nHost: t\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    let first = read_responses(&mut conn, 1).await;
+    assert_eq!(first[0].status, 200);
+    assert!(
+        started.elapsed() < Duration::from_millis(1_000),
+        "the first answer waited {:?} for the second request's cache call",
+        started.elapsed()
+    );
+    let second = read_responses(&mut conn, 1).await;
+    assert_eq!(second[0].status, 404, "{}", second[0].text());
+    gw.stop.cancel();
+}

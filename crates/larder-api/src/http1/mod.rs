@@ -4,7 +4,8 @@
 //! (`larder_proto::http1`), and answers them in order: a fresh in-process cache hit of a document is
 //! written straight from the cache ([`fast`]); every other request is handed to the axum router
 //! with its whole body and the router's response is written back ([`respond`]). Pipelined
-//! requests are answered in order and their responses leave in one write.
+//! requests are answered in order and their responses leave in one write, unless the router
+//! has to wait for one of them: then those before it are sent first.
 //!
 //! Limits, so that no client can hold the server: at most `max_connections` connections are
 //! served at once (more wait in the listen queue); a request head is at most `MAX_HEAD`
@@ -28,6 +29,7 @@ mod respond;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, SystemTime};
 
 use axum::Router;
@@ -298,13 +300,26 @@ impl Connection {
                 Ok(body) => body,
                 Err(end) => return end,
             };
-            let response = match self
-                .shared
-                .router
-                .clone()
-                .oneshot(request.map(|()| body))
-                .await
-            {
+            let call = self.shared.router.clone().oneshot(request.map(|()| body));
+            let mut call = std::pin::pin!(call);
+            let response =
+                match std::future::poll_fn(|cx| Poll::Ready(call.as_mut().poll(cx))).await {
+                    Poll::Ready(done) => done,
+                    Poll::Pending => {
+                        // The router waits (the database, a cache node): the answers before this
+                        // one need not wait with it.
+                        if !self.output.is_empty()
+                            && self
+                                .flush(Instant::now() + self.shared.timeout)
+                                .await
+                                .is_err()
+                        {
+                            return End::Quiet;
+                        }
+                        call.await
+                    }
+                };
+            let response = match response {
                 Ok(response) => response,
                 Err(never) => match never {},
             };
