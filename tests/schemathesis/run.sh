@@ -3,9 +3,10 @@
 # non-default ports; any failure fails the run, and so does a server that does not exit 0 on
 # SIGTERM. Usage: tests/schemathesis/run.sh [LARDER_BINARY]
 # Environment: ST_MAX_EXAMPLES (default 200), ST_SEED (default 20261122), ST_PORT (gateway,
-# default 28080; the cache node takes ST_PORT+1..+3), ST_DATA (default target/ci-up), ST_EXTRA
-# (more `schemathesis run` options; against PostgreSQL, which refuses U+0000 in documents,
-# `--generation-allow-x00 false`).
+# default 28080; the cache node takes ST_PORT+1..+3), ST_DATA (default target/ci-up),
+# ST_DATABASE (a postgres:// URL to run the stack on instead of its SQLite file; PostgreSQL
+# refuses U+0000 in text, so the run then adds `--generation-allow-x00 false`), ST_EXTRA (more
+# `schemathesis run` options).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
@@ -19,7 +20,13 @@ log="$data/server.log"
 # setting (LARDER_TEST_POSTGRES_URL), and others could move it off the ports used here.
 unset_larder=()
 for name in $(compgen -e | grep '^LARDER_' || true); do unset_larder+=(-u "$name"); done
-env "${unset_larder[@]}" \
+database=()
+extra=()
+if [ -n "${ST_DATABASE:-}" ]; then
+  database=(LARDER_API_DATABASE="$ST_DATABASE")
+  extra=(--generation-allow-x00 false)
+fi
+env "${unset_larder[@]}" "${database[@]}" \
   LARDER_API_LISTEN="127.0.0.1:$port" \
   LARDER_CACHE_RESP_ADDR="127.0.0.1:$((port + 1))" \
   LARDER_CACHE_GRPC_ADDR="127.0.0.1:$((port + 2))" \
@@ -46,7 +53,7 @@ status=0
 SCHEMATHESIS_HOOKS="$here/hooks.py" python3 -m schemathesis.cli --no-color --config-file "$here/schemathesis.toml" \
   run "http://127.0.0.1:$port/openapi.json" --checks all \
   --max-examples "${ST_MAX_EXAMPLES:-200}" --seed "${ST_SEED:-20261122}" \
-  --workers 1 --request-timeout 10 --generation-database none ${ST_EXTRA:-} \
+  --workers 1 --request-timeout 10 --generation-database none "${extra[@]}" ${ST_EXTRA:-} \
   --report junit --report-junit-path "$data/schemathesis-junit.xml" || status=$?
 trap - EXIT
 kill -TERM "$server"
