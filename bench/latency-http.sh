@@ -28,7 +28,8 @@
 # or benchmarks and the cores are idle.
 # Usage: bench/latency-http.sh [RATE] [SECS] [M] [MISS_RATE]  (defaults 5000 20 200000 1000;
 # the environment variables of these names work too). PARTS="hits miss" (the default) picks
-# the parts to run. CARGO_TARGET_DIR is honoured.
+# the parts to run, and SERVERS="nginx go api up" (the default) the servers of the hit part.
+# CARGO_TARGET_DIR is honoured.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rate="${1:-${RATE:-5000}}"
@@ -36,10 +37,17 @@ secs="${2:-${SECS:-20}}"
 docs="${3:-${M:-200000}}"
 miss_rate="${4:-${MISS_RATE:-1000}}"
 parts="${PARTS:-hits miss}"
+servers="${SERVERS:-nginx go api up}"
 for part in $parts; do
   case $part in
     hits | miss) ;;
     *) echo "PARTS: unknown part $part (hits, miss)" >&2; exit 2 ;;
+  esac
+done
+for server in $servers; do
+  case $server in
+    nginx | go | api | up) ;;
+    *) echo "SERVERS: unknown server $server (nginx, go, api, up)" >&2; exit 2 ;;
   esac
 done
 conns=32 warmup=2 miss_warmup=1
@@ -250,7 +258,7 @@ run_hits() {
   create_doc "$port_api"
   fetch "http://127.0.0.1:$port_api$doc_path" "$out/doc.json" >/dev/null
   stop "$pid"
-  for server in nginx go api up; do
+  for server in $servers; do
     wait_quiet
     echo "cache-hit GET: $server" >&2
     "run_$server"
