@@ -156,7 +156,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&breakers),
+        state.metrics.render(&breakers, state.db.inline_counts()),
     )
         .into_response()
 }

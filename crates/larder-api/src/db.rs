@@ -158,6 +158,11 @@ impl Db {
         Ok((!file.is_empty()).then(|| PathBuf::from(file)))
     }
 
+    /// `(served, handed_on)` of the inline SQLite reads (see [`inline`]); `None` without them.
+    pub(crate) fn inline_counts(&self) -> Option<(u64, u64)> {
+        self.inline.as_ref().map(|reader| reader.counts())
+    }
+
     /// Whether this is SQLite (for the few statements that differ).
     pub(crate) fn is_sqlite(&self) -> bool {
         self.sqlite
@@ -458,6 +463,9 @@ mod tests {
         assert!(db.delete("things", "a", Some(2)).await.unwrap());
         assert_eq!(reader.get("things", "a"), Some(None));
         assert_eq!(through_sqlx(&db, "a").await, None);
+        // Five reads answered inline (four direct, one `db.get`); each `through_sqlx` handed
+        // two on (its own check and `db.get`'s attempt).
+        assert_eq!(db.inline_counts(), Some((5, 6)));
     }
 
     #[tokio::test]

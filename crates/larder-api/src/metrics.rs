@@ -102,8 +102,9 @@ impl Metrics {
         self.latency.observe(ns, 1);
     }
 
-    /// Prometheus text; `breakers` are `(target, state)` pairs.
-    pub(crate) fn render(&self, breakers: &[(String, u8)]) -> String {
+    /// Prometheus text; `breakers` are `(target, state)` pairs, `inline` the database's
+    /// inline SQLite reads `(served, handed_on)` if it has them.
+    pub(crate) fn render(&self, breakers: &[(String, u8)], inline: Option<(u64, u64)>) -> String {
         let mut out = String::with_capacity(4096);
         let name = "larder_api_requests_total";
         let _ = writeln!(
@@ -155,6 +156,16 @@ impl Metrics {
             "# HELP {name} Time from a request's arrival to its response.\n# TYPE {name} histogram"
         );
         self.latency.render(&mut out, name, "");
+        if let Some((served, handed_on)) = inline {
+            let name = "larder_api_sqlite_inline_reads_total";
+            let _ = writeln!(
+                out,
+                "# HELP {name} SQLite reads of one document run on the requesting thread \
+                 (served), or handed to sqlx because every inline connection was busy or the \
+                 read failed (handed_on).\n# TYPE {name} counter\n\
+                 {name}{{result=\"served\"}} {served}\n{name}{{result=\"handed_on\"}} {handed_on}"
+            );
+        }
         let name = "larder_breaker_state";
         let _ = writeln!(
             out,
@@ -181,7 +192,11 @@ mod tests {
         m.record_direct("HEAD", 100_000);
         m.record("/v1/{collection}", "BREW", 404, 100);
         m.record_refusal("POST", 413);
-        let text = m.render(&[("cache:a".into(), 1)]);
+        let text = m.render(&[("cache:a".into(), 1)], Some((5, 2)));
+        assert!(
+            text.contains("larder_api_sqlite_inline_reads_total{result=\"handed_on\"} 2"),
+            "{text}"
+        );
         assert!(
             text.contains("route=\"unrouted\",method=\"POST\",status=\"413\"} 1"),
             "{text}"

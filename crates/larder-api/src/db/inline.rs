@@ -14,7 +14,7 @@
 //! gives the same answer or the error a user should see.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
@@ -28,6 +28,9 @@ const GET: &str = "SELECT doc, version FROM larder_documents WHERE collection = 
 pub(crate) struct InlineReader {
     conns: Box<[Mutex<Connection>]>,
     next: AtomicUsize,
+    /// Reads answered here, and reads handed to sqlx (every connection busy, or an error).
+    served: AtomicU64,
+    handed_on: AtomicU64,
 }
 
 impl InlineReader {
@@ -54,12 +57,33 @@ impl InlineReader {
         Ok(Self {
             conns: conns.into_boxed_slice(),
             next: AtomicUsize::new(0),
+            served: AtomicU64::new(0),
+            handed_on: AtomicU64::new(0),
         })
     }
 
     /// The document `(collection, id)`; `None` when no connection was free or the read
     /// failed, and the caller should ask sqlx instead.
     pub(crate) fn get(&self, collection: &str, id: &str) -> Option<Option<Stored>> {
+        let found = self.read(collection, id);
+        let counter = if found.is_some() {
+            &self.served
+        } else {
+            &self.handed_on
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        found
+    }
+
+    /// `(served, handed_on)`: reads answered here, and reads left to sqlx.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.served.load(Ordering::Relaxed),
+            self.handed_on.load(Ordering::Relaxed),
+        )
+    }
+
+    fn read(&self, collection: &str, id: &str) -> Option<Option<Stored>> {
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let n = self.conns.len();
         let conn = (0..n).find_map(|i| self.conns[start.wrapping_add(i) % n].try_lock())?;
