@@ -20,8 +20,9 @@ use crate::state::AppState;
 const ID_PATTERN: &str = "^[A-Za-z0-9._~-]{1,128}$";
 /// 1-255 visible ASCII characters, optionally quoted (the gateway strips the quotes).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^\"*[!#-~]([!-~]{0,253}[!#-~])?\"*$";
-/// Every problem the gateway's own routes answer with.
-const GATEWAY_CODES: [ErrorCode; 14] = [
+/// Every problem the gateway answers with (the last four from its HTTP server, for requests
+/// it cannot frame).
+const GATEWAY_CODES: [ErrorCode; 18] = [
     ErrorCode::InvalidArgument,
     ErrorCode::ValidationFailed,
     ErrorCode::NotFound,
@@ -36,6 +37,10 @@ const GATEWAY_CODES: [ErrorCode; 14] = [
     ErrorCode::TooLarge,
     ErrorCode::Unavailable,
     ErrorCode::Overloaded,
+    ErrorCode::Protocol,
+    ErrorCode::HeadersTooLarge,
+    ErrorCode::VersionNotSupported,
+    ErrorCode::ExpectationFailed,
 ];
 
 /// `GET /openapi.json`: the document for `config`, rendered once.
@@ -212,13 +217,16 @@ fn schema_ref(n: &str, kind: &str) -> String {
     format!("#/components/schemas/{n}.{kind}")
 }
 
-/// `ok` plus a problem response for each status in `errors`.
+/// Statuses the HTTP server answers any request it cannot frame with, whatever its route.
+const FRAMING_STATUSES: [u16; 3] = [417, 431, 505];
+
+/// `ok` plus a problem response for each status in `errors` and [`FRAMING_STATUSES`].
 fn responses(ok: Value, errors: &[u16]) -> Value {
     let mut out = match ok {
         Value::Object(map) => map,
         _ => Map::new(),
     };
-    for status in errors {
+    for status in errors.iter().chain(&FRAMING_STATUSES) {
         out.insert(
             status.to_string(),
             json!({"$ref": format!("#/components/responses/{status}")}),

@@ -216,8 +216,13 @@ async fn collection_schemas_and_parameters_come_from_the_configuration() {
         "#/components/parameters/IfMatchRequired"
     );
     assert!(notes["delete"]["responses"]["428"].is_object());
+    assert!(
+        notes["get"]["responses"]["431"].is_object(),
+        "every route can get 431"
+    );
     for status in [
-        "400", "404", "405", "406", "409", "412", "413", "415", "422", "428", "503",
+        "400", "404", "405", "406", "409", "412", "413", "415", "417", "422", "428", "431", "503",
+        "505",
     ] {
         let response = &spec["components"]["responses"][status];
         assert!(
