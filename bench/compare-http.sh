@@ -29,23 +29,9 @@ doc='{"data":{"type":"products","id":"42","attributes":{"name":"product 42","pri
 peer_src="${PEER_DIR:-../shared/peers/go-fastjson-api}"
 max_wait="${MAX_WAIT:-600}" # seconds to wait for a quiet machine before each server's run
 
-missing=()
-command -v wrk >/dev/null || missing+=(wrk)
-command -v nginx >/dev/null || missing+=(nginx)
-command -v go >/dev/null || missing+=(golang-go)
-command -v curl >/dev/null || missing+=(curl)
-if [ "${#missing[@]}" -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-cargo build --release --quiet -j2 -p larder
-larder=target/release/larder
-hz=$(getconf CLK_TCK)
-out=$(mktemp -d)
-chmod 755 "$out" # nginx's worker runs as nobody and must reach the document
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
-(cd "$peer_src" && go build -o "$out/peer" main.go)
 # shellcheck source=bench/http/common.sh
 . bench/http/common.sh
+prepare wrk:wrk
 
 cpu_ticks() { # summed utime + stime of processes, in clock ticks (fields 14 and 15)
   local pid sum=0

@@ -65,23 +65,9 @@ if [ "$docs" -le "$max_ids" ]; then
   echo "M=$docs documents are too few: the miss run may ask for $max_ids ids" >&2; exit 2
 fi
 
-missing=()
-command -v nginx >/dev/null || missing+=(nginx)
-command -v go >/dev/null || missing+=(golang-go)
-command -v curl >/dev/null || missing+=(curl)
-command -v sqlite3 >/dev/null || missing+=(sqlite3)
-if [ "${#missing[@]}" -gt 0 ]; then
-  apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-cargo build --release --quiet -j1 -p larder
-larder="${CARGO_TARGET_DIR:-target}/release/larder"
-hz=$(getconf CLK_TCK)
-out=$(mktemp -d)
-chmod 755 "$out" # nginx's worker runs as nobody and must reach the document
-trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
-(cd "$peer_src" && go build -o "$out/peer" main.go)
 # shellcheck source=bench/http/common.sh
 . bench/http/common.sh
+prepare sqlite3:sqlite3
 
 cpu_stat() { # total and steal jiffies of all CPUs
   awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t, $9 }' /proc/stat

@@ -1,7 +1,27 @@
 # Shell functions the bench/compare-*.sh and latency-http.sh scripts share: waiting for a quiet
 # machine and for a port, fetching one URL, stopping a server, creating the benchmark document.
-# Sourced, not run; the caller sets `hz` (clock ticks per second), `max_wait` (seconds to wait
-# for quiet before measuring anyway) and, for create_doc, `out`, `doc` and `doc_path`.
+# Sourced, not run; the caller sets `peer_src` (the Go peer's sources) and `max_wait` (seconds
+# to wait for quiet before measuring anyway), calls `prepare`, and sets `doc` and `doc_path`
+# for create_doc.
+
+prepare() { # command:package…: installs the missing commands' packages (nginx, the Go
+  # toolchain, curl and the given ones), builds larder, makes the scratch directory $out
+  # (removed on exit) and the Go peer $out/peer from $peer_src; sets larder, hz and out
+  local missing=() need
+  for need in nginx:nginx go:golang-go curl:curl "$@"; do
+    command -v "${need%%:*}" >/dev/null || missing+=("${need#*:}")
+  done
+  if [ "${#missing[@]}" -gt 0 ]; then
+    apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+  cargo build --release --quiet -j1 -p larder
+  larder="${CARGO_TARGET_DIR:-target}/release/larder"
+  hz=$(getconf CLK_TCK)
+  out=$(mktemp -d)
+  chmod 755 "$out" # nginx's worker runs as nobody and must reach the document
+  trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
+  (cd "$peer_src" && go build -o "$out/peer" main.go)
+}
 
 busy_ticks() { # ticks both cores spent on anything but idle and iowait, steal included
   awk '/^cpu / { print $2 + $3 + $4 + $7 + $8 + $9 }' /proc/stat
