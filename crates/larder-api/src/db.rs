@@ -112,7 +112,12 @@ impl Db {
             sqlite,
             inline: None,
         };
-        if sqlite && db.sqlite_file().await?.is_none() {
+        let file = if sqlite {
+            db.sqlite_file().await?
+        } else {
+            None
+        };
+        if sqlite && file.is_none() {
             // In memory it vanishes with the pool's connections; a temporary database (an
             // empty path) is even private to each connection.
             return Err(DbError::Unavailable(
@@ -122,7 +127,10 @@ impl Db {
             ));
         }
         db.migrate().await?;
-        if let Some(path) = db.wal_file().await? {
+        // Inline reads only where readers never wait for writers: a file in WAL mode.
+        if let Some(path) = file
+            && db.is_wal().await?
+        {
             let count = std::thread::available_parallelism().map_or(2, usize::from);
             match InlineReader::open(&path, count) {
                 Ok(reader) => db.inline = Some(Arc::new(reader)),
@@ -132,20 +140,13 @@ impl Db {
         Ok(db)
     }
 
-    /// The file of a SQLite database in WAL mode, where inline reads are safe; `None` for
-    /// PostgreSQL and other journal modes.
-    async fn wal_file(&self) -> Result<Option<PathBuf>, DbError> {
-        if !self.sqlite {
-            return Ok(None);
-        }
+    /// Whether the SQLite database is in WAL mode.
+    async fn is_wal(&self) -> Result<bool, DbError> {
         let mode: String = sqlx::query("PRAGMA journal_mode")
             .fetch_one(&self.pool)
             .await?
             .get(0);
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Ok(None);
-        }
-        self.sqlite_file().await
+        Ok(mode.eq_ignore_ascii_case("wal"))
     }
 
     /// The file SQLite has open as the main database; `None` in memory or for a temporary

@@ -218,7 +218,11 @@ fn schema_ref(n: &str, kind: &str) -> String {
 }
 
 /// Statuses the HTTP server answers any request it cannot frame with, whatever its route.
-const FRAMING_STATUSES: [u16; 3] = [417, 431, 505];
+const FRAMING_STATUSES: [u16; 3] = [
+    ErrorCode::ExpectationFailed.http_status(),
+    ErrorCode::HeadersTooLarge.http_status(),
+    ErrorCode::VersionNotSupported.http_status(),
+];
 
 /// `ok` plus a problem response for each status in `errors` and [`FRAMING_STATUSES`].
 fn responses(ok: Value, errors: &[u16]) -> Value {

@@ -9,8 +9,8 @@
 //!
 //! Limits, so that no client can hold the server: at most `max_connections` connections are
 //! served at once (more wait in the listen queue); a request head is at most `MAX_HEAD`
-//! (64 KiB) bytes (431), a body at most `max_body_bytes` (413 without reading it), a body
-//! for `/v1/…` is not read at all without the token (401, and no `100 Continue`), and every
+//! (64 KiB) bytes (431), a body at most `max_body_bytes` (413 without reading it), a guarded
+//! write's body is not read at all without the token (401, and no `100 Continue`), and every
 //! wait on the client — for the next request, for the rest of a head or body, for the
 //! client to take a response — ends the connection after `client_timeout_ms` (see
 //! [`crate::ApiConfig`]; counted in `larder_api_client_timeouts_total`). Requests refused
