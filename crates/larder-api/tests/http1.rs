@@ -313,6 +313,51 @@ async fn slow_clients_are_cut_off() {
 }
 
 #[tokio::test]
+async fn heads_in_pieces_are_answered_and_garbage_is_refused_at_once() {
+    let gw = start(config()).await;
+    // A byte per segment, line ends split across segments: answered, and more than once.
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.set_nodelay(true).unwrap();
+    for _ in 0..2 {
+        for byte in b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Long: abcdefgh\r\n\r\n" {
+            conn.write_all(&[*byte]).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+        assert_eq!((reply.status, reply.text()), (200, "ok\n".to_owned()));
+    }
+
+    // The first bytes of a TLS handshake hold no line end: refused on arrival, not at the
+    // client timeout.
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    let hello = [
+        0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+    ];
+    conn.write_all(&hello).await.unwrap();
+    let started = Instant::now();
+    let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+    assert_eq!(reply.status, 400);
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
+
+    // A bad field sent after the request line is refused when its line ends.
+    let mut conn = TcpStream::connect(gw.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: t\r\n")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    conn.write_all(b"Bad Name: x").await.unwrap();
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    conn.write_all(b"\r\n").await.unwrap();
+    let reply = read_responses(&mut conn, 1).await.pop().unwrap();
+    assert_eq!(reply.status, 400);
+    gw.stop.cancel();
+}
+
+#[tokio::test]
 async fn a_token_guards_the_data_and_the_metrics() {
     let gw = start(ApiConfig {
         token: "s3cret".into(),

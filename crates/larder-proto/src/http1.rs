@@ -86,6 +86,20 @@ impl FramingError {
     }
 }
 
+/// Whether `buf`, of which the first `seen` bytes were parsed and found to be part of a head,
+/// can now parse differently: a line has ended since, or it has grown past [`MAX_HEAD`].
+///
+/// A head ends with a line end, so bytes without one cannot complete it; they can only turn it
+/// into an error, which a parse at the next line end (or past [`MAX_HEAD`]) finds as well. A
+/// caller that parses only when this is true parses a head at most once per line.
+#[must_use]
+pub fn may_complete_head(buf: &[u8], seen: usize) -> bool {
+    buf.len() > MAX_HEAD
+        || buf
+            .get(seen..)
+            .is_none_or(|new| memchr::memchr(b'\n', new).is_some())
+}
+
 /// Parses the head at the start of `buf`: `Ok(None)` while it is incomplete.
 ///
 /// # Errors
@@ -583,6 +597,46 @@ mod tests {
         }
     }
 
+    /// Feeds `data` a byte at a time, parsing after every byte or only when
+    /// [`may_complete_head`] allows it: the verdict (a head's length or the error) and the
+    /// number of parses.
+    fn decide_a_byte_at_a_time(
+        data: &[u8],
+        per_line: bool,
+    ) -> (Option<Result<usize, FramingError>>, usize) {
+        let (mut partial, mut parses) = (0, 0);
+        for end in 1..=data.len() {
+            if per_line && partial > 0 && !may_complete_head(&data[..end], partial) {
+                continue;
+            }
+            parses += 1;
+            let mut headers = headers();
+            match parse_head(&data[..end], &mut headers) {
+                Ok(None) => partial = end,
+                Ok(Some(head)) => return (Some(Ok(head.len)), parses),
+                Err(err) => return (Some(Err(err)), parses),
+            }
+        }
+        (None, parses)
+    }
+
+    #[test]
+    fn a_long_head_sent_a_byte_at_a_time_is_parsed_once_per_line() {
+        let raw = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nCookie: {}\r\n\r\n",
+            "c".repeat(60_000)
+        );
+        let (verdict, parses) = decide_a_byte_at_a_time(raw.as_bytes(), true);
+        assert_eq!(verdict, Some(Ok(raw.len())));
+        assert_eq!(parses, 5, "the first byte, then each of four line ends");
+        let bad = format!(
+            "GET / HTTP/1.1\r\nHost: x\r\nBad Name: {}\r\n",
+            "c".repeat(100)
+        );
+        let (verdict, _) = decide_a_byte_at_a_time(bad.as_bytes(), true);
+        assert!(matches!(verdict, Some(Err(FramingError::Malformed(_)))));
+    }
+
     proptest::proptest! {
         /// What the fuzz target checks, on every test run: no input panics, a head is never
         /// longer than its input, and a chunked body decodes the same however it is split.
@@ -597,6 +651,24 @@ mod tests {
             }
             let whole = decode_in_pieces(&data, data.len().max(1), 256);
             proptest::prop_assert_eq!(whole, decode_in_pieces(&data, piece, 256));
+        }
+
+        /// A head parsed only when [`may_complete_head`] says so, a byte arriving at a time,
+        /// is decided as it is when parsed after every byte, with at most one parse per line.
+        #[test]
+        fn heads_parsed_per_line_are_decided_as_per_byte(
+            pieces in proptest::collection::vec(proptest::sample::select(vec![
+                "GET ", "POST ", "/v1/a", " ", "HTTP/1.1", "HTTP/1.0", "HTTP/2", "\r\n", "\n",
+                "\r", "Host: x", "Content-Length: 3", "X-A: b", ":", "a", "\0", "\u{1}", "é",
+            ]), 0..40),
+        ) {
+            let mut data = pieces.concat().into_bytes();
+            data.extend_from_slice(b"\r\n\r\n");
+            let every = decide_a_byte_at_a_time(&data, false);
+            let per_line = decide_a_byte_at_a_time(&data, true);
+            proptest::prop_assert_eq!(&every.0, &per_line.0);
+            let lines = data.iter().filter(|&&b| b == b'\n').count();
+            proptest::prop_assert!(per_line.1 <= lines + 1, "{} parses", per_line.1);
         }
 
         /// Bodies cut into random chunks decode to themselves.

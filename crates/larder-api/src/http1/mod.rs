@@ -228,6 +228,10 @@ impl Connection {
         // The next head (or the rest of it) is due within the timeout of the last answer (or
         // of connecting), so sending a head slowly cannot hold a connection for longer.
         let mut last_answer = Instant::now();
+        // The length of input that was last found to hold only part of a head. A head is
+        // parsed again only once a line of it has ended since, so a head sent a byte at a time
+        // costs one parse per line (at most `MAX_HEADERS` + 1 of them), not one per byte.
+        let mut partial = 0;
         loop {
             let until = last_answer + self.shared.timeout;
             // Pipelined answers wait in `output` only up to a bound: past it they are sent (the
@@ -239,10 +243,20 @@ impl Connection {
                 }
                 tokio::task::coop::consume_budget().await;
             }
+            if partial > 0 && !framing::may_complete_head(&self.input, partial) {
+                match self.read(false, until).await {
+                    Ok(true) => continue,
+                    Ok(false) | Err(_) => return End::Quiet,
+                }
+            }
             let mut headers = framing::headers();
             let head = match framing::parse_head(&self.input, &mut headers) {
-                Ok(Some(head)) => head,
+                Ok(Some(head)) => {
+                    partial = 0;
+                    head
+                }
                 Ok(None) => {
+                    partial = self.input.len();
                     // Nothing more to answer for now: read (which sends what is waiting).
                     let idle = self.input.is_empty();
                     if idle && self.input.capacity() > INPUT_KEEP {
