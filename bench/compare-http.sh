@@ -88,36 +88,24 @@ measure() { # name round pid... (url from $url; $node_admin set for larder-up)
 }
 
 run_nginx() { # round
-  local dir="$out/nginx-$1" master worker
-  mkdir -p "$dir/www${doc_path%/*}"
-  cp "$out/doc.json" "$dir/www$doc_path"
-  chmod -R a+rX "$dir"
-  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port_nginx|g" bench/http/nginx.conf >"$dir/nginx.conf"
-  taskset -c 0 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  master=$!
-  wait_port "$port_nginx"
-  for _ in $(seq 1 100); do worker=$(pgrep -P "$master") && break; sleep 0.1; done
+  local master worker
+  start_nginx "$out/nginx-$1" "$port_nginx" "$out/doc.json"
   url="http://127.0.0.1:$port_nginx$doc_path"
   measure nginx "$1" "$worker" "$master"
   stop "$master"
 }
 
 run_go() { # round
-  GOMAXPROCS=1 taskset -c 0 "$out/peer" -addr "127.0.0.1:$port_go" -preload 10000 2>"$out/go.log" &
-  local pid=$!
-  wait_port "$port_go"
+  local pid
+  start_go "$port_go" 10000
   url="http://127.0.0.1:$port_go$doc_path"
   measure go "$1" "$pid"
   stop "$pid"
 }
 
 run_api() { # round
-  local dir="$out/api-$1"
-  mkdir -p "$dir"
-  TOKIO_WORKER_THREADS=1 taskset -c 0 "$larder" --config bench/http/api.toml api \
-    --listen "127.0.0.1:$port_api" --database "sqlite://$dir/larder.db?mode=rwc" >"$dir/log" 2>&1 &
-  local pid=$!
-  wait_port "$port_api"
+  local pid
+  start_api "$larder" "$out/api-$1" "$port_api"
   create_doc "$port_api"
   url="http://127.0.0.1:$port_api$doc_path"
   measure larder-api "$1" "$pid"

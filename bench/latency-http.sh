@@ -115,43 +115,24 @@ measure() { # name port-or-empty pid (url from $url): checks the document, then 
   fi
 }
 
-start_api() { # dir port: `larder api` on core 0 over dir/larder.db; sets $pid
-  mkdir -p "$1"
-  port_free "$2"
-  TOKIO_WORKER_THREADS=1 taskset -c 0 "$larder" --config bench/http/api.toml api \
-    --listen "127.0.0.1:$2" --database "sqlite://$1/larder.db?mode=rwc" >>"$1/log" 2>&1 &
-  pid=$!
-  wait_port "$2"
-}
-
 run_nginx() {
-  local dir="$out/nginx" master worker
-  mkdir -p "$dir/www${doc_path%/*}"
-  cp "$out/doc.json" "$dir/www$doc_path"
-  chmod -R a+rX "$dir"
-  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port_nginx|g" bench/http/nginx.conf >"$dir/nginx.conf"
-  port_free "$port_nginx"
-  taskset -c 0 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  master=$!
-  wait_port "$port_nginx"
-  for _ in $(seq 1 100); do worker=$(pgrep -P "$master") && break; sleep 0.1; done
+  local master worker
+  start_nginx "$out/nginx" "$port_nginx" "$out/doc.json"
   url="http://127.0.0.1:$port_nginx$doc_path"
   measure nginx "" "$worker"
   stop "$master"
 }
 
 run_go() {
-  port_free "$port_go"
-  GOMAXPROCS=1 taskset -c 0 "$out/peer" -addr "127.0.0.1:$port_go" -preload 10000 2>"$out/go.log" &
-  local pid=$!
-  wait_port "$port_go"
+  local pid
+  start_go "$port_go" 10000
   url="http://127.0.0.1:$port_go$doc_path"
   measure go "" "$pid"
   stop "$pid"
 }
 
 run_api() {
-  start_api "$out/api" "$port_api"
+  start_api "$larder" "$out/api" "$port_api"
   create_doc "$port_api"
   url="http://127.0.0.1:$port_api$doc_path"
   measure larder-api "$port_api" "$pid"
@@ -179,7 +160,7 @@ run_up() {
 # way from product 0, it must equal what the API stored, timestamps aside.
 seed() { # dir count
   local dir=$1 count=$2 i status same
-  start_api "$dir" "$port_miss"
+  start_api "$larder" "$dir" "$port_miss"
   for i in 0 1; do
     status=$(curl -s -o "$dir/created" -w '%{http_code}' -X POST -H 'Content-Type: application/vnd.api+json' \
       -d "{\"data\":{\"type\":\"products\",\"id\":\"$i\",\"attributes\":{\"name\":\"product $i\",\"price\":42.99,\"tags\":[\"catalog\",\"demo\"]}}}" \
@@ -222,7 +203,7 @@ run_miss() {
   seed "$dir" "$docs"
   wait_quiet
   echo "cache-miss GET: larder-api over $docs products" >&2
-  start_api "$dir" "$port_miss"
+  start_api "$larder" "$dir" "$port_miss"
   # The last id: beyond what the run asks for, so reading it now warms nothing the run reads.
   last=$((docs - 1))
   status=$(fetch "http://127.0.0.1:$port_miss/v1/products/$last" "$dir/last.body")
@@ -240,7 +221,7 @@ run_miss() {
 run_hits() {
   # nginx serves the bytes larder's gateway answers with, taken from a `larder api` started
   # for that alone.
-  start_api "$out/doc" "$port_api"
+  start_api "$larder" "$out/doc" "$port_api"
   create_doc "$port_api"
   fetch "http://127.0.0.1:$port_api$doc_path" "$out/doc.json" >/dev/null
   stop "$pid"

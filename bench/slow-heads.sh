@@ -71,33 +71,24 @@ start_larder() { # binary dir port: `larder api` on core 0; sets $pid
 
 printf '%-13s %6s %6s %10s %13s %9s %7s %s\n' server pad heads 'cpu µs/hd' range seconds steal statuses \
   >"$out/results"
+echo "$doc" >"$out/doc.json"
 for pad in $pads; do
-  dir="$out/nginx"
-  mkdir -p "$dir/www${doc_path%/*}"
-  echo "$doc" >"$dir/www$doc_path"
-  chmod -R a+rX "$dir"
-  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port_nginx|g" bench/http/nginx.conf >"$dir/nginx.conf"
-  port_free "$port_nginx"
-  taskset -c 0 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
-  master=$!
-  wait_port "$port_nginx"
-  for _ in $(seq 1 100); do worker=$(pgrep -P "$master") && break; sleep 0.1; done
+  start_nginx "$out/nginx" "$port_nginx" "$out/doc.json"
   run_client nginx "$port_nginx" "$worker" "$pad"
   stop "$master"
 
-  port_free "$port_go"
-  GOMAXPROCS=1 taskset -c 0 "$out/peer" -addr "127.0.0.1:$port_go" -preload 100 2>"$out/go.log" &
-  pid=$!
-  wait_port "$port_go"
+  start_go "$port_go" 100
   run_client go "$port_go" "$pid" "$pad"
   stop "$pid"
 
-  start_larder "$larder" "$out/api-$pad" "$port_api"
+  start_api "$larder" "$out/api-$pad" "$port_api"
+  create_doc "$port_api"
   run_client larder-api "$port_api" "$pid" "$pad"
   stop "$pid"
 
   if [ -n "${OTHER:-}" ]; then
-    start_larder "$OTHER" "$out/other-$pad" "$port_other"
+    start_api "$OTHER" "$out/other-$pad" "$port_other"
+    create_doc "$port_other"
     run_client larder-other "$port_other" "$pid" "$pad"
     stop "$pid"
   fi

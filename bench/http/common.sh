@@ -1,5 +1,6 @@
-# Shell functions the bench/compare-*.sh and latency-http.sh scripts share: waiting for a quiet
-# machine and for a port, fetching one URL, stopping a server, creating the benchmark document.
+# Shell functions the HTTP bench scripts (compare-http.sh, latency-http.sh, slow-heads.sh)
+# share: waiting for a quiet machine and for a port, starting nginx, the Go peer and `larder
+# api` on core 0, fetching one URL, stopping a server, creating the benchmark document.
 # Sourced, not run; the caller sets `peer_src` (the Go peer's sources) and `max_wait` (seconds
 # to wait for quiet before measuring anyway), calls `prepare`, and sets `doc` and `doc_path`
 # for create_doc.
@@ -56,6 +57,38 @@ wait_port() {
     sleep 0.1
   done
   echo "nothing listening on $1" >&2; return 1
+}
+
+start_nginx() { # dir port file: nginx (bench/http/nginx.conf, one worker) on core 0, serving
+  # file at $doc_path from dir/www; sets master and worker (the worker does the serving)
+  local dir=$1 port=$2
+  mkdir -p "$dir/www${doc_path%/*}"
+  cp "$3" "$dir/www$doc_path"
+  chmod -R a+rX "$dir"
+  sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$port|g" bench/http/nginx.conf >"$dir/nginx.conf"
+  port_free "$port"
+  taskset -c 0 nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" &
+  master=$!
+  wait_port "$port"
+  for _ in $(seq 1 100); do worker=$(pgrep -P "$master") && break; sleep 0.1; done
+}
+
+start_go() { # port preload: the Go peer ($out/peer) on core 0 with GOMAXPROCS=1 and documents
+  # 0…preload-1; sets pid
+  port_free "$1"
+  GOMAXPROCS=1 taskset -c 0 "$out/peer" -addr "127.0.0.1:$1" -preload "$2" 2>>"$out/go.log" &
+  pid=$!
+  wait_port "$1"
+}
+
+start_api() { # binary dir port: `larder api` (bench/http/api.toml) on core 0 with
+  # TOKIO_WORKER_THREADS=1, over dir/larder.db; sets pid
+  mkdir -p "$2"
+  port_free "$3"
+  TOKIO_WORKER_THREADS=1 taskset -c 0 "$1" --config bench/http/api.toml api \
+    --listen "127.0.0.1:$3" --database "sqlite://$2/larder.db?mode=rwc" >>"$2/log" 2>&1 &
+  pid=$!
+  wait_port "$3"
 }
 
 fetch() { # url file -> prints "status bytes"
