@@ -13,7 +13,7 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::node::{Node, secrets_match, unix_ms};
+use crate::node::{Node, unix_ms};
 use crate::origin::{Origin, OriginError, Origins, Served, Step, served};
 
 /// The `Cache` service of one node.
@@ -62,18 +62,10 @@ fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
         .with_service_name(itself)
 }
 
-/// Checks `authorization: Bearer <token>` when a token is configured, in constant time.
+/// Checks `authorization: Bearer <token>` when a token is configured ([`larder_util::auth`]).
 fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
-    if token.is_empty() {
-        return Ok(());
-    }
-    let given = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if secrets_match(given.as_bytes(), token.as_bytes()) {
+    let given = request.metadata().get("authorization");
+    if larder_util::auth::authorized(token, given.map(|v| v.as_bytes())) {
         Ok(())
     } else {
         Err(ErrorCode::Unauthenticated.status("missing or wrong bearer token"))
@@ -174,7 +166,7 @@ fn ttl(ms: u64) -> Expiry {
 }
 
 fn store_status(err: &larder_store::StoreError) -> Status {
-    ErrorCode::of_store(err).status(err.to_string())
+    crate::node::error::store_code(err).status(err.to_string())
 }
 
 fn invalid(message: &str) -> Status {

@@ -14,9 +14,9 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::config::ClientConfig;
 use crate::placement::Placement;
+use larder_util::breaker::{Breaker, BreakerState, Transition};
 
 /// Largest message sent or accepted: the nodes' default request bound, which they enforce.
 const MAX_MESSAGE: usize = 512 << 20;

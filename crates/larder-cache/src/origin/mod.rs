@@ -12,7 +12,6 @@
 //! fresh, then stale-while-revalidate (served, refreshed once in the background), then
 //! stale-if-error (a read loads, and serves the stale value only if the load fails).
 
-mod breaker;
 pub(crate) mod config;
 mod grpc;
 mod http;
@@ -222,8 +221,8 @@ impl Origins {
         check(configs)?;
         let mut list = Vec::with_capacity(configs.len());
         for config in configs {
-            let origin =
-                Origin::new(config).map_err(|err| format!("origin {:?}: {err}", config.name))?;
+            let origin = Origin::new(config, store.clock().clone())
+                .map_err(|err| format!("origin {:?}: {err}", config.name))?;
             list.push(Arc::new(origin));
         }
         let runtime = Handle::try_current().map_err(|err| err.to_string())?;

@@ -107,7 +107,7 @@ pub(crate) fn render(list: &[Arc<Origin>], out: &mut String) {
         "Circuit breakers: 0 closed, 1 open, 2 half-open.",
     );
     for o in list {
-        let state = o.breaker_state() as u8;
+        let state = o.breaker_state().metric_value();
         let _ = writeln!(out, "{name}{{target=\"origin:{}\"}} {state}", o.name());
     }
 }

@@ -87,7 +87,7 @@ impl fmt::Display for CmdError {
 
 impl From<StoreError> for CmdError {
     fn from(err: StoreError) -> Self {
-        Self::new(ErrorCode::of_store(&err), err.to_string())
+        Self::new(crate::node::error::store_code(&err), err.to_string())
     }
 }
 

@@ -1,6 +1,8 @@
 //! The state one cache node shares between its listeners: the store, the configuration, the
 //! metrics and the registry of connected RESP clients.
 
+pub(crate) mod error;
+
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -79,8 +81,6 @@ pub(crate) fn unix_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-pub(crate) use larder_proto::secrets_match;
-
 /// The connected RESP clients, for `CLIENT LIST`, `CLIENT INFO` and `INFO clients`.
 #[derive(Debug, Default)]
 pub(crate) struct Clients {
@@ -155,17 +155,4 @@ pub(crate) struct ClientMeta {
     pub(crate) name: String,
     pub(crate) lib_name: String,
     pub(crate) lib_ver: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(secrets_match(b"secret", b"secret"));
-        assert!(!secrets_match(b"secret", b"secreT"));
-        assert!(!secrets_match(b"secret", b"secret2"));
-        assert!(!secrets_match(b"", b"x"));
-    }
 }
