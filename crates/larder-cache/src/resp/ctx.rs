@@ -9,8 +9,11 @@ use larder_proto::resp::Protocol;
 use larder_proto::resp::encode;
 use larder_store::StoreError;
 
+use crate::node::error::OpError;
+
 use super::cmd::origin::Deferred;
-use crate::node::{ClientEntry, Node};
+use crate::clients::ClientEntry;
+use crate::node::Node;
 
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
@@ -87,7 +90,13 @@ impl fmt::Display for CmdError {
 
 impl From<StoreError> for CmdError {
     fn from(err: StoreError) -> Self {
-        Self::new(crate::node::error::store_code(&err), err.to_string())
+        OpError::from(err).into()
+    }
+}
+
+impl From<OpError> for CmdError {
+    fn from(err: OpError) -> Self {
+        Self::new(err.code(), err.to_string())
     }
 }
 

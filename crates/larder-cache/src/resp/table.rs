@@ -99,6 +99,11 @@ pub(crate) static COMMANDS: LazyLock<Vec<Command>> = LazyLock::new(|| {
         .collect()
 });
 
+/// The names the metrics count commands under: every command in table order, then `unknown`.
+pub(crate) fn metric_names() -> Vec<&'static str> {
+    COMMANDS.iter().map(|c| c.name).chain(["unknown"]).collect()
+}
+
 /// The longest command name the lookup indexes.
 const MAX_NAME: usize = 24;
 

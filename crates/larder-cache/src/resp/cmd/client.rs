@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use larder_proto::ErrorCode;
 
-use crate::node::{ClientEntry, unix_ms};
+use crate::clients::ClientEntry;
 use crate::resp::cmd::server::dispatch;
 use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_u64};
 use crate::resp::table::{COMMANDS, CommandSpec, spec};
@@ -168,7 +168,7 @@ fn setinfo(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 fn info(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
     let mut text = String::new();
-    describe(&mut text, ctx.client, "client|info", unix_ms());
+    describe(&mut text, ctx.client, "client|info", ctx.node.now_ms());
     ctx.verbatim(text.as_bytes());
     Ok(())
 }
@@ -208,7 +208,7 @@ fn list_filter(args: &[&[u8]]) -> Result<Filter, CmdError> {
 
 fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let filter = list_filter(&argv[2..])?;
-    let now = unix_ms();
+    let now = ctx.node.now_ms();
     let mut text = String::new();
     for entry in ctx.node.clients.snapshot() {
         let shown = match &filter {
@@ -369,6 +369,7 @@ mod tests {
         let other = h.node.clients.register(
             "10.0.0.2:5000".parse().unwrap(),
             "10.0.0.1:6380".parse().unwrap(),
+            h.node.now_ms(),
         );
         assert_eq!(other.entry.id, 2);
         let me = mine("client|list", 2);
