@@ -143,33 +143,6 @@ impl DocCache {
         }
     }
 
-    /// Calls `serve` with a document and its version if the in-process cache holds a fresh
-    /// copy under `key` (see [`key`]) at `now_ms`, without waiting for anything; `None` when it does not
-    /// (or reads go to cache nodes), and the caller takes the ordinary [`DocCache::read`].
-    pub(crate) fn read_fresh<R>(
-        &self,
-        collection: &CollectionConfig,
-        key: &[u8],
-        now_ms: u64,
-        serve: impl FnOnce(&[u8], i64) -> R,
-    ) -> Option<R> {
-        let Kind::Local(store) = &self.kind else {
-            return None;
-        };
-        store
-            .get_with(key, |entry| {
-                (collection.windows().freshness(entry.expires_at, now_ms) == Freshness::Fresh).then(
-                    || {
-                        serve(
-                            entry.value,
-                            i64::try_from(entry.version).unwrap_or(i64::MAX),
-                        )
-                    },
-                )
-            })
-            .flatten()
-    }
-
     /// A document straight from the database, not cached.
     async fn load(&self, collection: &str, id: &str) -> LoadResult {
         match self.db.get(collection, id).await {

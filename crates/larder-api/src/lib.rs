@@ -3,31 +3,49 @@
 //! Stateless JSON:API CRUD over collections of JSON documents kept in SQLite or PostgreSQL,
 //! with RFC 9457 problem details, ETags and conditional requests, idempotent POSTs, JSON Schema
 //! validation and reads served through the cache (cache nodes over gRPC, or an in-process
-//! store). The library exposes [`run`]; the `larder` binary does only that.
+//! store); served by hyper over HTTP/1.1 and HTTP/2, optionally over TLS, behind credentials
+//! with scopes, rate limits and CORS. The library exposes [`Gateway`] (and [`run`], which
+//! opens one and serves it); the `larder` binary does only that.
 
 mod app;
+mod auth;
 mod cache;
+mod checks;
+mod conditional;
 pub mod config;
+mod cors;
 mod db;
 mod doc;
 mod docs_page;
-mod http1;
+#[doc(hidden)]
+pub mod fuzzing;
+mod limits;
 mod list;
 mod media;
 mod metrics;
 mod openapi;
 mod problem;
 mod routes;
+mod server;
 mod state;
 mod time;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::net::TcpListener;
+use larder_util::reload::Reloading;
+use larder_util::tls::{SERVER_ALPN, TlsFiles};
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiConfig, CollectionConfig, Consistency, OriginSpec};
+
+/// Connections the kernel queues for the gateway while it is at `max_connections` (or busy):
+/// the listen backlog of [`bind`] (Linux caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +61,169 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Binds a listener for the gateway on `addr` with a backlog of [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// When `addr` does not resolve or cannot be bound (the error of the last address tried).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        match bind_one(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A gateway ready to serve: its database open and migrated, its credentials, TLS files and
+/// collections loaded, its listener bound.
+pub struct Gateway {
+    state: state::AppState,
+    listener: TcpListener,
+    tls: Option<Arc<Reloading<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Checks `config` against `listener`, opens the database and the cache and loads every
+    /// file the configuration names, so that what can fail fails here, before serving.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting that cannot work (listening beyond loopback without
+    /// credentials among them), [`Error::Database`] for a database that cannot be opened.
+    pub async fn open(config: ApiConfig, listener: TcpListener) -> Result<Self, Error> {
+        let addr = listener.local_addr()?;
+        if !config.has_credentials() && !addr.ip().is_loopback() {
+            return Err(Error::Config(format!(
+                "refusing to listen on {addr} without credentials: anyone who can reach that \
+                 address could read and change every collection. Configure a credential in \
+                 [api] (token, [[api.keys]] or [api.jwt]; or LARDER_API_TOKEN), or listen on \
+                 127.0.0.1"
+            )));
+        }
+        if config.max_connections == 0 {
+            return Err(Error::Config(
+                "max_connections is 0: the gateway could serve no connection".into(),
+            ));
+        }
+        let tls = tls(&config)?;
+        let state = build(config).await?;
+        Ok(Self {
+            state,
+            listener,
+            tls,
+        })
+    }
+
+    /// The address the gateway listens on.
+    ///
+    /// # Errors
+    /// When the system cannot tell the socket's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in progress finish.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when serving fails.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Self {
+            state,
+            listener,
+            tls,
+        } = self;
+        let every = Duration::from_millis(state.config.reload_ms.max(10));
+        let mut watched: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        if let Some(tls) = &tls {
+            let stop = shutdown.clone().cancelled_owned();
+            watched.push(tokio::spawn(tls.clone().watch(every, stop)));
+        }
+        if let Some(jwks) = state.credentials.jwks() {
+            let stop = shutdown.clone().cancelled_owned();
+            watched.push(tokio::spawn(jwks.watch(every, stop)));
+        }
+        watched.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
+        let app = app::app(state.clone());
+        let served = server::serve(listener, app, state, tls, shutdown).await;
+        for task in watched {
+            task.abort();
+        }
+        Ok(served?)
+    }
+}
+
+/// Drops expired idempotency records and idle rate-limit buckets once a minute.
+async fn housekeeping(state: state::AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = state.db.purge_idempotency(time::now_ms()).await {
+            tracing::debug!(%err, "idempotency purge failed");
+        }
+        state.limits.forget_idle();
+    }
+}
+
+/// The listener's TLS configuration, if `tls_cert` and `tls_key` are set.
+fn tls(config: &ApiConfig) -> Result<Option<Arc<Reloading<ServerConfig>>>, Error> {
+    match (config.tls_cert.is_empty(), config.tls_key.is_empty()) {
+        (true, true) if config.tls_client_ca.is_empty() => Ok(None),
+        (true, true) => Err(Error::Config(
+            "tls_client_ca asks for client certificates, but tls_cert and tls_key are not set"
+                .into(),
+        )),
+        (false, false) => {
+            let files = TlsFiles {
+                cert: PathBuf::from(&config.tls_cert),
+                key: PathBuf::from(&config.tls_key),
+                ca: PathBuf::from(&config.tls_client_ca),
+            };
+            larder_util::tls::reloading_server(files, &SERVER_ALPN)
+                .map(Some)
+                .map_err(|e| Error::Config(format!("TLS: {e}")))
+        }
+        _ => Err(Error::Config(
+            "TLS needs both tls_cert and tls_key (--tls-cert FILE --tls-key FILE)".into(),
+        )),
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then lets requests in
-/// progress finish.
+/// progress finish: [`Gateway::open`] then [`Gateway::serve`].
 ///
 /// # Errors
 /// [`Error`] for a bad configuration, a database that cannot be opened, or a failed listener.
@@ -53,50 +232,18 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    let addr = listener.local_addr()?;
-    if config.token.is_empty() && !addr.ip().is_loopback() {
-        return Err(Error::Config(format!(
-            "refusing to listen on {addr} without authentication: anyone who can reach that \
-             address could read and change every collection. Set token in the [api] \
-             configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
-        )));
-    }
-    if config.max_connections == 0 {
-        return Err(Error::Config(
-            "max_connections is 0: the gateway could serve no connection".into(),
-        ));
-    }
-    let state = build(config).await?;
-    let purge = {
-        let (db, stop) = (state.db.clone(), shutdown.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = every.tick() => {
-                        if let Err(err) = db.purge_idempotency(time::now_ms()).await {
-                            tracing::debug!(%err, "idempotency purge failed");
-                        }
-                    }
-                }
-            }
-        })
-    };
-    let app = app::app(state.clone());
-    http1::serve(listener, app, state, shutdown).await?;
-    purge.abort();
-    Ok(())
+    Gateway::open(config, listener).await?.serve(shutdown).await
 }
 
 /// Opens the database and the cache and compiles the collections.
 async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
-    let collections = state::collections(&config).map_err(Error::Config)?;
     if config.database.is_empty() {
         return Err(Error::Config(
             "database is empty: give a sqlite:// or postgres:// URL".into(),
         ));
     }
+    // Everything that needs no I/O is checked before the database is touched.
+    state::collections(&config).map_err(Error::Config)?;
     let db = db::Db::open(&config.database)
         .await
         .map_err(|e| Error::Database(e.to_string()))?;
@@ -112,12 +259,11 @@ async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
         .map_err(|e| Error::Config(e.to_string()))?;
         cache::DocCache::remote(db.clone(), client)
     };
-    Ok(state::AppState::new(
-        config,
-        collections,
+    let opened = state::Opened {
         db,
-        Arc::new(cache),
-    ))
+        cache: Arc::new(cache),
+    };
+    state::AppState::new(config, opened).map_err(Error::Config)
 }
 
 /// The router over a configuration, for tests that call it without a socket.

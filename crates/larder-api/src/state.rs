@@ -1,5 +1,6 @@
 //! What every request handler shares: the configuration, the collections with their compiled
-//! schemas, the database, the cache, the idempotency keys in progress and the metrics.
+//! schemas, the database, the cache, the credentials, rate limits and CORS rules, the
+//! idempotency keys in progress and the metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
@@ -7,10 +8,13 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+use crate::auth::Credentials;
 use crate::cache::DocCache;
 use crate::config::{ApiConfig, CollectionConfig, valid_name};
+use crate::cors::Cors;
 use crate::db::Db;
 use crate::doc::Schema;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -31,6 +35,9 @@ pub(crate) struct Inner {
     pub(crate) collections: HashMap<String, Arc<Collection>>,
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    pub(crate) credentials: Credentials,
+    pub(crate) limits: Limits,
+    pub(crate) cors: Cors,
     pub(crate) metrics: Metrics,
     /// `(collection, idempotency key)` of creates in progress on this gateway.
     in_flight: Mutex<HashSet<(String, String)>>,
@@ -79,21 +86,32 @@ pub(crate) fn collections(config: &ApiConfig) -> Result<HashMap<String, Arc<Coll
     Ok(out)
 }
 
+/// The parts of the state that need I/O to make: the database and the cache.
+pub(crate) struct Opened {
+    pub(crate) db: Db,
+    pub(crate) cache: Arc<DocCache>,
+}
+
 impl AppState {
-    pub(crate) fn new(
-        config: ApiConfig,
-        collections: HashMap<String, Arc<Collection>>,
-        db: Db,
-        cache: Arc<DocCache>,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            config,
-            collections,
-            db,
-            cache,
+    /// The state for `config` over `opened`.
+    ///
+    /// # Errors
+    /// A collection, credential, rate limit or CORS rule that cannot work.
+    pub(crate) fn new(config: ApiConfig, opened: Opened) -> Result<Self, String> {
+        let credentials = Credentials::from_config(&config)?;
+        let limits = Limits::new(&config.rate_limits, credentials.enabled())?;
+        let cors = Cors::new(&config.cors)?;
+        Ok(Self(Arc::new(Inner {
+            collections: collections(&config)?,
+            db: opened.db,
+            cache: opened.cache,
+            credentials,
+            limits,
+            cors,
             metrics: Metrics::default(),
             in_flight: Mutex::default(),
-        }))
+            config,
+        })))
     }
 
     /// The collection named `name`, or 404.

@@ -59,11 +59,17 @@ pub(crate) fn load(file: Option<&Path>, command: &Option<Command>) -> anyhow::Re
     Ok(config)
 }
 
-/// The configuration as TOML.
-/// The configuration as TOML, with secrets replaced by a marker so the output can be shared.
+/// The configuration as TOML, with secrets replaced by a marker so the output can be shared:
+/// passwords and tokens, and the password of every database URL.
 pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
     let mut shown = config.clone();
-    for secret in [&mut shown.cache.password, &mut shown.cache.token] {
+    let secrets = [
+        &mut shown.cache.password,
+        &mut shown.cache.token,
+        &mut shown.api.token,
+        &mut shown.api.cache_token,
+    ];
+    for secret in secrets {
         if !secret.is_empty() {
             *secret = REDACTED.into();
         }
@@ -71,6 +77,7 @@ pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
     for origin in &mut shown.cache.origins {
         origin.url = larder_cache::config::redact_url(&origin.url);
     }
+    shown.api.database = larder_cache::config::redact_url(&shown.api.database);
     Ok(toml::to_string(&shown)?)
 }
 
@@ -165,8 +172,16 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.api.listen, &args.listen);
             set(&mut config.api.database, &args.database);
             set(&mut config.api.cache_nodes, &args.cache_nodes);
+            set(&mut config.api.tls_cert, &args.tls_cert);
+            set(&mut config.api.tls_key, &args.tls_key);
         }
-        Some(Command::Up(args)) => set(&mut config.up.data, &args.data),
+        Some(Command::Up(args)) => {
+            set(&mut config.up.data, &args.data);
+            set(&mut config.api.listen, &args.listen);
+            set(&mut config.cache.resp_addr, &args.resp_addr);
+            set(&mut config.cache.grpc_addr, &args.grpc_addr);
+            set(&mut config.cache.admin_addr, &args.admin_addr);
+        }
         Some(Command::Bench { .. }) | None => {}
     }
 }
@@ -223,6 +238,9 @@ mod tests {
     fn secrets_are_not_printed() {
         let mut config = Config::default();
         config.cache.password = "hunter2".into();
+        config.api.token = "api-t0ken".into();
+        config.api.cache_token = "node-t0ken".into();
+        config.api.database = "postgres://app:pg-pa55@db:5432/larder?sslmode=disable".into();
         config
             .cache
             .origins
@@ -231,8 +249,10 @@ mod tests {
                 ..Default::default()
             });
         let text = render(&config).unwrap();
-        assert!(!text.contains("hunter2"));
-        assert!(!text.contains("s3cret"), "{text}");
+        for secret in ["hunter2", "s3cret", "api-t0ken", "node-t0ken", "pg-pa55"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        assert!(text.contains("postgres://app:***@db:5432/larder"), "{text}");
         assert!(text.contains(REDACTED));
     }
 

@@ -3,6 +3,7 @@
 
 mod cli;
 mod config;
+mod listen;
 mod loadgen;
 mod serve;
 mod trace;

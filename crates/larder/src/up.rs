@@ -38,7 +38,15 @@ fn sample_products() -> CollectionConfig {
 /// The configurations of the node and the gateway `larder up` runs.
 pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig)> {
     let data = &config.up.data;
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    if data.exists() && !data.is_dir() {
+        anyhow::bail!(
+            "--data {} names a file; give a directory for the stack's database (it is made if \
+             it does not exist)",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot make the data directory {}", data.display()))?;
     let mut api = config.api.clone();
     if api.database.is_empty() {
         let path = data.join("larder.db");
@@ -65,28 +73,37 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig
     Ok((cache, api))
 }
 
-/// Runs the node and the gateway until a signal stops them.
+/// Runs the node and the gateway until a signal stops them. Everything that can fail (the
+/// listeners, the database) is set up before "larder is up" is printed.
 pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     init_tracing();
     let (cache, mut api) = compose(config)?;
     runtime()?.block_on(async move {
         let shutdown = shutdown_on_signals();
-        let listeners = Listeners::bind(&cache).await?;
+        let listeners = Listeners::bind(&cache)
+            .await
+            .map_err(crate::listen::cache_error)?;
         let [resp, grpc, admin] = listeners.local_addrs()?;
         api.cache_nodes = vec![grpc.to_string()];
-        let listener = tokio::net::TcpListener::bind(&api.listen)
+        let listener = larder_api::bind(&api.listen)
             .await
-            .with_context(|| format!("listening on {}", api.listen))?;
-        let http = listener.local_addr()?;
+            .map_err(|e| crate::listen::explain(&e, &api.listen, crate::listen::API_LISTEN))?;
+        let database = larder_cache::config::redact_url(&api.database);
+        let collections: Vec<String> = api.collections.iter().map(|c| c.name.clone()).collect();
+        let gateway = larder_api::Gateway::open(api, listener).await?;
+        let http = gateway.local_addr()?;
         let node = tokio::spawn(larder_cache::run(cache, listeners, shutdown.clone()));
         println!("larder is up");
-        println!("  api        http://{http}/v1/products   (docs: http://{http}/docs)");
+        for name in &collections {
+            println!("  api        http://{http}/v1/{name}");
+        }
+        println!("  docs       http://{http}/docs   (OpenAPI: http://{http}/openapi.json)");
         println!("  api ops    http://{http}/metrics  /healthz  /readyz");
         println!("  redis      redis://{resp}");
         println!("  grpc       http://{grpc}");
         println!("  cache ops  http://{admin}/metrics");
-        println!("  database   {}", api.database);
-        let gateway = larder_api::run(api, listener, shutdown.clone()).await;
+        println!("  database   {database}");
+        let gateway = gateway.serve(shutdown.clone()).await;
         shutdown.cancel();
         let node = node.await.context("cache node task")?;
         gateway?;

@@ -23,7 +23,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub fn config() -> ApiConfig {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("larder-http1-{}-{n}.db", std::process::id()));
+    let path = std::env::temp_dir().join(format!("larder-server-{}-{n}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     ApiConfig {
         database: format!("sqlite://{}?mode=rwc", path.display()),
@@ -167,11 +167,6 @@ pub fn without_date(reply: &Reply) -> Reply {
     reply.headers.retain(|(n, _)| n != "date");
     reply.headers.sort();
     reply
-}
-
-/// `larder_api_direct_reads_total`: reads answered without the router.
-pub async fn direct_reads(addr: SocketAddr) -> u64 {
-    metric(addr, "larder_api_direct_reads_total").await
 }
 
 /// The value of the metric (name and labels) `series`, 0 if it has none yet.
