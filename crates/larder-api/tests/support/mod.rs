@@ -61,6 +61,16 @@ pub async fn start(config: ApiConfig) -> Gateway {
     panic!("the gateway did not start");
 }
 
+/// A gateway whose listener speaks TLS: started without a cleartext probe (connections made
+/// before it serves wait in the listen queue).
+pub async fn start_tls(config: ApiConfig) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(larder_api::run(config, listener, stop.clone()));
+    Gateway { addr, stop, task }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reply {
     pub status: u16,
