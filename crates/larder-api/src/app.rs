@@ -3,44 +3,31 @@
 //! with scopes and rate limits. Every error, including unknown routes and methods, is a problem
 //! document.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_proto::ErrorCode;
-use tower::ServiceBuilder;
 
 use crate::auth;
+use crate::layers::{Limits, Track};
 use crate::problem::{self, ApiError};
 use crate::routes;
 use crate::state::AppState;
 
-/// The gateway's routes over `state`.
+/// The gateway's routes over `state`. The credentials and rate-limits middleware, and CORS,
+/// are in the stack only when configured.
 pub(crate) fn app(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.request_timeout_ms.max(1));
-    let limits = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
-            if err.is::<tower::timeout::error::Elapsed>() {
-                ApiError::new(ErrorCode::Overloaded, "the request took too long")
-            } else {
-                ApiError {
-                    retry_after: Some(1),
-                    ..ApiError::new(ErrorCode::Overloaded, "too many requests in progress")
-                }
-            }
-        }))
-        .load_shed()
-        .concurrency_limit(state.config.max_concurrency.max(1))
-        .timeout(timeout);
+    let limits = Limits::new(state.config.max_concurrency, timeout);
     // The data and the metrics need a credential with the right scope (when credentials are
     // configured) and count against the rate limits; the probes, the problem pages and the
     // API's description stay open.
-    let guarded = Router::new()
+    let mut guarded = Router::new()
         .route("/v1/{collection}", get(routes::list).post(routes::create))
         .route(
             "/v1/{collection}/{id}",
@@ -48,9 +35,11 @@ pub(crate) fn app(state: AppState) -> Router {
                 .patch(routes::update)
                 .delete(routes::delete),
         )
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), guard));
-    Router::new()
+        .route("/metrics", get(metrics));
+    if state.credentials.enabled() || state.limits.enabled() {
+        guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    }
+    let mut app = Router::new()
         .merge(guarded)
         .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -60,13 +49,14 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/docs", crate::docs_page::route())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(limits)
-        .layer(middleware::from_fn_with_state(
+        .layer(limits);
+    if state.cors.enabled() {
+        app = app.layer(middleware::from_fn_with_state(
             state.clone(),
             crate::cors::layer,
-        ))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
-        .with_state(state)
+        ));
+    }
+    app.layer(Track(state.clone())).with_state(state)
 }
 
 /// Lets a request through when its credential has the scope it needs and its rate limit has
@@ -132,20 +122,6 @@ async fn index(State(state): State<AppState>) -> Response {
         body.to_string(),
     )
         .into_response()
-}
-
-/// Counts every response by route template, method and status.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Both clones are cheap (an `Arc` and a standard method), so counting allocates nothing.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let ns = crate::metrics::nanos(started.elapsed());
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status().as_u16();
-    state.metrics.record(route, method.as_str(), status, ns);
-    response
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -91,6 +91,11 @@ impl Cors {
         Ok(Self(origins))
     }
 
+    /// Whether any origin is configured.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.0.is_empty()
+    }
+
     fn find(&self, origin: &HeaderValue) -> Option<&Origin> {
         let origin = origin.to_str().ok()?;
         self.0
@@ -103,11 +108,7 @@ impl Cors {
 /// The middleware: answers preflights, marks answers to configured origins.
 pub(crate) async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let cors = &state.cors;
-    let Some(origin) = (!cors.0.is_empty())
-        .then(|| request.headers().get(header::ORIGIN))
-        .flatten()
-        .cloned()
-    else {
+    let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };
     let preflight = request.method() == Method::OPTIONS

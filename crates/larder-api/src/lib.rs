@@ -19,6 +19,7 @@ mod doc;
 mod docs_page;
 #[doc(hidden)]
 pub mod fuzzing;
+mod layers;
 mod limits;
 mod list;
 mod media;

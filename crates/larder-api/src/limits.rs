@@ -147,6 +147,11 @@ impl Limits {
         })
     }
 
+    /// Whether any rule is configured.
+    pub(crate) fn enabled(&self) -> bool {
+        !self.rules.is_empty()
+    }
+
     /// Whether buckets are keyed by the client's address (no credentials configured).
     pub(crate) fn keys_by_address(&self) -> bool {
         self.by_address

@@ -2,6 +2,7 @@
 //! update, delete), in the JSON:API format with ETags, conditional requests and idempotent
 //! creates.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,7 +29,8 @@ const UPDATE_ATTEMPTS: usize = 5;
 
 /// A JSON:API response.
 fn document(status: StatusCode, body: String, etag: Option<i64>) -> Response {
-    let mut response = (status, body).into_response();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
     if let Some(version) = etag {
@@ -37,8 +39,27 @@ fn document(status: StatusCode, body: String, etag: Option<i64>) -> Response {
     response
 }
 
+/// `"<version>"`.
 fn etag_value(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(version).as_bytes();
+    let mut tag = [b'"'; 24];
+    tag[1..=digits.len()].copy_from_slice(digits);
+    HeaderValue::from_bytes(&tag[..digits.len() + 2]).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The collection and id of a request for `/v1/{collection}/{id}` (the route guarantees the
+/// shape), percent-decoded as the router would decode them.
+fn doc_path(path: &str) -> ApiResult<(Cow<'_, str>, Cow<'_, str>)> {
+    path.strip_prefix("/v1/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(name, id)| {
+            (
+                crate::auth::percent_decode(name),
+                crate::auth::percent_decode(id),
+            )
+        })
+        .ok_or_else(|| ApiError::not_found(format!("no route {path}")))
 }
 
 fn path<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
@@ -143,19 +164,20 @@ fn db_error(err: DbError) -> ApiError {
     }
 }
 
-/// `GET /v1/{collection}/{id}`.
+/// `GET /v1/{collection}/{id}`: the commonest request, so it takes the request itself (no
+/// copied headers, no path or query extraction unless there is a query).
 pub(crate) async fn read(
     State(state): State<AppState>,
-    p: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    // The request itself rather than a `HeaderMap`, which would be a copy of the headers.
     request: axum::extract::Request,
 ) -> ApiResult {
     let headers = request.headers();
     media::check_accept(headers)?;
-    let (name, id) = path(p)?;
+    let (name, id) = doc_path(request.uri().path())?;
     let collection = state.collection(&name)?;
-    let fields = single_fields(query, &name)?;
+    let fields = match request.uri().query() {
+        None => None,
+        Some(_) => single_fields(Query::try_from_uri(request.uri()), &name)?,
+    };
     if !doc::valid_id(&id) {
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     }

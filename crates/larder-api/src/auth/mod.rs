@@ -105,7 +105,7 @@ pub(crate) fn need<'a>(method: &Method, path: &str, collection: &'a mut String) 
             Need::Authenticated
         };
     };
-    *collection = percent_decode(rest.split('/').next().unwrap_or_default());
+    *collection = percent_decode(rest.split('/').next().unwrap_or_default()).into_owned();
     match *method {
         Method::GET | Method::HEAD => Need::Read(collection),
         Method::POST | Method::PATCH | Method::DELETE => Need::Write(collection),
@@ -114,9 +114,9 @@ pub(crate) fn need<'a>(method: &Method, path: &str, collection: &'a mut String) 
 }
 
 /// `%XX` sequences decoded (as the router decodes path parameters); invalid ones kept.
-fn percent_decode(segment: &str) -> String {
+pub(crate) fn percent_decode(segment: &str) -> std::borrow::Cow<'_, str> {
     if !segment.contains('%') {
-        return segment.to_owned();
+        return std::borrow::Cow::Borrowed(segment);
     }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -137,7 +137,7 @@ fn percent_decode(segment: &str) -> String {
             }
         }
     }
-    String::from_utf8_lossy(&out).into_owned()
+    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Who made a request, and what they may do.
