@@ -63,8 +63,7 @@ pub(crate) fn app(state: AppState) -> Router {
 /// room; answers 401, 403 or 429 otherwise. The body is not read before: a refused write's body
 /// never is.
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let mut collection = String::new();
-    let need = auth::need(request.method(), request.uri().path(), &mut collection);
+    let need = auth::need(request.method(), request.uri().path());
     let principal = if state.credentials.enabled() {
         let now = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
         let authorization = request.headers().get(header::AUTHORIZATION);

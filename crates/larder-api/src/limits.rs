@@ -63,7 +63,7 @@ impl Covers {
             (Self::All, _) => Some(1),
             (Self::Admin, Need::Admin) => Some(3),
             (Self::Read(c), Need::Read(name)) | (Self::Write(c), Need::Write(name)) => {
-                named(c, name)
+                named(c, name.as_ref())
             }
             _ => None,
         }
@@ -255,7 +255,7 @@ mod tests {
         )
         .unwrap();
         let ext = Extensions::new();
-        let write = Need::Write("products");
+        let write = Need::Write("products".into());
         for left in [1, 0] {
             let granted = limits.check(None, &ext, &write).unwrap().unwrap();
             assert_eq!(granted.policy, "\"products:write\";q=2;w=2");

@@ -13,6 +13,7 @@
 
 pub(crate) mod jwt;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -67,7 +68,7 @@ impl Scope {
         match (self, need) {
             (Self::Admin, Need::Admin) => true,
             (Self::Read(c), Need::Read(name)) | (Self::Write(c), Need::Write(name)) => {
-                covers(c, name)
+                covers(c, name.as_ref())
             }
             _ => false,
         }
@@ -75,10 +76,10 @@ impl Scope {
 }
 
 /// What a request needs, by route and method.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Need<'a> {
-    Read(&'a str),
-    Write(&'a str),
+    Read(Cow<'a, str>),
+    Write(Cow<'a, str>),
     Admin,
     /// A method no route takes (answered 405): any credential.
     Authenticated,
@@ -96,8 +97,8 @@ impl Need<'_> {
     }
 }
 
-/// What `method` on `path` needs; `collection` receives the decoded collection segment.
-pub(crate) fn need<'a>(method: &Method, path: &str, collection: &'a mut String) -> Need<'a> {
+/// What `method` on `path` needs.
+pub(crate) fn need<'a>(method: &Method, path: &'a str) -> Need<'a> {
     let Some(rest) = path.strip_prefix("/v1/") else {
         return if path == "/metrics" {
             Need::Admin
@@ -105,7 +106,7 @@ pub(crate) fn need<'a>(method: &Method, path: &str, collection: &'a mut String) 
             Need::Authenticated
         };
     };
-    *collection = percent_decode(rest.split('/').next().unwrap_or_default()).into_owned();
+    let collection = percent_decode(rest.split('/').next().unwrap_or_default());
     match *method {
         Method::GET | Method::HEAD => Need::Read(collection),
         Method::POST | Method::PATCH | Method::DELETE => Need::Write(collection),
@@ -114,9 +115,9 @@ pub(crate) fn need<'a>(method: &Method, path: &str, collection: &'a mut String) 
 }
 
 /// `%XX` sequences decoded (as the router decodes path parameters); invalid ones kept.
-pub(crate) fn percent_decode(segment: &str) -> std::borrow::Cow<'_, str> {
+pub(crate) fn percent_decode(segment: &str) -> Cow<'_, str> {
     if !segment.contains('%') {
-        return std::borrow::Cow::Borrowed(segment);
+        return Cow::Borrowed(segment);
     }
     let bytes = segment.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -137,7 +138,7 @@ pub(crate) fn percent_decode(segment: &str) -> std::borrow::Cow<'_, str> {
             }
         }
     }
-    std::borrow::Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Who made a request, and what they may do.
@@ -421,13 +422,14 @@ mod tests {
         let who = |v: &str| creds.authenticate(Some(&bearer_value(v)), 0);
         let reader = who("lk_reader").unwrap();
         assert_eq!(&*reader.id, "key:reader");
-        assert!(reader.allows(&Need::Read("products")));
-        assert!(!reader.allows(&Need::Write("products")));
-        assert!(!reader.allows(&Need::Read("orders")));
+        let (read, write) = (|c: &'static str| Need::Read(c.into()), |c: &'static str| Need::Write(c.into()));
+        assert!(reader.allows(&read("products")));
+        assert!(!reader.allows(&write("products")));
+        assert!(!reader.allows(&read("orders")));
         assert!(!reader.allows(&Need::Admin));
         let ops = who("lk_ops").unwrap();
-        assert!(ops.allows(&Need::Write("orders")) && ops.allows(&Need::Admin));
-        assert!(!ops.allows(&Need::Read("orders")));
+        assert!(ops.allows(&write("orders")) && ops.allows(&Need::Admin));
+        assert!(!ops.allows(&read("orders")));
         assert!(who("root-token").unwrap().allows(&Need::Admin));
         assert_eq!(
             who("lk_nope"),
