@@ -751,51 +751,89 @@ async fn the_breaker_opens_after_failures_and_metrics_show_it() {
     );
 }
 
+/// A client's change of a key while its load is in flight, over either wire.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    GrpcInvalidate,
+    GrpcExpire,
+    RespExpire,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalidation_during_a_load_keeps_its_result_out_of_the_cache() {
-    for db in databases().await {
-        db.insert("books", "1", "before", 1).await;
-        let node = node_with(db.origin(true));
-        let mut g = grpc(&node).await;
-        let reader = {
-            let mut g = g.clone();
-            tokio::spawn(async move {
-                g.get(pb::GetRequest {
-                    key: "doc/books/1".into(),
-                })
-                .await
-            })
-        };
-        // The load spins for a while inside its query: invalidate while it runs (the cache
-        // does not hold the key yet), then change the row.
-        for _ in 0..1_000 {
-            if metric(&node, "larder_origin_loads_in_flight") > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+async fn a_change_during_a_load_keeps_its_result_out_of_the_cache() {
+    for change in [
+        Change::GrpcInvalidate,
+        Change::GrpcExpire,
+        Change::RespExpire,
+    ] {
+        for db in databases().await {
+            change_during_a_load(&db, change).await;
         }
-        let dropped = g
-            .invalidate(pb::InvalidateRequest {
-                keys: vec!["doc/books/1".into()],
+    }
+}
+
+async fn change_during_a_load(db: &Db, change: Change) {
+    db.insert("books", "1", "before", 1).await;
+    let node = node_with(db.origin(true));
+    let mut g = grpc(&node).await;
+    let reader = {
+        let mut g = g.clone();
+        tokio::spawn(async move {
+            g.get(pb::GetRequest {
+                key: "doc/books/1".into(),
             })
             .await
-            .unwrap()
-            .into_inner()
-            .invalidated;
-        assert_eq!(dropped, 0, "{}: the load was still in flight", db.kind);
-        db.update("books", "1", "after").await;
-        let first = reader.await.unwrap().unwrap().into_inner().entry.unwrap();
-        // The load may have read the row before or after the update; either way it answered
-        // its caller, and only a load that began after the invalidation may fill the cache.
-        assert!(&first.value[..] == b"before" || &first.value[..] == b"after");
-        let mut c = resp(&node).await;
-        assert_eq!(
-            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
-            Some("after"),
-            "{}: the load that began before the invalidation was not kept",
-            db.kind
-        );
+        })
+    };
+    // The load spins for a while inside its query: change the key while it runs (the cache
+    // does not hold it yet), then change the row.
+    for _ in 0..1_000 {
+        if metric(&node, "larder_origin_loads_in_flight") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let held = match change {
+        Change::GrpcInvalidate => {
+            let keys = vec!["doc/books/1".into()];
+            let reply = g.invalidate(pb::InvalidateRequest { keys }).await.unwrap();
+            reply.into_inner().invalidated > 0
+        }
+        Change::GrpcExpire => {
+            let req = pb::ExpireRequest {
+                key: "doc/books/1".into(),
+                ttl_ms: 60_000,
+            };
+            g.expire(req).await.unwrap().into_inner().found
+        }
+        Change::RespExpire => {
+            let mut c = resp(&node).await;
+            redis::cmd("PEXPIRE")
+                .arg("doc/books/1")
+                .arg(60_000)
+                .query_async::<bool>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        !held,
+        "{} {change:?}: the load was still in flight",
+        db.kind
+    );
+    db.update("books", "1", "after").await;
+    let first = reader.await.unwrap().unwrap().into_inner().entry.unwrap();
+    // The load may have read the row before or after the update; either way it answered
+    // its caller, and only a load that began after the change may fill the cache.
+    assert!(&first.value[..] == b"before" || &first.value[..] == b"after");
+    let mut c = resp(&node).await;
+    assert_eq!(
+        get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+        Some("after"),
+        "{} {change:?}: the load that began before the change was not kept",
+        db.kind
+    );
+    db.exec(&format!("DELETE FROM {}", db.table)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
