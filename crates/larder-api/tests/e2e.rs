@@ -16,7 +16,6 @@ use std::time::Duration;
 
 use larder_api::{ApiConfig, CollectionConfig};
 use larder_cache::CacheConfig;
-use larder_cache::config::OriginConfig;
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,30 +49,15 @@ fn collection() -> CollectionConfig {
     }
 }
 
-/// A cache node with the gateway's origins, on `grpc` (port 0 for any).
-async fn start_node(api: &ApiConfig, grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
-    let origins = api
-        .origins()
-        .into_iter()
-        .map(|o| OriginConfig {
-            name: o.name,
-            pattern: o.pattern,
-            kind: "sql".into(),
-            url: api.database.clone(),
-            load: o.load,
-            fresh_ttl_ms: o.fresh_ttl_ms,
-            stale_while_revalidate_ms: o.stale_while_revalidate_ms,
-            stale_if_error_ms: o.stale_if_error_ms,
-            ..OriginConfig::default()
-        })
-        .collect();
+/// A cache node as `larder cache` starts one: no origins of its own (the gateway loads what it
+/// misses), on `grpc` (port 0 for any).
+async fn start_node(grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
     let config = CacheConfig {
         resp_addr: "127.0.0.1:0".into(),
         grpc_addr: grpc.into(),
         admin_addr: "127.0.0.1:0".into(),
         max_memory: "32mb".into(),
         shutdown_grace_ms: 500,
-        origins,
         ..CacheConfig::default()
     };
     let listeners = larder_cache::Listeners::bind(&config).await.unwrap();
@@ -143,7 +127,7 @@ async fn crud_over_sockets_through_a_cache_node() {
             collections: vec![products],
             ..ApiConfig::default()
         };
-        let (grpc, admin, node) = start_node(&api, "127.0.0.1:0").await;
+        let (grpc, admin, node) = start_node("127.0.0.1:0").await;
         api.cache_nodes = vec![grpc.to_string()];
         let (gw, gateway) = start_gateway(api).await;
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -200,7 +184,7 @@ async fn reads_survive_the_cache_node_going_away_and_use_it_again_when_it_return
         cache_deadline_ms: 200,
         ..ApiConfig::default()
     };
-    let (grpc, _, node) = start_node(&api, "127.0.0.1:0").await;
+    let (grpc, _, node) = start_node("127.0.0.1:0").await;
     api.cache_nodes = vec![grpc.to_string()];
     let (gw, _gateway) = start_gateway(api.clone()).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -248,7 +232,7 @@ async fn reads_survive_the_cache_node_going_away_and_use_it_again_when_it_return
 
     // The node comes back on the same address; after the cooldown the breaker closes and
     // reads reach it again.
-    let (_, admin, node) = start_node(&api, &grpc.to_string()).await;
+    let (_, admin, node) = start_node(&grpc.to_string()).await;
     tokio::time::sleep(Duration::from_millis(3_000)).await;
     let gets = metric(
         admin,

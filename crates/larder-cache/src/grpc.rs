@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use larder_proto::ErrorCode;
 use larder_proto::grpc::cache::v1 as pb;
-use larder_store::{CasOutcome, Expiry, SetMode, SetOptions};
+use larder_store::{CasOutcome, EntryRef, Expiry, SetMode, SetOptions};
 use pb::cache_server::{Cache, CacheServer};
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -118,22 +118,38 @@ impl CacheService {
         }
     }
 
-    async fn get_one(&self, key: &[u8]) -> Result<Option<pb::Entry>, OpError> {
-        let read = self.node.read(key, |entry, stale| pb::Entry {
+    async fn get_one(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, OpError> {
+        let found = |entry: EntryRef<'_>, stale| pb::Entry {
             value: Bytes::copy_from_slice(entry.value),
             version: entry.version,
             ttl_ms: self.ttl_left(entry.expires_at),
             stale,
-        });
-        match read {
-            Read::Found(entry) => Ok(Some(entry)),
-            Read::Missing => Ok(None),
-            Read::Load(pending) => Ok(pending.finish().await?.map(|s| self.entry(s))),
-        }
+        };
+        let (read, lease) = if req.lease {
+            self.node.read_leased(&req.key, found)
+        } else {
+            (self.node.read(&req.key, found), 0)
+        };
+        let entry = match read {
+            Read::Found(entry) => Some(entry),
+            Read::Missing => None,
+            Read::Load(pending) => pending.finish().await?.map(|s| self.entry(s)),
+        };
+        Ok(pb::GetResponse { entry, lease })
     }
 
     async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
         let opts = set_options(req)?;
+        if req.lease != 0 {
+            let outcome = self
+                .node
+                .fill(&req.key, &req.value, opts, req.lease)
+                .map_err(status)?;
+            return Ok(pb::SetResponse {
+                stored: outcome.stored,
+                version: outcome.version.unwrap_or(0),
+            });
+        }
         let response = match self.node.set(&req.key, &req.value, opts).map_err(status)? {
             SetResult::Done(outcome) => pb::SetResponse {
                 stored: outcome.stored,
@@ -201,11 +217,7 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let result = self
-            .get_one(&request.get_ref().key)
-            .await
-            .map(|entry| pb::GetResponse { entry })
-            .map_err(status);
+        let result = self.get_one(request.get_ref()).await.map_err(status);
         self.done(0, started, result)
     }
 
@@ -223,6 +235,7 @@ impl Cache for CacheService {
                     .into_iter()
                     .map(|value| pb::GetResponse {
                         entry: value.map(|s| self.entry(s)),
+                        lease: 0,
                     })
                     .collect(),
             })

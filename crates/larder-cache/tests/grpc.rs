@@ -37,7 +37,10 @@ async fn get_set_and_versions() {
     let first = c.set(set("k", "v1")).await.unwrap().into_inner();
     assert!(first.stored && first.version > 0);
     let got = c
-        .get(pb::GetRequest { key: "k".into() })
+        .get(pb::GetRequest {
+            key: "k".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -47,7 +50,10 @@ async fn get_set_and_versions() {
     assert_eq!(entry.ttl_ms, 0);
 
     let missing = c
-        .get(pb::GetRequest { key: "nope".into() })
+        .get(pb::GetRequest {
+            key: "nope".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -136,7 +142,10 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     let version = c
-        .get(pb::GetRequest { key: "a".into() })
+        .get(pb::GetRequest {
+            key: "a".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -214,7 +223,13 @@ async fn the_token_is_required_when_configured() {
         ..config()
     });
     let mut c = connect(&node).await;
-    let err = c.get(pb::GetRequest { key: "k".into() }).await.unwrap_err();
+    let err = c
+        .get(pb::GetRequest {
+            key: "k".into(),
+            lease: false,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let channel = Channel::from_shared(format!("http://{}", node.grpc))
         .unwrap()
@@ -228,7 +243,10 @@ async fn the_token_is_required_when_configured() {
     });
     assert!(
         authed
-            .get(pb::GetRequest { key: "k".into() })
+            .get(pb::GetRequest {
+                key: "k".into(),
+                lease: false
+            })
             .await
             .unwrap()
             .into_inner()

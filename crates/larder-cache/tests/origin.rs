@@ -318,6 +318,7 @@ async fn two_hundred_concurrent_gets_of_a_missing_key_cause_one_query() {
             calls.push(tokio::spawn(async move {
                 c.get(pb::GetRequest {
                     key: "doc/books/1".into(),
+                    lease: false,
                 })
                 .await
                 .map(|r| r.into_inner().entry.map(|e| (e.value, e.version)))
@@ -399,6 +400,7 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
         let status = g
             .get(pb::GetRequest {
                 key: "doc/books/10".into(),
+                lease: false,
             })
             .await
             .unwrap_err();
@@ -437,6 +439,7 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
         let entry = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap()
@@ -455,6 +458,7 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
             entry = g
                 .get(pb::GetRequest {
                     key: "doc/books/1".into(),
+                    lease: false,
                 })
                 .await
                 .unwrap()
@@ -508,6 +512,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
         let entry = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap()
@@ -521,6 +526,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
         let status = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap_err();
@@ -781,6 +787,7 @@ async fn change_during_a_load(db: &Db, change: Change) {
         tokio::spawn(async move {
             g.get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
         })

@@ -101,6 +101,7 @@ fn set(key: &str, value: &str, mode: pb::SetMode, ttl_ms: u64, keep_ttl: bool) -
         ttl_ms,
         keep_ttl,
         version: 0,
+        lease: 0,
     })
 }
 
@@ -370,7 +371,13 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
     };
     let bytes = |k: String| Bytes::from(k);
     match op {
-        Op::Get(key) => match client.get(pb::GetRequest { key: bytes(key) }).await {
+        Op::Get(key) => match client
+            .get(pb::GetRequest {
+                key: bytes(key),
+                lease: false,
+            })
+            .await
+        {
             Ok(r) => Reply::Value(r.into_inner().entry.map(|e| e.value.to_vec())),
             Err(s) => failed(s),
         },
@@ -432,6 +439,7 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
 async fn state(client: &mut CacheClient<Channel>, key: &str) -> Option<(Vec<u8>, bool)> {
     let req = pb::GetRequest {
         key: Bytes::from(key.to_owned()),
+        lease: false,
     };
     let entry = client.get(req).await.unwrap().into_inner().entry?;
     Some((entry.value.to_vec(), entry.ttl_ms > 0))
