@@ -21,6 +21,8 @@ from conftest import DEPLOY, run
 TOKENS = {"cache": "live-cache-token", "api": "live-api-token"}
 # Named by DESIGN.md for the cluster work and not exported yet.
 PENDING_METRICS = {"larder_cluster_members"}
+# Exported only with a SQLite database (the dashboard's panel stays empty on PostgreSQL).
+SQLITE_ONLY_METRICS = {"larder_api_sqlite_inline_reads_total"}
 
 
 def free_port():
@@ -78,7 +80,7 @@ def stack(larder_bin, tmp_path_factory):
              f"--database={database}", f"--cache-nodes=127.0.0.1:{ports['grpc']}"],
             env=env, stdout=open(log, "w"), stderr=subprocess.STDOUT))
         wait_ready(f"http://127.0.0.1:{ports['http']}/readyz", procs[-1], log)
-        yield ports
+        yield {**ports, "sqlite": database.startswith("sqlite:")}
     finally:
         for proc in procs:
             proc.terminate()
@@ -143,11 +145,13 @@ def queried_metrics():
     return {re.sub(r"_(bucket|sum|count)$", "", n) for n in names}
 
 
-def test_rules_and_dashboards_query_exported_metrics(metrics):
+def test_rules_and_dashboards_query_exported_metrics(stack, metrics):
     exported = families(metrics["cache"]) | families(metrics["api"])
     queried = queried_metrics()
     assert len(queried) > 20
     missing = queried - exported - PENDING_METRICS
+    if not stack["sqlite"]:
+        missing -= SQLITE_ONLY_METRICS
     assert not missing, f"queried but not exported: {sorted(missing)}"
     assert PENDING_METRICS.isdisjoint(exported), "a pending metric landed: update PENDING_METRICS and OPERATING.md"
 
