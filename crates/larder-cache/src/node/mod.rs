@@ -92,6 +92,11 @@ impl Node {
         self.clock.now_ms()
     }
 
+    /// The time now, in Unix microseconds, on the node's clock.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.clock.now_us()
+    }
+
     /// Seconds since the node started.
     pub(crate) fn uptime_secs(&self) -> u64 {
         self.started.elapsed().as_secs()

@@ -15,6 +15,7 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{Ctx, Session};
+use super::table::COMMANDS;
 use super::{Pending, count_connection, execute};
 use crate::clients::ClientEntry;
 use crate::metrics::LocalCounts;
@@ -206,6 +207,7 @@ impl Conn<'_> {
                         session: &mut self.session,
                         client: self.entry,
                         out: &mut self.wbuf,
+                        table: &COMMANDS,
                         deferred: None,
                     };
                     let pending = execute(&mut ctx, &argv, &mut self.local);
