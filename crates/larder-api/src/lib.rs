@@ -127,13 +127,14 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
         cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
             .map_err(|e| Error::Config(e.to_string()))?
     } else {
-        let client = larder_client::Client::new(larder_client::ClientConfig {
+        let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
             token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
             deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
             ..larder_client::ClientConfig::default()
-        })
-        .map_err(|e| Error::Config(e.to_string()))?;
+        };
+        let client = larder_client::Client::with_clock(client_config, clock.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
         cache::DocCache::remote(db.clone(), client, clock.clone())
     };
     Ok(state::AppState::new(

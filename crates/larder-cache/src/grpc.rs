@@ -39,8 +39,9 @@ pub(crate) struct CacheService {
     node: Arc<Node>,
 }
 
-/// Every gRPC service the node serves, ready for a tonic server.
-pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
+/// Every gRPC service the node serves, ready for a tonic server: the health service already
+/// reports `SERVING`, so it does from the first call.
+pub(crate) async fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
     let token = node.config.token.clone();
     let limit = node.max_request;
     let server = CacheServer::new(CacheService { node })
@@ -53,12 +54,8 @@ pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server
         let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
         Routes::new(InterceptedService::new(server, check))
     };
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Reporting is synchronous in effect: the reporter only updates a watch channel.
-    let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        reporter.set_serving::<CacheServer<CacheService>>().await;
-    });
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CacheServer<CacheService>>().await;
     let v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     let v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     routes = routes

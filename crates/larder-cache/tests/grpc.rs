@@ -269,22 +269,13 @@ async fn health_and_both_reflection_versions_answer() {
         .unwrap();
     let mut health = HealthClient::new(channel.clone());
     let service = "larder.cache.v1.Cache".to_owned();
-    // The reporter is set from a task at start-up; give it a moment.
-    let mut status = ServingStatus::Unknown as i32;
-    for _ in 0..50 {
-        if let Ok(reply) = health
-            .check(HealthCheckRequest {
-                service: service.clone(),
-            })
-            .await
-        {
-            status = reply.into_inner().status;
-            if status == ServingStatus::Serving as i32 {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Serving from the very first call: the status is set before the server accepts.
+    let status = health
+        .check(HealthCheckRequest { service })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 
     let mut reflect = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use larder_cache::NodeOptions;
 use larder_cache::config::OriginConfig;
 use larder_proto::grpc::cache::v1 as pb;
+use larder_store::{Clock, ManualClock, SystemClock};
 use parking_lot::Mutex;
 use pb::cache_client::CacheClient;
 use sqlx::any::AnyPoolOptions;
@@ -274,6 +276,24 @@ fn node_with(origin: OriginConfig) -> TestNode {
     })
 }
 
+/// A node whose one clock (store, freshness windows, breaker) is `clock`, moved by hand.
+fn node_on_clock(origin: OriginConfig, clock: &Arc<ManualClock>) -> TestNode {
+    let config = larder_cache::CacheConfig {
+        origins: vec![origin],
+        ..config()
+    };
+    let options = NodeOptions {
+        clock: Some(clock.clone()),
+        ..NodeOptions::default()
+    };
+    TestNode::with_options(config, options)
+}
+
+/// A hand-moved clock that starts at the real time.
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_ms()))
+}
+
 async fn grpc(node: &TestNode) -> CacheClient<Channel> {
     CacheClient::connect(format!("http://{}", node.grpc))
         .await
@@ -366,10 +386,14 @@ async fn two_hundred_concurrent_gets_of_a_missing_key_cause_one_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
     for db in databases().await {
-        let node = node_with(OriginConfig {
-            not_found_ttl_ms: 1_500,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                not_found_ttl_ms: 1_500,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         assert_eq!(get(&mut c, "doc/books/9").await.unwrap(), None);
         db.insert("books", "9", "late", 1).await;
@@ -381,7 +405,9 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
         );
         let not_found = "larder_origin_loads_total{origin=\"docs\",result=\"not_found\"}";
         assert_eq!(metric(&node, not_found), 1);
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        clock.advance(Duration::from_millis(1_499));
+        assert_eq!(get(&mut c, "doc/books/9").await.unwrap(), None, "still");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(
             get(&mut c, "doc/books/9").await.unwrap().as_deref(),
             Some("late")
@@ -406,7 +432,7 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{}", db.kind);
         db.mend().await;
-        tokio::time::sleep(Duration::from_millis(150)).await; // past the breaker's cooldown
+        clock.advance(Duration::from_millis(100)); // the breaker's cooldown
         assert_eq!(
             get(&mut c, "doc/books/10").await.unwrap().as_deref(),
             Some("ten"),
@@ -420,12 +446,16 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
 async fn stale_values_are_served_in_the_window_and_refreshed_once() {
     for db in databases().await {
         db.insert("books", "1", "v1", 1).await;
-        let node = node_with(OriginConfig {
-            fresh_ttl_ms: 300,
-            stale_while_revalidate_ms: 5_000,
-            stale_if_error_ms: 0,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                fresh_ttl_ms: 300,
+                stale_while_revalidate_ms: 5_000,
+                stale_if_error_ms: 0,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         let mut g = grpc(&node).await;
         assert_eq!(
@@ -433,7 +463,20 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
             Some("v1")
         );
         db.update("books", "1", "v2").await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        clock.advance(Duration::from_millis(299));
+        assert_eq!(
+            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+            Some("v1"),
+            "{}: fresh until its fresh time",
+            db.kind
+        );
+        assert_eq!(
+            db.reads("books", "1").await,
+            1,
+            "{}: no reload yet",
+            db.kind
+        );
+        clock.advance(Duration::from_millis(1));
 
         // Stale: served as it was, flagged over gRPC, and refreshed by one background load.
         let entry = g
@@ -487,12 +530,16 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
 async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
     for db in databases().await {
         db.insert("books", "1", "kept", 1).await;
-        let node = node_with(OriginConfig {
-            fresh_ttl_ms: 200,
-            stale_while_revalidate_ms: 0,
-            stale_if_error_ms: 3_000,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                fresh_ttl_ms: 200,
+                stale_while_revalidate_ms: 0,
+                stale_if_error_ms: 3_000,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         let mut g = grpc(&node).await;
         assert_eq!(
@@ -500,7 +547,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             Some("kept")
         );
         db.break_it().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(Duration::from_millis(200));
         for _ in 0..3 {
             assert_eq!(
                 get(&mut c, "doc/books/1").await.unwrap().as_deref(),
@@ -520,7 +567,14 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             .entry
             .unwrap();
         assert!(entry.stale && &entry.value[..] == b"kept");
-        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        clock.advance(Duration::from_millis(2_999));
+        assert_eq!(
+            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+            Some("kept"),
+            "{}: to the window's last millisecond",
+            db.kind
+        );
+        clock.advance(Duration::from_millis(1));
         let err = get(&mut c, "doc/books/1").await.unwrap_err();
         assert!(err.to_string().contains("origin unavailable"), "{err}");
         let status = g

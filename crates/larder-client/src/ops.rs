@@ -305,7 +305,8 @@ mod tests {
         assert_eq!(ttl_ms(Duration::MAX), u64::MAX);
     }
 
-    #[tokio::test]
+    // Paused time: the delays order the futures without taking any real time.
+    #[tokio::test(start_paused = true)]
     async fn join_keeps_order_and_stops_at_the_first_error() {
         let delays = [30u64, 10, 20];
         let futures = delays.iter().map(|&ms| async move {
