@@ -300,10 +300,14 @@ async fn grpc(node: &TestNode) -> CacheClient<Channel> {
         .unwrap()
 }
 
+/// A RESP connection that waits as long as a load may take (the client's own default gives
+/// up after half a second, less than a spinning load on a busy machine).
 async fn resp(node: &TestNode) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
     redis::Client::open(format!("redis://{}", node.resp))
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }
