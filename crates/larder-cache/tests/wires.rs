@@ -435,6 +435,19 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
     }
 }
 
+/// Sets the case's keys up under `key`, and forgets the records that made.
+async fn prepare(con: &mut MultiplexedConnection, recorder: &Recorder, case: &Case, key: &str) {
+    for (suffix, value) in case.before {
+        let _: () = redis::cmd("SET")
+            .arg(format!("{key}{suffix}"))
+            .arg(*value)
+            .query_async(con)
+            .await
+            .unwrap_or_else(|e| panic!("{}: setting up: {e}", case.name));
+    }
+    recorder.take();
+}
+
 /// What a key holds after a case: its value and whether it expires.
 async fn state(client: &mut CacheClient<Channel>, key: &str) -> Option<(Vec<u8>, bool)> {
     let req = pb::GetRequest {
@@ -478,15 +491,7 @@ async fn every_operation_has_the_same_outcome_over_resp_and_grpc() {
         let mut outcomes = Vec::new();
         for wire in ["resp", "grpc"] {
             let key = format!("{}{wire}-{i}-", case.prefix);
-            for (suffix, value) in case.before {
-                let _: () = redis::cmd("SET")
-                    .arg(format!("{key}{suffix}"))
-                    .arg(*value)
-                    .query_async(&mut con)
-                    .await
-                    .unwrap_or_else(|e| panic!("{}: setting up: {e}", case.name));
-            }
-            recorder.take();
+            prepare(&mut con, &recorder, case, &key).await;
             let reply = if wire == "resp" {
                 run_resp(&mut con, case, &key).await
             } else {
@@ -517,15 +522,7 @@ async fn the_cases_cover_refusals_and_every_record_kind() {
     let (mut errors, mut kinds) = (Vec::<String>::new(), Vec::new());
     for (i, case) in CASES.iter().enumerate() {
         let key = format!("{}cover-{i}-", case.prefix);
-        for (suffix, value) in case.before {
-            let _: () = redis::cmd("SET")
-                .arg(format!("{key}{suffix}"))
-                .arg(*value)
-                .query_async(&mut con)
-                .await
-                .unwrap();
-        }
-        recorder.take();
+        prepare(&mut con, &recorder, case, &key).await;
         if let Reply::Error(text, _) = run_resp(&mut con, case, &key).await {
             errors.push(text);
         }
