@@ -195,7 +195,7 @@ impl Table {
             .filter(|m| m.status == Status::Ready)
             .map(|m| (m, weight(fnv1a(m.id.as_bytes()), partition)))
             .collect();
-        ready.sort_by(|a, b| b.1.cmp(&a.1));
+        ready.sort_by_key(|&(_, w)| std::cmp::Reverse(w));
         ready.into_iter().map(|(m, _)| m).collect()
     }
 
