@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder_store::{Capacity, Policy, SetOptions, Store, StoreConfig};
 
-use crate::cli::TraceArgs;
+use crate::args::TraceArgs;
 
 /// Capacities reported for the traces in `shared/traces`, by file-name prefix.
 const KNOWN_CAPACITIES: &[(&str, &[u64])] = &[

@@ -33,7 +33,7 @@ use anyhow::{Context, ensure};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use crate::cli::{BurstArgs, GrpcBenchArgs, HttpBenchArgs, LoadArgs, RespBenchArgs};
+use crate::args::{BurstArgs, GrpcArgs, HttpArgs, LoadArgs, RespArgs};
 use cpu::{CpuUse, CpuWatch};
 use report::{Progress, Recorder, Summary};
 
@@ -41,7 +41,7 @@ use report::{Progress, Recorder, Summary};
 ///
 /// # Errors
 /// When the server cannot be reached or the options cannot work.
-pub(crate) fn resp(args: &RespBenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn resp(args: &RespArgs) -> anyhow::Result<ExitCode> {
     let summary =
         runtime(args.load.threads)?.block_on(resp::bench(args, Progress::for_stderr()))?;
     Ok(finish(&summary))
@@ -51,7 +51,7 @@ pub(crate) fn resp(args: &RespBenchArgs) -> anyhow::Result<ExitCode> {
 ///
 /// # Errors
 /// When the server cannot be reached or the options cannot work.
-pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn grpc(args: &GrpcArgs) -> anyhow::Result<ExitCode> {
     let summary =
         runtime(args.load.threads)?.block_on(grpc::bench(args, Progress::for_stderr()))?;
     Ok(finish(&summary))
@@ -61,7 +61,7 @@ pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
 ///
 /// # Errors
 /// When the server cannot be reached or the options cannot work.
-pub(crate) fn http(args: &HttpBenchArgs) -> anyhow::Result<ExitCode> {
+pub(crate) fn http(args: &HttpArgs) -> anyhow::Result<ExitCode> {
     let summary =
         runtime(args.load.threads)?.block_on(http::bench(args, Progress::for_stderr()))?;
     Ok(finish(&summary))

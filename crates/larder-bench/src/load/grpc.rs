@@ -26,7 +26,7 @@ use super::cpu::CpuWatch;
 use super::keys::{self, KeySpace, KeyTable, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
 use super::{Schedule, Window};
-use crate::cli::GrpcBenchArgs;
+use crate::args::GrpcArgs;
 
 /// Keys per `SetMany` when prefilling.
 const PREFILL_KEYS: u64 = 1000;
@@ -37,7 +37,7 @@ const MAX_REPLY: usize = 256 << 20;
 ///
 /// # Errors
 /// When the options cannot work, the server cannot be reached or the prefill fails.
-pub(crate) async fn bench(args: &GrpcBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &GrpcArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
     super::check(load, args.connections, args.concurrency)?;
     ensure!(args.batch > 0, "--batch must be at least 1");
@@ -75,7 +75,7 @@ async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
     Ok(channels)
 }
 
-fn title(args: &GrpcBenchArgs) -> String {
+fn title(args: &GrpcArgs) -> String {
     format!(
         "grpc {}: {} connections × {} calls in flight, batch {}, {}",
         args.addr,
@@ -89,7 +89,7 @@ fn title(args: &GrpcBenchArgs) -> String {
 /// Starts `--concurrency` slots on each channel, each a copy of `template` with its own
 /// random stream and, in an open-loop run, its connection's schedule.
 fn spawn_slots(
-    args: &GrpcBenchArgs,
+    args: &GrpcArgs,
     template: &Slot,
     channels: Vec<Channel>,
     window: Window,

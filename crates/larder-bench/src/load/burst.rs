@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 
-use crate::cli::{BurstArgs, Protocol};
+use crate::args::{BurstArgs, Protocol};
 
 /// `EMFILE`, the errno of "Too many open files" (Linux, macOS, the BSDs).
 const EMFILE: i32 = 24;
@@ -562,7 +562,7 @@ mod against_a_node {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::loadgen::runtime;
+    use crate::load::runtime;
 
     /// An HTTP origin on its own threads: every `GET` is counted and answered `hello` after
     /// `delay`.

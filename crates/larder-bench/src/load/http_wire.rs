@@ -396,7 +396,7 @@ fn trailers_len(rest: &[u8]) -> Result<Option<usize>, WireError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::loadgen::http::Target;
+    use crate::load::http::Target;
 
     const FIXED: &[u8] =
         b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n\r\nhello";

@@ -20,7 +20,7 @@ use super::keys::{self, KeySpace, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
 use super::resp_wire::{Inbox, Requests};
 use super::{Pacing, Schedule, Window};
-use crate::cli::RespBenchArgs;
+use crate::args::RespArgs;
 
 /// Keys per `MSET` when prefilling.
 const PREFILL_KEYS: u64 = 1000;
@@ -31,7 +31,7 @@ const PREFILL_PIPELINE: usize = 64;
 ///
 /// # Errors
 /// When the options cannot work, the server cannot be reached, `AUTH` or the prefill fails.
-pub(crate) async fn bench(args: &RespBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &RespArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
     super::check(load, args.connections, args.pipeline)?;
     let cpu = CpuWatch::new(load.server_pid)?;
@@ -52,7 +52,7 @@ pub(crate) async fn bench(args: &RespBenchArgs, progress: Progress) -> anyhow::R
 /// Starts one lane per connection, each with its own random stream and, in an open-loop run,
 /// its own place in the schedule.
 fn spawn_lanes(
-    args: &RespBenchArgs,
+    args: &RespArgs,
     requests: &Requests,
     streams: Vec<TcpStream>,
     window: Window,
@@ -71,7 +71,7 @@ fn spawn_lanes(
     lanes
 }
 
-fn title(args: &RespBenchArgs) -> String {
+fn title(args: &RespArgs) -> String {
     format!(
         "resp {}: {} connections × pipeline {}, {}",
         args.addr,

@@ -26,7 +26,7 @@ use super::http_wire::{Requests, Response, response_len};
 use super::report::{Progress, Recorder, Summary};
 use super::resp_wire::Inbox;
 use super::{Pacing, Schedule, Window};
-use crate::cli::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpBenchArgs, LoadArgs};
+use crate::args::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs};
 
 /// Pause after a failed reconnect, so that a closed port is not hammered in a closed loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
@@ -37,7 +37,7 @@ const BODY_EXCERPT: usize = 200;
 ///
 /// # Errors
 /// When the options cannot work or the server cannot be reached.
-pub(crate) async fn bench(args: &HttpBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
     super::check(load, args.connections, 1)?;
     refuse_cache_options(load)?;
@@ -68,7 +68,7 @@ fn refuse_cache_options(load: &LoadArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn title(args: &HttpBenchArgs) -> String {
+fn title(args: &HttpArgs) -> String {
     let load = &args.load;
     let pacing = match load.rate {
         Some(rate) => format!("open loop at {rate:.0} requests/s"),
@@ -148,7 +148,7 @@ async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
 
 /// Starts one lane per connection, each, in an open-loop run, with its place in the schedule.
 fn spawn_lanes(
-    args: &HttpBenchArgs,
+    args: &HttpArgs,
     addr: &Arc<str>,
     requests: &Requests,
     streams: Vec<TcpStream>,
@@ -303,7 +303,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::loadgen::runtime;
+    use crate::load::runtime;
 
     /// How the test server answers every request.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,8 +443,8 @@ mod tests {
     }
 
     /// Half a second after a short warmup, CPU measured on this very process.
-    fn args(url: String, rate: Option<f64>) -> HttpBenchArgs {
-        HttpBenchArgs {
+    fn args(url: String, rate: Option<f64>) -> HttpArgs {
+        HttpArgs {
             url,
             connections: 4,
             paths_from: None,
@@ -463,7 +463,7 @@ mod tests {
         }
     }
 
-    fn run(args: &HttpBenchArgs) -> anyhow::Result<Summary> {
+    fn run(args: &HttpArgs) -> anyhow::Result<Summary> {
         runtime(1)?.block_on(bench(args, Progress::Quiet))
     }
 
