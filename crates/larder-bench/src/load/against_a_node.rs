@@ -7,7 +7,8 @@ use larder_cache::CacheConfig;
 use larder_cache::testing::TestNode;
 
 use super::report::{Progress, Summary};
-use super::{grpc, resp, runtime};
+use super::run::runtime;
+use super::{grpc, resp};
 use crate::args::{GrpcArgs, LoadArgs, RespArgs};
 
 /// A cache node whose gRPC listener wants `token` (empty: none).

@@ -562,7 +562,7 @@ mod against_a_node {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::load::runtime;
+    use crate::load::run::runtime;
 
     /// An HTTP origin on its own threads: every `GET` is counted and answered `hello` after
     /// `delay`.

@@ -25,7 +25,8 @@ use tonic::{Request, Status};
 use super::cpu::CpuWatch;
 use super::keys::{self, KeySpace, KeyTable, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
-use super::{Schedule, Window};
+use super::run;
+use super::window::{self, Schedule, Window};
 use crate::args::GrpcArgs;
 
 /// Keys per `SetMany` when prefilling.
@@ -39,7 +40,7 @@ const MAX_REPLY: usize = 256 << 20;
 /// When the options cannot work, the server cannot be reached or the prefill fails.
 pub(crate) async fn bench(args: &GrpcArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, args.concurrency)?;
+    run::check(load, args.connections, args.concurrency)?;
     ensure!(args.batch > 0, "--batch must be at least 1");
     let cpu = CpuWatch::new(load.server_pid)?;
     let channels = connect(&args.addr, args.connections).await?;
@@ -59,7 +60,7 @@ pub(crate) async fn bench(args: &GrpcArgs, progress: Progress) -> anyhow::Result
         first.prefill().await?;
     }
     let spawn = |window, completed: &_| spawn_slots(args, &first, channels, window, completed);
-    super::measure(load, cpu, progress, "grpc", title(args), spawn).await
+    run::measure(load, cpu, progress, "grpc", title(args), spawn).await
 }
 
 /// Opens `count` HTTP/2 connections (at least one).
@@ -82,7 +83,7 @@ fn title(args: &GrpcArgs) -> String {
         args.connections,
         args.concurrency,
         args.batch,
-        super::describe(&args.load)
+        run::describe(&args.load)
     )
 }
 
@@ -212,10 +213,10 @@ impl Slot {
         let due = pacing
             .schedule
             .at(pacing.tickets.fetch_add(1, Ordering::Relaxed));
-        if !super::may_leave(due, Instant::now()) {
-            tokio::time::sleep_until(super::wake_at(due)).await;
+        if !window::may_leave(due, Instant::now()) {
+            tokio::time::sleep_until(window::wake_at(due)).await;
         }
-        super::counted_from(due, Instant::now())
+        window::counted_from(due, Instant::now())
     }
 
     async fn call(&mut self) -> Result<Done, Status> {

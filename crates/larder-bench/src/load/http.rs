@@ -22,10 +22,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use super::cpu::CpuWatch;
-use super::http_wire::{Requests, Response, response_len};
+use super::http_request::{Requests, Target};
+use super::http_response::{Response, response_len};
+use super::inbox::Inbox;
 use super::report::{Progress, Recorder, Summary};
-use super::resp_wire::Inbox;
-use super::{Pacing, Schedule, Window};
+use super::run;
+use super::window::{self, Pacing, Schedule, Window};
 use crate::args::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs};
 
 /// Pause after a failed reconnect, so that a closed port is not hammered in a closed loop.
@@ -39,7 +41,7 @@ const BODY_EXCERPT: usize = 200;
 /// When the options cannot work or the server cannot be reached.
 pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, 1)?;
+    run::check(load, args.connections, 1)?;
     refuse_cache_options(load)?;
     let target = Target::parse(&args.url)?;
     let requests = Requests::new(&target, &args.headers, args.paths_from)?;
@@ -52,7 +54,7 @@ pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> anyhow::Result
     let addr: Arc<str> = target.addr.into();
     let spawn =
         |window, completed: &_| spawn_lanes(args, &addr, &requests, streams, window, completed);
-    super::measure(load, cpu, progress, "http", title, spawn).await
+    run::measure(load, cpu, progress, "http", title, spawn).await
 }
 
 /// The cache workload options mean nothing here; refuse them rather than ignore them.
@@ -82,60 +84,6 @@ fn title(args: &HttpArgs) -> String {
         "http GET {}{paths}: {} connections, {pacing}, {} s after {} s warmup",
         args.url, args.connections, load.duration, load.warmup
     )
-}
-
-/// Where to connect and what to ask for, from `http://HOST[:PORT]/PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// `HOST:PORT` to connect to.
-    pub(crate) addr: String,
-    /// The authority as written, for the `Host` header.
-    pub(crate) host: String,
-    /// The request target: the path and query as written (`/` if none).
-    pub(crate) path: String,
-}
-
-impl Target {
-    /// # Errors
-    /// When `url` is not a plain `http://` URL with a host.
-    pub(crate) fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-        ensure!(
-            rest.bytes().all(|b| b.is_ascii_graphic()),
-            "--url {url:?}: spaces, control and non-ASCII characters must be percent-encoded"
-        );
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let (host, path) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        ensure!(!host.is_empty(), "--url {url:?} names no host");
-        ensure!(
-            !host.contains('@'),
-            "--url {url:?}: user info is not supported"
-        );
-        let has_port = match host.rfind(']') {
-            Some(bracket) => host[bracket..].contains(':'),
-            None => host.contains(':'),
-        };
-        let addr = if has_port {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
-        let path = match path.as_bytes().first() {
-            None => "/".to_owned(),
-            Some(b'?') => format!("/{path}"),
-            Some(_) => path.to_owned(),
-        };
-        Ok(Self {
-            addr,
-            host: host.to_owned(),
-            path,
-        })
-    }
 }
 
 async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
@@ -232,11 +180,11 @@ impl Lane {
             return Instant::now();
         };
         let due = pacing.due();
-        if !super::may_leave(due, Instant::now()) {
-            tokio::time::sleep_until(super::wake_at(due)).await;
+        if !window::may_leave(due, Instant::now()) {
+            tokio::time::sleep_until(window::wake_at(due)).await;
         }
         pacing.take();
-        super::counted_from(due, Instant::now())
+        window::counted_from(due, Instant::now())
     }
 
     /// Sends one request, connecting first if needed, and reads its whole response.
@@ -303,7 +251,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::load::runtime;
+    use crate::load::run::runtime;
 
     /// How the test server answers every request.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -560,35 +508,6 @@ mod tests {
 
         let server = Server::start(Answer::SaysClose);
         assert_clean(&run(&args(server.url("/"), Some(1000.0))).unwrap());
-    }
-
-    #[test]
-    fn targets_come_from_plain_http_urls() {
-        let target = |url: &str| Target::parse(url).map(|t| (t.addr, t.host, t.path));
-        let own = |a: &str, h: &str, p: &str| (a.to_owned(), h.to_owned(), p.to_owned());
-        assert_eq!(
-            target("http://127.0.0.1:8091/v1/products/42").unwrap(),
-            own("127.0.0.1:8091", "127.0.0.1:8091", "/v1/products/42")
-        );
-        assert_eq!(
-            target("http://example.com").unwrap(),
-            own("example.com:80", "example.com", "/")
-        );
-        assert_eq!(
-            target("http://[::1]?a=1#frag").unwrap(),
-            own("[::1]:80", "[::1]", "/?a=1")
-        );
-        assert_eq!(target("http://[::1]:81/x").unwrap().0, "[::1]:81");
-        for bad in [
-            "https://h/",
-            "h:80/x",
-            "http:///x",
-            "http://u@h/",
-            "http://h/a b",
-            "http://h/é",
-        ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -16,10 +16,12 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use super::cpu::CpuWatch;
+use super::inbox::Inbox;
 use super::keys::{self, KeySpace, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
-use super::resp_wire::{Inbox, Requests};
-use super::{Pacing, Schedule, Window};
+use super::resp_wire::Requests;
+use super::run;
+use super::window::{self, Pacing, Schedule, Window};
 use crate::args::RespArgs;
 
 /// Keys per `MSET` when prefilling.
@@ -33,7 +35,7 @@ const PREFILL_PIPELINE: usize = 64;
 /// When the options cannot work, the server cannot be reached, `AUTH` or the prefill fails.
 pub(crate) async fn bench(args: &RespArgs, progress: Progress) -> anyhow::Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, args.pipeline)?;
+    run::check(load, args.connections, args.pipeline)?;
     let cpu = CpuWatch::new(load.server_pid)?;
     let keys = KeySpace::new(load.keys);
     let value = keys::value(load.value_size);
@@ -46,7 +48,7 @@ pub(crate) async fn bench(args: &RespArgs, progress: Progress) -> anyhow::Result
     }
     let requests = Requests::new(keys, &value, Mix::new(load.read_ratio))?;
     let spawn = |window, completed: &_| spawn_lanes(args, &requests, streams, window, completed);
-    super::measure(load, cpu, progress, "resp", title(args), spawn).await
+    run::measure(load, cpu, progress, "resp", title(args), spawn).await
 }
 
 /// Starts one lane per connection, each with its own random stream and, in an open-loop run,
@@ -77,7 +79,7 @@ fn title(args: &RespArgs) -> String {
         args.addr,
         args.connections,
         args.pipeline,
-        super::describe(&args.load)
+        run::describe(&args.load)
     )
 }
 
@@ -198,7 +200,7 @@ impl Lane {
         tokio::pin!(pace);
         loop {
             self.send_due(Instant::now()).await?;
-            let wake = self.next_due().map(super::wake_at);
+            let wake = self.next_due().map(window::wake_at);
             if let Some(at) = wake.filter(|&at| at != pace.deadline()) {
                 pace.as_mut().reset(at);
             }
@@ -233,8 +235,9 @@ impl Lane {
             }
             None => {}
             Some(pacing) => {
-                while self.sent.len() < self.depth && super::may_leave(pacing.due(), now) {
-                    self.sent.push_back(super::counted_from(pacing.take(), now));
+                while self.sent.len() < self.depth && window::may_leave(pacing.due(), now) {
+                    self.sent
+                        .push_back(window::counted_from(pacing.take(), now));
                     self.requests.push(&mut self.out);
                 }
             }
