@@ -7,28 +7,25 @@
 //! fields are fixed.
 
 mod args;
+mod error;
 mod load;
 mod trace;
-
-use std::process::ExitCode;
 
 pub use args::{
     BurstArgs, Command, DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, GrpcArgs, HttpArgs,
     LoadArgs, Protocol, RespArgs, TraceArgs,
 };
+pub use error::{CpuError, Error, Peer, Result, TraceError, Usage, WireError};
 use load::report::{Progress, Summary};
 use load::run::runtime;
 
 /// Runs one `larder bench` subcommand.
 ///
 /// # Errors
-/// When the options cannot work or the server cannot be reached.
-pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
+/// As the subcommand's own function says.
+pub fn run(command: &Command) -> Result<()> {
     match command {
-        Command::Trace(args) => {
-            trace(args)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Trace(args) => trace(args),
         Command::Resp(args) => resp(args),
         Command::Grpc(args) => grpc(args),
         Command::Burst(args) => burst(args),
@@ -36,58 +33,61 @@ pub fn run(command: &Command) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `larder bench trace`: replays the trace, prints one line per (policy, capacity).
+/// `larder bench trace`: replays the trace once per (policy, capacity), on `--jobs` threads,
+/// and prints one line per replay.
 ///
 /// # Errors
-/// When the trace cannot be read or the options cannot work.
-pub fn trace(args: &TraceArgs) -> anyhow::Result<()> {
+/// When the trace cannot be read, or the options name no policy or no capacity.
+pub fn trace(args: &TraceArgs) -> Result<()> {
     trace::run(args)
 }
 
-/// `larder bench resp`: runs the load, prints the summary.
+/// `larder bench resp`: runs the load and prints its summary.
 ///
 /// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub fn resp(args: &RespArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(load::resp::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
+/// When the options cannot work, the node cannot be reached, `AUTH` or the prefill fails, or
+/// no request succeeded in the measured window ([`Error::NothingSucceeded`], after the
+/// summary).
+pub fn resp(args: &RespArgs) -> Result<()> {
+    let run = load::resp::bench(args, Progress::for_stderr());
+    finish(&runtime(args.load.threads)?.block_on(run)?)
 }
 
-/// `larder bench grpc`: runs the load, prints the summary.
+/// `larder bench grpc`: runs the load and prints its summary.
 ///
 /// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub fn grpc(args: &GrpcArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(load::grpc::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
+/// When the options cannot work, the node cannot be reached or the prefill fails, or no
+/// request succeeded in the measured window ([`Error::NothingSucceeded`], after the summary).
+pub fn grpc(args: &GrpcArgs) -> Result<()> {
+    let run = load::grpc::bench(args, Progress::for_stderr());
+    finish(&runtime(args.load.threads)?.block_on(run)?)
 }
 
-/// `larder bench http`: runs the load, prints the summary.
+/// `larder bench http`: runs the load and prints its summary.
 ///
 /// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub fn http(args: &HttpArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(load::http::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
+/// When the options cannot work or the server cannot be reached, or no request succeeded in
+/// the measured window ([`Error::NothingSucceeded`], after the summary).
+pub fn http(args: &HttpArgs) -> Result<()> {
+    let run = load::http::bench(args, Progress::for_stderr());
+    finish(&runtime(args.load.threads)?.block_on(run)?)
 }
 
-/// `larder bench burst`: runs one burst, prints what it cost; fails if any reply was an error.
+/// `larder bench burst`: runs one burst and prints what it cost.
 ///
 /// # Errors
-/// When the node or its admin port cannot be reached.
-pub fn burst(args: &BurstArgs) -> anyhow::Result<ExitCode> {
+/// When the node or its admin port cannot be reached or the clients cannot all connect, or
+/// when any reply was an error ([`Error::ErrorReplies`], after the outcome).
+pub fn burst(args: &BurstArgs) -> Result<()> {
     let outcome = runtime(1)?.block_on(load::burst::run(args))?;
-    Ok(load::burst::finish(&outcome))
+    load::burst::finish(&outcome)
 }
 
-fn finish(summary: &Summary) -> ExitCode {
+/// Prints the summary; a run in which nothing succeeded fails.
+fn finish(summary: &Summary) -> Result<()> {
     println!("{summary}");
     if summary.ops == 0 {
-        eprintln!("larder: no request succeeded in the measured window");
-        return ExitCode::FAILURE;
+        return Err(Error::NothingSucceeded);
     }
-    ExitCode::SUCCESS
+    Ok(())
 }

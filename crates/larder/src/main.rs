@@ -43,7 +43,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {
-        Some(Command::Bench { what }) => larder_bench::run(&what),
+        Some(Command::Bench { what }) => {
+            larder_bench::run(&what)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => serve::api(config.api),

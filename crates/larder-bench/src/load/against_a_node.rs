@@ -56,11 +56,11 @@ fn grpc_args(addr: SocketAddr, batch: usize, rate: Option<f64>) -> GrpcArgs {
     }
 }
 
-fn run_resp(args: &RespArgs) -> anyhow::Result<Summary> {
+fn run_resp(args: &RespArgs) -> crate::error::Result<Summary> {
     runtime(1)?.block_on(resp::bench(args, Progress::Quiet))
 }
 
-fn run_grpc(args: &GrpcArgs) -> anyhow::Result<Summary> {
+fn run_grpc(args: &GrpcArgs) -> crate::error::Result<Summary> {
     runtime(1)?.block_on(grpc::bench(args, Progress::Quiet))
 }
 

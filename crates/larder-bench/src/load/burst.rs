@@ -10,7 +10,6 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use larder_proto::grpc::cache::v1::{GetRequest, cache_client::CacheClient};
 use larder_proto::resp::{Limits, encode_request, frame_len, parse_frame};
@@ -19,10 +18,10 @@ use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
 
+use super::grpc;
 use crate::args::{BurstArgs, Protocol};
+use crate::error::{self, Error, Peer, Result, Usage};
 
 /// `EMFILE`, the errno of "Too many open files" (Linux, macOS, the BSDs).
 const EMFILE: i32 = 24;
@@ -35,8 +34,8 @@ const COALESCED: &str = "larder_origin_coalesced_total";
 ///
 /// # Errors
 /// When the node or its admin port cannot be reached, or the clients cannot all connect.
-pub(crate) async fn run(args: &BurstArgs) -> anyhow::Result<Outcome> {
-    ensure!(args.clients > 0, "--clients must be at least 1");
+pub(crate) async fn run(args: &BurstArgs) -> Result<Outcome> {
+    Usage::require(args.clients > 0, "--clients", "at least 1")?;
     let protocol = if args.grpc {
         Protocol::Grpc
     } else {
@@ -68,17 +67,16 @@ pub(crate) async fn run(args: &BurstArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Prints the outcome; failure if any reply was an error.
-pub(crate) fn finish(outcome: &Outcome) -> std::process::ExitCode {
+/// Prints the outcome; a burst with error replies fails.
+pub(crate) fn finish(outcome: &Outcome) -> Result<()> {
     println!("{outcome}");
     if outcome.tally.errors > 0 {
-        eprintln!(
-            "larder: {} of {} replies were errors",
-            outcome.tally.errors, outcome.clients
-        );
-        return std::process::ExitCode::FAILURE;
+        return Err(Error::ErrorReplies {
+            errors: outcome.tally.errors,
+            clients: outcome.clients,
+        });
     }
-    std::process::ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Clients parked on their barrier, and the barrier (which counts one more: the releaser).
@@ -97,11 +95,14 @@ impl Parked {
 }
 
 /// Lets every parked client go and gathers their answers.
-async fn release(mut parked: Parked) -> anyhow::Result<Tally> {
+async fn release(mut parked: Parked) -> Result<Tally> {
     parked.barrier.wait().await;
     let mut tally = Tally::default();
     while let Some(answer) = parked.clients.join_next().await {
-        tally.add(answer.context("a client task failed")?);
+        tally.add(answer.map_err(|source| Error::Task {
+            task: "a client task",
+            source,
+        })?);
     }
     Ok(tally)
 }
@@ -113,7 +114,7 @@ async fn resp_clients(
     key: &str,
     count: usize,
     timeout: Duration,
-) -> anyhow::Result<Parked> {
+) -> Result<Parked> {
     let mut get = Vec::new();
     encode_request(&mut get, &[b"GET", key.as_bytes()]);
     let get: Arc<[u8]> = get.into();
@@ -131,46 +132,55 @@ async fn resp_clients(
 }
 
 /// One connection, authenticated when there is a password; `opened` connections are already up.
-async fn resp_connect(
-    addr: &str,
-    password: Option<&str>,
-    opened: usize,
-) -> anyhow::Result<TcpStream> {
+async fn resp_connect(addr: &str, password: Option<&str>, opened: usize) -> Result<TcpStream> {
     let mut stream = match TcpStream::connect(addr).await {
         Ok(stream) => stream,
-        Err(err) if err.raw_os_error() == Some(EMFILE) => bail!(
-            "out of file descriptors after {opened} connections: raise the limit with \
-             `ulimit -n` (the clients need one each, the node one per client too)"
-        ),
+        Err(err) if err.raw_os_error() == Some(EMFILE) => {
+            return Err(Error::OutOfFiles { opened });
+        }
         Err(err) => {
-            return Err(err).with_context(|| {
-                format!("cannot connect to {addr} after {opened} connections: is a cache node listening there?")
+            return Err(Error::Connect {
+                addr: addr.to_owned(),
+                peer: Peer::CacheNode,
+                opened: Some(opened),
+                source: Box::new(err),
             });
         }
     };
-    stream.set_nodelay(true)?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("setting TCP_NODELAY"))?;
     if let Some(password) = password {
         let mut auth = Vec::new();
         encode_request(&mut auth, &[b"AUTH", password.as_bytes()]);
-        let reply = resp_get(&mut stream, &auth).await.context("AUTH")?;
+        let reply = resp_get(&mut stream, &auth).await;
+        let reply = reply.map_err(Error::during("AUTH"))?;
         if let Reply::Error(why) = classify(&reply) {
-            bail!("AUTH refused: {why}");
+            return Err(Error::Refused {
+                request: "AUTH",
+                why,
+            });
         }
     }
     Ok(stream)
 }
 
 /// Sends `request` and reads one whole reply.
-async fn resp_get(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<Vec<u8>> {
-    stream.write_all(request).await.context("sending")?;
+async fn resp_get(stream: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(Error::io("sending"))?;
     let mut reply = Vec::with_capacity(128);
     loop {
         if let Some(len) = frame_len(&reply, &Limits::default())? {
             reply.truncate(len);
             return Ok(reply);
         }
-        let read = stream.read_buf(&mut reply).await.context("reading")?;
-        ensure!(read > 0, "the server closed the connection");
+        let read = stream.read_buf(&mut reply).await;
+        if read.map_err(Error::io("reading"))? == 0 {
+            return Err(Error::Closed);
+        }
     }
 }
 
@@ -182,12 +192,9 @@ async fn grpc_clients(
     args: &BurstArgs,
     per_connection: usize,
     timeout: Duration,
-) -> anyhow::Result<Parked> {
-    let channels = grpc_connect(addr, args.clients.div_ceil(per_connection)).await?;
-    let bearer = token
-        .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
-        .transpose()
-        .context("--token must be printable ASCII")?;
+) -> Result<Parked> {
+    let channels = grpc::connect(addr, args.clients.div_ceil(per_connection)).await?;
+    let bearer = grpc::token(token)?;
     let key = Bytes::copy_from_slice(args.key.as_bytes());
     let mut parked = Parked::new(args.clients);
     for number in 0..args.clients {
@@ -217,35 +224,15 @@ async fn grpc_clients(
     Ok(parked)
 }
 
-/// Opens `count` HTTP/2 connections to `addr` (`host:port` or a URL).
-async fn grpc_connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("{addr:?} is neither host:port nor a URL"))?
-        .tcp_nodelay(true);
-    let mut channels = Vec::with_capacity(count);
-    for _ in 0..count {
-        let channel = endpoint.connect().await.with_context(|| {
-            format!("cannot connect to {addr}: is a cache node listening there?")
-        })?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
-
 /// Times one client's exchange from the moment it was released.
-async fn answer<R>(timeout: Duration, exchange: impl Future<Output = anyhow::Result<R>>) -> Answer
+async fn answer<R>(timeout: Duration, exchange: impl Future<Output = Result<R>>) -> Answer
 where
     R: Into<Reply>,
 {
     let sent = Instant::now();
     let reply = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(reply)) => reply.into(),
-        Ok(Err(err)) => Reply::Error(format!("{err:#}")),
+        Ok(Err(err)) => Reply::Error(error::chain(&err)),
         Err(_) => Reply::Error(format!(
             "no reply within {timeout:?} (if the node ran out of file descriptors, raise \
              `ulimit -n` where it runs)"
@@ -386,33 +373,44 @@ fn sum_series(text: &str, name: &str) -> u64 {
 }
 
 /// Reads the node's origin counters from `http://{admin}/metrics`.
-async fn scrape(admin: &str, token: Option<&str>) -> anyhow::Result<OriginCounters> {
+async fn scrape(admin: &str, token: Option<&str>) -> Result<OriginCounters> {
     let url = format!("http://{admin}/metrics");
-    let mut stream = TcpStream::connect(admin)
-        .await
-        .with_context(|| format!("cannot connect to {admin} for {url}: is it the admin port?"))?;
+    let mut stream = match TcpStream::connect(admin).await {
+        Ok(stream) => stream,
+        Err(source) => {
+            let admin = admin.to_owned();
+            return Err(Error::Admin { admin, url, source });
+        }
+    };
     let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
     let request =
         format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
+    stream
+        .write_all(request.as_bytes())
+        .await
+        .map_err(Error::io(format!("sending GET {url}")))?;
     let mut response = Vec::new();
     stream
         .read_to_end(&mut response)
         .await
-        .with_context(|| format!("reading {url}"))?;
-    let body =
-        http_body(&String::from_utf8_lossy(&response)).with_context(|| format!("GET {url}"))?;
-    Ok(OriginCounters::parse(&body))
+        .map_err(Error::io(format!("reading {url}")))?;
+    match http_body(&String::from_utf8_lossy(&response)) {
+        Ok(body) => Ok(OriginCounters::parse(body)),
+        Err(answer) => Err(Error::Metrics { url, answer }),
+    }
 }
 
-/// The body of a whole HTTP/1.1 response with status 200.
-fn http_body(response: &str) -> anyhow::Result<String> {
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("not an HTTP response")?;
+/// The body of a whole HTTP/1.1 response with status 200; otherwise its status line (or that
+/// it is none).
+fn http_body(response: &str) -> Result<&str, String> {
+    let Some((head, body)) = response.split_once("\r\n\r\n") else {
+        return Err("not an HTTP response".to_owned());
+    };
     let status = head.lines().next().unwrap_or_default();
-    ensure!(status.split(' ').nth(1) == Some("200"), "{status}");
-    Ok(body.to_owned())
+    if status.split(' ').nth(1) != Some("200") {
+        return Err(status.to_owned());
+    }
+    Ok(body)
 }
 
 /// What one burst cost.

@@ -15,7 +15,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, ensure};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
@@ -29,6 +28,7 @@ use super::report::{Progress, Recorder, Summary};
 use super::run;
 use super::window::{self, Pacing, Schedule, Window};
 use crate::args::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs};
+use crate::error::{self, Error, Peer, Result, Usage};
 
 /// Pause after a failed reconnect, so that a closed port is not hammered in a closed loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
@@ -39,7 +39,7 @@ const BODY_EXCERPT: usize = 200;
 ///
 /// # Errors
 /// When the options cannot work or the server cannot be reached.
-pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> Result<Summary> {
     let load = &args.load;
     run::check(load, args.connections, 1)?;
     refuse_cache_options(load)?;
@@ -58,16 +58,15 @@ pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> anyhow::Result
 }
 
 /// The cache workload options mean nothing here; refuse them rather than ignore them.
-fn refuse_cache_options(load: &LoadArgs) -> anyhow::Result<()> {
+fn refuse_cache_options(load: &LoadArgs) -> Result<(), Usage> {
     let defaults = load.keys == DEFAULT_KEYS
         && load.value_size == DEFAULT_VALUE_SIZE
         && load.read_ratio.total_cmp(&DEFAULT_READ_RATIO).is_eq();
-    ensure!(
-        defaults,
-        "--keys, --value-size and --read-ratio do not apply to `bench http`: every request is \
-         a GET of --url (see --paths-from for distinct paths)"
-    );
-    Ok(())
+    if defaults {
+        Ok(())
+    } else {
+        Err(Usage::NotForHttp)
+    }
 }
 
 fn title(args: &HttpArgs) -> String {
@@ -86,11 +85,13 @@ fn title(args: &HttpArgs) -> String {
     )
 }
 
-async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
+async fn connect(addr: &str) -> Result<TcpStream> {
     let stream = TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {addr}: is an HTTP server listening there?"))?;
-    stream.set_nodelay(true)?;
+        .map_err(Error::connect(addr, Peer::HttpServer))?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("setting TCP_NODELAY"))?;
     Ok(stream)
 }
 
@@ -163,7 +164,7 @@ impl Lane {
                 }
                 Err(why) => {
                     if measured {
-                        recorded.failure(1, || format!("{why:#}"));
+                        recorded.failure(1, || error::chain(&why));
                     }
                     self.inbox.consume(self.inbox.pending().len());
                     if self.stream.take().is_none() {
@@ -188,11 +189,12 @@ impl Lane {
     }
 
     /// Sends one request, connecting first if needed, and reads its whole response.
-    async fn exchange(&mut self) -> anyhow::Result<Response> {
-        ensure!(
-            self.inbox.pending().is_empty(),
-            "the server sent bytes that answer no request"
-        );
+    async fn exchange(&mut self) -> Result<Response> {
+        if !self.inbox.pending().is_empty() {
+            return Err(Error::Protocol(
+                "the server sent bytes that answer no request",
+            ));
+        }
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => self.stream.insert(connect(&self.addr).await?),
@@ -202,7 +204,7 @@ impl Lane {
         stream
             .write_all(&self.out)
             .await
-            .context("sending the request")?;
+            .map_err(Error::io("sending the request"))?;
         loop {
             if let Some(response) = response_len(self.inbox.pending())? {
                 return Ok(response);
@@ -210,8 +212,10 @@ impl Lane {
             let n = stream
                 .read(self.inbox.spare())
                 .await
-                .context("reading the response")?;
-            ensure!(n > 0, "the server closed the connection");
+                .map_err(Error::io("reading the response"))?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
             self.inbox.filled(n);
         }
     }
@@ -411,7 +415,7 @@ mod tests {
         }
     }
 
-    fn run(args: &HttpArgs) -> anyhow::Result<Summary> {
+    fn run(args: &HttpArgs) -> Result<Summary> {
         runtime(1)?.block_on(bench(args, Progress::Quiet))
     }
 

@@ -5,10 +5,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, bail, ensure};
+use crate::error::Usage;
 
 /// Digits of the largest `u64`.
 const MAX_DIGITS: usize = 20;
+
 /// Where to connect and what to ask for, from `http://HOST[:PORT]/PATH`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Target {
@@ -23,43 +24,51 @@ pub(crate) struct Target {
 impl Target {
     /// # Errors
     /// When `url` is not a plain `http://` URL with a host.
-    pub(crate) fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-        ensure!(
-            rest.bytes().all(|b| b.is_ascii_graphic()),
-            "--url {url:?}: spaces, control and non-ASCII characters must be percent-encoded"
-        );
+    pub(crate) fn parse(url: &str) -> Result<Self, Usage> {
+        let bad = |problem| {
+            let url = url.to_owned();
+            Err(Usage::Url { url, problem })
+        };
+        let Some(rest) = url.strip_prefix("http://") else {
+            return bad("only http:// URLs are supported");
+        };
+        if !rest.bytes().all(|b| b.is_ascii_graphic()) {
+            return bad("spaces, control and non-ASCII characters must be percent-encoded");
+        }
         let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
         let (host, path) = match rest.find(['/', '?']) {
             Some(at) => rest.split_at(at),
             None => (rest, ""),
         };
-        ensure!(!host.is_empty(), "--url {url:?} names no host");
-        ensure!(
-            !host.contains('@'),
-            "--url {url:?}: user info is not supported"
-        );
-        let has_port = match host.rfind(']') {
-            Some(bracket) => host[bracket..].contains(':'),
-            None => host.contains(':'),
-        };
-        let addr = if has_port {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
+        if host.is_empty() {
+            return bad("it names no host");
+        }
+        if host.contains('@') {
+            return bad("user info is not supported");
+        }
         let path = match path.as_bytes().first() {
             None => "/".to_owned(),
             Some(b'?') => format!("/{path}"),
             Some(_) => path.to_owned(),
         };
         Ok(Self {
-            addr,
+            addr: with_port(host),
             host: host.to_owned(),
             path,
         })
+    }
+}
+
+/// `host`, with port 80 when it names none (the colons of an IPv6 literal are not a port's).
+fn with_port(host: &str) -> String {
+    let has_port = match host.rfind(']') {
+        Some(bracket) => host[bracket..].contains(':'),
+        None => host.contains(':'),
+    };
+    if has_port {
+        host.to_owned()
+    } else {
+        format!("{host}:80")
     }
 }
 
@@ -90,7 +99,7 @@ impl Requests {
         target: &Target,
         headers: &[String],
         paths_from: Option<u64>,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, Usage> {
         let mut tail = b" HTTP/1.1\r\n".to_vec();
         let mut has_host = false;
         for header in headers {
@@ -130,20 +139,22 @@ impl Requests {
 }
 
 /// Splits `Name: value`, refusing what is not a header field or would end one early.
-fn split_header(header: &str) -> anyhow::Result<(&str, &str)> {
+fn split_header(header: &str) -> Result<(&str, &str), Usage> {
+    let bad = |problem: String| {
+        let header = header.to_owned();
+        Err(Usage::Header { header, problem })
+    };
     let Some((name, value)) = header.split_once(':') else {
-        bail!("--header {header:?} is not `Name: value`");
+        return bad("it is not `Name: value`".to_owned());
     };
     let token = |b: u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b);
-    ensure!(
-        !name.is_empty() && name.bytes().all(token),
-        "--header {header:?}: {name:?} is not a header name"
-    );
+    if name.is_empty() || !name.bytes().all(token) {
+        return bad(format!("{name:?} is not a header name"));
+    }
     let value = value.trim_matches([' ', '\t']);
-    ensure!(
-        !value.bytes().any(|b| b.is_ascii_control() && b != b'\t'),
-        "--header {header:?}: the value holds a control character"
-    );
+    if value.bytes().any(|b| b.is_ascii_control() && b != b'\t') {
+        return bad("the value holds a control character".to_owned());
+    }
     Ok((name, value))
 }
 

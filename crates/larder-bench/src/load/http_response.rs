@@ -6,7 +6,7 @@
 //! response after every read, and "not all of it yet" is `Ok(None)`. Responses of a few hundred
 //! bytes arrive in one read; a long one costs a rescan of its head (and chunk sizes) per read.
 
-use std::fmt;
+use crate::error::WireError;
 
 /// Largest response head (status line, header fields and the blank line) accepted.
 pub(crate) const MAX_HEAD: usize = 64 * 1024;
@@ -29,38 +29,6 @@ pub(crate) struct Response {
     /// without `keep-alive`).
     pub(crate) close: bool,
 }
-
-/// Why received bytes are not an HTTP/1.1 response this client can read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum WireError {
-    HeadTooLarge,
-    BadStatusLine,
-    BadHeader,
-    BadContentLength,
-    UnsupportedTransferEncoding,
-    NoLength,
-    BadChunk,
-    BodyTooLarge,
-}
-
-impl fmt::Display for WireError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::HeadTooLarge => "response head over 64 KiB",
-            Self::BadStatusLine => "malformed status line",
-            Self::BadHeader => "malformed header field",
-            Self::BadContentLength => "malformed or conflicting Content-Length",
-            Self::UnsupportedTransferEncoding => "a Transfer-Encoding other than chunked",
-            Self::NoLength => {
-                "a body framed by closing the connection (no Content-Length, not chunked)"
-            }
-            Self::BadChunk => "malformed chunked body",
-            Self::BodyTooLarge => "response body over 64 MiB",
-        })
-    }
-}
-
-impl std::error::Error for WireError {}
 
 /// How the body of a response is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

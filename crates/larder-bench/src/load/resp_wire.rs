@@ -1,10 +1,10 @@
 //! What a RESP connection of the load generator writes: requests pre-encoded once as templates
 //! whose key digits are overwritten in place.
 
-use anyhow::Context;
 use larder_proto::resp::encode_request;
 
 use super::keys::{KEY_PREFIX, KeySpace, Mix, Rng};
+use crate::error::{Error, Result};
 
 /// A pre-encoded request and where its key's digits sit in it.
 #[derive(Debug, Clone)]
@@ -14,13 +14,13 @@ struct Template {
 }
 
 impl Template {
-    fn new(args: &[&[u8]], key: &[u8]) -> anyhow::Result<Self> {
+    fn new(args: &[&[u8]], key: &[u8]) -> Result<Self> {
         let mut bytes = Vec::new();
         encode_request(&mut bytes, args);
         let at = bytes
             .windows(key.len())
             .position(|window| window == key)
-            .context("an encoded request lost its key")?;
+            .ok_or(Error::Internal("an encoded request lost its key"))?;
         Ok(Self {
             bytes,
             digits_at: at + KEY_PREFIX.len(),
@@ -39,7 +39,7 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    pub(crate) fn new(keys: KeySpace, value: &[u8], mix: Mix) -> anyhow::Result<Self> {
+    pub(crate) fn new(keys: KeySpace, value: &[u8], mix: Mix) -> Result<Self> {
         let key = keys.name(0);
         Ok(Self {
             get: Template::new(&[b"GET", &key], &key)?,

@@ -9,7 +9,6 @@
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-use anyhow::{Context, ensure};
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
@@ -17,9 +16,10 @@ use super::cpu::{CpuUse, CpuWatch};
 use super::report::{Progress, Recorder, Summary};
 use super::window::Window;
 use crate::args::LoadArgs;
+use crate::error::{Error, Result, Usage};
 
 /// One thread runs a current-thread runtime: no work stealing, no cross-thread wake-ups.
-pub(crate) fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     let mut builder = if threads <= 1 {
         tokio::runtime::Builder::new_current_thread()
     } else {
@@ -27,26 +27,18 @@ pub(crate) fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime>
         builder.worker_threads(threads);
         builder
     };
-    builder
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
+    builder.enable_all().build().map_err(Error::Runtime)
 }
 
 /// Refuses option values that cannot make a run.
-pub(crate) fn check(load: &LoadArgs, connections: usize, depth: usize) -> anyhow::Result<()> {
-    ensure!(connections > 0, "--connections must be at least 1");
-    ensure!(
-        depth > 0,
-        "requests in flight per connection must be at least 1"
-    );
-    ensure!(load.keys > 0, "--keys must be at least 1");
-    ensure!(load.threads > 0, "--threads must be at least 1");
-    ensure!(
-        load.duration > 0.0,
-        "--duration must be more than 0 seconds"
-    );
-    Ok(())
+pub(crate) fn check(load: &LoadArgs, connections: usize, depth: usize) -> Result<()> {
+    const AT_LEAST_1: &str = "at least 1";
+    Usage::require(connections > 0, "--connections", AT_LEAST_1)?;
+    let in_flight = "requests in flight per connection";
+    Usage::require(depth > 0, in_flight, AT_LEAST_1)?;
+    Usage::require(load.keys > 0, "--keys", AT_LEAST_1)?;
+    Usage::require(load.threads > 0, "--threads", AT_LEAST_1)?;
+    Usage::require(load.duration > 0.0, "--duration", "more than 0 seconds")
 }
 
 /// The workload part of a run's title.
@@ -74,7 +66,7 @@ pub(crate) async fn measure(
     label: &'static str,
     title: String,
     spawn: impl FnOnce(Window, &Arc<AtomicU64>) -> JoinSet<Recorder>,
-) -> anyhow::Result<Summary> {
+) -> Result<Summary> {
     let window = Window::new(Instant::now(), load.warmup, load.duration);
     let completed = Arc::new(AtomicU64::new(0));
     let lanes = spawn(window, &completed);
@@ -92,14 +84,18 @@ async fn collect(
     window: Window,
     mut lanes: JoinSet<Recorder>,
     cpu: &CpuWatch,
-) -> anyhow::Result<(Recorder, CpuUse)> {
+) -> Result<(Recorder, CpuUse)> {
     tokio::time::sleep_until(window.measure_from).await;
     let before = cpu.sample();
     tokio::time::sleep_until(window.end).await;
     let after = cpu.sample();
     let mut total = Recorder::new();
     while let Some(lane) = lanes.join_next().await {
-        total.merge(lane.context("a load task failed")?);
+        let lane = lane.map_err(|source| Error::Task {
+            task: "a load task",
+            source,
+        })?;
+        total.merge(lane);
     }
     Ok((total, before.until(&after)))
 }
