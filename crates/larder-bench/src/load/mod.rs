@@ -15,6 +15,7 @@ pub(crate) mod http_request;
 pub(crate) mod http_response;
 pub(crate) mod inbox;
 pub(crate) mod keys;
+pub(crate) mod metrics;
 pub(crate) mod report;
 pub(crate) mod resp;
 pub(crate) mod resp_wire;
