@@ -15,13 +15,14 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use larder_proto::http_url::HttpUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use super::cpu::CpuWatch;
-use super::http_request::{Requests, Target};
+use super::http_request::Requests;
 use super::http_response::{Response, response_len};
 use super::inbox::Inbox;
 use super::report::{Progress, Recorder, Summary};
@@ -43,7 +44,10 @@ pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> Result<Summary
     let load = &args.load;
     run::check(load, args.connections, 1)?;
     refuse_cache_options(load)?;
-    let target = Target::parse(&args.url)?;
+    let target = HttpUrl::parse(&args.url).map_err(|err| Usage::Url {
+        url: args.url.clone(),
+        problem: err.problem,
+    })?;
     let requests = Requests::new(&target, &args.headers, args.paths_from)?;
     let cpu = CpuWatch::new(load.server_pid)?;
     let mut streams = Vec::with_capacity(args.connections);

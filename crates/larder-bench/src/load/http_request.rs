@@ -1,76 +1,16 @@
-//! What an HTTP/1.1 connection of the load generator writes: the [`Target`] named by `--url`,
-//! and GET requests for it encoded from two pre-built halves (with an id written between them
-//! for `--paths-from`), so that writing one allocates nothing.
+//! What an HTTP/1.1 connection of the load generator writes: GET requests for the URL named
+//! by `--url` (`larder_proto::http_url`), encoded from two pre-built halves (with an id written
+//! between them for `--paths-from`), so that writing one allocates nothing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+
+use larder_proto::http_url::HttpUrl;
 
 use crate::error::Usage;
 
 /// Digits of the largest `u64`.
 const MAX_DIGITS: usize = 20;
-
-/// Where to connect and what to ask for, from `http://HOST[:PORT]/PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// `HOST:PORT` to connect to.
-    pub(crate) addr: String,
-    /// The authority as written, for the `Host` header.
-    pub(crate) host: String,
-    /// The request target: the path and query as written (`/` if none).
-    pub(crate) path: String,
-}
-
-impl Target {
-    /// # Errors
-    /// When `url` is not a plain `http://` URL with a host.
-    pub(crate) fn parse(url: &str) -> Result<Self, Usage> {
-        let bad = |problem| {
-            let url = url.to_owned();
-            Err(Usage::Url { url, problem })
-        };
-        let Some(rest) = url.strip_prefix("http://") else {
-            return bad("only http:// URLs are supported");
-        };
-        if !rest.bytes().all(|b| b.is_ascii_graphic()) {
-            return bad("spaces, control and non-ASCII characters must be percent-encoded");
-        }
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let (host, path) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        if host.is_empty() {
-            return bad("it names no host");
-        }
-        if host.contains('@') {
-            return bad("user info is not supported");
-        }
-        let path = match path.as_bytes().first() {
-            None => "/".to_owned(),
-            Some(b'?') => format!("/{path}"),
-            Some(_) => path.to_owned(),
-        };
-        Ok(Self {
-            addr: with_port(host),
-            host: host.to_owned(),
-            path,
-        })
-    }
-}
-
-/// `host`, with port 80 when it names none (the colons of an IPv6 literal are not a port's).
-fn with_port(host: &str) -> String {
-    let has_port = match host.rfind(']') {
-        Some(bracket) => host[bracket..].contains(':'),
-        None => host.contains(':'),
-    };
-    if has_port {
-        host.to_owned()
-    } else {
-        format!("{host}:80")
-    }
-}
 
 /// Ids for `--paths-from`: one counter shared by every connection, wrapping at `count`.
 #[derive(Debug, Clone)]
@@ -96,7 +36,7 @@ impl Requests {
     /// # Errors
     /// When a header is not `Name: value` or would break the request.
     pub(crate) fn new(
-        target: &Target,
+        target: &HttpUrl,
         headers: &[String],
         paths_from: Option<u64>,
     ) -> Result<Self, Usage> {
@@ -178,37 +118,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_come_from_plain_http_urls() {
-        let target = |url: &str| Target::parse(url).map(|t| (t.addr, t.host, t.path));
-        let own = |a: &str, h: &str, p: &str| (a.to_owned(), h.to_owned(), p.to_owned());
-        assert_eq!(
-            target("http://127.0.0.1:8091/v1/products/42").unwrap(),
-            own("127.0.0.1:8091", "127.0.0.1:8091", "/v1/products/42")
-        );
-        assert_eq!(
-            target("http://example.com").unwrap(),
-            own("example.com:80", "example.com", "/")
-        );
-        assert_eq!(
-            target("http://[::1]?a=1#frag").unwrap(),
-            own("[::1]:80", "[::1]", "/?a=1")
-        );
-        assert_eq!(target("http://[::1]:81/x").unwrap().0, "[::1]:81");
-        for bad in [
-            "https://h/",
-            "h:80/x",
-            "http:///x",
-            "http://u@h/",
-            "http://h/a b",
-            "http://h/é",
-        ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
-        }
-    }
-
-    #[test]
     fn requests_carry_the_headers_and_sequential_ids() {
-        let target = Target::parse("http://h:1/v1/p/").unwrap();
+        let target = HttpUrl::parse("http://h:1/v1/p/").unwrap();
         let headers = ["Authorization:  Bearer x ".to_owned(), "X-A:b".to_owned()];
         let requests = Requests::new(&target, &headers, Some(12)).unwrap();
         let copy = requests.clone();
