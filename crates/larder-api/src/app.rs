@@ -65,7 +65,7 @@ pub(crate) fn app(state: AppState) -> Router {
 async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let need = auth::need(request.method(), request.uri().path());
     let principal = if state.credentials.enabled() {
-        let now = u64::try_from(crate::time::now_ms() / 1000).unwrap_or(0);
+        let now = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
         let authorization = request.headers().get(header::AUTHORIZATION);
         match state.credentials.authenticate(authorization, now) {
             Ok(principal) if principal.allows(&need) => Some(principal),

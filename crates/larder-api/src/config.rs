@@ -290,46 +290,9 @@ pub(crate) fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// The SQL origin a cache node needs to load this gateway's documents: one per collection,
-/// with the collection's windows. `larder up` gives these to its node.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OriginSpec {
-    /// Origin name (`doc-<collection>`).
-    pub name: String,
-    /// Key pattern (`doc/<collection>/{id}`).
-    pub pattern: String,
-    /// The load query over the gateway's table.
-    pub load: String,
-    /// Fresh time.
-    pub fresh_ttl_ms: u64,
-    /// Stale-while-revalidate window.
-    pub stale_while_revalidate_ms: u64,
-    /// Stale-if-error window.
-    pub stale_if_error_ms: u64,
-}
-
 impl ApiConfig {
     /// Whether any credential is configured (token, API key or JWT keys).
     pub fn has_credentials(&self) -> bool {
         !self.token.is_empty() || !self.keys.is_empty() || !self.jwt.jwks.is_empty()
-    }
-
-    /// The origins cache nodes need for these collections.
-    pub fn origins(&self) -> Vec<OriginSpec> {
-        self.collections
-            .iter()
-            .map(|c| OriginSpec {
-                name: format!("doc-{}", c.name),
-                pattern: format!("doc/{}/{{id}}", c.name),
-                load: format!(
-                    "SELECT doc, version FROM larder_documents \
-                     WHERE collection = '{}' AND id = :id",
-                    c.name
-                ),
-                fresh_ttl_ms: c.fresh_ttl_ms,
-                stale_while_revalidate_ms: c.stale_while_revalidate_ms,
-                stale_if_error_ms: c.stale_if_error_ms,
-            })
-            .collect()
     }
 }

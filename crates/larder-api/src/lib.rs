@@ -36,13 +36,22 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use larder_store::{Clock, SystemClock};
 use larder_util::reload::Reloading;
 use larder_util::tls::{SERVER_ALPN, TlsFiles};
 use rustls::ServerConfig;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ApiConfig, CollectionConfig, Consistency, OriginSpec};
+pub use config::{ApiConfig, CollectionConfig, Consistency};
+
+/// What the gateway runs with besides its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The gateway's one clock: document timestamps, idempotency expiry, cache freshness and
+    /// token expiry (`None`: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+}
 
 /// Connections the kernel queues for the gateway while it is at `max_connections` (or busy):
 /// the listen backlog of [`bind`] (Linux caps it at `net.core.somaxconn`).
@@ -118,6 +127,18 @@ impl Gateway {
     /// [`Error::Config`] for a setting that cannot work (listening beyond loopback without
     /// credentials among them), [`Error::Database`] for a database that cannot be opened.
     pub async fn open(config: ApiConfig, listener: TcpListener) -> Result<Self, Error> {
+        Self::open_with(config, listener, Options::default()).await
+    }
+
+    /// [`Gateway::open`] with [`Options`] of the caller's (a clock for tests).
+    ///
+    /// # Errors
+    /// As [`Gateway::open`].
+    pub async fn open_with(
+        config: ApiConfig,
+        listener: TcpListener,
+        options: Options,
+    ) -> Result<Self, Error> {
         let addr = listener.local_addr()?;
         if !config.has_credentials() && !addr.ip().is_loopback() {
             return Err(Error::Config(format!(
@@ -133,7 +154,7 @@ impl Gateway {
             ));
         }
         let tls = tls(&config)?;
-        let state = build(config).await?;
+        let state = build(config, options).await?;
         Ok(Self {
             state,
             listener,
@@ -192,7 +213,7 @@ async fn housekeeping(state: state::AppState, stop: CancellationToken) {
             () = stop.cancelled() => return,
             _ = every.tick() => {}
         }
-        if let Err(err) = state.db.purge_idempotency(time::now_ms()).await {
+        if let Err(err) = state.db.purge_idempotency(state.now_ms()).await {
             tracing::debug!(%err, "idempotency purge failed");
         }
         state.limits.forget_idle();
@@ -233,11 +254,28 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
-    Gateway::open(config, listener).await?.serve(shutdown).await
+    run_with(config, listener, shutdown, Options::default()).await
+}
+
+/// [`run`] with [`Options`] of the caller's (a clock for tests).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: Options,
+) -> Result<(), Error> {
+    Gateway::open_with(config, listener, options)
+        .await?
+        .serve(shutdown)
+        .await
 }
 
 /// Opens the database and the cache and compiles the collections.
-async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
+async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
+    let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
     if config.database.is_empty() {
         return Err(Error::Config(
             "database is empty: give a sqlite:// or postgres:// URL".into(),
@@ -245,24 +283,27 @@ async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
     }
     // Everything that needs no I/O is checked before the database is touched.
     state::collections(&config).map_err(Error::Config)?;
-    let db = db::Db::open(&config.database)
+    let db = db::Db::open(&config.database, clock.as_ref())
         .await
         .map_err(|e| Error::Database(e.to_string()))?;
     let cache = if config.cache_nodes.is_empty() {
-        cache::DocCache::local(db.clone(), config.local_cache_bytes).map_err(Error::Config)?
+        cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
+            .map_err(|e| Error::Config(e.to_string()))?
     } else {
-        let client = larder_client::Client::new(larder_client::ClientConfig {
+        let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
             token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
             deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
             ..larder_client::ClientConfig::default()
-        })
-        .map_err(|e| Error::Config(e.to_string()))?;
-        cache::DocCache::remote(db.clone(), client)
+        };
+        let client = larder_client::Client::with_clock(client_config, clock.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        cache::DocCache::remote(db.clone(), client, clock.clone())
     };
     let opened = state::Opened {
         db,
         cache: Arc::new(cache),
+        clock,
     };
     state::AppState::new(config, opened).map_err(Error::Config)
 }
@@ -272,5 +313,13 @@ async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
 /// # Errors
 /// As [`run`].
 pub async fn router(config: ApiConfig) -> Result<axum::Router, Error> {
-    Ok(app::app(build(config).await?))
+    router_with(config, Options::default()).await
+}
+
+/// [`router`] with [`Options`] of the caller's.
+///
+/// # Errors
+/// As [`run`].
+pub async fn router_with(config: ApiConfig, options: Options) -> Result<axum::Router, Error> {
+    Ok(app::app(build(config, options).await?))
 }

@@ -270,12 +270,12 @@ mod tests {
         // Another collection's writes have their own rule; reads the catch-all.
         assert!(
             limits
-                .check(None, &ext, &Need::Write("orders"))
+                .check(None, &ext, &Need::Write("orders".into()))
                 .unwrap()
                 .is_some()
         );
         let read = limits
-            .check(None, &ext, &Need::Read("products"))
+            .check(None, &ext, &Need::Read("products".into()))
             .unwrap()
             .unwrap();
         assert_eq!(read.policy, "\"*\";q=1000;w=1");

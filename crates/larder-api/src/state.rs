@@ -6,6 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::Arc;
 
+use larder_store::Clock;
 use parking_lot::Mutex;
 
 use crate::auth::Credentials;
@@ -38,6 +39,8 @@ pub(crate) struct Inner {
     pub(crate) credentials: Credentials,
     pub(crate) limits: Limits,
     pub(crate) cors: Cors,
+    /// The gateway's one clock (the in-process store reads it too).
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     /// `(collection, idempotency key)` of creates in progress on this gateway.
     in_flight: Mutex<HashSet<(String, String)>>,
@@ -86,10 +89,12 @@ pub(crate) fn collections(config: &ApiConfig) -> Result<HashMap<String, Arc<Coll
     Ok(out)
 }
 
-/// The parts of the state that need I/O to make: the database and the cache.
+/// The parts of the state that need I/O to make (the database and the cache) and the clock
+/// they were made with.
 pub(crate) struct Opened {
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
 impl AppState {
@@ -105,6 +110,7 @@ impl AppState {
             collections: collections(&config)?,
             db: opened.db,
             cache: opened.cache,
+            clock: opened.clock,
             credentials,
             limits,
             cors,
@@ -112,6 +118,11 @@ impl AppState {
             in_flight: Mutex::default(),
             config,
         })))
+    }
+
+    /// The time now, in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
     }
 
     /// The collection named `name`, or 404.

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use larder_proto::ErrorCode;
 use larder_proto::grpc::cache::v1 as pb;
-use larder_store::{CasOutcome, Expiry, SetMode, SetOptions};
+use larder_store::{CasOutcome, EntryRef, Expiry, SetMode, SetOptions};
 use pb::cache_server::{Cache, CacheServer};
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
@@ -39,8 +39,9 @@ pub(crate) struct CacheService {
     node: Arc<Node>,
 }
 
-/// Every gRPC service the node serves, ready for a tonic server.
-pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
+/// Every gRPC service the node serves, ready for a tonic server: the health service already
+/// reports `SERVING`, so it does from the first call.
+pub(crate) async fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
     let token = node.config.token.clone();
     let limit = node.max_request;
     let server = CacheServer::new(CacheService { node })
@@ -53,12 +54,8 @@ pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server
         let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
         Routes::new(InterceptedService::new(server, check))
     };
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Reporting is synchronous in effect: the reporter only updates a watch channel.
-    let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        reporter.set_serving::<CacheServer<CacheService>>().await;
-    });
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CacheServer<CacheService>>().await;
     let v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     let v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     routes = routes
@@ -118,22 +115,38 @@ impl CacheService {
         }
     }
 
-    async fn get_one(&self, key: &[u8]) -> Result<Option<pb::Entry>, OpError> {
-        let read = self.node.read(key, |entry, stale| pb::Entry {
+    async fn get_one(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, OpError> {
+        let found = |entry: EntryRef<'_>, stale| pb::Entry {
             value: Bytes::copy_from_slice(entry.value),
             version: entry.version,
             ttl_ms: self.ttl_left(entry.expires_at),
             stale,
-        });
-        match read {
-            Read::Found(entry) => Ok(Some(entry)),
-            Read::Missing => Ok(None),
-            Read::Load(pending) => Ok(pending.finish().await?.map(|s| self.entry(s))),
-        }
+        };
+        let (read, lease) = if req.lease {
+            self.node.read_leased(&req.key, found)
+        } else {
+            (self.node.read(&req.key, found), 0)
+        };
+        let entry = match read {
+            Read::Found(entry) => Some(entry),
+            Read::Missing => None,
+            Read::Load(pending) => pending.finish().await?.map(|s| self.entry(s)),
+        };
+        Ok(pb::GetResponse { entry, lease })
     }
 
     async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
         let opts = set_options(req)?;
+        if req.lease != 0 {
+            let outcome = self
+                .node
+                .fill(&req.key, &req.value, opts, req.lease)
+                .map_err(status)?;
+            return Ok(pb::SetResponse {
+                stored: outcome.stored,
+                version: outcome.version.unwrap_or(0),
+            });
+        }
         let response = match self.node.set(&req.key, &req.value, opts).map_err(status)? {
             SetResult::Done(outcome) => pb::SetResponse {
                 stored: outcome.stored,
@@ -201,11 +214,7 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let result = self
-            .get_one(&request.get_ref().key)
-            .await
-            .map(|entry| pb::GetResponse { entry })
-            .map_err(status);
+        let result = self.get_one(request.get_ref()).await.map_err(status);
         self.done(0, started, result)
     }
 
@@ -223,6 +232,7 @@ impl Cache for CacheService {
                     .into_iter()
                     .map(|value| pb::GetResponse {
                         entry: value.map(|s| self.entry(s)),
+                        lease: 0,
                     })
                     .collect(),
             })

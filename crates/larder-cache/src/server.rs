@@ -153,7 +153,7 @@ pub async fn run_with(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = tracker.spawn(async move { admin.await });
     let grpc = tonic::transport::Server::builder()
-        .add_routes(crate::grpc::routes(node.clone())?)
+        .add_routes(crate::grpc::routes(node.clone()).await?)
         .serve_with_incoming_shutdown(
             crate::incoming::accept(listeners.grpc, node.clone()),
             shutdown.clone().cancelled_owned(),

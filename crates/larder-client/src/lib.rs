@@ -55,4 +55,4 @@ pub use config::{
 };
 pub use error::Error;
 pub use larder_util::breaker::BreakerState;
-pub use ops::{Entry, SetOpts};
+pub use ops::{Entry, Lookup, SetOpts};

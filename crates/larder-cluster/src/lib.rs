@@ -1,6 +1,14 @@
-//! Cluster logic for larder cache nodes.
+//! The cluster of larder cache nodes: what every node computes alike from the member set.
 //!
-//! Membership by gossip, a fixed number of partitions (key → partition by xxh3), partitions
-//! placed on nodes by rendezvous hashing, a hybrid logical clock for last-write-wins, asynchronous
-//! replication and anti-entropy. The state machines are synchronous and driven by a transport
-//! trait so tests can simulate a network. Filled in by the cluster issue.
+//! * [`slot`]: keys to Redis Cluster's hash slots (CRC16 of the key or its `{hash tag}`), and
+//!   slots to the 1024 partitions placement moves;
+//! * [`placement`]: the [`Table`] of partition owners, by rendezvous hashing over the ready
+//!   members, named by an epoch.
+//!
+//! All of it is plain synchronous code: no I/O, no clock.
+
+pub mod placement;
+pub mod slot;
+
+pub use placement::{Member, Status, Table};
+pub use slot::{PARTITIONS, SLOTS, key_slot, partition_of};

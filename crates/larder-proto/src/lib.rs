@@ -6,6 +6,7 @@
 
 mod error;
 pub mod grpc;
+pub mod http_url;
 pub mod metrics;
 pub mod resp;
 

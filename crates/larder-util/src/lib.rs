@@ -1,6 +1,7 @@
 //! Mechanisms that the cache node, the client and the gateway share, each written once:
 //!
 //! * [`auth`]: reading a bearer credential and comparing secrets in constant time;
+//! * [`clock`]: the one source of wall-clock time, which tests move by hand;
 //! * [`breaker`]: the circuit breaker in front of an origin or a cache node;
 //! * [`flight`]: single-flight loads, one per key however many callers wait;
 //! * [`reload`]: a value built from files and rebuilt when they change;
@@ -10,6 +11,7 @@
 
 pub mod auth;
 pub mod breaker;
+pub mod clock;
 pub mod flight;
 pub mod reload;
 pub mod tls;

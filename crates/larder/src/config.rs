@@ -182,7 +182,7 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.cache.grpc_addr, &args.grpc_addr);
             set(&mut config.cache.admin_addr, &args.admin_addr);
         }
-        Some(Command::Bench { .. }) | None => {}
+        Some(Command::Bench { .. } | Command::Probe(_)) | None => {}
     }
 }
 

@@ -4,11 +4,12 @@
 //! read-through origins, the configuration, the metrics, the RESP client registry), and its
 //! operations, one per command family, are the only code that reads or changes keys: reads
 //! through origins ([`read`]), sets in every mode, deletes, expiry, counters, compare-and-set
-//! and invalidation ([`write`]). They own the origin guards (what a write-through key accepts),
+//! and invalidation ([`write`]), fills under a lease ([`lease`]). They own the origin guards (what a write-through key accepts),
 //! retire an origin load in flight before a write it could overwrite, and emit a
 //! [`Mutation`] record for every change. The wires only parse, call, and encode.
 
 pub(crate) mod error;
+mod lease;
 pub(crate) mod mutation;
 pub(crate) mod read;
 pub(crate) mod write;
@@ -23,6 +24,7 @@ use crate::clients::Clients;
 use crate::config::{CacheConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::origin::Origins;
+use lease::Leases;
 use mutation::Recorder;
 pub use mutation::{Mutation, MutationKind, MutationSink};
 
@@ -44,6 +46,7 @@ pub(crate) struct Node {
     /// Read-through origins, if any are configured.
     pub(crate) origins: Option<Arc<Origins>>,
     recorder: Recorder,
+    leases: Leases,
     pub(crate) config: CacheConfig,
     pub(crate) limits: Limits,
     /// The largest request or reply, in bytes (`max_request`).
@@ -74,6 +77,7 @@ impl Node {
             store,
             origins,
             recorder,
+            leases: Leases::default(),
             limits: config.resp_limits()?,
             max_request: config.max_request_bytes()?,
             metrics,
@@ -86,6 +90,11 @@ impl Node {
     /// The time now, in Unix milliseconds, on the node's clock.
     pub(crate) fn now_ms(&self) -> u64 {
         self.clock.now_ms()
+    }
+
+    /// The time now, in Unix microseconds, on the node's clock.
+    pub(crate) fn now_us(&self) -> u64 {
+        self.clock.now_us()
     }
 
     /// Seconds since the node started.

@@ -89,6 +89,21 @@ impl Node {
         }
     }
 
+    /// Reads `key` like [`Node::read`]; a miss of a key without an origin also hands out a
+    /// fill lease, if one is free (0 otherwise).
+    pub(crate) fn read_leased<R>(
+        &self,
+        key: &[u8],
+        found: impl FnOnce(EntryRef<'_>, bool) -> R,
+    ) -> (Read<R>, u64) {
+        match self.read(key, found) {
+            Read::Missing if self.origin_of(key).is_none() => {
+                (Read::Missing, self.leases.grant(key, self.now_ms()))
+            }
+            read => (read, 0),
+        }
+    }
+
     /// Whether any of `keys` has an origin, so that reading them may wait.
     pub(crate) fn any_origin<K: AsRef<[u8]>>(&self, keys: &[K]) -> bool {
         self.origins

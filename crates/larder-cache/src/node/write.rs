@@ -68,6 +68,9 @@ impl Node {
     /// retires the loads in flight of the keys an origin claims.
     fn guard<K: AsRef<[u8]>>(&self, keys: &[K], change: Change) -> Result<(), OpError> {
         let Some(origins) = &self.origins else {
+            for key in keys {
+                self.leases.retire(key.as_ref());
+            }
             return Ok(());
         };
         let claimed = |key: &K| origins.find(key.as_ref());
@@ -79,6 +82,7 @@ impl Node {
             return Err(write_through_refused());
         }
         for key in keys {
+            self.leases.retire(key.as_ref());
             if claimed(key).is_some() {
                 origins.retire(key.as_ref());
             }
@@ -114,6 +118,32 @@ impl Node {
                 .record_current(&self.store, key, MutationKind::Set);
         }
         Ok(SetResult::Done(outcome))
+    }
+
+    /// Fills `key` under the lease `token` a missed read was given: stored as `opts` say only
+    /// if no change of the key came since (see [`lease`](super::lease)).
+    pub(crate) fn fill(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        opts: SetOptions,
+        token: u64,
+    ) -> Result<SetOutcome, OpError> {
+        let Some(lease) = self.leases.redeem(key, token, self.now_ms()) else {
+            let version = self.store.peek_with(key, |e| e.version);
+            return Ok(SetOutcome {
+                stored: false,
+                version,
+                previous: None,
+            });
+        };
+        let outcome = self.store.set(key, value, opts)?;
+        drop(lease);
+        if outcome.stored {
+            self.recorder
+                .record_current(&self.store, key, MutationKind::Set);
+        }
+        Ok(outcome)
     }
 
     /// Sets every pair (`MSET`), or none if any key writes through.
@@ -246,6 +276,7 @@ impl Node {
         if let Some(origins) = &self.origins {
             origins.retire_all();
         }
+        self.leases.retire_all();
         self.store.clear();
         self.recorder.record(b"", MutationKind::Flush, 0, None);
     }

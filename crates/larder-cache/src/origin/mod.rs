@@ -543,7 +543,16 @@ impl Origins {
 
     /// Prometheus text for every origin.
     pub(crate) fn render(&self, out: &mut String) {
-        stats::render(&self.list, out);
+        let shown: Vec<_> = self
+            .list
+            .iter()
+            .map(|o| stats::Shown {
+                name: o.name(),
+                stats: o.stats(),
+                breaker: o.breaker_state(),
+            })
+            .collect();
+        stats::render(&shown, out);
         let name = "larder_origin_loads_in_flight";
         let n = self.flights.len();
         let _ = writeln!(

@@ -7,9 +7,8 @@ use std::sync::atomic::Ordering::Relaxed;
 use larder_proto::ErrorCode;
 
 use crate::clients::ClientEntry;
-use crate::resp::cmd::server::dispatch;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_u64};
-use crate::resp::table::{COMMANDS, CommandSpec, spec};
+use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, Table, parse_u64, spec};
 
 const FLAGS: &[&str] = &["noscript", "loading", "stale"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
@@ -33,6 +32,15 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         "Names the connection; an empty name removes it.",
         "2.6.9",
         setname,
+    ),
+    spec(
+        "getredir",
+        2,
+        FLAGS,
+        (0, 0, 0),
+        "Replies the client id tracking notifications are redirected to: -1, none.",
+        "6.0.0",
+        getredir,
     ),
     spec(
         "getname",
@@ -88,12 +96,12 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         "7.2.0",
         on_off,
     ),
-    crate::resp::cmd::server::HELP,
+    HELP,
 ];
 
 /// CLIENT: runs the subcommand.
 pub(super) fn client(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    dispatch(ctx, argv, "client", SUBCOMMANDS)
+    dispatch(ctx, argv)
 }
 
 fn id(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
@@ -128,6 +136,12 @@ fn setname(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     check_name(argv[2])?;
     set_name(ctx, argv[2]);
     ctx.ok();
+    Ok(())
+}
+
+/// Client-side caching's redirection: larder does not track keys yet, so there is none.
+fn getredir(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
+    ctx.int(-1);
     Ok(())
 }
 
@@ -223,7 +237,7 @@ fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         let current = if entry.id == ctx.client.id {
             "client|list"
         } else {
-            last_command(&entry)
+            last_command(ctx.table, &entry)
         };
         describe(&mut text, &entry, current, now);
     }
@@ -231,9 +245,9 @@ fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn last_command(entry: &ClientEntry) -> &'static str {
+fn last_command(table: &Table, entry: &ClientEntry) -> &'static str {
     let index = usize::from(entry.last_cmd.load(Relaxed));
-    COMMANDS.get(index).map_or("NULL", |command| command.name)
+    table.get(index).map_or("NULL", |command| command.name)
 }
 
 /// Appends one client's `CLIENT LIST` line, newline included. Fields larder has no notion of
@@ -352,7 +366,8 @@ mod tests {
         assert_eq!(h.run(&["CLIENT", "SETNAME", ""]), "+OK\r\n");
         h.check(&[("CLIENT GETNAME", "$-1\r\n")]);
         let help = h.run(&["CLIENT", "HELP"]);
-        assert!(help.starts_with("*19\r\n+CLIENT <subcommand>"), "{help}");
+        assert!(help.starts_with("*21\r\n+CLIENT <subcommand>"), "{help}");
+        h.check(&[("CLIENT GETREDIR", ":-1\r\n")]);
         assert!(help.contains("+SETNAME\r\n"), "{help}");
     }
 

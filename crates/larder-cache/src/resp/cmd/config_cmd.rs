@@ -11,10 +11,9 @@
 use larder_proto::ErrorCode;
 use larder_store::Policy;
 
-use super::dispatch;
 use crate::config::parse_bytes;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, spec};
 
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 
@@ -56,12 +55,12 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.0",
         rewrite,
     ),
-    crate::resp::cmd::server::HELP,
+    HELP,
 ];
 
 /// CONFIG: runs the subcommand.
 pub(super) fn config(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    dispatch(ctx, argv, "config", SUBCOMMANDS)
+    dispatch(ctx, argv)
 }
 
 /// The parameters larder reports, in the order replies list them.
@@ -212,7 +211,10 @@ fn check(ctx: &Ctx<'_>, param: &str, name: &str, value: &[u8]) -> Result<Option<
     Err(failed(name, why))
 }
 
+/// Resets what `INFO` counts (stats, commandstats, keyspace hits and misses); `/metrics`
+/// keeps its counters monotonic, as Prometheus wants them.
 fn resetstat(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
+    ctx.node.metrics.reset(&ctx.node.store.stats());
     ctx.ok();
     Ok(())
 }

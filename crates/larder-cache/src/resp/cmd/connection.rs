@@ -7,10 +7,10 @@ mod client;
 use larder_proto::ErrorCode;
 use larder_proto::resp::{Protocol, encode};
 
+#[cfg(test)]
 pub(crate) use client::SUBCOMMANDS as CLIENT_SUBCOMMANDS;
 
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 /// The Redis version larder answers as; clients enable features by it.
 pub(crate) const REDIS_VERSION: &str = "7.2.0";
@@ -98,7 +98,8 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "Inspects and configures client connections.",
         "2.4.0",
         client::client,
-    ),
+    )
+    .with_subcommands(client::SUBCOMMANDS),
 ];
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {

@@ -11,8 +11,7 @@ use larder_proto::ErrorCode;
 use larder_store::{Expiry, Update};
 
 use crate::node::write::Change;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
 

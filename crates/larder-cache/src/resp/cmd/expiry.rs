@@ -6,8 +6,7 @@ use larder_proto::ErrorCode;
 use larder_store::{Expiry, TtlState, Update};
 
 use crate::node::write::Change;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 const READ_FAST: &[&str] = &["readonly", "fast"];
 const WRITE_FAST: &[&str] = &["write", "fast"];

@@ -7,8 +7,7 @@ use larder_proto::ErrorCode;
 use larder_store::Store;
 
 use super::glob;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64, parse_u64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, parse_u64, spec};
 
 const READ: &[&str] = &["readonly"];
 const READ_FAST: &[&str] = &["readonly", "fast"];

@@ -7,11 +7,10 @@ use larder_proto::ErrorCode;
 use larder_proto::resp::encode;
 use larder_store::{Expiry, SetMode, SetOptions, SetOutcome, Update};
 
-use super::origin::Deferred;
 use crate::node::read::Read;
 use crate::node::write::{Change, SetResult};
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
+use crate::resp::deferred::Deferred;
 
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "denyoom"];

@@ -11,7 +11,7 @@ use crate::metrics::{LocalCounts, Metrics};
 use crate::node::{Node, NodeOptions};
 use crate::resp::ctx::{Ctx, Session};
 use crate::resp::execute;
-use crate::resp::table::metric_names;
+use crate::resp::table::{COMMANDS, metric_names};
 
 /// A node and one client session on it.
 pub(crate) struct Harness {
@@ -58,6 +58,7 @@ impl Harness {
             session: &mut self.session,
             client: &self.guard.entry,
             out: &mut out,
+            table: &COMMANDS,
             deferred: None,
         };
         // Replies that wait for an origin are not run here; see tests/origin.rs.

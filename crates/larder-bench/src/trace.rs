@@ -7,11 +7,11 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder_store::{Capacity, Policy, SetOptions, Store, StoreConfig};
 
-use crate::cli::TraceArgs;
+use crate::args::TraceArgs;
+use crate::error::{Error, Result, TraceError, Usage};
 
 /// Capacities reported for the traces in `shared/traces`, by file-name prefix.
 const KNOWN_CAPACITIES: &[(&str, &[u64])] = &[
@@ -45,20 +45,18 @@ impl std::fmt::Display for Outcome {
     }
 }
 
-pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TraceArgs) -> Result<()> {
     let policies = if args.policy.eq_ignore_ascii_case("all") {
         Policy::ALL.to_vec()
     } else {
-        vec![args.policy.parse::<Policy>()?]
+        vec![args.policy.parse::<Policy>().map_err(Usage::Policy)?]
     };
     let capacities = if args.capacity.is_empty() {
         known_capacities(&args.trace)?
     } else {
         args.capacity.clone()
     };
-    if capacities.contains(&0) {
-        bail!("capacities must be at least 1");
-    }
+    Usage::require(!capacities.contains(&0), "capacities", "at least 1")?;
     let keys = read_trace(&args.trace)?;
     let runs: Vec<(Policy, u64)> = policies
         .iter()
@@ -77,7 +75,7 @@ pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn known_capacities(trace: &Path) -> anyhow::Result<Vec<u64>> {
+fn known_capacities(trace: &Path) -> Result<Vec<u64>, Usage> {
     let name = trace
         .file_name()
         .and_then(|n| n.to_str())
@@ -86,7 +84,9 @@ fn known_capacities(trace: &Path) -> anyhow::Result<Vec<u64>> {
         .iter()
         .find(|(prefix, _)| name.starts_with(prefix))
         .map(|(_, caps)| caps.to_vec())
-        .with_context(|| format!("no default capacities for {name}; pass --capacity N,N,…"))
+        .ok_or_else(|| Usage::Capacities {
+            name: name.to_owned(),
+        })
 }
 
 fn bar(len: u64, message: &'static str) -> ProgressBar {
@@ -100,26 +100,26 @@ fn bar(len: u64, message: &'static str) -> ProgressBar {
 }
 
 /// Reads a trace: one decimal key per line; zstd-compressed when the name ends in `.zst`.
-pub(crate) fn read_trace(path: &Path) -> anyhow::Result<Vec<u64>> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+pub(crate) fn read_trace(path: &Path) -> Result<Vec<u64>> {
+    let opening = |what: &str| Error::io(format!("opening {}{what}", path.display()));
+    let file = File::open(path).map_err(opening(""))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = bar(size, "reading");
     let reader = progress.wrap_read(file);
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
-        Box::new(
-            zstd::Decoder::new(reader)
-                .with_context(|| format!("opening {} as zstd", path.display()))?,
-        )
+        Box::new(zstd::Decoder::new(reader).map_err(opening(" as zstd"))?)
     } else {
         Box::new(reader)
     };
-    let keys = parse_keys(BufReader::new(reader))
-        .with_context(|| format!("reading {}", path.display()))?;
+    let keys = parse_keys(BufReader::new(reader)).map_err(|source| Error::Trace {
+        path: path.to_owned(),
+        source,
+    })?;
     progress.finish_and_clear();
     Ok(keys)
 }
 
-fn parse_keys(reader: impl BufRead) -> anyhow::Result<Vec<u64>> {
+fn parse_keys(reader: impl BufRead) -> Result<Vec<u64>, TraceError> {
     let mut keys = Vec::new();
     for (number, line) in reader.lines().enumerate() {
         let line = line?;
@@ -127,10 +127,12 @@ fn parse_keys(reader: impl BufRead) -> anyhow::Result<Vec<u64>> {
         if line.is_empty() {
             continue;
         }
-        keys.push(
-            line.parse()
-                .with_context(|| format!("line {}: {line:?} is not a decimal key", number + 1))?,
-        );
+        let key = line.parse().map_err(|source| TraceError::Key {
+            line: number + 1,
+            text: line.to_owned(),
+            source,
+        })?;
+        keys.push(key);
     }
     Ok(keys)
 }
@@ -141,7 +143,7 @@ pub(crate) fn replay_all(
     runs: &[(Policy, u64)],
     jobs: usize,
     progress: &ProgressBar,
-) -> anyhow::Result<Vec<Outcome>> {
+) -> Result<Vec<Outcome>> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new((0..runs.len()).map(|_| None).collect::<Vec<_>>());
     std::thread::scope(|scope| {
@@ -162,10 +164,10 @@ pub(crate) fn replay_all(
     });
     let results = results
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a replay thread panicked"))?;
+        .map_err(|_| Error::Internal("a replay thread panicked"))?;
     results
         .into_iter()
-        .map(|r| r.context("a replay did not finish")?)
+        .map(|r| r.ok_or(Error::Internal("a replay did not finish"))?)
         .collect()
 }
 
@@ -175,7 +177,7 @@ pub(crate) fn replay(
     policy: Policy,
     capacity: u64,
     progress: &ProgressBar,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome> {
     let config = StoreConfig {
         capacity: Capacity::Items(capacity),
         shards: 1,
