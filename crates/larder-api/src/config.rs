@@ -39,6 +39,15 @@ pub struct ApiConfig {
     pub cache_nodes: Vec<String>,
     /// Bearer token for the cache nodes' gRPC (empty: none).
     pub cache_token: String,
+    /// CA certificates (PEM) the cache nodes' certificates must chain to: with it, the
+    /// gateway speaks TLS to the nodes (empty: plaintext).
+    pub cache_tls_ca: String,
+    /// Client certificate (PEM) for nodes that ask for one (mutual TLS); with `cache_tls_key`.
+    pub cache_tls_cert: String,
+    /// Private key (PEM) of `cache_tls_cert`.
+    pub cache_tls_key: String,
+    /// The name node certificates are checked against (empty: each node's host).
+    pub cache_tls_server_name: String,
     /// Milliseconds a cache call may take before the database is asked instead.
     pub cache_deadline_ms: u64,
     /// Bytes of the in-process cache used when `cache_nodes` is empty.
@@ -191,6 +200,10 @@ impl Default for ApiConfig {
             database: String::new(),
             cache_nodes: Vec::new(),
             cache_token: String::new(),
+            cache_tls_ca: String::new(),
+            cache_tls_cert: String::new(),
+            cache_tls_key: String::new(),
+            cache_tls_server_name: String::new(),
             cache_deadline_ms: 250,
             local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,

@@ -294,6 +294,10 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
             nodes: config.cache_nodes.clone(),
             token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
             deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
+            tls_ca: config.cache_tls_ca.clone(),
+            tls_cert: config.cache_tls_cert.clone(),
+            tls_key: config.cache_tls_key.clone(),
+            tls_server_name: config.cache_tls_server_name.clone(),
             ..larder_client::ClientConfig::default()
         };
         let client = larder_client::Client::with_clock(client_config, clock.clone())

@@ -2,10 +2,13 @@
 //! that refuse a configuration that cannot work or would expose the node without a password.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use larder_proto::resp::Limits;
 use larder_store::{Capacity, Policy, StoreConfig};
+use larder_util::reload::Reloading;
+use larder_util::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 pub use crate::origin::config::*;
@@ -78,6 +81,17 @@ pub struct CacheConfig {
     /// Read-through (and optionally write-through) origins, by key pattern; the first whose
     /// pattern matches a key serves it.
     pub origins: Vec<OriginConfig>,
+    /// TLS certificate chain (PEM, leaf first): with `tls_key`, the gRPC and RESP listeners
+    /// speak only TLS (the admin listener stays plaintext HTTP for probes and scrapers).
+    pub tls_cert: String,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: String,
+    /// CA certificates (PEM) client certificates must chain to: with it, every gRPC and RESP
+    /// client must present one (mutual TLS, as Redis's `tls-auth-clients yes`).
+    pub tls_client_ca: String,
+    /// Milliseconds between checks of the TLS files; changed files are loaded without a
+    /// restart (new connections use them).
+    pub tls_reload_ms: u64,
 }
 
 impl Default for CacheConfig {
@@ -101,8 +115,24 @@ impl Default for CacheConfig {
             reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             origins: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            tls_reload_ms: DEFAULT_TLS_RELOAD_MS,
         }
     }
+}
+
+/// Default time between checks of the TLS files.
+pub const DEFAULT_TLS_RELOAD_MS: u64 = 5_000;
+
+/// The TLS configurations of a node's listeners (see [`CacheConfig::tls`]).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// gRPC: ALPN `h2`.
+    pub grpc: Arc<Reloading<rustls::ServerConfig>>,
+    /// RESP.
+    pub resp: Arc<Reloading<rustls::ServerConfig>>,
 }
 
 /// A configuration the node cannot run with; the text says how to fix it.
@@ -153,9 +183,49 @@ pub enum ConfigError {
     /// The store refused the sizing.
     #[error("store: {0}")]
     Store(#[from] larder_store::ConfigError),
+    /// TLS settings or files that cannot work.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl CacheConfig {
+    /// The TLS configurations of the gRPC listener (ALPN `h2`) and the RESP listener, re-read
+    /// when the files change; `None` without `tls_cert` and `tls_key`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Tls`] for half the settings, or files that do not load.
+    pub fn tls(&self) -> Result<Option<ListenerTls>, ConfigError> {
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) if self.tls_client_ca.is_empty() => return Ok(None),
+            (false, false) => {}
+            (true, true) => {
+                return Err(ConfigError::Tls(
+                    "tls_client_ca asks for client certificates, but tls_cert and tls_key \
+                     are not set"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Tls(
+                    "TLS needs both tls_cert and tls_key (--tls-cert FILE --tls-key FILE)".into(),
+                ));
+            }
+        }
+        let files = TlsFiles {
+            cert: self.tls_cert.clone().into(),
+            key: self.tls_key.clone().into(),
+            ca: self.tls_client_ca.clone().into(),
+        };
+        let load = |alpn| {
+            larder_util::tls::reloading_server(files.clone(), alpn)
+                .map_err(|e| ConfigError::Tls(e.to_string()))
+        };
+        Ok(Some(ListenerTls {
+            grpc: load(&[b"h2"])?,
+            resp: load(&[])?,
+        }))
+    }
+
     /// The memory bound in bytes.
     ///
     /// # Errors

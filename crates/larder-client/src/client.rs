@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use larder_proto::grpc::cache::v1::cache_client::CacheClient;
+use larder_util::reload::Reloading;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
@@ -92,9 +93,10 @@ impl Client {
                 "Client::new must be called inside a Tokio runtime".to_owned(),
             ));
         }
+        let tls = config.tls()?;
         let nodes = names
             .into_iter()
-            .map(|name| Node::new(name, &config))
+            .map(|name| Node::new(name, &config, tls.as_ref()))
             .collect::<Result<Box<[_]>, _>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
@@ -198,11 +200,25 @@ impl Inner {
 }
 
 impl Node {
-    fn new(name: String, config: &ClientConfig) -> Result<Self, Error> {
+    fn new(
+        name: String,
+        config: &ClientConfig,
+        tls: Option<&Arc<Reloading<rustls::ClientConfig>>>,
+    ) -> Result<Self, Error> {
         let endpoint = config.endpoint(&name)?;
+        let server_name =
+            (!config.tls_server_name.is_empty()).then(|| config.tls_server_name.clone());
         let channels = (0..config.connections_per_node)
             .map(|_| {
-                CacheClient::new(endpoint.connect_lazy())
+                let channel = match tls {
+                    None => endpoint.connect_lazy(),
+                    Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::Connector::new(
+                        tls.clone(),
+                        server_name.clone(),
+                        config.connect_timeout,
+                    )),
+                };
+                CacheClient::new(channel)
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE)
             })

@@ -47,6 +47,7 @@ mod config;
 mod error;
 mod ops;
 mod placement;
+mod tls;
 
 pub use client::Client;
 pub use config::{

@@ -77,6 +77,14 @@ pub(crate) struct CacheArgs {
     /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
     #[arg(long, value_name = "NAME")]
     pub(crate) policy: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key the gRPC and RESP listeners speak only
+    /// TLS, and both files are reloaded when they change (tls_client_ca asks clients for
+    /// certificates).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<String>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -167,6 +167,8 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.cache.admin_addr, &args.admin_addr);
             set(&mut config.cache.max_memory, &args.max_memory);
             set(&mut config.cache.policy, &args.policy);
+            set(&mut config.cache.tls_cert, &args.tls_cert);
+            set(&mut config.cache.tls_key, &args.tls_key);
         }
         Some(Command::Api(args)) => {
             set(&mut config.api.listen, &args.listen);

@@ -55,7 +55,27 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig
     if api.collections.is_empty() {
         api.collections.push(sample_products());
     }
-    let cache = config.cache.clone();
+    // The stack talks to itself on loopback in plaintext: TLS settings are for separately run
+    // processes.
+    let mut cache = config.cache.clone();
+    for setting in [
+        &mut cache.tls_cert,
+        &mut cache.tls_key,
+        &mut cache.tls_client_ca,
+    ] {
+        setting.clear();
+    }
+    let api_tls = [&mut api.tls_cert, &mut api.tls_key, &mut api.tls_client_ca];
+    for setting in api_tls {
+        setting.clear();
+    }
+    for setting in [
+        &mut api.cache_tls_ca,
+        &mut api.cache_tls_cert,
+        &mut api.cache_tls_key,
+    ] {
+        setting.clear();
+    }
     cache.validate().context("invalid [cache] configuration")?;
     Ok((cache, api))
 }

@@ -9,6 +9,7 @@ mod deferred;
 mod error;
 pub(crate) mod table;
 pub(crate) mod threads;
+mod transport;
 
 use std::sync::atomic::Ordering::Relaxed;
 
