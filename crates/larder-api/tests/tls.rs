@@ -493,3 +493,60 @@ async fn certificates_changed_on_disk_are_served_without_a_restart() {
     );
     gw.stop.cancel();
 }
+
+#[tokio::test]
+async fn the_gateway_reaches_cache_nodes_over_mutual_tls() {
+    let dir = scratch();
+    let (node_ca, client_ca) = (Ca::new("node CA"), Ca::new("gateway CA"));
+    let node_ca_pem = node_ca.write(&dir, "node-ca");
+    let client_ca_pem = client_ca.write(&dir, "gateway-ca");
+    let (node_cert, node_key) = node_ca.leaf(&dir, "node", "localhost", false);
+    let node_config = larder_cache::CacheConfig {
+        resp_addr: "127.0.0.1:0".into(),
+        grpc_addr: "127.0.0.1:0".into(),
+        admin_addr: "127.0.0.1:0".into(),
+        max_memory: "16mb".into(),
+        shutdown_grace_ms: 300,
+        tls_cert: node_cert.display().to_string(),
+        tls_key: node_key.display().to_string(),
+        tls_client_ca: client_ca_pem.display().to_string(),
+        ..larder_cache::CacheConfig::default()
+    };
+    let listeners = larder_cache::Listeners::bind(&node_config).await.unwrap();
+    let [_, grpc, _] = listeners.local_addrs().unwrap();
+    let node_stop = tokio_util::sync::CancellationToken::new();
+    tokio::spawn(larder_cache::run(node_config, listeners, node_stop.clone()));
+    let (gw_cert, gw_key) = client_ca.leaf(&dir, "gateway", "gateway", false);
+    let gw = start(ApiConfig {
+        cache_nodes: vec![grpc.to_string()],
+        cache_deadline_ms: 5_000,
+        cache_tls_ca: node_ca_pem.display().to_string(),
+        cache_tls_cert: gw_cert.display().to_string(),
+        cache_tls_key: gw_key.display().to_string(),
+        cache_tls_server_name: "localhost".into(),
+        ..config()
+    })
+    .await;
+    assert_eq!(send(gw.addr, &create("m1", "mutual")).await.status, 201);
+    let read = send(gw.addr, "GET /v1/products/m1 HTTP/1.1\r\nHost: t\r\n\r\n").await;
+    assert_eq!(read.status, 200, "{}", read.text());
+    // The write reached the node over TLS: the node holds the document.
+    let client = larder_client::Client::new(larder_client::ClientConfig {
+        nodes: vec![grpc.to_string()],
+        deadline: Duration::from_secs(5),
+        tls_ca: node_ca_pem.display().to_string(),
+        tls_cert: gw_cert.display().to_string(),
+        tls_key: gw_key.display().to_string(),
+        tls_server_name: "localhost".into(),
+        ..larder_client::ClientConfig::default()
+    })
+    .unwrap();
+    let held = client
+        .get("doc/products/m1")
+        .await
+        .unwrap()
+        .expect("on the node");
+    assert!(String::from_utf8_lossy(&held.value).contains("mutual"));
+    gw.stop.cancel();
+    node_stop.cancel();
+}
