@@ -167,10 +167,22 @@ impl Table {
     /// The member with `id`.
     #[must_use]
     pub fn member(&self, id: &str) -> Option<&Member> {
-        self.members
-            .binary_search_by(|m| m.id.as_str().cmp(id))
-            .ok()
-            .map(|i| &self.members[i])
+        self.index_of(id).map(|i| &self.members[i])
+    }
+
+    /// The index in [`Table::members`] of `id`.
+    #[must_use]
+    pub fn index_of(&self, id: &str) -> Option<usize> {
+        self.members.binary_search_by(|m| m.id.as_str().cmp(id)).ok()
+    }
+
+    /// The index in [`Table::members`] of the owner of `partition`, if any member is ready.
+    #[must_use]
+    pub fn owner_index(&self, partition: u16) -> Option<usize> {
+        match *self.owners.get(usize::from(partition))? {
+            NO_OWNER => None,
+            index => Some(usize::from(index)),
+        }
     }
 
     /// The owner of `partition`, if any member is ready.
