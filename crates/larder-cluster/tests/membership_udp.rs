@@ -1,6 +1,7 @@
 //! Membership over real UDP on loopback, in real time: three nodes join through a seed given
 //! as a host name (`localhost`, resolved by the system), then one is killed (no goodbye) and
-//! the time until both others drop it is measured, several times.
+//! the time until both others drop it is measured, several times. Meanwhile no node may lose
+//! sight of another.
 //!
 //! `LARDER_UDP_KILLS=20` runs more kills than the default 3.
 
@@ -45,6 +46,12 @@ async fn converge(nodes: &[&Membership], ids: &[&str], limit: Duration) -> Durat
     start.elapsed()
 }
 
+/// Returns when the member list shrinks: a flap, while every node runs.
+async fn flaps(mut members: tokio::sync::watch::Receiver<Vec<Member>>) {
+    let size = members.borrow_and_update().len();
+    let _ = members.wait_for(|ms| ms.len() < size).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_node_leaves_every_table_within_two_seconds_over_udp() {
     let kills: usize = std::env::var("LARDER_UDP_KILLS")
@@ -59,8 +66,18 @@ async fn a_killed_node_leaves_every_table_within_two_seconds_over_udp() {
         let c = start("c", seed).await;
         let joined = converge(&[&a, &b, &c], &["a", "b", "c"], Duration::from_secs(5)).await;
         assert!(joined < Duration::from_secs(2), "joined after {joined:?}");
-        // Let the failure detectors gather samples of the new generation.
+        // Let the failure detectors gather samples of the new generation, and check that
+        // meanwhile no node lost sight of another (a flap).
+        let watchers: Vec<_> = [&a, &b, &c]
+            .iter()
+            .map(|n| tokio::spawn(flaps(n.members())))
+            .collect();
         tokio::time::sleep(Duration::from_secs(3)).await;
+        for watcher in watchers {
+            watcher.abort();
+            let still_watching = watcher.await.is_err_and(|e| e.is_cancelled());
+            assert!(still_watching, "a node lost sight of another while all ran");
+        }
         c.abort();
         let dropped = converge(&[&a, &b], &["a", "b"], Duration::from_secs(10)).await;
         times.push(dropped);

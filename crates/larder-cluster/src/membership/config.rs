@@ -2,13 +2,15 @@
 //!
 //! The failure detector is chitchat's phi-accrual detector, whose phi is the time since a
 //! peer's heartbeat was last seen to rise, divided by the mean interval between such rises
-//! (the distribution is taken as exponential). A peer whose phi passes the threshold is dead.
-//! So the silence that kills a peer is `phi_threshold × mean interval`, and the mean interval
-//! is the gossip interval divided by how often per round news of the peer's heartbeat arrives:
-//! about 3 times per round in a cluster of three (directly in its own SYN, in its SYN-ACK to
-//! ours, and through the third node), 2 in a cluster of two, up to about 6 in large clusters.
-//! Every node then checks liveness once per round. The figures in `docs/ARCHITECTURE.md`
-//! ("Membership") are measured by this module's tests.
+//! (the intervals are taken as exponentially distributed). A peer whose phi passes the
+//! threshold is dead. So the silence that kills a peer is `phi_threshold × mean interval`,
+//! and the mean interval is the gossip interval divided by how often per round news of the
+//! peer's heartbeat arrives: about twice in small clusters (in the peer's SYN to us and its
+//! SYN-ACK to ours), measured at 50 ms for rounds of 100 ms; a little less often in large
+//! ones, where a node gossips with 3 random peers per round and news also comes second-hand
+//! (60 to 70 ms at 12 nodes). Every node checks liveness once per round, at its end. The
+//! detection times these defaults give are measured by this module's tests and listed in
+//! `docs/ARCHITECTURE.md` ("Membership").
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
@@ -21,31 +23,30 @@ pub const DEFAULT_CLUSTER_ADDR: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr
 /// Nodes gossip only with nodes of the same cluster id.
 pub const DEFAULT_CLUSTER_ID: &str = "larder";
 
-/// One gossip round every 100 ms. The detection time is a fixed number of rounds of silence
-/// (see [`DEFAULT_PHI_THRESHOLD`]) plus up to two rounds (the liveness check runs once per
-/// round, and the last heartbeat may reach a node through a third one a round late), so short
-/// rounds leave most of the 2 s budget to the silence a live node is allowed before it is
-/// declared dead, which is what keeps a loaded machine from flapping. The cost is small: a
-/// node sends at most 3 SYNs per round, each a digest of about 60 bytes per node.
+/// One gossip round every 100 ms. What protects a live node from being declared dead is the
+/// ratio of the silence allowed ([`DEFAULT_PHI_THRESHOLD`] mean intervals) to the usual gap
+/// between news of it (about one round): short rounds make that ratio large (8 here) within
+/// the 2 s budget, where rounds of 200 ms would leave 4. The cost is small: a node sends at
+/// most 3 SYNs per round (plus one to a dead node or a seed now and then), each carrying a
+/// digest of about 60 bytes per node, answered by a SYN-ACK and an ACK.
 pub const DEFAULT_GOSSIP_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Seed host names are resolved again every 5 s, so a Kubernetes headless Service, whose
-/// records appear as pods start and whose answers live 5 s in the cluster DNS, works as the
+/// records appear as pods start and whose answers the cluster DNS keeps 5 s, works as the
 /// seed list. Polling faster would mostly get the cached answer again.
 pub const DEFAULT_SEED_REFRESH: Duration = Duration::from_secs(5);
 
-/// Phi at which a peer is declared dead: 27 mean heartbeat intervals of silence. With
-/// [`DEFAULT_GOSSIP_INTERVAL`] that is 0.9 s in a cluster of three (3 heartbeat news per
-/// round), 1.35 s in a cluster of two, about 0.45 s in large clusters, so a killed node
-/// leaves every table in about 1 s and at most 1.6 s, while a node whose process stalls (a
-/// loaded 2-core machine schedules threads in slices of a few ms to some tens of ms) has ten
-/// times the longest usual stall before its peers give up on it.
+/// Phi at which a peer is declared dead: 16 mean intervals of silence, 0.8 s in clusters of
+/// two or three (0.6 to 1.1 s per peer at 5 to 12 nodes). A killed node then leaves every
+/// table in 0.7 to 1 s at three nodes (1.1 to 1.3 s at 12), well inside the 2 s the issue
+/// allows, while a live node may go silent 0.7 s (a stalled process, a full run queue on a
+/// loaded 2-core machine, which schedules in slices of a few to some tens of ms) before its
+/// peers give up on it.
 pub const DEFAULT_PHI_THRESHOLD: f64 = 16.0;
 
-/// The mean heartbeat interval assumed before a peer has been heard from much: chitchat
-/// weighs it as 5 samples. Half a gossip round, between the 2 and 4 heartbeat news per round
-/// of small clusters, so a peer that joined a second ago (about 30 samples) is detected
-/// almost as fast as an old one.
+/// The mean heartbeat interval assumed before a peer has been heard from much, which chitchat
+/// weighs as 5 samples: 50 ms, what small clusters measure with 100 ms rounds, so a peer that
+/// joined a second ago (20 samples) is judged as one that has been there for hours.
 pub const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// A gap between heartbeats longer than 2 s is not taken as a sample: the peer was (rightly)
@@ -54,16 +55,16 @@ pub const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_millis(50);
 /// dead peer back: after a gap this long, a peer needs two fresh heartbeats to live again.
 pub const DEFAULT_MAX_INTERVAL: Duration = Duration::from_secs(2);
 
-/// Heartbeat intervals kept per peer: about 30 s of history in a cluster of three, long
-/// enough that one stall barely moves the mean (a 1 s gap among 1000 samples of 33 ms adds
-/// 1 ms), short enough to follow a change of cluster size within a minute.
+/// Heartbeat intervals kept per peer: 1000, about 50 s of history, long enough that one stall
+/// barely moves the mean (a 1 s gap among 1000 samples of 50 ms adds 1 ms), short enough to
+/// follow a change of cluster size within a minute.
 pub const DEFAULT_SAMPLING_WINDOW: usize = 1_000;
 
-/// A dead peer's state is kept 10 minutes, then forgotten (chitchat stops passing it on
-/// after half of that). While it is kept, nodes still gossip now and then with the dead
-/// peer's address, so two sides of a partition find each other again when it heals; after
-/// a longer partition they find each other through the seeds. Each restart of a node leaves
-/// one dead generation behind for this long, a few dozen bytes in every digest.
+/// A dead peer's state is kept 10 minutes, then forgotten (chitchat stops passing it on after
+/// half of that). While it is kept, nodes still gossip now and then with the dead peer's
+/// address, so the two sides of a partition find each other again when it heals; after a
+/// longer partition they find each other only through the seeds. Each restart of a node
+/// leaves one dead generation behind for this long, a few dozen bytes in every digest.
 pub const DEFAULT_DEAD_NODE_GRACE_PERIOD: Duration = Duration::from_secs(600);
 
 /// How a node gossips and tells live peers from dead ones.
