@@ -9,7 +9,7 @@ use std::time::Duration;
 use chitchat::{ChitchatHandle, ChitchatId, NodeState};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{MissedTickBehavior, interval, sleep};
-use tracing::info;
+use tracing::{error, info};
 
 use super::member::{LEFT, STATUS, changes, members_of};
 use super::seeds::Seeds;
@@ -43,14 +43,24 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    /// Runs until the node leaves (with a goodbye) or the [`Membership`](super::Membership)
-    /// is dropped (without).
+    /// Runs until the node leaves (with a goodbye), the [`Membership`](super::Membership) is
+    /// dropped (without), or chitchat's server stops on its own; the member list's sender
+    /// goes with it, which its receivers see.
     pub(crate) async fn run(mut self) {
         let mut round = interval(self.gossip_interval);
         round.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let stopped = self.handle.termination_watcher();
+        tokio::pin!(stopped);
         self.publish();
         loop {
             tokio::select! {
+                result = &mut stopped => {
+                    // Only a broken socket stops the server on its own.
+                    if let Err(error) = result {
+                        error!(%error, "gossip stopped");
+                    }
+                    return;
+                }
                 said = &mut self.leave => {
                     if said.is_ok() {
                         self.say_goodbye().await;

@@ -196,8 +196,8 @@ impl Membership {
 
     /// The live members, self included (from the start, so a node without seeds is a cluster
     /// of one), newest generation per id, sorted by id; it changes as members join, leave,
-    /// die or change status. After [`shutdown`](Self::shutdown) it no longer changes, and
-    /// `changed()` fails.
+    /// die or change status. Once gossip has stopped ([`shutdown`](Self::shutdown), or a
+    /// socket that failed, which is logged) it no longer changes, and `changed()` fails.
     #[must_use]
     pub fn members(&self) -> watch::Receiver<Vec<Member>> {
         self.members.clone()

@@ -501,12 +501,28 @@ async fn a_seed_name_that_resolves_late_is_resolved_again() {
 async fn nodes_of_another_cluster_are_ignored() {
     let net = Net::default();
     let a = net.start("a", 1).await;
-    let mut other = config("x", 2, &["127.0.0.1:1"]);
-    other.cluster_id = "other".to_owned();
-    let x = net.start_config(other).await.unwrap();
+    let other = |id, port, seeds: &[&str]| {
+        let mut config = config(id, port, seeds);
+        config.cluster_id = "other".to_owned();
+        config
+    };
+    let x = net
+        .start_config(other("x", 2, &["127.0.0.1:1"]))
+        .await
+        .unwrap();
+    let y = net
+        .start_config(other("y", 3, &["127.0.0.1:1", "127.0.0.1:2"]))
+        .await
+        .unwrap();
     sleep(Duration::from_secs(20)).await;
     assert_eq!(ids(&a.members().borrow()), ["a"]);
-    assert_eq!(ids(&x.members().borrow()), ["x"]);
+    for node in [x, y] {
+        assert_eq!(
+            ids(&node.members().borrow()),
+            ["x", "y"],
+            "they gossip among themselves"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
@@ -527,6 +543,12 @@ async fn no_flapping_under_heavy_jitter_and_kills_still_seen() {
     let took = kill_last(&mut nodes, "c").await;
     println!("with up to 300 ms of jitter: kill detected after {took:?}");
     assert!(took <= DETECTION_BOUND, "{took:?}");
+}
+
+#[test]
+fn membership_can_be_shared_between_tasks() {
+    fn shareable<T: Send + Sync + 'static>() {}
+    shareable::<Membership>();
 }
 
 #[tokio::test(start_paused = true)]
