@@ -3,11 +3,11 @@
 //!
 //! Each node runs a [chitchat](https://docs.rs/chitchat) server (scuttlebutt gossip over UDP,
 //! phi-accrual failure detection) and publishes itself as key-values of its node state
-//! ([`member`] says which); [`Membership::members`] is the list of live members, self
+//! (`member.rs` says which); [`Membership::members`] is the list of live members, self
 //! included, one per id (the newest generation), kept current by a task beside the server.
 //! Every start of a process is a new generation, so a restarted node replaces its former
 //! self and is never taken for it. The tuning of gossip and failure detection is explained in
-//! [`config`] and in `docs/ARCHITECTURE.md` ("Membership").
+//! `config.rs` and in `docs/ARCHITECTURE.md` ("Membership").
 //!
 //! The network is chitchat's `Transport` trait: UDP in production, chitchat's in-memory
 //! `ChannelTransport` (which runs the real codec and can cut links) in tests, with tokio's
