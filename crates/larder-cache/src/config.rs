@@ -8,6 +8,7 @@ use larder_proto::resp::Limits;
 use larder_store::{Capacity, Policy, StoreConfig};
 use serde::{Deserialize, Serialize};
 
+pub use crate::cluster::config::*;
 pub use crate::origin::config::*;
 pub use crate::origin::{
     GrpcUrlError, HttpUrlError, OriginConfigError, OriginsError, PatternError, SqlConfigError,
@@ -81,6 +82,8 @@ pub struct CacheConfig {
     /// Read-through (and optionally write-through) origins, by key pattern; the first whose
     /// pattern matches a key serves it.
     pub origins: Vec<OriginConfig>,
+    /// Membership of a cluster of nodes (`[cache.cluster]`).
+    pub cluster: ClusterConfig,
 }
 
 impl Default for CacheConfig {
@@ -104,6 +107,7 @@ impl Default for CacheConfig {
             reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             origins: Vec::new(),
+            cluster: ClusterConfig::default(),
         }
     }
 }
@@ -256,6 +260,14 @@ impl CacheConfig {
                 "password",
             ),
             ("grpc_addr", &self.grpc_addr, self.token.is_empty(), "token"),
+            (
+                // Gossip itself carries no credential; nodes call each other over gRPC with
+                // the token, so a cluster beyond loopback needs one.
+                "cluster.addr",
+                &self.cluster.addr,
+                self.cluster.enabled && self.token.is_empty(),
+                "token",
+            ),
             (
                 "admin_addr",
                 &self.admin_addr,

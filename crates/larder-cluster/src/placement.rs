@@ -181,7 +181,9 @@ impl Table {
     /// The index in [`Table::members`] of `id`.
     #[must_use]
     pub fn index_of(&self, id: &str) -> Option<usize> {
-        self.members.binary_search_by(|m| m.id.as_str().cmp(id)).ok()
+        self.members
+            .binary_search_by(|m| m.id.as_str().cmp(id))
+            .ok()
     }
 
     /// The index in [`Table::members`] of the owner of `partition`, if any member is ready.

@@ -30,7 +30,7 @@ impl Harness {
 
     pub(crate) fn with_config(config: CacheConfig) -> Self {
         let metrics = Metrics::new(metric_names(), crate::grpc::METHODS.to_vec());
-        let node = Arc::new(Node::new(config, metrics, NodeOptions::default()).unwrap());
+        let node = Arc::new(Node::new(config, metrics, NodeOptions::default(), None).unwrap());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let guard = node.clients.register(addr, addr, node.now_ms());
         let session = Session {
