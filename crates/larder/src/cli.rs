@@ -59,6 +59,22 @@ pub(crate) struct CacheArgs {
     /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
     #[arg(long, value_name = "NAME")]
     pub(crate) policy: Option<String>,
+    /// Join a cluster (gossip on 127.0.0.1:7946 unless --cluster-addr says otherwise).
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// UDP gossip address; implies --cluster.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) cluster_addr: Option<String>,
+    /// Gossip addresses of nodes to join through, comma-separated (DNS names are resolved
+    /// again and again); implies --cluster.
+    #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+    pub(crate) seeds: Option<Vec<String>>,
+    /// This node's id in the cluster, stable across restarts (default: its RESP address).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node_id: Option<String>,
+    /// The host other nodes and clients reach this node on (needed when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    pub(crate) advertise_host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -50,8 +50,14 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
                 if lost.remove(&partition).is_some() {
                     regained.push(partition);
                 }
-                // Pull from the previous owner while it is still a member (ready or draining).
-                if let Some(from) = before.and_then(|m| table.member(&m.id)) {
+                // Pull from the previous owner while it is still a member (ready or draining);
+                // when this node had no owner to go by (it just joined), from the member that
+                // owns the partition when this node is left out: the next in its ranking.
+                let from = match before {
+                    Some(m) => table.member(&m.id),
+                    None => table.ranked(partition).get(1).copied(),
+                };
+                if let Some(from) = from.filter(|m| m.id != me) {
                     moving.insert(partition, from.clone());
                 }
             } else if mine_before && !mine_now {
@@ -274,7 +280,8 @@ pub(crate) async fn sweep_lost(
 }
 
 /// Draining: waits until every partition this node owned in its last table as a ready member
-/// has been pulled by its new owner (or no member is left to take it), or `deadline` passes.
+/// has been pulled by its new owner (or no other ready member is left to take it), or
+/// `deadline` passes.
 pub(crate) async fn drained(view: &ClusterView, owned: Vec<u16>, deadline: Duration) -> bool {
     let give_up = tokio::time::Instant::now() + deadline;
     let mut tables = view.tables();
@@ -284,12 +291,10 @@ pub(crate) async fn drained(view: &ClusterView, owned: Vec<u16>, deadline: Durat
             .members()
             .iter()
             .any(|m| m.id != view.me().id && m.status == Status::Ready);
-        let handed = view.handed.lock();
-        let pending = owned
-            .iter()
-            .filter(|p| !handed.contains(p) && still_taken(&table, **p, &view.me().id))
-            .count();
-        drop(handed);
+        let pending = {
+            let handed = view.handed.lock();
+            owned.iter().filter(|p| !handed.contains(p)).count()
+        };
         if pending == 0 || nobody_else {
             return true;
         }
@@ -299,9 +304,4 @@ pub(crate) async fn drained(view: &ClusterView, owned: Vec<u16>, deadline: Durat
             _ = tables.changed() => {}
         }
     }
-}
-
-/// Whether `partition` has an owner other than `me` that will take it over.
-fn still_taken(table: &Table, partition: u16, me: &str) -> bool {
-    table.owner(partition).is_some_and(|m| m.id != me)
 }

@@ -10,7 +10,7 @@
 //! Connections keep the snapshot they last read and take a new one only when the version
 //! counter moved, so routing a command costs one atomic load and a table lookup.
 
-pub mod config;
+pub(crate) mod config;
 pub(crate) mod handoff;
 pub(crate) mod peers;
 pub(crate) mod run;
@@ -25,7 +25,7 @@ use larder_cluster::{Member, Status, Table, key_slot, partition_of};
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::watch;
 
-pub use config::ClusterConfig;
+pub(crate) use config::ClusterConfig;
 use peers::Peers;
 pub use run::ClusterError;
 
@@ -63,6 +63,11 @@ impl Snapshot {
     /// The member `slot`'s partition is being pulled from, while it is.
     pub(crate) fn moving_from(&self, slot: u16) -> Option<&Member> {
         self.moving.get(&partition_of(slot))
+    }
+
+    /// How many partitions are moving here.
+    pub(crate) fn moving_count(&self) -> usize {
+        self.moving.len()
     }
 
     /// The partitions this node owns.
@@ -108,6 +113,8 @@ pub(crate) struct ClusterView {
     pub(crate) lost: Mutex<HashMap<u16, std::time::Instant>>,
     /// Partitions whose entries a new owner has pulled from this node in full.
     pub(crate) handed: Mutex<HashSet<u16>>,
+    /// The node is draining and leaving.
+    pub(crate) leaving: std::sync::atomic::AtomicBool,
 }
 
 impl ClusterView {
@@ -132,6 +139,7 @@ impl ClusterView {
             config,
             lost: Mutex::default(),
             handed: Mutex::default(),
+            leaving: std::sync::atomic::AtomicBool::new(false),
         }
     }
 

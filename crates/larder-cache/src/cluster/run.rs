@@ -14,6 +14,13 @@ use super::{ClusterConfig, ClusterView, handoff};
 use crate::config::{ConfigError, resolve};
 use crate::node::Node;
 
+/// How long a node with seeds waits to hear of the other members before it takes partitions
+/// anyway (it may be the first node of a new cluster).
+const JOIN_WAIT: Duration = Duration::from_secs(3);
+/// How long the member list must stay unchanged before a joining node trusts it: several
+/// gossip rounds (100 ms each), enough for every member to be heard of through the seeds.
+const SETTLE: Duration = Duration::from_millis(500);
+
 /// What is wrong with a cluster setting, or why gossip could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -127,7 +134,9 @@ pub(crate) async fn join_cluster(
                 () = stop_.cancelled() => return,
                 changed = members.changed() => {
                     if changed.is_err() {
-                        tracing::error!("cluster gossip stopped; the table is frozen");
+                        if !view_.leaving.load(std::sync::atomic::Ordering::SeqCst) {
+                            tracing::error!("cluster gossip stopped; the table is frozen");
+                        }
                         return;
                     }
                 }
@@ -139,6 +148,20 @@ pub(crate) async fn join_cluster(
         node.clone(),
         stop.clone(),
     ));
+    if !config.seeds.is_empty() {
+        // Take no partition before knowing who else is there: a node that counted itself
+        // alone would claim every slot for a moment, and miss the owners to pull from.
+        let mut members = membership.members();
+        let settled = async {
+            loop {
+                let quiet = tokio::time::timeout(SETTLE, members.changed()).await;
+                if quiet.is_err() && members.borrow().len() > 1 {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout(JOIN_WAIT, settled).await;
+    }
     membership.set_status(Status::Ready);
     Ok(membership)
 }
@@ -152,6 +175,8 @@ pub(crate) async fn leave(view: &ClusterView, membership: Membership) {
             .filter(|&p| snapshot.table.owner_index(p) == Some(me))
             .collect()
     });
+    view.leaving
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     membership.set_status(Status::Draining);
     let deadline = Duration::from_millis(view.config.drain_deadline_ms);
     tracing::info!(partitions = owned.len(), ?deadline, "draining");

@@ -41,7 +41,7 @@ pub(super) fn info(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
             "replication" => replication(&mut out),
             "cpu" => cpu(&mut out),
             "commandstats" => commandstats(&mut out, ctx, &stats),
-            "cluster" => cluster(&mut out),
+            "cluster" => cluster(&mut out, ctx),
             _ => keyspace(&mut out, &stats),
         }
     }
@@ -82,7 +82,12 @@ fn server(out: &mut String, ctx: &Ctx<'_>) {
     field(out, "redis_version", REDIS_VERSION);
     field(out, "redis_git_sha1", "00000000");
     field(out, "redis_git_dirty", 0);
-    field(out, "redis_mode", "standalone");
+    let mode = if ctx.node.cluster.is_some() {
+        "cluster"
+    } else {
+        "standalone"
+    };
+    field(out, "redis_mode", mode);
     let (os, arch) = (std::env::consts::OS, std::env::consts::ARCH);
     field(out, "os", format_args!("{os} {arch}"));
     field(out, "arch_bits", usize::BITS);
@@ -217,9 +222,9 @@ fn commandstats(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
     }
 }
 
-fn cluster(out: &mut String) {
+fn cluster(out: &mut String, ctx: &Ctx<'_>) {
     heading(out, "Cluster");
-    field(out, "cluster_enabled", 0);
+    field(out, "cluster_enabled", u8::from(ctx.node.cluster.is_some()));
 }
 
 /// larder has one database; its line is left out while it is empty, as Redis does. The store

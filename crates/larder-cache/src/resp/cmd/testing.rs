@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use larder_proto::resp::Protocol;
 
 use crate::clients::ClientGuard;
 use crate::config::CacheConfig;
@@ -33,11 +32,7 @@ impl Harness {
         let node = Arc::new(Node::new(config, metrics, NodeOptions::default(), None).unwrap());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let guard = node.clients.register(addr, addr, node.now_ms());
-        let session = Session {
-            protocol: Protocol::Resp2,
-            authed: node.config.password.is_empty(),
-            closing: false,
-        };
+        let session = Session::new(node.config.password.is_empty());
         Self {
             node,
             session,
