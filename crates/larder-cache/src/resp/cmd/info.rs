@@ -346,16 +346,23 @@ mod tests {
     #[test]
     fn cpu_time_is_reported_in_seconds() {
         let mut h = Harness::new();
+        // Use some CPU first: the kernel counts it in 10 ms ticks.
+        let spin = std::time::Instant::now();
+        let mut x = 0u64;
+        while spin.elapsed() < std::time::Duration::from_millis(60) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
         let cpu = h.run(&["INFO", "cpu"]);
         for field in ["used_cpu_sys:", "used_cpu_user:", "used_cpu_sys_children:"] {
             assert!(cpu.contains(&format!("\r\n{field}")), "{cpu}");
         }
-        let user: f64 = cpu
-            .split("\r\n")
-            .find_map(|l| l.strip_prefix("used_cpu_user:"))
-            .and_then(|v| v.parse().ok())
-            .unwrap();
-        assert!(user > 0.0, "{cpu}");
+        let seconds = |name: &str| -> f64 {
+            cpu.split("\r\n")
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.parse().ok())
+                .unwrap()
+        };
+        assert!(seconds("used_cpu_user:") + seconds("used_cpu_sys:") > 0.0, "{cpu}");
     }
 
     #[test]
