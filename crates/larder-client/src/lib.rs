@@ -43,6 +43,7 @@
 //! ```
 
 mod client;
+mod cluster;
 mod config;
 mod error;
 mod ops;

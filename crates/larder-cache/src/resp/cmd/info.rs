@@ -362,7 +362,10 @@ mod tests {
                 .and_then(|v| v.parse().ok())
                 .unwrap()
         };
-        assert!(seconds("used_cpu_user:") + seconds("used_cpu_sys:") > 0.0, "{cpu}");
+        assert!(
+            seconds("used_cpu_user:") + seconds("used_cpu_sys:") > 0.0,
+            "{cpu}"
+        );
     }
 
     #[test]

@@ -3,7 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-
 use crate::clients::ClientGuard;
 use crate::config::CacheConfig;
 use crate::metrics::{LocalCounts, Metrics};
