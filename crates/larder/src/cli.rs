@@ -28,6 +28,11 @@ pub(crate) enum Command {
     Api(ApiArgs),
     /// GET an HTTP URL and exit 0 if it answers 2xx (a health check for containers).
     Probe(crate::probe::ProbeArgs),
+    /// Inspect a cluster of cache nodes.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
     /// Load generators and trace replay.
     Bench {
         #[command(subcommand)]
@@ -35,11 +40,21 @@ pub(crate) enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Print the cluster as a node sees it: members, status, partitions, epoch.
+    Status(crate::cluster::StatusArgs),
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
     /// Directory for the SQLite database and other state.
     #[arg(long, value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
+    /// Cache nodes to run (default 1); more than one form a cluster on this machine, node i
+    /// on the configured ports plus i (RESP, gossip) or plus 2i (gRPC, admin).
+    #[arg(long, value_name = "N")]
+    pub(crate) nodes: Option<u16>,
 }
 
 #[derive(Debug, Args)]

@@ -31,12 +31,15 @@ pub(crate) struct Config {
 pub(crate) struct UpConfig {
     /// Directory for the SQLite database and other state.
     pub(crate) data: PathBuf,
+    /// Cache nodes to run; more than one form a cluster, each node on the next ports.
+    pub(crate) nodes: u16,
 }
 
 impl Default for UpConfig {
     fn default() -> Self {
         Self {
             data: PathBuf::from(DEFAULT_DATA_DIR),
+            nodes: 1,
         }
     }
 }
@@ -198,8 +201,11 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.api.database, &args.database);
             set(&mut config.api.cache_nodes, &args.cache_nodes);
         }
-        Some(Command::Up(args)) => set(&mut config.up.data, &args.data),
-        Some(Command::Bench { .. } | Command::Probe(_)) | None => {}
+        Some(Command::Up(args)) => {
+            set(&mut config.up.data, &args.data);
+            set(&mut config.up.nodes, &args.nodes);
+        }
+        Some(Command::Bench { .. } | Command::Probe(_) | Command::Cluster { .. }) | None => {}
     }
 }
 
