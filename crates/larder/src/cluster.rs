@@ -137,8 +137,8 @@ mod tests {
         let text = render(&view);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("cluster epoch 7 as seen by a; 2 members"));
-        assert!(lines[1].starts_with("ID    STATUS    PARTITIONS"), "{text}");
-        assert!(lines[2].starts_with("a *   ready     512"), "{text}");
-        assert!(lines[3].starts_with("bb    draining  512"), "{text}");
+        assert!(lines[1].starts_with("ID   STATUS    PARTITIONS"), "{text}");
+        assert!(lines[2].starts_with("a *  ready     512"), "{text}");
+        assert!(lines[3].starts_with("bb   draining  512"), "{text}");
     }
 }
