@@ -22,7 +22,7 @@ use super::ClusterView;
 use crate::node::Node;
 
 /// Entries in one `PullReply`.
-const BATCH: usize = 256;
+pub(crate) const BATCH: usize = 256;
 /// Keys a scan asks the store for at a time.
 const SCAN_PAGE: usize = 1_024;
 /// How often lost partitions are checked for dropping.
@@ -264,19 +264,24 @@ pub(crate) async fn sweep_lost(
             () = shutdown.cancelled() => return,
             _ = ticks.tick() => {}
         }
-        let due: HashSet<u16> = {
-            let mut lost = view.lost.lock();
-            let handed = view.handed.lock();
-            let due: HashSet<u16> = lost
-                .iter()
-                .filter(|(p, at)| at.elapsed() >= keep || handed.contains(p))
-                .map(|(&p, _)| p)
-                .collect();
-            lost.retain(|p, _| !due.contains(p));
-            due
-        };
-        drop_partitions(&node, &due);
+        sweep(&view, &node, keep);
     }
+}
+
+/// Drops the entries of partitions lost longer ago than `keep` or handed off in full.
+pub(crate) fn sweep(view: &ClusterView, node: &Node, keep: Duration) {
+    let due: HashSet<u16> = {
+        let mut lost = view.lost.lock();
+        let handed = view.handed.lock();
+        let due: HashSet<u16> = lost
+            .iter()
+            .filter(|(p, at)| at.elapsed() >= keep || handed.contains(p))
+            .map(|(&p, _)| p)
+            .collect();
+        lost.retain(|p, _| !due.contains(p));
+        due
+    };
+    drop_partitions(node, &due);
 }
 
 /// Draining: waits until every partition this node owned in its last table as a ready member

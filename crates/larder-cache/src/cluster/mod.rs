@@ -12,6 +12,8 @@
 
 pub(crate) mod config;
 pub(crate) mod handoff;
+#[cfg(test)]
+mod handoff_tests;
 pub(crate) mod peers;
 pub(crate) mod run;
 pub(crate) mod service;
