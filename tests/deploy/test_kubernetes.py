@@ -250,12 +250,28 @@ def test_validation_finds_mistakes(mistake):
     assert any(expected in e for e in errors), errors
 
 
+# What the downward API gives a pod, for expanding $(VAR) in args as the kubelet does.
+FIELD_VALUES = {"status.podIP": "10.1.2.3", "metadata.name": "larder-cache-0"}
+
+
+def expand_downward(arg, env):
+    """Replaces $(NAME) by the value the kubelet would give it from the container's env;
+    an unknown reference is left as written (the kubelet does the same)."""
+    for var in env:
+        field = var.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath")
+        if field is not None:
+            assert field in FIELD_VALUES, f"no test value for fieldRef {field}"
+            arg = arg.replace(f"$({var['name']})", FIELD_VALUES[field])
+    return arg
+
+
 def test_the_binary_accepts_every_larder_command(larder_bin):
     _, objects = load()
     for (kind, name), obj in pod_templates(objects).items():
         container = pod(obj)
         env = {e["name"]: "test-value" for e in container["env"] if e["name"].startswith("LARDER_")}
-        printed = check_with_binary(larder_bin, container["args"], env, K8S / "larder.toml")
+        args = [expand_downward(a, container["env"]) for a in container["args"]]
+        printed = check_with_binary(larder_bin, args, env, K8S / "larder.toml")
         assert re.search(r'(url|database) = "postgres://larder@postgres\.larder\.svc:5432/larder"', printed), name
 
 

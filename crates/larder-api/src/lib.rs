@@ -17,6 +17,7 @@ mod cors;
 mod db;
 mod doc;
 mod docs_page;
+mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layers;
@@ -44,6 +45,9 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiConfig, CollectionConfig, Consistency};
+pub use doc::SchemaError;
+pub use error::{ConfigError, DatabaseError};
+pub use state::CollectionError;
 
 /// What the gateway runs with besides its configuration.
 #[derive(Debug, Clone, Default)]
@@ -60,12 +64,13 @@ pub const LISTEN_BACKLOG: u32 = 4096;
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A setting that cannot work.
+    /// A setting that cannot work. (The texts of this and the next variant include their
+    /// causes', so those are not also the `source()`.)
     #[error("configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
-    Database(String),
+    Database(DatabaseError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -141,17 +146,10 @@ impl Gateway {
     ) -> Result<Self, Error> {
         let addr = listener.local_addr()?;
         if !config.has_credentials() && !addr.ip().is_loopback() {
-            return Err(Error::Config(format!(
-                "refusing to listen on {addr} without credentials: anyone who can reach that \
-                 address could read and change every collection. Configure a credential in \
-                 [api] (token, [[api.keys]] or [api.jwt]; or LARDER_API_TOKEN), or listen on \
-                 127.0.0.1"
-            )));
+            return Err(Error::Config(ConfigError::Unprotected { addr }));
         }
         if config.max_connections == 0 {
-            return Err(Error::Config(
-                "max_connections is 0: the gateway could serve no connection".into(),
-            ));
+            return Err(Error::Config(ConfigError::NoConnections));
         }
         let tls = tls(&config)?;
         let state = build(config, options).await?;
@@ -224,10 +222,7 @@ async fn housekeeping(state: state::AppState, stop: CancellationToken) {
 fn tls(config: &ApiConfig) -> Result<Option<Arc<Reloading<ServerConfig>>>, Error> {
     match (config.tls_cert.is_empty(), config.tls_key.is_empty()) {
         (true, true) if config.tls_client_ca.is_empty() => Ok(None),
-        (true, true) => Err(Error::Config(
-            "tls_client_ca asks for client certificates, but tls_cert and tls_key are not set"
-                .into(),
-        )),
+        (true, true) => Err(Error::Config(ConfigError::ClientCaWithoutTls)),
         (false, false) => {
             let files = TlsFiles {
                 cert: PathBuf::from(&config.tls_cert),
@@ -236,11 +231,9 @@ fn tls(config: &ApiConfig) -> Result<Option<Arc<Reloading<ServerConfig>>>, Error
             };
             larder_util::tls::reloading_server(files, &SERVER_ALPN)
                 .map(Some)
-                .map_err(|e| Error::Config(format!("TLS: {e}")))
+                .map_err(|e| Error::Config(ConfigError::TlsFiles(e.to_string())))
         }
-        _ => Err(Error::Config(
-            "TLS needs both tls_cert and tls_key (--tls-cert FILE --tls-key FILE)".into(),
-        )),
+        _ => Err(Error::Config(ConfigError::HalfTls)),
     }
 }
 
@@ -277,18 +270,16 @@ pub async fn run_with(
 async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
     let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
     if config.database.is_empty() {
-        return Err(Error::Config(
-            "database is empty: give a sqlite:// or postgres:// URL".into(),
-        ));
+        return Err(Error::Config(ConfigError::NoDatabase));
     }
     // Everything that needs no I/O is checked before the database is touched.
-    state::collections(&config).map_err(Error::Config)?;
+    state::collections(&config).map_err(|e| Error::Config(ConfigError::Collection(e)))?;
     let db = db::Db::open(&config.database, clock.as_ref())
         .await
-        .map_err(|e| Error::Database(e.to_string()))?;
+        .map_err(|e| Error::Database(e.into()))?;
     let cache = if config.cache_nodes.is_empty() {
         cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
-            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?
     } else {
         let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
@@ -301,7 +292,7 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
             ..larder_client::ClientConfig::default()
         };
         let client = larder_client::Client::with_clock(client_config, clock.clone())
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Config(ConfigError::Client(e)))?;
         cache::DocCache::remote(db.clone(), client, clock.clone())
     };
     let opened = state::Opened {

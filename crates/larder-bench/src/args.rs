@@ -80,12 +80,13 @@ pub struct GrpcArgs {
     pub load: LoadArgs,
 }
 
-/// `larder bench http`. Of the shared load options, `--keys`, `--value-size` and
+/// `larder bench http`. Of the shared load options, `--keys`, `--key-prefix`, `--value-size` and
 /// `--read-ratio` mean nothing for HTTP GETs: they are hidden and refused unless left at their
 /// defaults; `--prefill` is hidden and ignored.
 #[derive(Debug, Clone, Args)]
 #[command(
     mut_arg("keys", |arg| arg.hide(true)),
+    mut_arg("key_prefix", |arg| arg.hide(true)),
     mut_arg("value_size", |arg| arg.hide(true)),
     mut_arg("read_ratio", |arg| arg.hide(true)),
     mut_arg("prefill", |arg| arg.hide(true))
@@ -157,6 +158,8 @@ pub struct BurstArgs {
 
 /// Default of `--keys`.
 pub const DEFAULT_KEYS: u64 = 100_000;
+/// Default of `--key-prefix`.
+pub const DEFAULT_KEY_PREFIX: &str = "key:";
 /// Default of `--value-size`.
 pub const DEFAULT_VALUE_SIZE: usize = 32;
 /// Default of `--read-ratio`.
@@ -165,9 +168,13 @@ pub const DEFAULT_READ_RATIO: f64 = 0.9;
 /// The workload and measurement options the load generators share.
 #[derive(Debug, Clone, Args)]
 pub struct LoadArgs {
-    /// Distinct keys, named `key:0…` with a fixed width and chosen uniformly at random.
+    /// Distinct keys, named `{PREFIX}0…` with a fixed width and chosen uniformly at random.
     #[arg(long, default_value_t = DEFAULT_KEYS)]
     pub keys: u64,
+    /// What every key name starts with; a `{hash tag}` in it puts every key in one cluster
+    /// slot, so the load goes to one node's partition.
+    #[arg(long, default_value = DEFAULT_KEY_PREFIX, value_name = "PREFIX")]
+    pub key_prefix: String,
     /// Bytes per value written.
     #[arg(long, default_value_t = DEFAULT_VALUE_SIZE, value_name = "BYTES")]
     pub value_size: usize,
@@ -192,8 +199,9 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
     /// The server's process id: report its CPU time per operation over the measured window.
-    #[arg(long, value_name = "PID")]
-    pub server_pid: Option<u32>,
+    /// Several, comma-separated (a cluster's nodes): their CPU times are added.
+    #[arg(long, value_name = "PID,…", value_delimiter = ',')]
+    pub server_pid: Vec<u32>,
 }
 
 fn fraction(text: &str) -> Result<f64, String> {

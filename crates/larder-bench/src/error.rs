@@ -211,10 +211,10 @@ pub enum Usage {
         /// What it must be: `at least 1`, ….
         bound: &'static str,
     },
-    /// `--keys`, `--value-size` or `--read-ratio` given to `bench http`.
+    /// `--keys`, `--key-prefix`, `--value-size` or `--read-ratio` given to `bench http`.
     #[error(
-        "--keys, --value-size and --read-ratio do not apply to `bench http`: every request is \
-         a GET of --url (see --paths-from for distinct paths)"
+        "--keys, --key-prefix, --value-size and --read-ratio do not apply to `bench http`: \
+         every request is a GET of --url (see --paths-from for distinct paths)"
     )]
     NotForHttp,
     /// `--url` is not a plain `http://` URL with a host.

@@ -7,6 +7,7 @@
 
 mod admin;
 mod clients;
+mod cluster;
 pub mod config;
 mod grpc;
 mod incoming;
@@ -18,6 +19,7 @@ mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{CacheConfig, ConfigError, parse_bytes, resolve};
+pub use cluster::ClusterError;
+pub use config::{CacheConfig, ConfigError, SizeError, parse_bytes, resolve};
 pub use node::{Mutation, MutationKind, MutationSink, NodeOptions};
 pub use server::{Error, Listeners, run, run_with};

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::cluster::{ClusterError, ClusterView};
 use crate::config::{CacheConfig, ConfigError, resolve};
 use crate::metrics::Metrics;
 use crate::node::{Node, NodeOptions};
@@ -42,6 +43,9 @@ pub enum Error {
     /// An I/O failure of a listener.
     #[error(transparent)]
     Io(#[from] io::Error),
+    /// The node could not join its cluster.
+    #[error(transparent)]
+    Cluster(#[from] ClusterError),
 }
 
 /// The node's three bound listeners.
@@ -93,8 +97,9 @@ async fn bind(field: &'static str, addr: &str) -> Result<TcpListener, Error> {
         })
 }
 
-/// Runs a node on `listeners` until `shutdown` is cancelled; then stops accepting, gives
-/// in-flight requests `shutdown_grace_ms` to finish, and returns.
+/// Runs a node on `listeners` until `shutdown` is cancelled; then (a clustered node first
+/// drains: it says so, and waits for other nodes to take its partitions over) stops accepting,
+/// gives in-flight requests `shutdown_grace_ms` to finish, and returns.
 ///
 /// # Errors
 /// [`Error`] when the configuration is invalid or a server fails.
@@ -124,10 +129,26 @@ pub async fn run_with(
         crate::resp::table::metric_names(),
         crate::grpc::METHODS.to_vec(),
     );
-    let node = Arc::new(Node::new(config, metrics, options)?);
+    let addrs = listeners.local_addrs()?;
+    let cluster = if config.cluster.enabled {
+        let me = crate::cluster::run::member(&config.cluster, addrs)?;
+        let view = ClusterView::new(me, config.cluster.clone(), &config.token);
+        Some(Arc::new(view))
+    } else {
+        None
+    };
+    let node = Arc::new(Node::new(config, metrics, options, cluster.clone())?);
     let tracker = TaskTracker::new();
-    let [resp_addr, grpc_addr, admin_addr] = listeners.local_addrs()?;
+    let [resp_addr, grpc_addr, admin_addr] = addrs;
     tracing::info!(%resp_addr, %grpc_addr, %admin_addr, "cache node listening");
+    // Listeners stop on `stop`; `shutdown` first drains a clustered node.
+    let stop = CancellationToken::new();
+    let membership = match &cluster {
+        Some(view) => Some(crate::cluster::run::join_cluster(view, &node, &tracker, &stop).await?),
+        None => None,
+    };
+    let shutdown_ = shutdown.clone();
+    let shutdown = stop.clone();
 
     let (threads, handoff) =
         crate::resp::threads::start(&node, node.config.resp_threads(), &shutdown, grace)
@@ -156,7 +177,7 @@ pub async fn run_with(
     tracker.spawn(reclaim(node.clone(), reclaim_every, shutdown.clone()));
     let admin = axum::serve(
         listeners.admin,
-        crate::admin::router(node.clone(), shutdown.clone()),
+        crate::admin::router(node.clone(), shutdown_.clone()),
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = tracker.spawn(async move { admin.await });
@@ -180,7 +201,11 @@ pub async fn run_with(
     };
     tracker.close();
 
-    shutdown.cancelled().await;
+    shutdown_.cancelled().await;
+    if let (Some(view), Some(membership)) = (&cluster, membership) {
+        crate::cluster::run::leave(view, membership).await;
+    }
+    stop.cancel();
     tracing::info!("cache node shutting down");
     // The RESP threads give their connections `grace` and are then joined; wait a little longer.
     let deadline = grace + Duration::from_millis(500);

@@ -228,7 +228,7 @@ fn metrics_count_requests_and_shutdown_is_clean() {
     assert_eq!(admin_get(&node, "/healthz", None).0, 200);
     assert_eq!(admin_get(&node, "/readyz", None).0, 200);
     assert_eq!(admin_get(&node, "/nope", None).0, 404);
-    assert_eq!(node.stop(), Ok(()));
+    node.stop().expect("the node stopped cleanly");
     assert!(
         TcpStream::connect(node.resp).is_err(),
         "listener closed after shutdown"

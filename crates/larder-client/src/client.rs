@@ -7,14 +7,19 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use larder_proto::grpc::cache::v1::cache_client::CacheClient;
+use larder_proto::grpc::cache::v1::cluster_client::ClusterClient;
 use larder_util::reload::Reloading;
+use parking_lot::RwLock;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::Error;
+use crate::cluster::ClusterRoute;
 use crate::config::ClientConfig;
+use crate::error::{ConfigError, Error};
 use crate::placement::Placement;
 use larder_util::breaker::{Breaker, BreakerState, Transition};
 use larder_util::clock::{Clock, SystemClock};
@@ -39,9 +44,17 @@ impl fmt::Debug for Client {
     }
 }
 
-struct Inner {
-    nodes: Box<[Node]>,
+pub(crate) struct Inner {
+    /// The configured nodes: the seeds of a cluster, or the whole set for standalone nodes.
+    nodes: Box<[Arc<Node>]>,
     placement: Placement,
+    /// Routing by a cluster's table, once a configured node gave one (see [`crate::cluster`]).
+    pub(crate) cluster: RwLock<Option<Arc<ClusterRoute>>>,
+    /// Every node a cluster table named, by gRPC address.
+    members: RwLock<HashMap<String, Arc<Node>>>,
+    config: ClientConfig,
+    /// TLS to the nodes (`tls_ca` set), for the members a table names as well.
+    tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
     deadline: Duration,
     /// The deadline as a `grpc-timeout` value, formatted once.
     timeout_header: AsciiMetadataValue,
@@ -51,9 +64,20 @@ struct Inner {
     clock: Arc<dyn Clock>,
 }
 
-struct Node {
-    name: Arc<str>,
+/// Shows the node's name.
+impl fmt::Debug for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Node")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Node {
+    pub(crate) name: Arc<str>,
     channels: Box<[CacheClient<Channel>]>,
+    /// The node's `Cluster` service, for its table.
+    pub(crate) cluster: ClusterClient<Channel>,
     next: AtomicUsize,
     breaker: Breaker,
 }
@@ -81,71 +105,141 @@ impl Client {
         config.check()?;
         let names = config.node_names()?;
         let placement = Placement::new(&names).map_err(|(a, b)| {
-            Error::Config(if a == b {
-                format!("node {a} is listed twice")
+            if a == b {
+                ConfigError::Twice(a)
             } else {
-                format!("nodes {a} and {b} have the same placement hash; list one differently")
-            })
+                ConfigError::SameHash(a, b)
+            }
         })?;
         let (authorization, timeout_header) = config.headers()?;
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
-                "Client::new must be called inside a Tokio runtime".to_owned(),
-            ));
+            return Err(ConfigError::NoRuntime.into());
         }
         let tls = config.tls()?;
         let nodes = names
             .into_iter()
-            .map(|name| Node::new(name, &config, tls.as_ref()))
+            .map(|name| Node::new(name, &config, tls.as_ref()).map(Arc::new))
             .collect::<Result<Box<[_]>, _>>()?;
-        Ok(Self {
+        let client = Self {
             inner: Arc::new(Inner {
                 nodes,
                 placement,
+                cluster: RwLock::new(None),
+                members: RwLock::default(),
                 deadline: config.deadline,
                 timeout_header,
                 authorization,
                 clock,
+                config,
+                tls,
             }),
-        })
+        };
+        crate::cluster::follow(&client);
+        Ok(client)
     }
 
     /// The node (`host:port`) that owns `key`.
-    pub fn node_for(&self, key: &[u8]) -> &str {
-        &self.inner.nodes[self.owner(key)].name
+    pub fn node_for(&self, key: &[u8]) -> String {
+        self.owner(key).name.to_string()
     }
 
-    /// Every node's name and breaker state, in configuration order: the
-    /// `larder_breaker_state{target="cache:<node>"}` gauges (see
+    /// Every node's name and breaker state, configured nodes first, then the other members of
+    /// a cluster: the `larder_breaker_state{target="cache:<node>"}` gauges (see
     /// [`BreakerState::metric_value`]).
     pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
-        let nodes = self.inner.nodes.iter();
-        nodes
+        let mut states: Vec<(String, BreakerState)> = self
+            .inner
+            .nodes
+            .iter()
             .map(|node| (node.name.to_string(), node.breaker.state()))
-            .collect()
+            .collect();
+        let members = self.inner.members.read();
+        let mut more: Vec<_> = members
+            .values()
+            .filter(|m| !states.iter().any(|(name, _)| **name == *m.name))
+            .map(|m| (m.name.to_string(), m.breaker.state()))
+            .collect();
+        more.sort_by(|a, b| a.0.cmp(&b.0));
+        states.extend(more);
+        states
     }
 
     /// Whether every node's breaker is closed.
     pub fn healthy(&self) -> bool {
-        let mut nodes = self.inner.nodes.iter();
-        nodes.all(|node| node.breaker.state() == BreakerState::Closed)
+        self.breaker_states()
+            .iter()
+            .all(|(_, state)| *state == BreakerState::Closed)
     }
 
-    /// How many nodes keys are spread over.
-    pub(crate) fn node_count(&self) -> usize {
-        self.inner.nodes.len()
+    /// The epoch of the cluster table keys are routed by, once a node gave one.
+    pub fn cluster_epoch(&self) -> Option<u64> {
+        self.inner.cluster.read().as_ref().map(|route| route.epoch)
     }
 
-    /// The index of the node that owns `key`.
-    pub(crate) fn owner(&self, key: &[u8]) -> usize {
-        self.inner.placement.owner(key)
+    /// The node that owns `key`: by the cluster's table when there is one, else by rendezvous
+    /// hashing over the configured nodes.
+    pub(crate) fn owner(&self, key: &[u8]) -> Arc<Node> {
+        if let Some(route) = &*self.inner.cluster.read()
+            && let Some(node) = route.owner(key)
+        {
+            return node.clone();
+        }
+        self.inner.nodes[self.inner.placement.owner(key)].clone()
     }
 
-    /// Makes one call to node `index`: fails fast while its breaker is open, bounds the call by
-    /// the deadline and reports the outcome to the breaker.
+    /// The node for a cluster member's gRPC address, made on first use.
+    pub(crate) fn member(&self, grpc: &str) -> Result<Arc<Node>, Error> {
+        if let Some(node) = self.inner.nodes.iter().find(|n| &*n.name == grpc) {
+            return Ok(node.clone());
+        }
+        if let Some(node) = self.inner.members.read().get(grpc) {
+            return Ok(node.clone());
+        }
+        let node = Arc::new(Node::new(
+            grpc.to_owned(),
+            &self.inner.config,
+            self.inner.tls.as_ref(),
+        )?);
+        let mut members = self.inner.members.write();
+        Ok(members.entry(grpc.to_owned()).or_insert(node).clone())
+    }
+
+    /// The configured nodes.
+    pub(crate) fn seeds(&self) -> &[Arc<Node>] {
+        &self.inner.nodes
+    }
+
+    /// Installs a cluster table to route by.
+    pub(crate) fn set_route(&self, route: Option<Arc<ClusterRoute>>) {
+        *self.inner.cluster.write() = route;
+    }
+
+    /// A handle that does not keep the client alive.
+    pub(crate) fn downgrade(&self) -> std::sync::Weak<Inner> {
+        Arc::downgrade(&self.inner)
+    }
+
+    /// The client of a handle, while it lives.
+    pub(crate) fn upgrade(weak: &std::sync::Weak<Inner>) -> Option<Self> {
+        weak.upgrade().map(|inner| Self { inner })
+    }
+
+    /// A request with the client's token.
+    pub(crate) fn authorized<M>(&self, message: M) -> Request<M> {
+        let mut request = Request::new(message);
+        if let Some(authorization) = &self.inner.authorization {
+            request
+                .metadata_mut()
+                .insert("authorization", authorization.clone());
+        }
+        request
+    }
+
+    /// Makes one call to `node`: fails fast while its breaker is open, bounds the call by the
+    /// deadline and reports the outcome to the breaker.
     pub(crate) async fn call<M, T, F, Fut>(
         &self,
-        index: usize,
+        node: Arc<Node>,
         message: M,
         rpc: F,
     ) -> Result<T, Error>
@@ -154,7 +248,6 @@ impl Client {
         Fut: Future<Output = Result<Response<T>, Status>>,
     {
         let inner = &*self.inner;
-        let node = &inner.nodes[index];
         let Some(permit) = node.breaker.admit(|| inner.now_ms()) else {
             return Err(Error::breaker_open(&node.name));
         };
@@ -208,17 +301,18 @@ impl Node {
         let endpoint = config.endpoint(&name)?;
         let server_name =
             (!config.tls_server_name.is_empty()).then(|| config.tls_server_name.clone());
+        let connect = || match tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::Connector::new(
+                tls.clone(),
+                server_name.clone(),
+                config.connect_timeout,
+            )),
+        };
+        let cluster = ClusterClient::new(connect());
         let channels = (0..config.connections_per_node)
             .map(|_| {
-                let channel = match tls {
-                    None => endpoint.connect_lazy(),
-                    Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::Connector::new(
-                        tls.clone(),
-                        server_name.clone(),
-                        config.connect_timeout,
-                    )),
-                };
-                CacheClient::new(channel)
+                CacheClient::new(connect())
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE)
             })
@@ -227,6 +321,7 @@ impl Node {
         Ok(Self {
             name: Arc::from(name),
             channels,
+            cluster,
             next: AtomicUsize::new(0),
             breaker: Breaker::new(config.breaker_failures, cooldown),
         })

@@ -10,6 +10,9 @@ use bytes::Bytes;
 use larder_proto::grpc::cache::v1 as pb;
 use tonic::Code;
 
+use std::sync::Arc;
+
+use crate::client::Node;
 use crate::{Client, Error};
 
 /// A cached value.
@@ -202,18 +205,17 @@ impl Client {
 
     /// Groups `keys` by owning node, keeping their order within each group.
     fn split(&self, keys: &[Bytes]) -> Split {
-        let nodes = self.node_count();
-        // Per node: its batch's index, or `usize::MAX` while it has none.
-        let mut batch_of_node = vec![usize::MAX; nodes];
-        let mut batches: Vec<(usize, Vec<Bytes>)> = Vec::with_capacity(nodes.min(keys.len()));
+        let mut batches: Vec<(Arc<Node>, Vec<Bytes>)> = Vec::new();
         let mut batch_of_key = Vec::with_capacity(keys.len());
         for key in keys {
             let node = self.owner(key);
-            if batch_of_node[node] == usize::MAX {
-                batch_of_node[node] = batches.len();
-                batches.push((node, Vec::new()));
-            }
-            let batch = batch_of_node[node];
+            let batch = match batches.iter().position(|(n, _)| Arc::ptr_eq(n, &node)) {
+                Some(batch) => batch,
+                None => {
+                    batches.push((node, Vec::new()));
+                    batches.len() - 1
+                }
+            };
             batches[batch].1.push(key.clone());
             batch_of_key.push(batch);
         }
@@ -226,8 +228,8 @@ impl Client {
 
 /// Keys grouped by node.
 struct Split {
-    /// (node index, its keys in request order), in order of each node's first key.
-    batches: Vec<(usize, Vec<Bytes>)>,
+    /// (node, its keys in request order), in order of each node's first key.
+    batches: Vec<(Arc<Node>, Vec<Bytes>)>,
     /// For each requested key, the index of its batch.
     batch_of_key: Vec<usize>,
 }
@@ -316,7 +318,7 @@ mod tests {
         assert_eq!(try_join_all(futures).await.unwrap(), delays);
         let failing = [1u64, 0].into_iter().map(|ms| async move {
             if ms == 0 {
-                return Err(Error::Config("boom".into()));
+                return Err(Error::Config(crate::ConfigError::NoNodes));
             }
             std::future::pending::<()>().await;
             Ok(ms)

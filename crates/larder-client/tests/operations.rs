@@ -78,7 +78,7 @@ async fn keys_spread_over_two_nodes_and_get_many_keeps_request_order() {
     let c = client(&[&a, &b]);
     let names: HashSet<String> = [a.grpc.to_string(), b.grpc.to_string()].into();
 
-    let mut per_node = std::collections::HashMap::<&str, usize>::new();
+    let mut per_node = std::collections::HashMap::<String, usize>::new();
     for i in 0..100 {
         let k = key(i);
         c.set(k.clone(), format!("value {i}"), SetOpts::default())
@@ -87,7 +87,7 @@ async fn keys_spread_over_two_nodes_and_get_many_keeps_request_order() {
         *per_node.entry(c.node_for(&k)).or_default() += 1;
     }
     assert_eq!(per_node.len(), 2, "{per_node:?}");
-    assert!(per_node.keys().all(|n| names.contains(*n)));
+    assert!(per_node.keys().all(|n| names.contains(n)));
     assert!(per_node.values().all(|&n| n >= 20), "{per_node:?}");
 
     // Each node holds exactly its own keys: a client of one node alone misses the others'.

@@ -3,12 +3,16 @@
 //! * [`slot`]: keys to Redis Cluster's hash slots (CRC16 of the key or its `{hash tag}`), and
 //!   slots to the 1024 partitions placement moves;
 //! * [`placement`]: the [`Table`] of partition owners, by rendezvous hashing over the ready
-//!   members, named by an epoch.
+//!   members, named by an epoch;
+//! * [`membership`]: which members are live, by gossip (chitchat over UDP).
 //!
-//! All of it is plain synchronous code: no I/O, no clock.
+//! Slots and placement are plain synchronous code: no I/O, no clock. Membership runs tasks
+//! on tokio, over a transport that tests replace, on tokio's clock that tests pause.
 
+pub mod membership;
 pub mod placement;
 pub mod slot;
 
-pub use placement::{Member, Status, Table};
+pub use membership::{Membership, MembershipConfig, MembershipError};
+pub use placement::{Member, Status, Table, newest_per_id};
 pub use slot::{PARTITIONS, SLOTS, key_slot, partition_of};

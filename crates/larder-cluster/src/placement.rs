@@ -104,6 +104,16 @@ pub struct Member {
     pub admin: String,
 }
 
+/// One member per id, the newest generation of each, sorted by id: a restarted process
+/// replaces the one it follows, never stands beside it.
+#[must_use]
+pub fn newest_per_id(members: impl IntoIterator<Item = Member>) -> Vec<Member> {
+    let mut members: Vec<Member> = members.into_iter().collect();
+    members.sort_by(|a, b| a.id.cmp(&b.id).then(b.generation.cmp(&a.generation)));
+    members.dedup_by(|later, first| later.id == first.id);
+    members
+}
+
 /// The placement of every partition over a member set, with the epoch that names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Table {
@@ -122,9 +132,7 @@ impl Table {
     /// ready ones placed.
     #[must_use]
     pub fn new(members: impl IntoIterator<Item = Member>) -> Self {
-        let mut members: Vec<Member> = members.into_iter().collect();
-        members.sort_by(|a, b| a.id.cmp(&b.id).then(b.generation.cmp(&a.generation)));
-        members.dedup_by(|later, first| later.id == first.id);
+        let members = newest_per_id(members);
         let ready: Vec<(usize, u64)> = members
             .iter()
             .enumerate()
@@ -167,10 +175,24 @@ impl Table {
     /// The member with `id`.
     #[must_use]
     pub fn member(&self, id: &str) -> Option<&Member> {
+        self.index_of(id).map(|i| &self.members[i])
+    }
+
+    /// The index in [`Table::members`] of `id`.
+    #[must_use]
+    pub fn index_of(&self, id: &str) -> Option<usize> {
         self.members
             .binary_search_by(|m| m.id.as_str().cmp(id))
             .ok()
-            .map(|i| &self.members[i])
+    }
+
+    /// The index in [`Table::members`] of the owner of `partition`, if any member is ready.
+    #[must_use]
+    pub fn owner_index(&self, partition: u16) -> Option<usize> {
+        match *self.owners.get(usize::from(partition))? {
+            NO_OWNER => None,
+            index => Some(usize::from(index)),
+        }
     }
 
     /// The owner of `partition`, if any member is ready.

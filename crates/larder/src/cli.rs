@@ -28,11 +28,22 @@ pub(crate) enum Command {
     Api(ApiArgs),
     /// GET an HTTP URL and exit 0 if it answers 2xx (a health check for containers).
     Probe(crate::probe::ProbeArgs),
+    /// Inspect a cluster of cache nodes.
+    Cluster {
+        #[command(subcommand)]
+        what: ClusterCommand,
+    },
     /// Load generators and trace replay.
     Bench {
         #[command(subcommand)]
         what: larder_bench::Command,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// Print the cluster as a node sees it: members, status, partitions, epoch.
+    Status(crate::cluster::StatusArgs),
 }
 
 #[derive(Debug, Args)]
@@ -58,6 +69,10 @@ pub(crate) struct UpArgs {
     /// Cache node admin HTTP address [default: 127.0.0.1:7071] (also LARDER_CACHE_ADMIN_ADDR).
     #[arg(long, value_name = "ADDR")]
     pub(crate) admin_addr: Option<String>,
+    /// Cache nodes to run (default 1); more than one form a cluster on this machine, node i
+    /// on the configured ports plus i (RESP, gossip) or plus 2i (gRPC, admin).
+    #[arg(long, value_name = "N")]
+    pub(crate) nodes: Option<u16>,
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +100,22 @@ pub(crate) struct CacheArgs {
     /// Private key (PEM) of --tls-cert.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub(crate) tls_key: Option<String>,
+    /// Join a cluster (gossip on 127.0.0.1:7946 unless --cluster-addr says otherwise).
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// UDP gossip address; implies --cluster.
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) cluster_addr: Option<String>,
+    /// Gossip addresses of nodes to join through, comma-separated (DNS names are resolved
+    /// again and again); implies --cluster.
+    #[arg(long, value_name = "HOST:PORT,…", value_delimiter = ',')]
+    pub(crate) seeds: Option<Vec<String>>,
+    /// This node's id in the cluster, stable across restarts (default: its RESP address).
+    #[arg(long, value_name = "ID")]
+    pub(crate) node_id: Option<String>,
+    /// The host other nodes and clients reach this node on (needed when listening on 0.0.0.0).
+    #[arg(long, value_name = "HOST")]
+    pub(crate) advertise_host: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -31,12 +31,15 @@ pub(crate) struct Config {
 pub(crate) struct UpConfig {
     /// Directory for the SQLite database and other state.
     pub(crate) data: PathBuf,
+    /// Cache nodes to run; more than one form a cluster, each node on the next ports.
+    pub(crate) nodes: u16,
 }
 
 impl Default for UpConfig {
     fn default() -> Self {
         Self {
             data: PathBuf::from(DEFAULT_DATA_DIR),
+            nodes: 1,
         }
     }
 }
@@ -105,14 +108,40 @@ fn apply_env(
         if !["cache", "api", "up"].contains(&section) {
             bail!("environment variable {name}: unknown section {section:?}");
         }
-        let value = typed(&defaults, section, field, &value)
+        // A field of a nested table (`LARDER_CACHE_CLUSTER_SEEDS`: `[cache.cluster] seeds`).
+        let nested = defaults
+            .get(section)
+            .and_then(|s| s.as_table())
+            .and_then(|s| {
+                s.iter().find_map(|(sub, v)| {
+                    let rest = field.strip_prefix(sub.as_str())?.strip_prefix('_')?;
+                    v.is_table().then(|| (sub.clone(), rest.to_owned()))
+                })
+            });
+        let (defaults_at, path): (&toml::Table, Vec<String>) = match &nested {
+            Some((sub, rest)) => (
+                defaults
+                    .get(section)
+                    .and_then(|s| s.as_table())
+                    .unwrap_or(&defaults),
+                vec![section.to_owned(), sub.clone(), rest.clone()],
+            ),
+            None => (&defaults, vec![section.to_owned(), field.to_owned()]),
+        };
+        let (owner, leaf) = (&path[path.len() - 2], &path[path.len() - 1]);
+        let value = typed(defaults_at, owner, leaf, &value)
             .with_context(|| format!("environment variable {name}"))?;
-        let section = table
-            .entry(section)
-            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
-        if let toml::Value::Table(section) = section {
-            section.insert(field.to_owned(), value);
+        let mut at = &mut *table;
+        for step in &path[..path.len() - 1] {
+            let entry = at
+                .entry(step.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            let toml::Value::Table(inner) = entry else {
+                bail!("environment variable {name}: {step} is not a section");
+            };
+            at = inner;
         }
+        at.insert(leaf.clone(), value);
     }
     Ok(())
 }
@@ -169,6 +198,12 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.cache.policy, &args.policy);
             set(&mut config.cache.tls_cert, &args.tls_cert);
             set(&mut config.cache.tls_key, &args.tls_key);
+            let cluster = &mut config.cache.cluster;
+            set(&mut cluster.addr, &args.cluster_addr);
+            set(&mut cluster.seeds, &args.seeds);
+            set(&mut cluster.node_id, &args.node_id);
+            set(&mut cluster.advertise_host, &args.advertise_host);
+            cluster.enabled |= args.cluster || args.cluster_addr.is_some() || args.seeds.is_some();
         }
         Some(Command::Api(args)) => {
             set(&mut config.api.listen, &args.listen);
@@ -183,8 +218,9 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.cache.resp_addr, &args.resp_addr);
             set(&mut config.cache.grpc_addr, &args.grpc_addr);
             set(&mut config.cache.admin_addr, &args.admin_addr);
+            set(&mut config.up.nodes, &args.nodes);
         }
-        Some(Command::Bench { .. } | Command::Probe(_)) | None => {}
+        Some(Command::Bench { .. } | Command::Probe(_) | Command::Cluster { .. }) | None => {}
     }
 }
 

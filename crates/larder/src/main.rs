@@ -2,6 +2,7 @@
 //! hands off to the libraries; nothing else lives here.
 
 mod cli;
+mod cluster;
 mod config;
 mod listen;
 mod probe;
@@ -50,6 +51,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Probe(args)) => probe::run(&args),
+        Some(Command::Cluster {
+            what: cli::ClusterCommand::Status(args),
+        }) => cluster::status(&args, &config.cache.token),
         Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => serve::api(config.api),

@@ -47,6 +47,17 @@ pub(crate) fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
 
 /// Sends `GET path` and returns the answer's status code.
 fn get_status(url: &str, deadline: Instant) -> anyhow::Result<u16> {
+    Ok(get(url, None, deadline, false)?.0)
+}
+
+/// Sends `GET path` (with `authorization` if given) and returns the status code and, when
+/// `body` is asked for, the body (read until the server closes).
+pub(crate) fn get(
+    url: &str,
+    authorization: Option<&str>,
+    deadline: Instant,
+    body: bool,
+) -> anyhow::Result<(u16, String)> {
     let HttpUrl {
         addr: authority,
         host,
@@ -65,22 +76,39 @@ fn get_status(url: &str, deadline: Instant) -> anyhow::Result<u16> {
         .with_context(|| format!("{authority} resolves to no address"))?;
     let mut stream = TcpStream::connect_timeout(&addr, left()?).context("connecting")?;
     stream.set_write_timeout(Some(left()?))?;
+    let auth = authorization.map_or(String::new(), |a| format!("Authorization: {a}\r\n"));
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: larder-probe\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: larder\r\n{auth}\
          Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).context("sending")?;
-    let mut head = Vec::with_capacity(256);
-    let mut buf = [0; 256];
-    while !head.windows(2).any(|w| w == b"\r\n") {
+    let mut answer = Vec::with_capacity(256);
+    let mut buf = [0; 4096];
+    loop {
+        let have_head = answer.windows(2).any(|w| w == b"\r\n");
+        if have_head && !body {
+            break;
+        }
         stream.set_read_timeout(Some(left()?))?;
         let n = stream.read(&mut buf).context("reading the answer")?;
-        if n == 0 || head.len() > 4096 {
+        if n == 0 {
+            if have_head {
+                break;
+            }
             bail!("no status line in the answer");
         }
-        head.extend_from_slice(&buf[..n]);
+        if !body && answer.len() > 4096 {
+            bail!("no status line in the answer");
+        }
+        answer.extend_from_slice(&buf[..n]);
     }
-    parse_status(&head)
+    let status = parse_status(&answer)?;
+    let text = String::from_utf8_lossy(&answer);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    Ok((status, body))
 }
 
 /// The code of an `HTTP/1.x NNN reason` status line.

@@ -35,8 +35,8 @@ fn sample_products() -> CollectionConfig {
     }
 }
 
-/// The configurations of the node and the gateway `larder up` runs.
-pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig)> {
+/// The configurations of the nodes and the gateway `larder up` runs.
+pub(crate) fn compose(config: &Config) -> anyhow::Result<(Vec<CacheConfig>, ApiConfig)> {
     let data = &config.up.data;
     if data.exists() && !data.is_dir() {
         anyhow::bail!(
@@ -57,41 +57,88 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig
     }
     // The stack talks to itself on loopback in plaintext: TLS settings are for separately run
     // processes.
-    let mut cache = config.cache.clone();
     for setting in [
-        &mut cache.tls_cert,
-        &mut cache.tls_key,
-        &mut cache.tls_client_ca,
-    ] {
-        setting.clear();
-    }
-    let api_tls = [&mut api.tls_cert, &mut api.tls_key, &mut api.tls_client_ca];
-    for setting in api_tls {
-        setting.clear();
-    }
-    for setting in [
+        &mut api.tls_cert,
+        &mut api.tls_key,
+        &mut api.tls_client_ca,
         &mut api.cache_tls_ca,
         &mut api.cache_tls_cert,
         &mut api.cache_tls_key,
     ] {
         setting.clear();
     }
-    cache.validate().context("invalid [cache] configuration")?;
-    Ok((cache, api))
+    let mut base = config.cache.clone();
+    for setting in [
+        &mut base.tls_cert,
+        &mut base.tls_key,
+        &mut base.tls_client_ca,
+    ] {
+        setting.clear();
+    }
+    let count = config.up.nodes.max(1);
+    let nodes = (0..count)
+        .map(|i| node_config(&base, i, count))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    Ok((nodes, api))
 }
 
-/// Runs the node and the gateway until a signal stops them. Everything that can fail (the
+/// Node `i` of `count`: alone, the configured node; in a cluster, the configured ports plus
+/// `i` (RESP, gossip) or `2i` (gRPC and admin, which sit side by side), gossiping through
+/// node 0.
+fn node_config(base: &CacheConfig, i: u16, count: u16) -> anyhow::Result<CacheConfig> {
+    let mut cache = base.clone();
+    if count > 1 {
+        let shift = |addr: &str, by: u16| -> anyhow::Result<String> {
+            let (host, port) = addr
+                .rsplit_once(':')
+                .with_context(|| format!("{addr:?} is not host:port"))?;
+            let port: u16 = port
+                .parse()
+                .with_context(|| format!("{addr:?}: bad port"))?;
+            if port == 0 {
+                return Ok(addr.to_owned());
+            }
+            let port = port
+                .checked_add(by)
+                .with_context(|| format!("{addr:?}: no room for {count} nodes"))?;
+            Ok(format!("{host}:{port}"))
+        };
+        cache.resp_addr = shift(&base.resp_addr, i)?;
+        cache.grpc_addr = shift(&base.grpc_addr, 2 * i)?;
+        cache.admin_addr = shift(&base.admin_addr, 2 * i)?;
+        cache.cluster.enabled = true;
+        cache.cluster.addr = shift(&base.cluster.addr, i)?;
+        if cache.cluster.seeds.is_empty() {
+            cache.cluster.seeds = vec![base.cluster.addr.clone()];
+        }
+        // Node i is always node i, restart after restart.
+        if base.cluster.node_id.is_empty() {
+            cache.cluster.node_id = format!("node-{i}");
+        }
+    }
+    cache.validate().context("invalid [cache] configuration")?;
+    Ok(cache)
+}
+
+/// Runs the nodes and the gateway until a signal stops them. Everything that can fail (the
 /// listeners, the database) is set up before "larder is up" is printed.
 pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     init_tracing();
-    let (cache, mut api) = compose(config)?;
+    let (caches, mut api) = compose(config)?;
     runtime()?.block_on(async move {
         let shutdown = shutdown_on_signals();
-        let listeners = Listeners::bind(&cache)
-            .await
-            .map_err(crate::listen::cache_error)?;
-        let [resp, grpc, admin] = listeners.local_addrs()?;
-        api.cache_nodes = vec![grpc.to_string()];
+        let mut bound = Vec::with_capacity(caches.len());
+        for cache in &caches {
+            let listeners = Listeners::bind(cache)
+                .await
+                .map_err(crate::listen::cache_error)?;
+            let addrs = listeners.local_addrs()?;
+            bound.push((listeners, addrs));
+        }
+        api.cache_nodes = bound
+            .iter()
+            .map(|(_, [_, grpc, _])| grpc.to_string())
+            .collect();
         let listener = larder_api::bind(&api.listen)
             .await
             .map_err(|e| crate::listen::explain(&e, &api.listen, crate::listen::API_LISTEN))?;
@@ -99,22 +146,41 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
         let collections: Vec<String> = api.collections.iter().map(|c| c.name.clone()).collect();
         let gateway = larder_api::Gateway::open(api, listener).await?;
         let http = gateway.local_addr()?;
-        let node = tokio::spawn(larder_cache::run(cache, listeners, shutdown.clone()));
         println!("larder is up");
         for name in &collections {
             println!("  api        http://{http}/v1/{name}");
         }
         println!("  docs       http://{http}/docs   (OpenAPI: http://{http}/openapi.json)");
         println!("  api ops    http://{http}/metrics  /healthz  /readyz");
-        println!("  redis      redis://{resp}");
-        println!("  grpc       http://{grpc}");
-        println!("  cache ops  http://{admin}/metrics");
+        for (i, (_, [resp, grpc, admin])) in bound.iter().enumerate() {
+            let name = if bound.len() > 1 {
+                format!("node {i}")
+            } else {
+                "cache".into()
+            };
+            println!("  {name:<10} redis://{resp}  grpc http://{grpc}  ops http://{admin}/metrics");
+        }
+        if caches.len() > 1 {
+            println!(
+                "  cluster    gossip {} (larder cluster status --node {})",
+                caches[0].cluster.addr, bound[0].1[2]
+            );
+        }
         println!("  database   {database}");
+        let mut nodes = Vec::new();
+        for (cache, (listeners, _)) in caches.into_iter().zip(bound) {
+            nodes.push(tokio::spawn(larder_cache::run(
+                cache,
+                listeners,
+                shutdown.clone(),
+            )));
+        }
         let gateway = gateway.serve(shutdown.clone()).await;
         shutdown.cancel();
-        let node = node.await.context("cache node task")?;
+        for node in nodes {
+            node.await.context("cache node task")??;
+        }
         gateway?;
-        node?;
         Ok(ExitCode::SUCCESS)
     })
 }

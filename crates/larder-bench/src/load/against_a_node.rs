@@ -24,6 +24,7 @@ fn node(token: &str) -> TestNode {
 fn load(rate: Option<f64>) -> LoadArgs {
     LoadArgs {
         keys: 1000,
+        key_prefix: "key:".into(),
         value_size: 16,
         read_ratio: 0.8,
         duration: 0.5,
@@ -31,7 +32,7 @@ fn load(rate: Option<f64>) -> LoadArgs {
         rate,
         prefill: true,
         threads: 1,
-        server_pid: Some(std::process::id()),
+        server_pid: vec![std::process::id()],
     }
 }
 

@@ -54,32 +54,38 @@ pub(crate) struct CpuUse {
     pub(crate) client: Option<Duration>,
 }
 
-/// Samples the server's and our own CPU time.
+/// Samples the servers' (added up) and our own CPU time.
 #[derive(Debug, Clone)]
 pub(crate) struct CpuWatch {
-    server_pid: Option<String>,
+    server_pids: Vec<String>,
 }
 
 impl CpuWatch {
-    /// Checks now that the server's `/proc` entry can be read, so a wrong pid fails at once.
+    /// Checks now that every server's `/proc` entry can be read, so a wrong pid fails at once.
     ///
     /// # Errors
-    /// When `server_pid` names no readable process.
-    pub(crate) fn new(server_pid: Option<u32>) -> Result<Self, Error> {
-        if let Some(pid) = server_pid {
+    /// When a pid of `server_pids` names no readable process.
+    pub(crate) fn new(server_pids: &[u32]) -> Result<Self, Error> {
+        for &pid in server_pids {
             process_cpu(&pid.to_string()).map_err(|source| Error::ServerPid { pid, source })?;
         }
-        let server_pid = server_pid.map(|pid| pid.to_string());
-        Ok(Self { server_pid })
+        let server_pids = server_pids.iter().map(u32::to_string).collect();
+        Ok(Self { server_pids })
     }
 
-    /// The CPU times now; a process that cannot be read gives `None` for its part.
+    /// The CPU times now: the servers' sum (`None` without servers, or when one cannot be
+    /// read) and ours.
     pub(crate) fn sample(&self) -> CpuSample {
+        let server = (!self.server_pids.is_empty())
+            .then(|| {
+                self.server_pids
+                    .iter()
+                    .map(|pid| process_cpu(pid).ok())
+                    .sum::<Option<Duration>>()
+            })
+            .flatten();
         CpuSample {
-            server: self
-                .server_pid
-                .as_deref()
-                .and_then(|pid| process_cpu(pid).ok()),
+            server,
             client: process_cpu("self").ok(),
         }
     }
@@ -120,11 +126,19 @@ mod tests {
     #[test]
     fn reads_our_own_process() {
         assert!(process_cpu("self").is_ok());
-        assert!(CpuWatch::new(Some(u32::MAX)).is_err());
-        let watch = CpuWatch::new(Some(std::process::id())).unwrap();
+        let me = std::process::id();
+        assert!(CpuWatch::new(&[me, u32::MAX]).is_err());
+        let watch = CpuWatch::new(&[me]).unwrap();
         let before = watch.sample();
         let spent = before.until(&watch.sample());
         assert!(spent.server.is_some() && spent.client.is_some());
         assert_eq!(CpuSample::default().until(&before).client, None);
+        assert_eq!(CpuWatch::new(&[]).unwrap().sample().server, None);
+        // Two servers' times add up: this process counted twice is twice its time.
+        let (one, twice) = (
+            before.server.unwrap(),
+            CpuWatch::new(&[me, me]).unwrap().sample(),
+        );
+        assert!(twice.server.unwrap() >= one * 2);
     }
 }

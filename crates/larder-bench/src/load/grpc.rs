@@ -42,13 +42,13 @@ pub(crate) async fn bench(args: &GrpcArgs, progress: Progress) -> Result<Summary
     let load = &args.load;
     run::check(load, args.connections, args.concurrency)?;
     Usage::require(args.batch > 0, "--batch", "at least 1")?;
-    let cpu = CpuWatch::new(load.server_pid)?;
+    let cpu = CpuWatch::new(&load.server_pid)?;
     let channels = connect(&args.addr, args.connections).await?;
-    let keys = KeySpace::new(load.keys);
+    let keys = KeySpace::new(load.keys).with_prefix(load.key_prefix.as_bytes());
     let mut first = Slot {
         client: client(channels[0].clone()),
-        keys,
         table: keys.table(),
+        keys,
         value: Bytes::from(keys::value(load.value_size)),
         mix: Mix::new(load.read_ratio),
         batch: args.batch,

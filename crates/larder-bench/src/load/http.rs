@@ -28,7 +28,9 @@ use super::inbox::Inbox;
 use super::report::{Progress, Recorder, Summary};
 use super::run;
 use super::window::{self, Pacing, Schedule, Window};
-use crate::args::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs};
+use crate::args::{
+    DEFAULT_KEY_PREFIX, DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs,
+};
 use crate::error::{self, Error, Peer, Result, Usage};
 
 /// Pause after a failed reconnect, so that a closed port is not hammered in a closed loop.
@@ -49,7 +51,7 @@ pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> Result<Summary
         problem: err.problem,
     })?;
     let requests = Requests::new(&target, &args.headers, args.paths_from)?;
-    let cpu = CpuWatch::new(load.server_pid)?;
+    let cpu = CpuWatch::new(&load.server_pid)?;
     let mut streams = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         streams.push(connect(&target.addr).await?);
@@ -64,6 +66,7 @@ pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> Result<Summary
 /// The cache workload options mean nothing here; refuse them rather than ignore them.
 fn refuse_cache_options(load: &LoadArgs) -> Result<(), Usage> {
     let defaults = load.keys == DEFAULT_KEYS
+        && load.key_prefix == DEFAULT_KEY_PREFIX
         && load.value_size == DEFAULT_VALUE_SIZE
         && load.read_ratio.total_cmp(&DEFAULT_READ_RATIO).is_eq();
     if defaults {
@@ -407,6 +410,7 @@ mod tests {
             headers: Vec::new(),
             load: LoadArgs {
                 keys: DEFAULT_KEYS,
+                key_prefix: DEFAULT_KEY_PREFIX.into(),
                 value_size: DEFAULT_VALUE_SIZE,
                 read_ratio: DEFAULT_READ_RATIO,
                 duration: 0.5,
@@ -414,7 +418,7 @@ mod tests {
                 rate,
                 prefill: true,
                 threads: 1,
-                server_pid: Some(std::process::id()),
+                server_pid: vec![std::process::id()],
             },
         }
     }

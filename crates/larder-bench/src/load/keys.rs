@@ -1,12 +1,13 @@
 //! What the load generators ask for: a small fast PRNG, fixed-width key names written in place,
 //! and the read/write mix. Nothing here allocates per request.
 
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
-/// Every key name starts with this.
-pub(crate) const KEY_PREFIX: &[u8] = b"key:";
+/// What key names start with unless told otherwise.
+const KEY_PREFIX: &[u8] = b"key:";
 
 /// wyrand: one multiply per number, statistically fine for picking keys, not for secrets.
 #[derive(Debug, Clone)]
@@ -40,12 +41,13 @@ impl Rng {
     }
 }
 
-/// Keys `key:0…0` to `key:9…9`, every name the same length, so requests can be pre-encoded
-/// and a key's digits overwritten in place.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Keys `key:0…0` to `key:9…9` (or another prefix), every name the same length, so requests
+/// can be pre-encoded and a key's digits overwritten in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct KeySpace {
     count: u64,
     digits: usize,
+    prefix: Arc<[u8]>,
 }
 
 impl KeySpace {
@@ -55,7 +57,24 @@ impl KeySpace {
         let digits = (count - 1)
             .checked_ilog10()
             .map_or(1, |log| log as usize + 1);
-        Self { count, digits }
+        Self {
+            count,
+            digits,
+            prefix: KEY_PREFIX.into(),
+        }
+    }
+
+    /// The same keys, named `{prefix}0…`.
+    pub(crate) fn with_prefix(self, prefix: &[u8]) -> Self {
+        Self {
+            prefix: prefix.into(),
+            ..self
+        }
+    }
+
+    /// Length of the prefix every name starts with (the digits follow it).
+    pub(crate) fn prefix_len(&self) -> usize {
+        self.prefix.len()
     }
 
     pub(crate) fn count(&self) -> u64 {
@@ -64,7 +83,7 @@ impl KeySpace {
 
     /// Length of every key name.
     pub(crate) fn width(&self) -> usize {
-        KEY_PREFIX.len() + self.digits
+        self.prefix.len() + self.digits
     }
 
     /// A key chosen uniformly at random.
@@ -82,9 +101,9 @@ impl KeySpace {
 
     /// The name of key `index`, allocated (for prefill and tables, not the hot path).
     pub(crate) fn name(&self, index: u64) -> Vec<u8> {
-        let mut name = KEY_PREFIX.to_vec();
+        let mut name = self.prefix.to_vec();
         name.resize(self.width(), b'0');
-        self.write_digits(&mut name[KEY_PREFIX.len()..], index);
+        self.write_digits(&mut name[self.prefix.len()..], index);
         name
     }
 
@@ -96,7 +115,7 @@ impl KeySpace {
         for index in 0..self.count {
             let start = all.len();
             all.extend_from_slice(&template);
-            self.write_digits(&mut all[start + KEY_PREFIX.len()..], index);
+            self.write_digits(&mut all[start + self.prefix.len()..], index);
         }
         KeyTable {
             all: Bytes::from(all),
@@ -186,6 +205,9 @@ mod tests {
         assert_eq!(KeySpace::new(10).name(9), b"key:9");
         assert_eq!(KeySpace::new(11).name(3), b"key:03");
         assert_eq!(KeySpace::new(0).count(), 1);
+        let tagged = KeySpace::new(100).with_prefix(b"k{a}:");
+        assert_eq!(tagged.name(7), b"k{a}:07");
+        assert_eq!(tagged.table().key(42).as_ref(), b"k{a}:42");
     }
 
     #[test]

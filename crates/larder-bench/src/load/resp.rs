@@ -36,15 +36,15 @@ const PREFILL_PIPELINE: usize = 64;
 pub(crate) async fn bench(args: &RespArgs, progress: Progress) -> Result<Summary> {
     let load = &args.load;
     run::check(load, args.connections, args.pipeline)?;
-    let cpu = CpuWatch::new(load.server_pid)?;
-    let keys = KeySpace::new(load.keys);
+    let cpu = CpuWatch::new(&load.server_pid)?;
+    let keys = KeySpace::new(load.keys).with_prefix(load.key_prefix.as_bytes());
     let value = keys::value(load.value_size);
     let mut streams = Vec::with_capacity(args.connections);
     for _ in 0..args.connections {
         streams.push(connect(&args.addr, args.password.as_deref()).await?);
     }
     if let (true, Some(first)) = (load.prefill, streams.first_mut()) {
-        prefill(first, keys, &value).await?;
+        prefill(first, &keys, &value).await?;
     }
     let requests = Requests::new(keys, &value, Mix::new(load.read_ratio))?;
     let spawn = |window, completed: &_| spawn_lanes(args, &requests, streams, window, completed);
@@ -114,7 +114,7 @@ fn refused(request: &'static str, replies: &[Frame]) -> Result<()> {
 }
 
 /// Writes every key once with pipelined `MSET`s.
-async fn prefill(stream: &mut TcpStream, keys: KeySpace, value: &[u8]) -> Result<()> {
+async fn prefill(stream: &mut TcpStream, keys: &KeySpace, value: &[u8]) -> Result<()> {
     let mut next = 0;
     let mut request = Vec::new();
     while next < keys.count() {

@@ -3,7 +3,7 @@
 
 use larder_proto::resp::encode_request;
 
-use super::keys::{KEY_PREFIX, KeySpace, Mix, Rng};
+use super::keys::{KeySpace, Mix, Rng};
 use crate::error::{Error, Result};
 
 /// A pre-encoded request and where its key's digits sit in it.
@@ -14,7 +14,7 @@ struct Template {
 }
 
 impl Template {
-    fn new(args: &[&[u8]], key: &[u8]) -> Result<Self> {
+    fn new(args: &[&[u8]], key: &[u8], prefix_len: usize) -> Result<Self> {
         let mut bytes = Vec::new();
         encode_request(&mut bytes, args);
         let at = bytes
@@ -23,7 +23,7 @@ impl Template {
             .ok_or(Error::Internal("an encoded request lost its key"))?;
         Ok(Self {
             bytes,
-            digits_at: at + KEY_PREFIX.len(),
+            digits_at: at + prefix_len,
         })
     }
 }
@@ -42,8 +42,8 @@ impl Requests {
     pub(crate) fn new(keys: KeySpace, value: &[u8], mix: Mix) -> Result<Self> {
         let key = keys.name(0);
         Ok(Self {
-            get: Template::new(&[b"GET", &key], &key)?,
-            set: Template::new(&[b"SET", &key, value], &key)?,
+            get: Template::new(&[b"GET", &key], &key, keys.prefix_len())?,
+            set: Template::new(&[b"SET", &key, value], &key, keys.prefix_len())?,
             keys,
             mix,
             rng: Rng::new(0),

@@ -21,6 +21,7 @@ use larder_proto::resp::Limits;
 use larder_store::{Clock, Store};
 
 use crate::clients::Clients;
+use crate::cluster::ClusterView;
 use crate::config::{CacheConfig, ConfigError};
 use crate::metrics::Metrics;
 use crate::origin::Origins;
@@ -53,6 +54,8 @@ pub(crate) struct Node {
     pub(crate) max_request: usize,
     pub(crate) metrics: Metrics,
     pub(crate) clients: Arc<Clients>,
+    /// The cluster this node belongs to, if it is clustered.
+    pub(crate) cluster: Option<Arc<ClusterView>>,
     started: Instant,
 }
 
@@ -63,6 +66,7 @@ impl Node {
         config: CacheConfig,
         metrics: Metrics,
         options: NodeOptions,
+        cluster: Option<Arc<ClusterView>>,
     ) -> Result<Self, ConfigError> {
         let mut store = Store::new(config.store()?)?;
         if let Some(clock) = options.clock {
@@ -82,6 +86,7 @@ impl Node {
             max_request: config.max_request_bytes()?,
             metrics,
             clients: Arc::default(),
+            cluster,
             started: Instant::now(),
             config,
         })

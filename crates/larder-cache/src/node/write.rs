@@ -67,6 +67,11 @@ impl Node {
     /// writes through and `change` would change its value, before anything is retired; then
     /// retires the loads in flight of the keys an origin claims.
     fn guard<K: AsRef<[u8]>>(&self, keys: &[K], change: Change) -> Result<(), OpError> {
+        if let Some(cluster) = &self.cluster {
+            for key in keys {
+                cluster.touch(key.as_ref());
+            }
+        }
         let Some(origins) = &self.origins else {
             for key in keys {
                 self.leases.retire(key.as_ref());
@@ -144,6 +149,26 @@ impl Node {
                 .record_current(&self.store, key, MutationKind::Set);
         }
         Ok(outcome)
+    }
+
+    /// Stores an entry pulled from a partition's previous owner, with its version and expiry
+    /// (a gateway's document keeps its database version).
+    pub(crate) fn adopt(&self, key: &[u8], value: &[u8], version: u64, expires_at: Option<u64>) {
+        let opts = SetOptions {
+            mode: SetMode::Always,
+            expiry: expires_at.map_or(Expiry::Never, Expiry::At),
+            version: (version != 0).then_some(version),
+            return_previous: false,
+        };
+        match self.store.set(key, value, opts) {
+            Ok(outcome) if outcome.stored => {
+                let version = outcome.version.unwrap_or(0);
+                self.recorder
+                    .record(key, MutationKind::Set, version, expires_at);
+            }
+            Ok(_) => {}
+            Err(err) => tracing::debug!(%err, "pulled entry not stored"),
+        }
     }
 
     /// Sets every pair (`MSET`), or none if any key writes through.

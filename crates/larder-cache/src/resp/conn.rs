@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use larder_proto::resp::{Args, Protocol, encode, parse_request};
+use larder_proto::resp::{Args, encode, parse_request};
 use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::runtime::{Handle, RuntimeFlavor};
@@ -52,11 +52,7 @@ pub(super) async fn run<S: Transport>(
     let mut conn = Conn {
         node,
         entry: &guard.entry,
-        session: Session {
-            protocol: Protocol::Resp2,
-            authed: node.config.password.is_empty(),
-            closing: false,
-        },
+        session: Session::new(node.config.password.is_empty()),
         rbuf: Vec::with_capacity(READ_CHUNK),
         wbuf: Vec::with_capacity(READ_CHUNK),
         args: Args::new(),

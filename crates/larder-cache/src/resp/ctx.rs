@@ -6,6 +6,7 @@
 //! table of handlers.
 
 use std::ops::Deref;
+use std::sync::Arc;
 
 use larder_proto::resp::Protocol;
 use larder_proto::resp::encode;
@@ -13,6 +14,7 @@ use larder_proto::resp::encode;
 use super::deferred::Deferred;
 pub(crate) use super::error::{CmdError, CmdResult};
 use crate::clients::ClientEntry;
+use crate::cluster::Snapshot;
 use crate::node::Node;
 
 /// Per-connection state that commands read and change.
@@ -22,6 +24,23 @@ pub(crate) struct Session {
     pub(crate) authed: bool,
     /// Close the connection once the replies so far are written (`QUIT`).
     pub(crate) closing: bool,
+    /// `ASKING` came just before: the next command is served here whoever owns its slot.
+    pub(crate) asking: bool,
+    /// The cluster snapshot this connection routes by, and its version.
+    pub(crate) route: Option<(u64, Arc<Snapshot>)>,
+}
+
+impl Session {
+    /// A new connection's session.
+    pub(crate) fn new(authed: bool) -> Self {
+        Self {
+            protocol: Protocol::Resp2,
+            authed,
+            closing: false,
+            asking: false,
+            route: None,
+        }
+    }
 }
 
 /// A command's view of the world while it runs.

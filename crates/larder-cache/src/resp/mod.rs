@@ -7,6 +7,7 @@ mod conn;
 pub(crate) mod ctx;
 mod deferred;
 mod error;
+pub(crate) mod route;
 pub(crate) mod table;
 pub(crate) mod threads;
 mod transport;
@@ -42,6 +43,7 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
         return None;
     };
     let spec = COMMANDS[index];
+    let node = ctx.node;
     // Redis checks arity before authentication, so clients see the same error first.
     let result = if !spec.arity_ok(argv.len()) {
         Err(CmdError::arity(spec.name))
@@ -50,9 +52,20 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
             larder_proto::ErrorCode::Unauthenticated,
             "Authentication required.",
         ))
+    } else if let Some(redirect) = node
+        .cluster
+        .as_ref()
+        .and_then(|view| route::check(ctx, view, &spec, argv))
+    {
+        encode::error(ctx.out, redirect.as_bytes());
+        local.add(index, false);
+        return None;
     } else {
         (spec.handler)(ctx, argv)
     };
+    if spec.name != "asking" {
+        ctx.session.asking = false;
+    }
     if let Err(err) = &result {
         encode::error(ctx.out, err.to_string().as_bytes());
     }

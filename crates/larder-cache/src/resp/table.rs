@@ -16,6 +16,7 @@ pub(crate) static COMMANDS: LazyLock<Table> = LazyLock::new(|| {
         ("generic", cmd::origin::COMMANDS),
         ("connection", cmd::connection::COMMANDS),
         ("server", cmd::server::COMMANDS),
+        ("cluster", cmd::cluster::COMMANDS),
     ])
 });
 

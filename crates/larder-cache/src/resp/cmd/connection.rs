@@ -283,6 +283,7 @@ fn quit(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
 fn reset(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
     set_protocol(ctx, Protocol::Resp2);
     ctx.session.authed = ctx.node.config.password.is_empty();
+    ctx.session.asking = false;
     ctx.client.meta.lock().name.clear();
     ctx.simple(b"RESET");
     Ok(())

@@ -1,6 +1,7 @@
 //! The RESP commands, one module per family. Each module declares its `COMMANDS` entries next
 //! to their handlers and keeps a table of byte-string cases in its tests.
 
+pub(crate) mod cluster;
 pub(crate) mod connection;
 mod container;
 pub(crate) mod counter;

@@ -3,8 +3,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use larder_proto::resp::Protocol;
-
 use crate::clients::ClientGuard;
 use crate::config::CacheConfig;
 use crate::metrics::{LocalCounts, Metrics};
@@ -30,14 +28,10 @@ impl Harness {
 
     pub(crate) fn with_config(config: CacheConfig) -> Self {
         let metrics = Metrics::new(metric_names(), crate::grpc::METHODS.to_vec());
-        let node = Arc::new(Node::new(config, metrics, NodeOptions::default()).unwrap());
+        let node = Arc::new(Node::new(config, metrics, NodeOptions::default(), None).unwrap());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
         let guard = node.clients.register(addr, addr, node.now_ms());
-        let session = Session {
-            protocol: Protocol::Resp2,
-            authed: node.config.password.is_empty(),
-            closing: false,
-        };
+        let session = Session::new(node.config.password.is_empty());
         Self {
             node,
             session,

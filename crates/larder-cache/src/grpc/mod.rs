@@ -1,5 +1,8 @@
-//! The gRPC service `larder.cache.v1.Cache` over the node's store, with the bearer-token check,
-//! `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
+//! The gRPC service `larder.cache.v1.Cache` over the node core, with the bearer-token check,
+//! `larder.cache.v1.Cluster`, `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
+//! In a cluster, a request for a key another node owns is forwarded to it once ([`forward`]).
+
+mod forward;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,10 +12,12 @@ use larder_proto::ErrorCode;
 use larder_proto::grpc::cache::v1 as pb;
 use larder_store::{CasOutcome, EntryRef, Expiry, SetMode, SetOptions};
 use pb::cache_server::{Cache, CacheServer};
+use pb::cluster_server::ClusterServer;
 use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
+use crate::cluster::service::ClusterService;
 use crate::node::Node;
 use crate::node::error::OpError;
 use crate::node::read::Read;
@@ -44,15 +49,19 @@ pub(crate) struct CacheService {
 pub(crate) async fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
     let token = node.config.token.clone();
     let limit = node.max_request;
+    let cluster = ClusterServer::new(ClusterService::new(node.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(limit);
     let server = CacheServer::new(CacheService { node })
         .max_decoding_message_size(limit)
         .max_encoding_message_size(limit);
     // Without a token there is nothing to check, so calls skip the interceptor altogether.
     let mut routes = if token.is_empty() {
-        Routes::new(server)
+        Routes::new(server).add_service(cluster)
     } else {
         let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
-        Routes::new(InterceptedService::new(server, check))
+        Routes::new(InterceptedService::new(server, check.clone()))
+            .add_service(InterceptedService::new(cluster, check))
     };
     let (reporter, health) = tonic_health::server::health_reporter();
     reporter.set_serving::<CacheServer<CacheService>>().await;
@@ -72,6 +81,7 @@ fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
         .register_encoded_file_descriptor_set(larder_proto::grpc::FILE_DESCRIPTOR_SET)
         .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
         .with_service_name("larder.cache.v1.Cache")
+        .with_service_name("larder.cache.v1.Cluster")
         .with_service_name("grpc.health.v1.Health")
         .with_service_name(itself)
 }
@@ -214,7 +224,19 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let result = self.get_one(request.get_ref()).await.map_err(status);
+        let key = &request.get_ref().key;
+        if let Some(forwarded) = self
+            .route_one(&request, key, |mut c, r| async move { c.get(r).await })
+            .await
+        {
+            return self.done(0, started, forwarded);
+        }
+        let mut result = self.get_one(request.get_ref()).await.map_err(status);
+        if matches!(&result, Ok(reply) if reply.entry.is_none())
+            && let Some(asked) = self.ask_previous(&request).await
+        {
+            result = asked;
+        }
         self.done(0, started, result)
     }
 
@@ -223,20 +245,9 @@ impl Cache for CacheService {
         request: Request<pb::GetManyRequest>,
     ) -> Result<Response<pb::GetManyResponse>, Status> {
         let started = Instant::now();
-        let result = self
-            .node
-            .read_all(&request.get_ref().keys)
-            .await
-            .map(|values| pb::GetManyResponse {
-                results: values
-                    .into_iter()
-                    .map(|value| pb::GetResponse {
-                        entry: value.map(|s| self.entry(s)),
-                        lease: 0,
-                    })
-                    .collect(),
-            })
-            .map_err(status);
+        let keys = &request.get_ref().keys;
+        let split = self.split(request.metadata(), keys.iter().map(|k| &k[..]));
+        let result = self.get_many_split(keys, split).await;
         self.done(1, started, result)
     }
 
@@ -245,6 +256,13 @@ impl Cache for CacheService {
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
         let started = Instant::now();
+        let key = &request.get_ref().key;
+        if let Some(forwarded) = self
+            .route_one(&request, key, |mut c, r| async move { c.set(r).await })
+            .await
+        {
+            return self.done(2, started, forwarded);
+        }
         let result = self.set_one(request.get_ref()).await;
         self.done(2, started, result)
     }
@@ -255,18 +273,37 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::SetManyResponse>, Status> {
         use pb::set_many_result::Result as One;
         let started = Instant::now();
-        let mut results = Vec::with_capacity(request.get_ref().items.len());
-        for item in &request.get_ref().items {
-            results.push(pb::SetManyResult {
-                result: Some(match self.set_one(item).await {
-                    Ok(ok) => One::Ok(ok),
-                    Err(status) => One::Error(pb::Failure {
-                        code: status.code() as i32,
-                        message: status.message().to_owned(),
-                    }),
-                }),
+        let items = &request.get_ref().items;
+        let split = self.split(request.metadata(), items.iter().map(|i| &i.key[..]));
+        let mut results = vec![None; items.len()];
+        for &i in &split.local {
+            results[i] = Some(match self.set_one(&items[i]).await {
+                Ok(ok) => One::Ok(ok),
+                Err(status) => failure(&status),
             });
         }
+        for (owner, indices) in split.remote {
+            let message = pb::SetManyRequest {
+                items: forward::pick(items, &indices),
+            };
+            let reply = self
+                .send_to(
+                    &owner,
+                    message,
+                    |mut c, r| async move { c.set_many(r).await },
+                )
+                .await;
+            for (n, &i) in indices.iter().enumerate() {
+                results[i] = match &reply {
+                    Ok(reply) => reply.results.get(n).and_then(|r| r.result.clone()),
+                    Err(status) => Some(failure(status)),
+                };
+            }
+        }
+        let results = results
+            .into_iter()
+            .map(|result| pb::SetManyResult { result })
+            .collect();
         self.done(3, started, Ok(pb::SetManyResponse { results }))
     }
 
@@ -276,11 +313,25 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
         let keys = &request.get_ref().keys;
-        let deleted = keys.iter().filter(|key| self.node.delete(key)).count();
-        let reply = pb::DeleteResponse {
-            deleted: deleted as u64,
-        };
-        self.done(4, started, Ok(reply))
+        let split = self.split(request.metadata(), keys.iter().map(|k| &k[..]));
+        let mut deleted = split
+            .local
+            .iter()
+            .filter(|&&i| self.node.delete(&keys[i]))
+            .count() as u64;
+        for (owner, indices) in split.remote {
+            let message = pb::DeleteRequest {
+                keys: forward::pick(keys, &indices),
+            };
+            let reply = self
+                .send_to(&owner, message, |mut c, r| async move { c.delete(r).await })
+                .await;
+            match reply {
+                Ok(reply) => deleted += reply.deleted,
+                Err(status) => return self.done(4, started, Err(status)),
+            }
+        }
+        self.done(4, started, Ok(pb::DeleteResponse { deleted }))
     }
 
     async fn expire(
@@ -289,6 +340,16 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::ExpireResponse>, Status> {
         let started = Instant::now();
         let req = request.get_ref();
+        if let Some(forwarded) = self
+            .route_one(
+                &request,
+                &req.key,
+                |mut c, r| async move { c.expire(r).await },
+            )
+            .await
+        {
+            return self.done(5, started, forwarded);
+        }
         let result = self
             .node
             .expire(&req.key, ttl(req.ttl_ms))
@@ -303,6 +364,16 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::IncrResponse>, Status> {
         let started = Instant::now();
         let req = request.get_ref();
+        if let Some(forwarded) = self
+            .route_one(
+                &request,
+                &req.key,
+                |mut c, r| async move { c.incr(r).await },
+            )
+            .await
+        {
+            return self.done(6, started, forwarded);
+        }
         let result = self
             .node
             .incr(&req.key, req.delta)
@@ -317,6 +388,14 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::CompareAndSetResponse>, Status> {
         let started = Instant::now();
         let req = request.get_ref();
+        if let Some(forwarded) = self
+            .route_one(&request, &req.key, |mut c, r| async move {
+                c.compare_and_set(r).await
+            })
+            .await
+        {
+            return self.done(7, started, forwarded);
+        }
         let result = self
             .node
             .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
@@ -359,12 +438,71 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
         let started = Instant::now();
         let keys = &request.get_ref().keys;
-        let invalidated = keys.iter().filter(|key| self.node.invalidate(key)).count();
-        let reply = pb::InvalidateResponse {
-            invalidated: invalidated as u64,
-        };
-        self.done(9, started, Ok(reply))
+        let split = self.split(request.metadata(), keys.iter().map(|k| &k[..]));
+        let mut invalidated = split
+            .local
+            .iter()
+            .filter(|&&i| self.node.invalidate(&keys[i]))
+            .count() as u64;
+        for (owner, indices) in split.remote {
+            let message = pb::InvalidateRequest {
+                keys: forward::pick(keys, &indices),
+            };
+            let reply = self
+                .send_to(
+                    &owner,
+                    message,
+                    |mut c, r| async move { c.invalidate(r).await },
+                )
+                .await;
+            match reply {
+                Ok(reply) => invalidated += reply.invalidated,
+                Err(status) => return self.done(9, started, Err(status)),
+            }
+        }
+        self.done(9, started, Ok(pb::InvalidateResponse { invalidated }))
     }
+}
+
+impl CacheService {
+    /// `GetMany` over a split: local keys read here (every load started before any is
+    /// awaited), the others asked of their owners, the answers in request order.
+    async fn get_many_split(
+        &self,
+        keys: &[Bytes],
+        split: forward::Split,
+    ) -> Result<pb::GetManyResponse, Status> {
+        let local: Vec<Bytes> = forward::pick(keys, &split.local);
+        let values = self.node.read_all(&local).await.map_err(status)?;
+        let mut results = vec![pb::GetResponse::default(); keys.len()];
+        for (&i, value) in split.local.iter().zip(values) {
+            results[i].entry = value.map(|s| self.entry(s));
+        }
+        for (owner, indices) in split.remote {
+            let message = pb::GetManyRequest {
+                keys: forward::pick(keys, &indices),
+            };
+            let reply = self
+                .send_to(
+                    &owner,
+                    message,
+                    |mut c, r| async move { c.get_many(r).await },
+                )
+                .await?;
+            for (&i, result) in indices.iter().zip(reply.results) {
+                results[i] = result;
+            }
+        }
+        Ok(pb::GetManyResponse { results })
+    }
+}
+
+/// A `SetMany` item's failure.
+fn failure(status: &Status) -> pb::set_many_result::Result {
+    pb::set_many_result::Result::Error(pb::Failure {
+        code: status.code() as i32,
+        message: status.message().to_owned(),
+    })
 }
 
 #[cfg(test)]

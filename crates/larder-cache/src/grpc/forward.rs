@@ -1,0 +1,131 @@
+//! Forwarding in a cluster: a request for a key another node owns is sent on to that owner,
+//! once (the forwarded request carries a mark, and a node never forwards a marked request
+//! again, whatever its own table says), so a plain gRPC client that knows one node reaches
+//! every key. Requests for many keys are split by owner, sent concurrently, and put back
+//! together in request order.
+
+use std::future::Future;
+
+use larder_cluster::Member;
+use larder_proto::grpc::cache::v1 as pb;
+use pb::cache_client::CacheClient;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use super::CacheService;
+use crate::cluster::peers::forwarded;
+
+/// Keys (or items) of one request grouped by where they go.
+#[derive(Debug, Default)]
+pub(super) struct Split {
+    /// Indices of the ones this node serves.
+    pub(super) local: Vec<usize>,
+    /// Other owners and the indices of theirs.
+    pub(super) remote: Vec<(Member, Vec<usize>)>,
+}
+
+impl CacheService {
+    /// Sends `request` on to the owner of `key` with `call`, if another node owns it and the
+    /// request was not forwarded already; `None` when this node serves it.
+    pub(super) async fn route_one<M, R, F, Fut>(
+        &self,
+        request: &Request<M>,
+        key: &[u8],
+        call: F,
+    ) -> Option<Result<R, Status>>
+    where
+        M: Clone,
+        F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let view = self.node.cluster.as_ref()?;
+        let owner = view.forward_target(key, forwarded(request.metadata()))?;
+        Some(self.send_to(&owner, request.get_ref().clone(), call).await)
+    }
+
+    /// Sends `message` to `member`, marked as forwarded.
+    pub(super) async fn send_to<M, R, F, Fut>(
+        &self,
+        member: &Member,
+        message: M,
+        call: F,
+    ) -> Result<R, Status>
+    where
+        F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let Some(view) = &self.node.cluster else {
+            return Err(Status::failed_precondition("this node is not clustered"));
+        };
+        view.metrics
+            .forwarded
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let client = view.peers.cache(&member.grpc)?;
+        let request = view.peers.request(message, view.snapshot().table.epoch());
+        call(client, request)
+            .await
+            .map(Response::into_inner)
+            .map_err(|status| {
+                if status.code() == tonic::Code::Unavailable {
+                    Status::unavailable(format!("owner {}: {}", member.id, status.message()))
+                } else {
+                    status
+                }
+            })
+    }
+
+    /// Groups `keys` by owner (everything local when the node is not clustered or the request
+    /// was forwarded).
+    pub(super) fn split<'k>(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        keys: impl Iterator<Item = &'k [u8]>,
+    ) -> Split {
+        let mut split = Split::default();
+        let view = match &self.node.cluster {
+            Some(view) if !forwarded(metadata) => view,
+            _ => {
+                split.local = keys.enumerate().map(|(i, _)| i).collect();
+                return split;
+            }
+        };
+        let snapshot = view.snapshot();
+        for (i, key) in keys.enumerate() {
+            match snapshot.route(larder_cluster::key_slot(key)) {
+                crate::cluster::Route::Moved(owner) => {
+                    match split.remote.iter_mut().find(|(m, _)| m.id == owner.id) {
+                        Some((_, indices)) => indices.push(i),
+                        None => split.remote.push((owner.clone(), vec![i])),
+                    }
+                }
+                _ => split.local.push(i),
+            }
+        }
+        split
+    }
+
+    /// A missed key whose partition is moving here: the answer of the member it moves from.
+    pub(super) async fn ask_previous(
+        &self,
+        request: &Request<pb::GetRequest>,
+    ) -> Option<Result<pb::GetResponse, Status>> {
+        let view = self.node.cluster.as_ref()?;
+        if forwarded(request.metadata()) || view.touched(&request.get_ref().key) {
+            return None;
+        }
+        let from = view.ask_target(&request.get_ref().key)?;
+        let message = pb::GetRequest {
+            key: request.get_ref().key.clone(),
+            lease: false,
+        };
+        Some(
+            self.send_to(&from, message, |mut c, r| async move { c.get(r).await })
+                .await,
+        )
+    }
+}
+
+/// Picks `indices` out of `items`.
+pub(super) fn pick<T: Clone>(items: &[T], indices: &[usize]) -> Vec<T> {
+    indices.iter().map(|&i| items[i].clone()).collect()
+}
