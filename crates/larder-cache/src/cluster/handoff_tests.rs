@@ -285,3 +285,24 @@ async fn a_partition_lost_and_regained_comes_back_without_its_old_entries() {
         assert!(a.value(key).is_some(), "{key}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pull_that_comes_before_the_old_owner_hears_of_the_change_still_lets_it_drop() {
+    let a = TestNode::start("a", 0).await;
+    let b = TestNode::start("b", 0).await;
+    let alone = Table::new([a.member(Status::Ready)]);
+    a.apply(&alone);
+    let keys = keys(1_000);
+    fill(&a, &keys);
+    let both = Table::new([a.member(Status::Ready), b.member(Status::Ready)]);
+    // B hears of the new table first and pulls everything while A still owns it.
+    b.apply(&both);
+    b.settled().await;
+    let moved = owned_by(&both, "b", &keys);
+    assert!(moved.iter().all(|k| b.value(k).is_some()));
+    a.apply(&both);
+    handoff::sweep(&a.view, &a.node, Duration::from_secs(3600));
+    for key in &keys {
+        assert_eq!(a.value(key).is_some(), !moved.contains(&key), "{key}");
+    }
+}
