@@ -252,7 +252,8 @@ def redis_benchmark(args, pids):
     out = subprocess.run(["taskset", "-c", "1", "redis-benchmark", *args, "-q"],
                          capture_output=True, text=True, check=True).stdout
     spent = sum(cpu_ticks(p) for p in pids) - before
-    rps = float(re.findall(r"GET: ([0-9.]+) requests per second", out.replace("\r", "\n"))[-1])
+    rps = float(re.findall(r"(?:GET|SET): ([0-9.]+) requests per second",
+                           out.replace("\r", "\n"))[-1])
     return rps, spent
 
 
