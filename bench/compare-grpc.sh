@@ -12,7 +12,8 @@ cd "$(dirname "$0")/.."
 rounds="${1:-3}"
 secs="${2:-10}"
 cargo build --release --quiet -p larder -p larder-cache --example grpc_floor
-larder=target/release/larder
+# LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison).
+larder="${LARDER_BIN:-target/release/larder}"
 floor=target/release/examples/grpc_floor
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 

@@ -21,8 +21,9 @@ port_larder=16380
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-cargo build --release --quiet -p larder
-larder=target/release/larder
+# LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison).
+if [ -z "${LARDER_BIN:-}" ]; then cargo build --release --quiet -p larder; fi
+larder="${LARDER_BIN:-target/release/larder}"
 hz=$(getconf CLK_TCK)
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT

@@ -15,8 +15,9 @@ prepare() { # command:package…: installs the missing commands' packages (nginx
   if [ "${#missing[@]}" -gt 0 ]; then
     apt-get update -qq && apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
-  cargo build --release --quiet -j1 -p larder
-  larder="${CARGO_TARGET_DIR:-target}/release/larder"
+  # LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison)
+  if [ -z "${LARDER_BIN:-}" ]; then cargo build --release --quiet -j1 -p larder; fi
+  larder="${LARDER_BIN:-${CARGO_TARGET_DIR:-target}/release/larder}"
   hz=$(getconf CLK_TCK)
   out=$(mktemp -d)
   chmod 755 "$out" # nginx's worker runs as nobody and must reach the document

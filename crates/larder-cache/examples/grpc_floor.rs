@@ -51,6 +51,10 @@ impl Cache for Floor {
     async fn invalidate(&self, _: Request<pb::InvalidateRequest>) -> Reply<pb::InvalidateResponse> {
         Ok(Response::new(pb::InvalidateResponse::default()))
     }
+    type GetEachStream = futures_util::stream::Empty<Result<pb::GetEachReply, Status>>;
+    async fn get_each(&self, _: Request<pb::GetEachRequest>) -> Reply<Self::GetEachStream> {
+        Ok(Response::new(futures_util::stream::empty()))
+    }
 }
 
 fn main() {

@@ -72,6 +72,14 @@ impl Metrics {
         }
     }
 
+    /// Calls of gRPC method `method` so far, answered with success or not.
+    #[cfg(test)]
+    pub(crate) fn grpc_calls(&self, method: usize) -> u64 {
+        self.grpc
+            .get(method)
+            .map_or(0, |[ok, failed]| ok.load(Relaxed) + failed.load(Relaxed))
+    }
+
     /// Counts one gRPC call of method `method` and its latency.
     pub(crate) fn grpc_call(&self, method: usize, ok: bool, ns: u64) {
         if let Some(counts) = self.grpc.get(method) {

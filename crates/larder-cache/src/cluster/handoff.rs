@@ -50,6 +50,7 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
                 if lost.remove(&partition).is_some() {
                     regained.push(partition);
                 }
+                view.handed.lock().remove(&partition);
                 // Pull from the previous owner while it is still a member (ready or draining);
                 // when this node had no owner to go by (it just joined), from the member that
                 // owns the partition when this node is left out: the next in its ranking.
@@ -61,8 +62,9 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
                     moving.insert(partition, from.clone());
                 }
             } else if mine_before && !mine_now {
+                // Its new owner may have pulled it already (it can hear of the change first):
+                // a mark of that stays, so the entries go at the next sweep.
                 lost.insert(partition, Instant::now());
-                view.handed.lock().remove(&partition);
             }
         }
     }

@@ -1,102 +1,17 @@
-//! Handoff between nodes in one process, driven table by table: each test installs the tables
-//! gossip would produce, in the order it chooses, and the nodes move entries over real gRPC
-//! on loopback. No gossip runs, so nothing here depends on timing but the pulls themselves.
+//! Handoff between nodes in one process, driven table by table ([`TestNode`]): the nodes
+//! move entries over real gRPC on loopback. No gossip runs, so nothing here depends on
+//! timing but the pulls themselves.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use larder_cluster::{Member, Status, Table};
 use larder_store::{Expiry, SetOptions};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
 use super::handoff::{self, BATCH};
-use super::{ClusterConfig, ClusterView};
-use crate::config::CacheConfig;
-use crate::metrics::Metrics;
-use crate::node::{Node, NodeOptions};
-
-/// One node: its state, its view, and its gRPC server (stopped on drop).
-struct TestNode {
-    node: Arc<Node>,
-    view: Arc<ClusterView>,
-    me: Member,
-    _stop: tokio_util::sync::DropGuard,
-}
-
-impl TestNode {
-    async fn start(id: &str, handoff_rate: u64) -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let grpc = listener.local_addr().unwrap().to_string();
-        let me = Member {
-            id: id.into(),
-            generation: 1,
-            // As a node starts: joining, so it owns nothing before its first table.
-            status: Status::Joining,
-            resp: format!("{id}:6380"),
-            grpc,
-            admin: format!("{id}:7071"),
-        };
-        let cluster = ClusterConfig {
-            enabled: true,
-            handoff_rate,
-            ..ClusterConfig::default()
-        };
-        let view = Arc::new(ClusterView::new(me.clone(), cluster.clone(), ""));
-        let config = CacheConfig {
-            cluster,
-            ..CacheConfig::default()
-        };
-        let metrics = Metrics::new(
-            crate::resp::table::metric_names(),
-            crate::grpc::METHODS.to_vec(),
-        );
-        let node = Node::new(config, metrics, NodeOptions::default(), Some(view.clone()));
-        let node = Arc::new(node.unwrap());
-        let stop = CancellationToken::new();
-        let server = tonic::transport::Server::builder()
-            .add_routes(crate::grpc::routes(node.clone()).await.unwrap())
-            .serve_with_incoming_shutdown(
-                crate::incoming::accept(listener, node.clone()),
-                stop.clone().cancelled_owned(),
-            );
-        tokio::spawn(server);
-        Self {
-            node,
-            view,
-            me,
-            _stop: stop.drop_guard(),
-        }
-    }
-
-    fn member(&self, status: Status) -> Member {
-        Member {
-            status,
-            ..self.me.clone()
-        }
-    }
-
-    fn apply(&self, table: &Table) {
-        handoff::apply(&self.view, &self.node, table.clone());
-    }
-
-    fn value(&self, key: &str) -> Option<(Vec<u8>, u64, Option<u64>)> {
-        self.node.store.peek_with(key.as_bytes(), |e| {
-            (e.value.to_vec(), e.version, e.expires_at)
-        })
-    }
-
-    /// Waits until no partition is moving here.
-    async fn settled(&self) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while self.view.snapshot().moving_count() > 0 {
-            assert!(Instant::now() < deadline, "partitions still moving");
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
-    }
-}
+use super::test_nodes::TestNode;
 
 fn keys(n: usize) -> Vec<String> {
     (0..n).map(|i| format!("user:{i}")).collect()
@@ -283,5 +198,26 @@ async fn a_partition_lost_and_regained_comes_back_without_its_old_entries() {
     }
     for key in keys.iter().filter(|k| !lost.contains(k)) {
         assert!(a.value(key).is_some(), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_pull_that_comes_before_the_old_owner_hears_of_the_change_still_lets_it_drop() {
+    let a = TestNode::start("a", 0).await;
+    let b = TestNode::start("b", 0).await;
+    let alone = Table::new([a.member(Status::Ready)]);
+    a.apply(&alone);
+    let keys = keys(1_000);
+    fill(&a, &keys);
+    let both = Table::new([a.member(Status::Ready), b.member(Status::Ready)]);
+    // B hears of the new table first and pulls everything while A still owns it.
+    b.apply(&both);
+    b.settled().await;
+    let moved = owned_by(&both, "b", &keys);
+    assert!(moved.iter().all(|k| b.value(k).is_some()));
+    a.apply(&both);
+    handoff::sweep(&a.view, &a.node, Duration::from_secs(3600));
+    for key in &keys {
+        assert_eq!(a.value(key).is_some(), !moved.contains(&key), "{key}");
     }
 }

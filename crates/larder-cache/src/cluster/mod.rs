@@ -11,12 +11,16 @@
 //! counter moved, so routing a command costs one atomic load and a table lookup.
 
 pub(crate) mod config;
+#[cfg(test)]
+mod forward_tests;
 pub(crate) mod handoff;
 #[cfg(test)]
 mod handoff_tests;
 pub(crate) mod peers;
 pub(crate) mod run;
 pub(crate) mod service;
+#[cfg(test)]
+mod test_nodes;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;

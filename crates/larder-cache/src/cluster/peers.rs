@@ -1,15 +1,24 @@
 //! Calls from this node to the others: forwarded requests and partition pulls, over one lazy
 //! gRPC channel per peer, carrying the node token and the mark that a request was forwarded.
+//!
+//! Forwarded reads are the common forwarded call, and a call costs both nodes far more than
+//! a read does, so reads for one peer queue up and go together: a task per peer sends
+//! whatever is waiting as one `GetEach` call, at most [`READ_CALLS`] at a time. Under load
+//! the queue fills while calls are out, so each call carries many reads; a lone read goes at
+//! once, alone.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
-use larder_proto::grpc::cache::v1::cache_client::CacheClient;
-use larder_proto::grpc::cache::v1::cluster_client::ClusterClient;
+use larder_proto::grpc::cache::v1 as pb;
 use parking_lot::Mutex;
+use pb::cache_client::CacheClient;
+use pb::cluster_client::ClusterClient;
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Status};
+use tonic::{Code, Request, Status};
 
 /// The metadata key that marks a request as forwarded by another node, carrying that node's
 /// table epoch: a node never forwards such a request again.
@@ -21,12 +30,24 @@ const FORWARD_DEADLINE: Duration = Duration::from_secs(5);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Largest message a peer call sends or takes (the node's own default request bound).
 const MAX_MESSAGE: usize = 512 << 20;
+/// `GetEach` calls in flight to one peer; reads arriving meanwhile wait for the next call.
+const READ_CALLS: usize = 4;
+/// Reads in one `GetEach` call.
+const READS_PER_CALL: usize = 256;
 
-/// One channel per peer gRPC address, made on first use.
+/// A forwarded read waiting to go, its sender's table epoch, and where its answer goes.
+type Waiting = (
+    pb::GetRequest,
+    u64,
+    oneshot::Sender<Result<pb::GetResponse, Status>>,
+);
+
+/// One channel per peer gRPC address, made on first use, and one queue of reads per peer.
 #[derive(Debug)]
 pub(crate) struct Peers {
     authorization: Option<AsciiMetadataValue>,
     channels: Mutex<HashMap<String, Channel>>,
+    reads: Mutex<HashMap<String, mpsc::UnboundedSender<Waiting>>>,
 }
 
 /// Whether `metadata` marks a request as forwarded by another node.
@@ -43,7 +64,41 @@ impl Peers {
         Self {
             authorization,
             channels: Mutex::default(),
+            reads: Mutex::default(),
         }
+    }
+
+    /// Reads `get` from the peer at `grpc` (marked forwarded, with `epoch`), in one call with
+    /// the other reads waiting for that peer.
+    pub(crate) async fn get(
+        &self,
+        grpc: &str,
+        get: pb::GetRequest,
+        epoch: u64,
+    ) -> Result<pb::GetResponse, Status> {
+        let (answer, answered) = oneshot::channel();
+        let queue = {
+            let mut reads = self.reads.lock();
+            match reads.get(grpc) {
+                Some(queue) if !queue.is_closed() => queue.clone(),
+                _ => {
+                    let (queue, waiting) = mpsc::unbounded_channel();
+                    let sender = ReadSender {
+                        client: self.cache(grpc)?,
+                        authorization: self.authorization.clone(),
+                    };
+                    tokio::spawn(sender.run(waiting));
+                    reads.insert(grpc.to_owned(), queue.clone());
+                    queue
+                }
+            }
+        };
+        queue
+            .send((get, epoch, answer))
+            .map_err(|_| Status::unavailable("the node is shutting down"))?;
+        answered
+            .await
+            .unwrap_or_else(|_| Err(Status::unavailable("the forwarded read was dropped")))
     }
 
     fn channel(&self, grpc: &str) -> Result<Channel, Status> {
@@ -77,16 +132,7 @@ impl Peers {
     /// `message` as a request to a peer: the token, the forwarded mark with `epoch`, and a
     /// deadline.
     pub(crate) fn request<T>(&self, message: T, epoch: u64) -> Request<T> {
-        let mut request = Request::new(message);
-        request.set_timeout(FORWARD_DEADLINE);
-        let metadata = request.metadata_mut();
-        if let Some(authorization) = &self.authorization {
-            metadata.insert("authorization", authorization.clone());
-        }
-        if let Ok(epoch) = epoch.to_string().parse() {
-            metadata.insert(FORWARDED, epoch);
-        }
-        request
+        forwarded_request(self.authorization.as_ref(), message, epoch)
     }
 
     /// `message` as a node-to-node request that is not a forwarded client request (a pull).
@@ -98,5 +144,115 @@ impl Peers {
                 .insert("authorization", authorization.clone());
         }
         request
+    }
+}
+
+fn forwarded_request<T>(
+    authorization: Option<&AsciiMetadataValue>,
+    message: T,
+    epoch: u64,
+) -> Request<T> {
+    let mut request = Request::new(message);
+    request.set_timeout(FORWARD_DEADLINE);
+    let metadata = request.metadata_mut();
+    if let Some(authorization) = authorization {
+        metadata.insert("authorization", authorization.clone());
+    }
+    if let Ok(epoch) = epoch.to_string().parse() {
+        metadata.insert(FORWARDED, epoch);
+    }
+    request
+}
+
+/// The task that sends one peer's queued reads.
+struct ReadSender {
+    client: CacheClient<Channel>,
+    authorization: Option<AsciiMetadataValue>,
+}
+
+impl ReadSender {
+    /// Sends what is waiting, a call at a time per free slot, until every sender is gone.
+    async fn run(self, mut waiting: mpsc::UnboundedReceiver<Waiting>) {
+        let slots = Arc::new(Semaphore::new(READ_CALLS));
+        while let Some(first) = waiting.recv().await {
+            // Reads that arrive while every slot is busy go in the next call.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < READS_PER_CALL {
+                match waiting.try_recv() {
+                    Ok(read) => batch.push(read),
+                    Err(_) => break,
+                }
+            }
+            let call = self.call(batch);
+            tokio::spawn(async move {
+                call.await;
+                drop(slot);
+            });
+        }
+    }
+
+    /// One `GetEach` call for `batch`; every read gets its answer, or the call's failure.
+    fn call(&self, batch: Vec<Waiting>) -> impl Future<Output = ()> + Send + 'static {
+        let mut gets = Vec::with_capacity(batch.len());
+        let mut answers = Vec::with_capacity(batch.len());
+        let mut epoch = 0;
+        for (get, sent_at, answer) in batch {
+            gets.push(get);
+            answers.push(Some(answer));
+            // The mark carries the table the latest read was routed by.
+            epoch = sent_at;
+        }
+        let request = forwarded_request(
+            self.authorization.as_ref(),
+            pb::GetEachRequest { gets },
+            epoch,
+        );
+        let mut client = self.client.clone();
+        async move {
+            let failure = match client.get_each(request).await {
+                Ok(replies) => {
+                    let mut replies = replies.into_inner();
+                    loop {
+                        match replies.message().await {
+                            Ok(Some(reply)) => deliver(&mut answers, reply),
+                            Ok(None) => break None,
+                            Err(status) => break Some(status),
+                        }
+                    }
+                }
+                Err(status) => Some(status),
+            };
+            let failure =
+                failure.unwrap_or_else(|| Status::internal("the owner left a read unanswered"));
+            for answer in answers.into_iter().flatten() {
+                let _ = answer.send(Err(failure.clone()));
+            }
+        }
+    }
+}
+
+/// Hands each result of `reply` to the read it answers.
+fn deliver(
+    answers: &mut [Option<oneshot::Sender<Result<pb::GetResponse, Status>>>],
+    reply: pb::GetEachReply,
+) {
+    use pb::get_each_result::Result as One;
+    for result in reply.results {
+        let Some(answer) = answers
+            .get_mut(result.index as usize)
+            .and_then(Option::take)
+        else {
+            continue;
+        };
+        let _ = answer.send(match result.result {
+            Some(One::Ok(response)) => Ok(response),
+            Some(One::Error(failure)) => {
+                Err(Status::new(Code::from(failure.code), failure.message))
+            }
+            None => Err(Status::internal("the owner sent an empty result")),
+        });
     }
 }

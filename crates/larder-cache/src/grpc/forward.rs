@@ -13,6 +13,7 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use super::CacheService;
+use crate::cluster::ClusterView;
 use crate::cluster::peers::forwarded;
 
 /// Keys (or items) of one request grouped by where they go.
@@ -65,13 +66,7 @@ impl CacheService {
         call(client, request)
             .await
             .map(Response::into_inner)
-            .map_err(|status| {
-                if status.code() == tonic::Code::Unavailable {
-                    Status::unavailable(format!("owner {}: {}", member.id, status.message()))
-                } else {
-                    status
-                }
-            })
+            .map_err(|status| owner_status(member, status))
     }
 
     /// Groups `keys` by owner (everything local when the node is not clustered or the request
@@ -104,24 +99,68 @@ impl CacheService {
         split
     }
 
-    /// A missed key whose partition is moving here: the answer of the member it moves from.
-    pub(super) async fn ask_previous(
+    /// A `Get`: forwarded once to the key's owner if another member owns it; else served
+    /// here, and a miss of a key whose partition is moving here is asked of the member it
+    /// moves from (its answer counts only if it holds the key).
+    pub(super) async fn get_routed(
         &self,
-        request: &Request<pb::GetRequest>,
-    ) -> Option<Result<pb::GetResponse, Status>> {
-        let view = self.node.cluster.as_ref()?;
-        if forwarded(request.metadata()) || view.touched(&request.get_ref().key) {
-            return None;
+        get: pb::GetRequest,
+        forwarded: bool,
+    ) -> Result<pb::GetResponse, Status> {
+        let Some(view) = &self.node.cluster else {
+            return self.get_one(&get).await.map_err(super::status);
+        };
+        if let Some(owner) = view.forward_target(&get.key, forwarded) {
+            return forward_get(view, &owner, get).await;
         }
-        let from = view.ask_target(&request.get_ref().key)?;
-        let message = pb::GetRequest {
-            key: request.get_ref().key.clone(),
+        let result = self.get_one(&get).await.map_err(super::status);
+        if forwarded || !matches!(&result, Ok(reply) if reply.entry.is_none()) {
+            return result;
+        }
+        let Some(from) = view
+            .ask_target(&get.key)
+            .filter(|_| !view.touched(&get.key))
+        else {
+            return result;
+        };
+        let asked = pb::GetRequest {
+            key: get.key,
             lease: false,
         };
-        Some(
-            self.send_to(&from, message, |mut c, r| async move { c.get(r).await })
-                .await,
-        )
+        match forward_get(view, &from, asked).await {
+            Ok(found) if found.entry.is_some() => Ok(found),
+            _ => result,
+        }
+    }
+}
+
+/// Whether a request was forwarded by another node already.
+pub(super) fn is_forwarded(metadata: &tonic::metadata::MetadataMap) -> bool {
+    forwarded(metadata)
+}
+
+/// Reads `get` from `member` (queued with the other reads going there).
+async fn forward_get(
+    view: &ClusterView,
+    member: &Member,
+    get: pb::GetRequest,
+) -> Result<pb::GetResponse, Status> {
+    view.metrics
+        .forwarded
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let epoch = view.snapshot().table.epoch();
+    view.peers
+        .get(&member.grpc, get, epoch)
+        .await
+        .map_err(|status| owner_status(member, status))
+}
+
+/// A peer's failure as this node answers it: an unreachable owner is named.
+fn owner_status(member: &Member, status: Status) -> Status {
+    if status.code() == tonic::Code::Unavailable {
+        Status::unavailable(format!("owner {}: {}", member.id, status.message()))
+    } else {
+        status
     }
 }
 

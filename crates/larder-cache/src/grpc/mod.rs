@@ -2,6 +2,7 @@
 //! `larder.cache.v1.Cluster`, `grpc.health.v1.Health` and server reflection (v1 and v1alpha).
 //! In a cluster, a request for a key another node owns is forwarded to it once ([`forward`]).
 
+mod each;
 mod forward;
 
 use std::sync::Arc;
@@ -25,7 +26,7 @@ use crate::node::write::SetResult;
 use crate::origin::Served;
 
 /// gRPC method names, in the order the service counts them.
-pub(crate) const METHODS: [&str; 10] = [
+pub(crate) const METHODS: [&str; 11] = [
     "Get",
     "GetMany",
     "Set",
@@ -36,6 +37,7 @@ pub(crate) const METHODS: [&str; 10] = [
     "CompareAndSet",
     "Stats",
     "Invalidate",
+    "GetEach",
 ];
 
 /// The `Cache` service of one node.
@@ -224,20 +226,21 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let key = &request.get_ref().key;
-        if let Some(forwarded) = self
-            .route_one(&request, key, |mut c, r| async move { c.get(r).await })
-            .await
-        {
-            return self.done(0, started, forwarded);
-        }
-        let mut result = self.get_one(request.get_ref()).await.map_err(status);
-        if matches!(&result, Ok(reply) if reply.entry.is_none())
-            && let Some(asked) = self.ask_previous(&request).await
-        {
-            result = asked;
-        }
+        let forwarded = forward::is_forwarded(request.metadata());
+        let result = self.get_routed(request.into_inner(), forwarded).await;
         self.done(0, started, result)
+    }
+
+    type GetEachStream = each::Replies;
+
+    async fn get_each(
+        &self,
+        request: Request<pb::GetEachRequest>,
+    ) -> Result<Response<Self::GetEachStream>, Status> {
+        let started = Instant::now();
+        let forwarded = forward::is_forwarded(request.metadata());
+        let result = self.get_each_replies(request.into_inner().gets, forwarded);
+        self.done(10, started, result)
     }
 
     async fn get_many(
@@ -499,10 +502,15 @@ impl CacheService {
 
 /// A `SetMany` item's failure.
 fn failure(status: &Status) -> pb::set_many_result::Result {
-    pb::set_many_result::Result::Error(pb::Failure {
+    pb::set_many_result::Result::Error(failure_of(status))
+}
+
+/// A status as one item's failure in a call of many.
+fn failure_of(status: &Status) -> pb::Failure {
+    pb::Failure {
         code: status.code() as i32,
         message: status.message().to_owned(),
-    })
+    }
 }
 
 #[cfg(test)]
