@@ -123,6 +123,7 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     config.validate()?;
     let tls = config.tls()?;
+    let peer_tls = config.peer_tls()?;
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let reclaim_every = Duration::from_millis(config.reclaim_interval_ms.max(1));
     let metrics = Metrics::new(
@@ -132,7 +133,7 @@ pub async fn run_with(
     let addrs = listeners.local_addrs()?;
     let cluster = if config.cluster.enabled {
         let me = crate::cluster::run::member(&config.cluster, addrs)?;
-        let view = ClusterView::new(me, config.cluster.clone(), &config.token);
+        let view = ClusterView::new(me, config.cluster.clone(), &config.token, peer_tls.clone());
         Some(Arc::new(view))
     } else {
         None
@@ -171,6 +172,9 @@ pub async fn run_with(
     if let Some(tls) = &tls {
         let every = Duration::from_millis(node.config.tls_reload_ms.max(10));
         for files in [tls.grpc.clone(), tls.resp.clone()] {
+            tracker.spawn(files.watch(every, shutdown.clone().cancelled_owned()));
+        }
+        if let Some(files) = peer_tls {
             tracker.spawn(files.watch(every, shutdown.clone().cancelled_owned()));
         }
     }

@@ -303,7 +303,7 @@ impl Node {
             (!config.tls_server_name.is_empty()).then(|| config.tls_server_name.clone());
         let connect = || match tls {
             None => endpoint.connect_lazy(),
-            Some(tls) => endpoint.connect_with_connector_lazy(crate::tls::Connector::new(
+            Some(tls) => endpoint.connect_with_connector_lazy(larder_util::tls::Connector::new(
                 tls.clone(),
                 server_name.clone(),
                 config.connect_timeout,

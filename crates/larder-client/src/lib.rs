@@ -48,7 +48,6 @@ mod config;
 mod error;
 mod ops;
 mod placement;
-mod tls;
 
 pub use client::Client;
 pub use config::{

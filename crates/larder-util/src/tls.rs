@@ -10,15 +10,26 @@
 //! [`reloading_server`] and [`reloading_client`] keep the configuration built from the files
 //! and rebuild it when one of them changes ([`Reloading`]): certificates are rotated without a
 //! restart. Connections already open keep the configuration they started with.
+//!
+//! [`Connector`] opens a tonic channel's connections over TLS with a client configuration: the
+//! client of cache nodes and a clustered node's calls to the other nodes both use it.
 
+use std::future::Future;
+use std::io;
 use std::path::{Path, PathBuf};
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 pub use crate::reload::Reloading;
+use hyper_util::rt::TokioIo;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::TcpStream;
+use tokio_rustls::client::TlsStream;
 
 /// Why a TLS configuration could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -164,4 +175,85 @@ pub fn reloading_client(
 ) -> Result<Arc<Reloading<ClientConfig>>, TlsError> {
     let paths = files.paths().map(Path::to_path_buf).collect();
     Reloading::new(paths, move || client_config(&files, alpn).map_err(|e| e.0)).map_err(TlsError)
+}
+
+/// Connects a tonic channel's HTTP/2 connections over TCP and then TLS with a client
+/// configuration that may be reloaded (each connection takes the one current then).
+#[derive(Clone)]
+pub struct Connector {
+    config: Arc<Reloading<ClientConfig>>,
+    /// The name server certificates are checked against (`None`: each address's host).
+    server_name: Option<String>,
+    connect_timeout: Duration,
+}
+
+impl std::fmt::Debug for Connector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connector")
+            .field("server_name", &self.server_name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Connector {
+    /// Connections with `config`, checking servers by `server_name` (`None`: the host of the
+    /// address connected to), TCP and handshake together bounded by `connect_timeout`.
+    pub fn new(
+        config: Arc<Reloading<ClientConfig>>,
+        server_name: Option<String>,
+        connect_timeout: Duration,
+    ) -> Self {
+        Self {
+            config,
+            server_name,
+            connect_timeout,
+        }
+    }
+}
+
+type Connecting = Pin<Box<dyn Future<Output = io::Result<TokioIo<TlsStream<TcpStream>>>> + Send>>;
+
+impl tower::Service<http::Uri> for Connector {
+    type Response = TokioIo<TlsStream<TcpStream>>;
+    type Error = io::Error;
+    type Future = Connecting;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), io::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: http::Uri) -> Connecting {
+        let config = self.config.current();
+        let name = self.server_name.clone();
+        let timeout = self.connect_timeout;
+        Box::pin(async move {
+            let invalid = |why: &str| io::Error::new(io::ErrorKind::InvalidInput, why.to_owned());
+            let host = uri
+                .host()
+                .ok_or_else(|| invalid("an address has no host"))?;
+            let port = uri
+                .port_u16()
+                .ok_or_else(|| invalid("an address has no port"))?;
+            let host = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned();
+            let server_name = ServerName::try_from(name.unwrap_or_else(|| host.clone()))
+                .map_err(|_| invalid("the server's name is not a DNS name or an IP address"))?;
+            let connect = async {
+                let tcp = TcpStream::connect((host.as_str(), port)).await?;
+                tcp.set_nodelay(true)?;
+                tokio_rustls::TlsConnector::from(config)
+                    .connect(server_name, tcp)
+                    .await
+            };
+            match tokio::time::timeout(timeout, connect).await {
+                Ok(stream) => stream.map(TokioIo::new),
+                Err(_) => Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    "connecting over TLS took too long",
+                )),
+            }
+        })
+    }
 }

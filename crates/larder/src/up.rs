@@ -72,6 +72,7 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(Vec<CacheConfig>, ApiC
         &mut base.tls_cert,
         &mut base.tls_key,
         &mut base.tls_client_ca,
+        &mut base.tls_ca,
     ] {
         setting.clear();
     }
