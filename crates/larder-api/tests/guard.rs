@@ -469,3 +469,55 @@ async fn browsers_get_cors_per_origin() {
     assert!(plain.header("access-control-allow-origin").is_none());
     gw.stop.cancel();
 }
+
+#[tokio::test]
+async fn openapi_lists_the_schemes_and_the_scope_of_each_operation() {
+    let issuer = Issuer::new();
+    let gw = start(ApiConfig {
+        rate_limits: vec![RateLimitConfig {
+            scope: "*".into(),
+            per_second: 1000,
+            burst: 1000,
+        }],
+        ..guarded(&issuer)
+    })
+    .await;
+    let reply = send(gw.addr, &request("GET", "/openapi.json", None, None)).await;
+    assert_eq!(reply.status, 200, "the document is public");
+    let doc: Value = serde_json::from_slice(&reply.body).unwrap();
+    let schemes = &doc["components"]["securitySchemes"];
+    assert_eq!(schemes["ApiKey"]["scheme"], "bearer");
+    assert_eq!(schemes["Jwt"]["bearerFormat"], "JWT");
+    let paths = &doc["paths"];
+    for (path, method, scope) in [
+        ("/v1/products", "get", "products:read"),
+        ("/v1/products", "post", "products:write"),
+        ("/v1/products/{id}", "get", "products:read"),
+        ("/v1/products/{id}", "patch", "products:write"),
+        ("/v1/products/{id}", "delete", "products:write"),
+        ("/metrics", "get", "admin"),
+    ] {
+        let operation = &paths[path][method];
+        assert_eq!(
+            operation["security"],
+            json!([{"ApiKey": [scope]}, {"Jwt": [scope]}]),
+            "{method} {path}"
+        );
+        for status in ["401", "403", "429"] {
+            assert!(
+                operation["responses"][status].is_object(),
+                "{method} {path} lists {status}"
+            );
+        }
+    }
+    for path in ["/healthz", "/readyz", "/openapi.json"] {
+        assert!(paths[path]["get"]["security"].is_null(), "{path} is open");
+    }
+
+    // Without credentials nothing is guarded, and the document says so.
+    let open = start(config()).await;
+    let reply = send(open.addr, &request("GET", "/openapi.json", None, None)).await;
+    let doc: Value = serde_json::from_slice(&reply.body).unwrap();
+    assert_eq!(doc["components"]["securitySchemes"], json!({}));
+    assert!(doc["paths"]["/v1/products"]["get"]["security"].is_null());
+}
