@@ -309,6 +309,45 @@ fn up_names_the_configured_collections_and_the_root_points_to_the_docs() {
     assert_eq!(root["collections"], serde_json::json!(["/v1/books"]));
 }
 
+/// TLS settings in the environment (files that do not even exist) are for separately run
+/// processes: `larder up` still starts, in plaintext on loopback.
+#[test]
+fn up_stays_plaintext_whatever_tls_settings_say() {
+    let dir = scratch("plaintext");
+    let missing = dir.join("missing.pem").display().to_string();
+    let vars: Vec<(&str, &str)> = [
+        "LARDER_API_TLS_CERT",
+        "LARDER_API_TLS_KEY",
+        "LARDER_API_TLS_CLIENT_CA",
+        "LARDER_API_CACHE_TLS_CA",
+        "LARDER_API_CACHE_TLS_CERT",
+        "LARDER_API_CACHE_TLS_KEY",
+        "LARDER_CACHE_TLS_CERT",
+        "LARDER_CACHE_TLS_KEY",
+        "LARDER_CACHE_TLS_CLIENT_CA",
+        "LARDER_CACHE_TLS_CA",
+    ]
+    .into_iter()
+    .map(|name| (name, missing.as_str()))
+    .collect();
+    let mut command = larder(&vars);
+    command.args(["up", "--data"]).arg(&dir).args(FREE_PORTS);
+    let running = start(command, "database");
+    let http = address(&running.banner, "docs");
+    let body = curl(&["-s", &format!("http://{http}/healthz")]);
+    assert_eq!(body.trim(), "ok");
+    // A cache miss goes through the node over plaintext gRPC.
+    let body = curl(&[
+        "-s",
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code}",
+        &format!("http://{http}/v1/products/nothing-here"),
+    ]);
+    assert_eq!(body, "404");
+}
+
 fn curl(args: &[&str]) -> String {
     let output = Command::new("curl").args(args).output().expect("curl runs");
     String::from_utf8_lossy(&output.stdout).into_owned()
