@@ -521,3 +521,22 @@ async fn answers_do_not_wait_behind_a_slow_router_call() {
     assert_eq!(second[0].status, 404, "{}", second[0].text());
     gw.stop.cancel();
 }
+
+/// The gateway's listener queues more than a thousand connections nobody has accepted yet
+/// (`larder_api::bind`'s backlog); `TcpListener::bind` queues 128 (std's backlog) and then
+/// drops SYNs, which this test notices at the 129th.
+#[tokio::test]
+async fn the_listen_backlog_queues_over_a_thousand_connections() {
+    assert!(larder_api::LISTEN_BACKLOG >= 1024);
+    let listener = larder_api::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut queued = Vec::new();
+    for i in 0..1_100 {
+        let conn = tokio::time::timeout(Duration::from_secs(2), TcpStream::connect(addr))
+            .await
+            .unwrap_or_else(|_| panic!("connection {i} was not queued"))
+            .unwrap();
+        queued.push(conn);
+    }
+    drop(listener);
+}

@@ -207,3 +207,119 @@ async fn drive<I>(
         service::record_connection_error(&shared.state, err.as_ref());
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use bytes::Bytes;
+    use http_body::Frame;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::sync::mpsc;
+
+    use super::*;
+    use crate::config::{ApiConfig, CollectionConfig};
+    use crate::layers::{Limits, Track};
+
+    /// A body that sends each chunk as it arrives on the channel, ending when it closes.
+    struct Chunks(mpsc::Receiver<Bytes>);
+
+    impl http_body::Body for Chunks {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+            self.0
+                .poll_recv(cx)
+                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
+        }
+    }
+
+    /// Reads from `conn` until what was read contains `end`.
+    async fn read_until(conn: &mut TcpStream, end: &str) -> String {
+        let mut seen = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !String::from_utf8_lossy(&seen).contains(end) {
+            let n = tokio::time::timeout(Duration::from_secs(5), conn.read(&mut chunk))
+                .await
+                .expect("the server sends in time")
+                .unwrap();
+            assert!(
+                n > 0,
+                "closed before {end:?}: {:?}",
+                String::from_utf8_lossy(&seen)
+            );
+            seen.extend_from_slice(&chunk[..n]);
+        }
+        String::from_utf8_lossy(&seen).into_owned()
+    }
+
+    /// What a change feed needs: an answer's body leaves as the handler produces it, through
+    /// the gateway's own layers, and outlives the request timeout (which bounds the wait for
+    /// the answer's head, not its body).
+    #[tokio::test]
+    async fn an_answer_streams_as_its_body_is_produced() {
+        let db = std::env::temp_dir().join(format!("larder-stream-{}.db", std::process::id()));
+        let _ = std::fs::remove_file(&db);
+        let config = ApiConfig {
+            database: format!("sqlite://{}?mode=rwc", db.display()),
+            collections: vec![CollectionConfig {
+                name: "products".into(),
+                ..CollectionConfig::default()
+            }],
+            ..ApiConfig::default()
+        };
+        let state = crate::build(config, crate::Options::default())
+            .await
+            .unwrap();
+        let (events, feed) = mpsc::channel(1);
+        let feed = Arc::new(parking_lot::Mutex::new(Some(feed)));
+        let timeout = Duration::from_millis(300);
+        let router = Router::new()
+            .route(
+                "/feed",
+                get(move || {
+                    let feed = feed.lock().take().expect("one request");
+                    async move { Body::new(Chunks(feed)) }
+                }),
+            )
+            .layer(Limits::new(4, timeout))
+            .layer(Track(state.clone()));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let server = tokio::spawn(serve(listener, router, state, None, stop.clone()));
+
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        conn.write_all(b"GET /feed HTTP/1.1\r\nHost: t\r\n\r\n")
+            .await
+            .unwrap();
+        events
+            .send(Bytes::from_static(b"first event\n"))
+            .await
+            .unwrap();
+        let head = read_until(&mut conn, "first event\n").await;
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        assert!(head.contains("transfer-encoding: chunked"), "{head}");
+        tokio::time::sleep(timeout * 2).await;
+        events
+            .send(Bytes::from_static(b"second event\n"))
+            .await
+            .unwrap();
+        drop(events);
+        let rest = read_until(&mut conn, "0\r\n\r\n").await;
+        assert!(rest.contains("second event\n"), "{rest}");
+        stop.cancel();
+        drop(conn);
+        server.await.unwrap().unwrap();
+        let _ = std::fs::remove_file(&db);
+    }
+}
