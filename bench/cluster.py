@@ -260,8 +260,10 @@ def redis_benchmark(args, pids):
 
 
 # A standalone node; a node in a cluster of its own (every command goes through the routing
-# check and is served here: the cost of routing alone); three clustered nodes, all on core 0.
-SHAPES = ("alone", "one", "cluster")
+# check and is served here: the cost of routing alone); three clustered nodes, all on core 0,
+# under the same 50 connections (redis-benchmark --cluster spreads them, about 17 a node) and
+# under 150 (50 a node, as the standalone node has).
+SHAPES = ("alone", "one", "cluster", "cluster150")
 
 
 def routing(opts, logdir):
@@ -281,8 +283,9 @@ def routing(opts, logdir):
                 if shape != "alone":
                     settled(nodes, [n.id for n in nodes])
                 host, port = nodes[0].resp.rsplit(":", 1)
-                common = ["-h", host, "-p", port, "-c", "50", "-r", "100000", "-d", "32"]
-                if shape == "cluster":
+                conns = "150" if shape == "cluster150" else "50"
+                common = ["-h", host, "-p", port, "-c", conns, "-r", "100000", "-d", "32"]
+                if shape.startswith("cluster"):
                     common.append("--cluster")
                 pids = [n.pid for n in nodes]
                 redis_benchmark(common + ["-t", "set", "-n", "300000", "-P", "16"], pids)
@@ -291,7 +294,7 @@ def routing(opts, logdir):
                         common + ["-t", "get", "-n", str(n), "-P", str(pipe)], pids)
                     us = ticks / hz * 1e6 / n
                     results.setdefault((shape, pipe), []).append((rps, us))
-                    print(f"  round {round_ + 1} {shape:7} -P {pipe:2}: {rps:9.0f} GET/s, "
+                    print(f"  round {round_ + 1} {shape:10} -P {pipe:2}: {rps:9.0f} GET/s, "
                           f"{us:.3f} µs server CPU per GET", flush=True)
             finally:
                 for n in nodes:
@@ -302,8 +305,11 @@ def routing(opts, logdir):
         report("routing", pipeline=pipe, alone_us=f"{us['alone']:.3f}",
                one_us=f"{us['one']:.3f}", cluster_us=f"{us['cluster']:.3f}",
                one_ratio=f"{us['one'] / us['alone']:.3f}",
-               ratio=f"{us['cluster'] / us['alone']:.3f}", alone_ops=f"{ops['alone']:.0f}",
-               one_ops=f"{ops['one']:.0f}", cluster_ops=f"{ops['cluster']:.0f}")
+               ratio=f"{us['cluster'] / us['alone']:.3f}",
+               cluster150_us=f"{us['cluster150']:.3f}",
+               ratio150=f"{us['cluster150'] / us['alone']:.3f}", alone_ops=f"{ops['alone']:.0f}",
+               one_ops=f"{ops['one']:.0f}", cluster_ops=f"{ops['cluster']:.0f}",
+               cluster150_ops=f"{ops['cluster150']:.0f}")
 
 
 def grpc_bench(opts, addr, prefix, pids):
