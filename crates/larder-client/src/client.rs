@@ -17,12 +17,12 @@ use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 use tracing::Instrument as _;
 
-use crate::cluster::ClusterRoute;
 use crate::config::ClientConfig;
 use crate::error::{ConfigError, Error};
 use crate::placement::Placement;
+use crate::route::ClusterRoute;
 use larder_util::breaker::{Breaker, BreakerState, Transition};
-use larder_util::clock::{Clock, SystemClock};
+use larder_util::clock::Clock;
 
 /// Largest message sent or accepted: the nodes' default request bound, which they enforce.
 const MAX_MESSAGE: usize = 512 << 20;
@@ -48,8 +48,8 @@ pub(crate) struct Inner {
     /// The configured nodes: the seeds of a cluster, or the whole set for standalone nodes.
     nodes: Box<[Arc<Node>]>,
     placement: Placement,
-    /// Routing by a cluster's table, once a configured node gave one (see [`crate::cluster`]).
-    pub(crate) cluster: RwLock<Option<Arc<ClusterRoute>>>,
+    /// Routing by a cluster's table, once a configured node gave one (see [`crate::cluster`]'s `follow`).
+    pub(crate) cluster: RwLock<Option<Arc<ClusterRoute<Node>>>>,
     /// Every node a cluster table named, by gRPC address.
     members: RwLock<HashMap<String, Arc<Node>>>,
     config: ClientConfig,
@@ -81,25 +81,9 @@ pub(crate) struct Node {
 }
 
 impl Client {
-    /// A client for `config.nodes`. Nothing connects here: each channel connects on its first
-    /// call (and reconnects after failures), so this succeeds while the nodes are down.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for an empty or malformed node list, a node listed twice, a token that
-    /// is not visible ASCII, a zero deadline, timeout, breaker threshold or pool size, or when
-    /// called outside a Tokio runtime (the channels are driven by tasks spawned here).
-    pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        Self::with_clock(config, Arc::new(SystemClock))
-    }
-
-    /// [`Client::new`] whose breakers time their cooldowns on `clock` (the gateway's one
-    /// clock; a [`larder_util::clock::ManualClock`] in tests).
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::new`].
-    pub fn with_clock(config: ClientConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+    /// The client's state for `config`, with its nodes made but not yet following a cluster's
+    /// table ([`Client::with_clock`] starts that).
+    pub(crate) fn assemble(config: ClientConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.check()?;
         let names = config.node_names()?;
         let placement = Placement::new(&names).map_err(|(a, b)| {
@@ -130,7 +114,6 @@ impl Client {
                 config,
             }),
         };
-        crate::cluster::follow(&client);
         Ok(client)
     }
 
@@ -202,7 +185,7 @@ impl Client {
     }
 
     /// Installs a cluster table to route by.
-    pub(crate) fn set_route(&self, route: Option<Arc<ClusterRoute>>) {
+    pub(crate) fn set_route(&self, route: Option<Arc<ClusterRoute<Node>>>) {
         *self.inner.cluster.write() = route;
     }
 
