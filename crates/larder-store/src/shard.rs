@@ -140,7 +140,7 @@ impl Shard {
         if slot.expires_at().is_some_and(|at| at <= now.get()) {
             return SharedRead::Expired;
         }
-        self.policy.on_shared_hit(slots, idx);
+        self.policy.on_shared_hit(slots, idx, hash);
         SharedRead::Hit(read(entry_ref(slot)))
     }
 

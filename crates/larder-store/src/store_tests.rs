@@ -549,3 +549,92 @@ fn small_store() -> Store {
     })
     .unwrap()
 }
+
+/// Hit ratio (%) of a look-aside cache of `capacity` items replaying `keys`.
+fn replay_hit_ratio(keys: &[u64], policy: Policy, capacity: u64) -> f64 {
+    let store = store(Capacity::Items(capacity), policy);
+    for key in keys {
+        let key = key.to_le_bytes();
+        if store.get_with(&key, |_| ()).is_none() {
+            store.set(&key, b"", SetOptions::default()).unwrap();
+        }
+    }
+    100.0 * store.stats().hits as f64 / keys.len() as f64
+}
+
+/// SplitMix64 steps, for workloads that do not depend on a crate.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn adaptive_keeps_up_with_the_better_of_s3fifo_and_tinylfu() {
+    let mut state = 7;
+    // Frequency: a skewed popularity over 20,000 keys (the cube of a uniform draw), with a
+    // one-off scan of new keys every 5,000 requests.
+    let mut skewed = Vec::new();
+    for i in 0..200_000u64 {
+        let u = (next_random(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+        skewed.push((u * u * u * 20_000.0) as u64);
+        if i % 5_000 == 0 {
+            skewed.extend((0..300).map(|j| 1_000_000 + i + j));
+        }
+    }
+    // Recency: a working set of 400 keys that drifts to new keys over time.
+    let drifting: Vec<u64> = (0..200_000u64)
+        .map(|i| i / 20 + next_random(&mut state) % 400)
+        .collect();
+    // Keys that come back two or three times, 100 to 450 requests apart: a cache of 500 keeps
+    // them only if its main queue fills while it warms up.
+    let mut returning = Vec::new();
+    let mut due = std::collections::BinaryHeap::new();
+    let mut fresh = 0u64;
+    while returning.len() < 40_000 {
+        let now = returning.len() as u64;
+        match due.peek() {
+            Some(&std::cmp::Reverse((at, key, left))) if at <= now => {
+                due.pop();
+                returning.push(key);
+                if left > 0 {
+                    due.push(std::cmp::Reverse((
+                        now + 100 + next_random(&mut state) % 350,
+                        key,
+                        left - 1,
+                    )));
+                }
+            }
+            _ => {
+                fresh += 1;
+                returning.push(fresh);
+                let left = 1 + next_random(&mut state) % 2;
+                due.push(std::cmp::Reverse((
+                    now + 100 + next_random(&mut state) % 350,
+                    fresh,
+                    left,
+                )));
+            }
+        }
+    }
+    for (name, keys) in [
+        ("skewed", &skewed),
+        ("drifting", &drifting),
+        ("returning", &returning),
+    ] {
+        let s3fifo = replay_hit_ratio(keys, Policy::S3Fifo, 500);
+        let tinylfu = replay_hit_ratio(keys, Policy::TinyLfu, 500);
+        let adaptive = replay_hit_ratio(keys, Policy::Adaptive, 500);
+        let peer = if name == "passes" {
+            s3fifo
+        } else {
+            s3fifo.max(tinylfu)
+        };
+        assert!(
+            adaptive >= peer - 1.0,
+            "{name}: adaptive {adaptive:.2}, s3fifo {s3fifo:.2}, tinylfu {tinylfu:.2}"
+        );
+    }
+}

@@ -5,6 +5,7 @@
 //! stays in place until the shard has asked the eviction hook; if the hook pins it, the policy
 //! is told (`on_pinned`) and asked again.
 
+mod duel;
 mod ghost;
 mod list;
 mod lru;
@@ -31,8 +32,9 @@ pub enum Policy {
     /// W-TinyLFU with a hill-climbing adaptive window.
     TinyLfu,
     /// S3-FIFO with a loop rule that shrinks the small queue when it earns nothing, stricter
-    /// promotion and a larger ghost; the default, as it does best on the shared traces
-    /// (see BENCHMARKS.md).
+    /// promotion, a larger ghost, and a frequency-sketch admission test that miniature
+    /// simulations switch on or off per workload; the default, as it does best across the
+    /// shared traces (see BENCHMARKS.md).
     #[default]
     Adaptive,
 }
@@ -114,7 +116,7 @@ impl Weigher {
 pub(crate) enum PolicyState {
     Lru(lru::Lru),
     Sieve(sieve::Sieve),
-    S3Fifo(s3fifo::S3Fifo),
+    S3Fifo(Box<s3fifo::S3Fifo>),
     TinyLfu(Box<tinylfu::TinyLfu>),
 }
 
@@ -123,8 +125,10 @@ impl PolicyState {
         match policy {
             Policy::Lru => Self::Lru(lru::Lru::new(weigher)),
             Policy::Sieve => Self::Sieve(sieve::Sieve::new(weigher)),
-            Policy::S3Fifo => Self::S3Fifo(s3fifo::S3Fifo::new(weigher, capacity, false)),
-            Policy::Adaptive => Self::S3Fifo(s3fifo::S3Fifo::new(weigher, capacity, true)),
+            Policy::S3Fifo => Self::S3Fifo(Box::new(s3fifo::S3Fifo::new(weigher, capacity, false))),
+            Policy::Adaptive => {
+                Self::S3Fifo(Box::new(s3fifo::S3Fifo::new(weigher, capacity, true)))
+            }
             Policy::TinyLfu => Self::TinyLfu(Box::new(tinylfu::TinyLfu::new(weigher, capacity))),
         }
     }
@@ -145,10 +149,10 @@ impl PolicyState {
     }
 
     /// Records a read hit under the shared lock; only for policies with `shared_hits`.
-    pub(crate) fn on_shared_hit(&self, slots: &Slab, idx: u32) {
+    pub(crate) fn on_shared_hit(&self, slots: &Slab, idx: u32, hash: u64) {
         match self {
             Self::Sieve(p) => p.on_hit(slots, idx),
-            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx, hash),
             Self::Lru(_) | Self::TinyLfu(_) => {}
         }
     }
@@ -158,7 +162,7 @@ impl PolicyState {
         match self {
             Self::Lru(p) => p.on_hit(slots, idx),
             Self::Sieve(p) => p.on_hit(slots, idx),
-            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx, hash),
             Self::TinyLfu(p) => p.on_hit(slots, idx, hash, read),
         }
     }
@@ -199,7 +203,7 @@ impl PolicyState {
         match self {
             Self::Lru(p) => p.victim(),
             Self::Sieve(p) => p.victim(slots),
-            Self::S3Fifo(p) => p.victim(slots),
+            Self::S3Fifo(p) => p.victim(slots, hash_of),
             Self::TinyLfu(p) => p.victim(slots, hash_of),
         }
     }

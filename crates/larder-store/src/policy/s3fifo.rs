@@ -5,29 +5,35 @@
 //! small, which sends a returning key straight to main. While main is below its share (warm-up),
 //! entries leaving small move to main instead of being dropped.
 //!
-//! The adaptive variant (`Policy::Adaptive`) changes four things, each measured on the shared
+//! The adaptive variant (`Policy::Adaptive`) changes these things, each measured on the shared
 //! traces (BENCHMARKS.md):
 //! * the hits an entry needs in small to be promoted (one or two) follow the evidence: after
 //!   two while entries hit once rarely come back, after one while they mostly do;
-//! * entries leaving small fill an under-full main only while the loop rule is active, not
-//!   during warm-up;
 //! * the ghost remembers as many keys as the whole cache holds, not only main;
 //! * a **loop rule**: every `capacity` inserts, if the small queue earned nothing (no hit on an
 //!   entry in small, no key back from the ghost) it halves, and the ghost with it, so that on a
 //!   loop or scan larger than the cache nearly all of it freezes a part of the working set (as
-//!   LIRS does); as soon as small earns again it doubles back towards its 10% share.
+//!   LIRS does); as soon as small earns again it doubles back towards its 10% share;
+//! * two **modes** for an entry leaving small without the hits it needs: *recency* lets any
+//!   such entry fill a main queue below its share (warm-up), as S3-FIFO does; *frequency* lets
+//!   only entries seen before (a count-min sketch of recent inserts) fill it, and once main is
+//!   full admits an entry whose estimated frequency beats main's next victim (TinyLFU's test
+//!   at S3-FIFO's door). Which mode runs is decided by a [`Duel`]: two miniature simulations of
+//!   this policy, one per mode, replay a hash-sampled share of the same requests, and the mode
+//!   whose simulation hit more over recent history is the one the cache uses.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Weigher, ghost::Ghost, list::List};
+use super::duel::Duel;
+use super::{Weigher, ghost::Ghost, list::List, sketch::Sketch};
 use crate::slab::Slab;
 use crate::slot::Slot;
 
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
-/// Share of the capacity given to the small queue.
-const SMALL_SHARE: f64 = 0.10;
+/// Share of the capacity given to the small queue, in thousandths (S3-FIFO's 10%).
+const SMALL_SHARE: u64 = 100;
 /// Inserts that make one sample of the small queue's usefulness, at the least.
 const MIN_SAMPLE: u64 = 1_000;
 /// Below this many earnings per insert in a sample, the small queue shrinks.
@@ -52,6 +58,28 @@ const ONCE_MIN_EVIDENCE: u64 = 64;
 /// (measured on the traces: 0.1–0.3 lose OLTP cells, 0.5–0.7 keep them).
 const ONCE_RETURN_SHARE: f64 = 0.7;
 
+/// What the adaptive variant does with an entry that leaves small without the hits it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mode {
+    /// Admit it to a full main if its estimated frequency beats main's next victim's.
+    admit: bool,
+    /// Let it fill a main below its share even if it was never seen before.
+    fill_unproven: bool,
+}
+
+impl Mode {
+    /// S3-FIFO's own rule: any entry may fill an under-full main; none is admitted to a full one.
+    pub(crate) const RECENCY: Mode = Mode {
+        admit: false,
+        fill_unproven: true,
+    };
+    /// A frequency sketch decides: seen-before entries fill main, and beat its victim to enter.
+    pub(crate) const FREQUENCY: Mode = Mode {
+        admit: true,
+        fill_unproven: false,
+    };
+}
+
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
     small: List,
@@ -69,11 +97,35 @@ pub(crate) struct S3Fifo {
     promote_at: u8,
     once: Once,
     weigher: Weigher,
+    /// Adaptive: the mode in use, a sketch of recent inserts, and the duel that picks the mode
+    /// (`None` in the duel's own simulations).
+    mode: Mode,
+    sketch: Option<Sketch>,
+    duel: Option<Box<Duel>>,
 }
 
 impl S3Fifo {
     pub(crate) fn new(weigher: Weigher, capacity: u64, adaptive: bool) -> Self {
-        let small_share = ((capacity as f64 * SMALL_SHARE) as u64).max(1);
+        let mut policy = Self::with_mode(weigher, capacity, adaptive, Mode::RECENCY);
+        if adaptive {
+            policy.duel = Some(Box::new(Duel::new(weigher, capacity)));
+        }
+        policy
+    }
+
+    /// The adaptive variant fixed to `mode`, without a duel: one of a duel's simulations.
+    pub(crate) fn simulation(capacity: u64, mode: Mode) -> Self {
+        Self::with_mode(Weigher::Items, capacity, true, mode)
+    }
+
+    fn with_mode(weigher: Weigher, capacity: u64, adaptive: bool, mode: Mode) -> Self {
+        let small_share = share(capacity, SMALL_SHARE);
+        let sketch = adaptive.then(|| {
+            Sketch::new(match weigher {
+                Weigher::Items => usize::try_from(capacity).unwrap_or(usize::MAX),
+                Weigher::Bytes => 1024,
+            })
+        });
         Self {
             small: List::default(),
             main: List::default(),
@@ -87,11 +139,24 @@ impl S3Fifo {
             promote_at: if adaptive { 2 } else { 1 },
             once: Once::default(),
             weigher,
+            mode,
+            sketch,
+            duel: None,
         }
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         self.sample();
+        let entries = self.small.len + self.main.len + 1;
+        if let Some(sketch) = &mut self.sketch {
+            sketch.ensure_capacity(entries);
+            sketch.increment(hash);
+        }
+        if let Some(duel) = &self.duel {
+            let full = self.small.weight + self.main.weight >= self.capacity - self.capacity / 16;
+            duel.on_request(hash, entries, full);
+            self.mode = duel.mode();
+        }
         let weight = self.weigher.weigh(&slots[idx as usize]);
         let slot = &mut slots[idx as usize];
         slot.set_freq(0);
@@ -129,7 +194,12 @@ impl S3Fifo {
 
     /// A hit needs only the shard's shared lock: it bumps the entry's frequency (a write only
     /// when the count changes) and counts what the small queue earned.
-    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32) {
+    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32, hash: u64) {
+        if let Some(duel) = &self.duel
+            && duel.samples(hash)
+        {
+            duel.on_request(hash, self.small.len + self.main.len, true);
+        }
         let slot = &slots[idx as usize];
         if slot.bump_freq() && slot.queue() == SMALL {
             self.small_earned.fetch_add(1, Relaxed);
@@ -158,7 +228,11 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn victim(&mut self, slots: &mut Slab) -> Option<u32> {
+    pub(crate) fn victim(
+        &mut self,
+        slots: &mut Slab,
+        hash_of: &dyn Fn(&[u8]) -> u64,
+    ) -> Option<u32> {
         let promote_at = self.promote_at;
         loop {
             if self.small.is_empty() && self.main.is_empty() {
@@ -166,9 +240,7 @@ impl S3Fifo {
             }
             if self.small.weight >= self.small_target || self.main.is_empty() {
                 let tail = self.small.tail;
-                let main_has_room = self.may_fill_main()
-                    && self.main.weight < self.capacity.saturating_sub(self.small_target);
-                if slots[tail as usize].freq() < promote_at && !main_has_room {
+                if slots[tail as usize].freq() < promote_at && !self.passes(slots, tail, hash_of) {
                     return Some(tail);
                 }
                 self.promote(slots, tail);
@@ -218,12 +290,33 @@ impl S3Fifo {
         }
     }
 
-    /// Whether an entry leaving small may move to a main queue that is below its share instead
-    /// of being evicted. S3-FIFO does so while warming up. The adaptive variant does so only
-    /// while the loop rule has shrunk small: warm-up entries are unproven, and letting them
-    /// into main costs up to 1.4 points on the scan-heavy arc-p3 trace.
-    fn may_fill_main(&self) -> bool {
-        !self.adaptive || self.small_target < self.small_share
+    /// Whether `tail`, leaving small without the hits it needs, moves to main all the same.
+    /// S3-FIFO lets it fill a main queue below its share (warm-up); the adaptive variant does so
+    /// in recency mode and while the loop rule has shrunk small, and in frequency mode only for
+    /// an entry seen before, and then admits it to a full main if it beats main's victim.
+    fn passes(&self, slots: &Slab, tail: u32, hash_of: &dyn Fn(&[u8]) -> u64) -> bool {
+        let under = self.main.weight < self.capacity.saturating_sub(self.small_target);
+        let Some(sketch) = &self.sketch else {
+            return under;
+        };
+        if under && (self.mode.fill_unproven || self.small_target < self.small_share) {
+            return true;
+        }
+        if !self.mode.admit {
+            return false;
+        }
+        // Hits not yet folded into the sketch sit in the slot's two-bit count.
+        let estimate = |idx: u32| {
+            let slot = &slots[idx as usize];
+            u32::from(sketch.frequency(hash_of(slot.key()))) + u32::from(slot.freq())
+        };
+        let candidate = estimate(tail);
+        if under {
+            // Seen before (the sketch counts this insert too), or hit once in small.
+            return candidate >= 2;
+        }
+        // Ties go to the incumbent, as in `tinylfu`.
+        !self.main.is_empty() && candidate > estimate(self.main.tail)
     }
 
     /// How many evicted keys the ghost remembers: as many as main holds (the paper), or as the
@@ -253,4 +346,9 @@ impl S3Fifo {
             &mut self.main
         }
     }
+}
+
+/// `thousandths` of `capacity`, at least 1.
+fn share(capacity: u64, thousandths: u64) -> u64 {
+    (capacity.saturating_mul(thousandths) / 1000).max(1)
 }
