@@ -13,7 +13,6 @@ use parking_lot::Mutex;
 use super::Weigher;
 use super::s3fifo::{Mode, S3Fifo};
 use crate::slab::Slab;
-use crate::slot::{NIL, Slot};
 
 /// Entries each simulation holds at most. A cache larger than this is simulated on a hash
 /// sample of its requests at the rate `SIMULATED_ENTRIES / entries`; simulations of about a
@@ -146,7 +145,6 @@ fn sample_point(hash: u64) -> u64 {
 struct Simulation {
     slots: Slab,
     index: HashMap<u64, u32, foldhash::fast::FixedState>,
-    free: u32,
     policy: S3Fifo,
     capacity: u64,
 }
@@ -154,9 +152,8 @@ struct Simulation {
 impl Simulation {
     fn new(capacity: u64, mode: Mode) -> Self {
         Self {
-            slots: Slab::default(),
+            slots: Slab::hashes_only(),
             index: HashMap::default(),
-            free: NIL,
             policy: S3Fifo::simulation(capacity, mode),
             capacity,
         }
@@ -173,22 +170,13 @@ impl Simulation {
             let Some(victim) = self.policy.victim(&mut self.slots, &key_hash) else {
                 break;
             };
-            let victim_hash = key_hash(self.slots[victim as usize].key());
+            let victim_hash = key_hash(self.slots.key(victim));
             self.index.remove(&victim_hash);
             self.policy
                 .on_remove(&mut self.slots, victim, victim_hash, true);
-            self.slots[victim as usize].release(self.free);
-            self.free = victim;
+            self.slots.release(victim);
         }
-        let slot = Slot::occupied(&hash.to_le_bytes(), &[], 0, None);
-        let idx = if self.free == NIL {
-            self.slots.push(slot) as u32
-        } else {
-            let idx = self.free;
-            self.free = self.slots[idx as usize].next;
-            self.slots[idx as usize] = slot;
-            idx
-        };
+        let idx = self.slots.insert_hash(hash);
         self.index.insert(hash, idx);
         self.policy.on_insert(&mut self.slots, idx, hash);
         false

@@ -17,8 +17,8 @@ mod tinylfu;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::arena;
 use crate::slab::Slab;
-use crate::slot::Slot;
 
 /// Which eviction policy a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -86,6 +86,11 @@ impl FromStr for Policy {
     }
 }
 
+/// Bytes of a slot (`slot.rs`).
+const SLOT: u64 = 16;
+/// Bytes of an expiry-heap record.
+const HEAP_RECORD: u64 = 16;
+
 /// How an entry is charged against the capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Weigher {
@@ -96,18 +101,30 @@ pub(crate) enum Weigher {
 }
 
 impl Weigher {
-    pub(crate) fn weigh(self, slot: &Slot) -> u64 {
-        self.weigh_parts(slot.key_len(), slot.value_len(), slot.has_ttl())
+    pub(crate) fn weigh(self, slots: &Slab, idx: u32) -> u64 {
+        match self {
+            Weigher::Items => 1,
+            Weigher::Bytes => {
+                let slot = &slots[idx as usize];
+                Self::bytes(slots.charged_len(idx), slot.has_ttl())
+            }
+        }
     }
 
     pub(crate) fn weigh_parts(self, key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
         match self {
             Weigher::Items => 1,
             Weigher::Bytes => {
-                let ttl = if has_ttl { crate::TTL_OVERHEAD } else { 0 };
-                (key_len + value_len) as u64 + crate::ENTRY_OVERHEAD + ttl
+                let len = arena::entry_len(key_len, value_len, has_ttl);
+                Self::bytes(arena::charged_len(len), has_ttl)
             }
         }
+    }
+
+    /// An entry's bytes in the arena (expiry included), its slot, and its expiry-heap record.
+    fn bytes(charged_len: u64, has_ttl: bool) -> u64 {
+        let heap = if has_ttl { HEAP_RECORD } else { 0 };
+        charged_len + SLOT + heap
     }
 }
 

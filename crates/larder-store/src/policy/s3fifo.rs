@@ -157,7 +157,7 @@ impl S3Fifo {
             duel.on_request(hash, entries, full);
             self.mode = duel.mode();
         }
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         let slot = &mut slots[idx as usize];
         slot.set_freq(0);
         if let Some(tag) = self.ghost.take(hash) {
@@ -215,7 +215,7 @@ impl S3Fifo {
     }
 
     pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         let in_small = slots[idx as usize].queue() == SMALL;
         self.list_of(&slots[idx as usize])
             .unlink(slots, idx, weight);
@@ -251,7 +251,7 @@ impl S3Fifo {
                     return Some(tail);
                 }
                 slots[tail as usize].set_freq(freq - 1);
-                let weight = self.weigher.weigh(&slots[tail as usize]);
+                let weight = self.weigher.weigh(slots, tail);
                 self.main.move_to_head(slots, tail, weight);
             }
         }
@@ -261,7 +261,7 @@ impl S3Fifo {
         if slots[idx as usize].queue() == SMALL {
             self.promote(slots, idx);
         } else {
-            let weight = self.weigher.weigh(&slots[idx as usize]);
+            let weight = self.weigher.weigh(slots, idx);
             self.main.move_to_head(slots, idx, weight);
         }
     }
@@ -307,8 +307,8 @@ impl S3Fifo {
         }
         // Hits not yet folded into the sketch sit in the slot's two-bit count.
         let estimate = |idx: u32| {
-            let slot = &slots[idx as usize];
-            u32::from(sketch.frequency(hash_of(slot.key()))) + u32::from(slot.freq())
+            let freq = slots[idx as usize].freq();
+            u32::from(sketch.frequency(hash_of(slots.key(idx)))) + u32::from(freq)
         };
         let candidate = estimate(tail);
         if under {
@@ -330,7 +330,7 @@ impl S3Fifo {
     }
 
     fn promote(&mut self, slots: &mut Slab, idx: u32) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.small.unlink(slots, idx, weight);
         let once = self.adaptive && slots[idx as usize].freq() == 1;
         slots[idx as usize].set_mark(once);
