@@ -26,8 +26,10 @@ pub const DEFAULT_CAPACITY: Capacity = Capacity::Bytes(64 << 20);
 /// A byte-bounded store gets no more shards than keep each at least this large: one entry can
 /// fill at most one shard, and 1 MiB is memcached's default item limit.
 pub const MIN_SHARD_BYTES: u64 = 1 << 20;
-/// Shards per available core when the shard count is automatic.
-pub const SHARDS_PER_CORE: usize = 16;
+/// Shards per available core when the shard count is automatic. Each shard has fixed costs
+/// beside its entries (a partly filled arena segment, the adaptive policy's simulations), so
+/// no more shards than keep two threads on different shards nearly always.
+pub const SHARDS_PER_CORE: usize = 8;
 
 /// A store's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -41,7 +41,7 @@ pub use ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };
 pub use policy::{Policy, UnknownPolicy};
-pub use store::{Store, Update, parse_i64};
+pub use store::{DEFAULT_MAX_VALUE_BYTES, Store, Update, parse_i64};
 
 /// Bytes charged per entry beyond its key and value: its 16-byte slot and the 16-byte header
 /// of its bytes in the shard's arena (version, value length, slot number). An entry larger

@@ -33,6 +33,9 @@ pub(crate) enum SharedRead<R> {
 pub(crate) struct Ctx<'a, H> {
     pub(crate) hasher: &'a foldhash::fast::RandomState,
     pub(crate) hook: &'a H,
+    /// Capacity no shard holds: given back by shards above their fair share, taken by shards
+    /// below it (see `lend.rs`).
+    pub(crate) spare: &'a std::sync::atomic::AtomicU64,
 }
 
 impl<H> Ctx<'_, H> {
@@ -47,7 +50,10 @@ pub(crate) struct Shard {
     slots: Slab,
     policy: PolicyState,
     weigher: Weigher,
+    /// This shard's bound now, and its fair share of the store's (the two differ while it
+    /// has lent capacity to, or borrowed it from, other shards for a large entry).
     capacity: u64,
+    fair: u64,
     used: u64,
     /// Min-heap of (expiry, slot); entries may be stale and are checked when popped.
     expiry: BinaryHeap<Reverse<(u64, u32)>>,
@@ -66,6 +72,7 @@ impl Shard {
             policy: PolicyState::new(policy, weigher, capacity),
             weigher,
             capacity,
+            fair: capacity,
             used: 0,
             expiry: BinaryHeap::new(),
             ttl_items: 0,
@@ -370,6 +377,9 @@ impl Shard {
         protect: u32,
     ) -> Result<(), StoreError> {
         let mut refusals = 0;
+        if self.used + need > self.capacity {
+            self.take_spare(ctx);
+        }
         while self.used + need > self.capacity {
             self.evict_one(ctx, protect, &mut refusals)?;
         }
@@ -440,6 +450,7 @@ impl Shard {
             self.table
                 .shrink_to(2 * self.table.len(), |&i| ctx.hash(slots.key(i)));
         }
+        self.give_back(ctx);
     }
 
     /// After many refusals in a row, walks the slab for any entry the hook lets go, so that
@@ -554,9 +565,11 @@ impl Shard {
     pub(crate) fn clear(&mut self, policy: Policy) {
         let counters = self.counters;
         let next_version = self.next_version;
+        let fair = self.fair;
         *self = Self::new(policy, self.weigher, self.capacity);
         self.counters = counters;
         self.next_version = next_version;
+        self.fair = fair;
     }
 
     /// Gives the shard a new policy and share of the capacity, keeping its entries: every
@@ -573,6 +586,7 @@ impl Shard {
         capacity: u64,
     ) -> Result<(), StoreError> {
         self.capacity = capacity;
+        self.fair = capacity;
         self.policy = PolicyState::new(policy, self.weigher, capacity);
         for idx in 0..self.slots.len() {
             let slot = &mut self.slots[idx];
@@ -603,6 +617,9 @@ impl Shard {
         assert_eq!(ttl.count(), self.ttl_items);
     }
 }
+
+#[path = "lend.rs"]
+mod lend;
 
 fn entry_ref(slots: &Slab, idx: u32) -> EntryRef<'_> {
     EntryRef {

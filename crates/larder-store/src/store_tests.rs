@@ -5,6 +5,9 @@ use std::time::Duration;
 use super::*;
 use crate::{ENTRY_OVERHEAD, MAX_KEY_LEN, ManualClock, TTL_OVERHEAD};
 
+/// Bytes of an entry's header in the arena.
+const HEADER_BYTES: u64 = 16;
+
 fn store(capacity: Capacity, policy: Policy) -> Store {
     Store::new(StoreConfig {
         capacity,
@@ -637,4 +640,58 @@ fn adaptive_keeps_up_with_the_better_of_s3fifo_and_tinylfu() {
             "{name}: adaptive {adaptive:.2}, s3fifo {s3fifo:.2}, tinylfu {tinylfu:.2}"
         );
     }
+}
+
+#[test]
+fn an_entry_larger_than_a_shard_borrows_from_the_others_within_the_bound() {
+    let store = small_store();
+    for i in 0..20_000u32 {
+        store
+            .set(&i.to_le_bytes(), &[1; 300], SetOptions::default())
+            .unwrap();
+    }
+    // Five times one shard's share, in a store of eight shards that are all full.
+    let big = vec![7u8; 5 << 20];
+    store.set(b"big", &big, SetOptions::default()).unwrap();
+    assert_eq!(store.get(b"big").unwrap().value, big);
+    let stats = store.stats();
+    assert!(
+        stats.used <= stats.capacity,
+        "{} over {}",
+        stats.used,
+        stats.capacity
+    );
+    store.check();
+    // Once it is gone, the other shards take their share back and fill up again.
+    assert!(store.delete(b"big"));
+    for i in 20_000..60_000u32 {
+        store
+            .set(&i.to_le_bytes(), &[1; 300], SetOptions::default())
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert!(
+        stats.used > stats.capacity / 10 * 9,
+        "refilled only to {}",
+        stats.used
+    );
+    store.check();
+}
+
+#[test]
+fn values_beyond_the_maximum_or_the_bound_are_refused() {
+    let store = small_store().with_max_value_bytes(1 << 20);
+    let err = store
+        .set(b"k", &vec![0; (1 << 20) + 1], SetOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    let store = small_store().with_max_value_bytes(64 << 20);
+    assert_eq!(
+        store.set(b"k", &vec![0; 9 << 20], SetOptions::default()),
+        Err(StoreError::TooLarge {
+            size: (HEADER_BYTES + 1 + (9 << 20)).next_multiple_of(4096) + 16,
+            limit: 8 << 20
+        })
+    );
+    store.check();
 }
