@@ -5,9 +5,10 @@
 //! An entry is laid out `[version u64 LE][value length u32 LE][slot u32 LE]`, then
 //! `[expiry u64 LE]` if it has one, then the key and the value, packed without padding. A
 //! removed entry's bytes become a dead chunk that records its own length, so a segment can be
-//! walked from its start. Segments are larger than the size allocators hand out from shared
-//! pages (mimalloc keeps blocks up to 128 KiB in pages of one size class), so a freed segment
-//! goes back to the operating system rather than staying behind as a hole between others.
+//! walked from its start. Segments, and the allocations of entries over 64 KiB, are larger
+//! than the blocks allocators hand out from shared pages (mimalloc 2.3 keeps blocks up to
+//! 64 KiB in 512 KiB pages of one size class), so freeing one gives its memory back to the
+//! operating system rather than leaving a hole between blocks that are still in use.
 
 use crate::slot::NIL;
 

@@ -125,13 +125,10 @@ impl S3Fifo {
 
     fn with_mode(weigher: Weigher, capacity: u64, adaptive: bool, mode: Mode) -> Self {
         let small_share = share(capacity, SMALL_SHARE);
-        let sketch = adaptive.then(|| {
-            Sketch::new(match weigher {
-                Weigher::Items => {
-                    usize::try_from(capacity / SKETCH_ENTRIES_PER_WORD).unwrap_or(usize::MAX)
-                }
-                Weigher::Bytes => 1024,
-            })
+        // A byte-bounded cache does not know its size in entries yet, and has no use for a
+        // sketch until it runs in frequency mode: it makes one then (`on_insert`).
+        let sketch = (adaptive && weigher == Weigher::Items).then(|| {
+            Sketch::new(usize::try_from(capacity / SKETCH_ENTRIES_PER_WORD).unwrap_or(usize::MAX))
         });
         Self {
             small: List::default(),
@@ -155,14 +152,18 @@ impl S3Fifo {
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         self.sample();
         let entries = self.small.len + self.main.len + 1;
-        if let Some(sketch) = &mut self.sketch {
-            sketch.fit(entries / SKETCH_ENTRIES_PER_WORD as usize);
-            sketch.increment(hash);
-        }
         if let Some(duel) = &self.duel {
             let full = self.small.weight + self.main.weight >= self.capacity - self.capacity / 16;
             duel.on_request(hash, entries, full);
             self.mode = duel.mode();
+        }
+        let words = entries / SKETCH_ENTRIES_PER_WORD as usize;
+        if self.sketch.is_none() && self.adaptive && self.mode.admit {
+            self.sketch = Some(Sketch::new(words));
+        }
+        if let Some(sketch) = &mut self.sketch {
+            sketch.fit(words);
+            sketch.increment(hash);
         }
         let weight = self.weigher.weigh(slots, idx);
         let slot = &mut slots[idx as usize];
@@ -303,15 +304,15 @@ impl S3Fifo {
     /// an entry seen before, and then admits it to a full main if it beats main's victim.
     fn passes(&self, slots: &Slab, tail: u32, hash_of: &dyn Fn(&[u8]) -> u64) -> bool {
         let under = self.main.weight < self.capacity.saturating_sub(self.small_target);
-        let Some(sketch) = &self.sketch else {
+        if !self.adaptive {
             return under;
-        };
+        }
         if under && (self.mode.fill_unproven || self.small_target < self.small_share) {
             return true;
         }
-        if !self.mode.admit {
+        let Some(sketch) = self.sketch.as_ref().filter(|_| self.mode.admit) else {
             return false;
-        }
+        };
         // Hits not yet folded into the sketch sit in the slot's two-bit count.
         let estimate = |idx: u32| {
             let freq = slots[idx as usize].freq();
