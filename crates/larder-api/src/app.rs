@@ -100,17 +100,7 @@ pub(crate) fn unauthorized() -> ApiError {
     )
 }
 
-/// Whether an `Authorization` value carries `token` (always, when no token is set).
-pub(crate) fn authorized(token: &str, authorization: Option<&[u8]>) -> bool {
-    // The scheme is case-insensitive (RFC 9110 §11.1); the token is not.
-    token.is_empty()
-        || authorization
-            .and_then(|value| value.split_at_checked(7))
-            .is_some_and(|(scheme, given)| {
-                scheme.eq_ignore_ascii_case(b"bearer ")
-                    && larder_proto::secrets_match(given, token.as_bytes())
-            })
-}
+pub(crate) use larder_util::auth::authorized;
 
 /// Counts every response by route template, method and status.
 async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {

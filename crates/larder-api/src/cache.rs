@@ -1,21 +1,29 @@
-//! Where reads go first: cache nodes over gRPC (`larder-client`; the nodes load misses from
-//! the database themselves through their SQL origin), or, with no nodes configured, an
-//! in-process `larder-store` with the same semantics: one database load per key however many
-//! requests wait, fresh / stale-while-revalidate / stale-if-error windows, and version-guarded
-//! writes so an older document never replaces a newer one.
+//! Where reads go first: cache nodes over gRPC (`larder-client`), or, with no nodes
+//! configured, an in-process `larder-store`. Either way the gateway itself loads a document
+//! the cache does not hold, from its database, one load per key however many requests wait
+//! ([`larder_util::flight`], the mechanism the nodes' read-through origins use too), and
+//! serves it by the collection's freshness windows: fresh, stale-while-revalidate (served and
+//! refreshed once in the background), stale-if-error (served only while the database fails).
+//!
+//! Filling never puts back a document older than a change made meanwhile. In process, a write
+//! retires the load in flight, which then answers its waiters but does not store. On cache
+//! nodes, a miss comes with a fill lease that any change of the key on the node retires
+//! (`Lookup::Miss`), and a refresh of a stale entry only re-times it when the database still
+//! holds the same version, and drops it otherwise.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use larder_store::{Expiry, Freshness, SetMode, SetOptions, Store};
-use parking_lot::Mutex;
-use tokio::sync::watch;
+use larder_client::{Lookup, SetOpts};
+use larder_store::{Clock, Expiry, Freshness, SetMode, SetOptions, Store};
+use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 
 use crate::config::CollectionConfig;
-use crate::db::{Db, DbError};
-use crate::time::now_ms;
+use crate::db::Db;
+
+/// Distinct documents loading at once; past it, reads go to the database without joining.
+const MAX_FLIGHTS: usize = 16_384;
 
 /// A document as the cache gave it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,10 +33,11 @@ pub(crate) struct Cached {
 }
 
 /// Why a read could not be answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum ReadError {
     /// The database failed and nothing cached may be served.
-    Unavailable(String),
+    #[error("the database is unavailable")]
+    Unavailable,
 }
 
 type LoadResult = Result<Option<Cached>, ReadError>;
@@ -36,15 +45,38 @@ type LoadResult = Result<Option<Cached>, ReadError>;
 /// The cache in front of the database.
 #[derive(Debug)]
 pub(crate) struct DocCache {
-    kind: Kind,
+    tier: Tier,
     db: Db,
-    flights: Mutex<HashMap<String, watch::Receiver<Option<LoadResult>>>>,
+    clock: Arc<dyn Clock>,
+    flights: Arc<Flights<String, LoadResult>>,
 }
 
 #[derive(Debug)]
-enum Kind {
+enum Tier {
     Local(Store),
     Remote(larder_client::Client),
+}
+
+/// What joining a load came to.
+enum Joining {
+    Wait(Waiter<LoadResult>),
+    Ready(LoadResult),
+    /// Too many loads at once: read the database alone.
+    Full,
+}
+
+/// What a load puts in the cache once it has read the database.
+#[derive(Debug, Clone, Copy)]
+enum Fill {
+    /// In process: the store, if the flight is still current.
+    Local,
+    /// On a node, under the lease its miss gave.
+    Lease(u64),
+    /// On a node, after a stale entry of this version: re-time it if the database still holds
+    /// this version, else drop it.
+    Refresh(i64),
+    /// Nothing (no lease, or the node is unreachable).
+    None,
 }
 
 /// The cache key of a document.
@@ -64,34 +96,39 @@ pub(crate) fn write_key(out: &mut String, collection: &str, id: &str) {
 }
 
 impl DocCache {
-    /// An in-process cache of `bytes` over `db`.
-    pub(crate) fn local(db: Db, bytes: u64) -> Result<Self, String> {
+    /// An in-process cache of `bytes` over `db`, on `clock`.
+    pub(crate) fn local(
+        db: Db,
+        bytes: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, larder_store::ConfigError> {
         let store = Store::new(larder_store::StoreConfig {
             capacity: larder_store::Capacity::Bytes(bytes),
             ..larder_store::StoreConfig::default()
-        })
-        .map_err(|e| e.to_string())?;
-        Ok(Self::with(Kind::Local(store), db))
+        })?
+        .with_clock(clock.clone());
+        Ok(Self::with(Tier::Local(store), db, clock))
     }
 
     /// Cache nodes reached through `client`.
-    pub(crate) fn remote(db: Db, client: larder_client::Client) -> Self {
-        Self::with(Kind::Remote(client), db)
+    pub(crate) fn remote(db: Db, client: larder_client::Client, clock: Arc<dyn Clock>) -> Self {
+        Self::with(Tier::Remote(client), db, clock)
     }
 
-    fn with(kind: Kind, db: Db) -> Self {
+    fn with(tier: Tier, db: Db, clock: Arc<dyn Clock>) -> Self {
         Self {
-            kind,
+            tier,
             db,
-            flights: Mutex::default(),
+            clock,
+            flights: Arc::new(Flights::new(MAX_FLIGHTS)),
         }
     }
 
     /// The cache nodes' client, if reads go to nodes.
     pub(crate) fn client(&self) -> Option<&larder_client::Client> {
-        match &self.kind {
-            Kind::Remote(client) => Some(client),
-            Kind::Local(_) => None,
+        match &self.tier {
+            Tier::Remote(client) => Some(client),
+            Tier::Local(_) => None,
         }
     }
 
@@ -102,63 +139,64 @@ impl DocCache {
         id: &str,
     ) -> LoadResult {
         let key = key(&collection.name, id);
-        match &self.kind {
-            Kind::Remote(client) => match client.get(Bytes::from(key)).await {
-                Ok(found) => Ok(found.map(|entry| Cached {
-                    doc: entry.value,
-                    version: i64::try_from(entry.version).unwrap_or(i64::MAX),
-                })),
-                // The breaker or the deadline: the database answers instead.
+        let (cached, miss) = match &self.tier {
+            Tier::Local(store) => (local_entry(store, &key), Fill::Local),
+            Tier::Remote(client) => match client.get_or_lease(key.clone()).await {
+                Ok(Lookup::Hit(entry)) => {
+                    let now = self.clock.now_ms();
+                    let expires_at = (entry.ttl_ms > 0).then(|| now.saturating_add(entry.ttl_ms));
+                    let version = i64::try_from(entry.version).unwrap_or(i64::MAX);
+                    let cached = Cached {
+                        doc: entry.value,
+                        version,
+                    };
+                    (Some((cached, expires_at)), Fill::None)
+                }
+                Ok(Lookup::Miss(lease)) => (None, lease.map_or(Fill::None, Fill::Lease)),
+                // The breaker or the deadline: the database answers, and nothing is filled.
                 Err(err) => {
                     tracing::debug!(%err, "cache unavailable; reading the database");
-                    self.load(&collection.name, id).await
+                    (None, Fill::None)
                 }
             },
-            Kind::Local(store) => {
-                let now = u64::try_from(now_ms()).unwrap_or(0);
-                let found = store.get_with(key.as_bytes(), |entry| {
-                    let cached = Cached {
-                        doc: Bytes::copy_from_slice(entry.value),
-                        version: i64::try_from(entry.version).unwrap_or(i64::MAX),
-                    };
-                    (
-                        cached,
-                        collection.windows().freshness(entry.expires_at, now),
-                    )
-                });
-                match found {
-                    Some((cached, Freshness::Fresh)) => Ok(Some(cached)),
-                    Some((cached, Freshness::Revalidate)) => {
-                        drop(self.join(collection, id, key));
-                        Ok(Some(cached))
-                    }
-                    Some((stale, Freshness::IfError)) => match self.wait(collection, id, key).await
-                    {
-                        Err(_) => Ok(Some(stale)),
-                        result => result,
-                    },
-                    None => self.wait(collection, id, key).await,
-                }
+        };
+        let Some((doc, expires_at)) = cached else {
+            return self.load(collection, id, key, miss).await;
+        };
+        let stale = match &self.tier {
+            Tier::Local(_) => Fill::Local,
+            Tier::Remote(_) => Fill::Refresh(doc.version),
+        };
+        let now = self.clock.now_ms();
+        match collection.windows().freshness(expires_at, now) {
+            Freshness::Fresh => Ok(Some(doc)),
+            Freshness::Revalidate => {
+                drop(self.join(collection, id, key, stale));
+                Ok(Some(doc))
             }
+            Freshness::IfError => match self.load(collection, id, key, stale).await {
+                Err(_) => Ok(Some(doc)),
+                result => result,
+            },
         }
     }
 
     /// Calls `serve` with a document and its version if the in-process cache holds a fresh
-    /// copy under `key` (see [`key`]) at `now_ms`, without waiting for anything; `None` when it does not
+    /// copy under `key` (see [`key`]), without waiting for anything; `None` when it does not
     /// (or reads go to cache nodes), and the caller takes the ordinary [`DocCache::read`].
     pub(crate) fn read_fresh<R>(
         &self,
         collection: &CollectionConfig,
         key: &[u8],
-        now_ms: u64,
         serve: impl FnOnce(&[u8], i64) -> R,
     ) -> Option<R> {
-        let Kind::Local(store) = &self.kind else {
+        let Tier::Local(store) = &self.tier else {
             return None;
         };
+        let now = self.clock.now_ms();
         store
             .get_with(key, |entry| {
-                (collection.windows().freshness(entry.expires_at, now_ms) == Freshness::Fresh).then(
+                (collection.windows().freshness(entry.expires_at, now) == Freshness::Fresh).then(
                     || {
                         serve(
                             entry.value,
@@ -170,57 +208,86 @@ impl DocCache {
             .flatten()
     }
 
-    /// A document straight from the database, not cached.
-    async fn load(&self, collection: &str, id: &str) -> LoadResult {
-        match self.db.get(collection, id).await {
-            Ok(found) => Ok(found.map(|stored| Cached {
-                doc: Bytes::from(stored.doc),
-                version: stored.version,
-            })),
-            Err(err) => Err(ReadError::Unavailable(err.to_string())),
-        }
-    }
-
-    async fn wait(
+    /// Joins the load of `key`, or starts one, and waits for it.
+    async fn load(
         self: &Arc<Self>,
         collection: &CollectionConfig,
         id: &str,
         key: String,
+        fill: Fill,
     ) -> LoadResult {
-        let mut done = self.join(collection, id, key);
-        match done.wait_for(Option::is_some).await {
-            Ok(result) => result.clone().unwrap_or_else(abandoned),
-            Err(_) => abandoned(),
+        match self.join(collection, id, key, fill) {
+            Joining::Wait(waiter) => waiter.wait().await.unwrap_or(Err(ReadError::Unavailable)),
+            Joining::Ready(result) => result,
+            Joining::Full => self.read_db(&collection.name, id).await,
         }
     }
 
-    /// Joins the load of `key` in flight, or starts one on its own task.
+    /// Joins the load of `key` in flight, or starts one on its own task (so a request that
+    /// goes away does not cancel it for the others).
     fn join(
         self: &Arc<Self>,
         collection: &CollectionConfig,
         id: &str,
         key: String,
-    ) -> watch::Receiver<Option<LoadResult>> {
-        let mut flights = self.flights.lock();
-        if let Some(done) = flights.get(&key) {
-            return done.clone();
-        }
-        let (tx, rx) = watch::channel(None);
-        flights.insert(key.clone(), rx.clone());
-        drop(flights);
-        let (this, collection, id) = (self.clone(), collection.clone(), id.to_owned());
-        tokio::spawn(async move {
-            let result = this.load(&collection.name, &id).await;
-            {
-                let mut flights = this.flights.lock();
-                if let (Ok(Some(cached)), Kind::Local(store)) = (&result, &this.kind) {
-                    keep(store, &collection, &key, cached, SetMode::IfNotOlderVersion);
-                }
-                flights.remove(&key);
+        fill: Fill,
+    ) -> Joining {
+        // In process, a load may have stored the document between the look and the lock.
+        let check = || match &self.tier {
+            Tier::Local(store) => {
+                let now = self.clock.now_ms();
+                let windows = collection.windows();
+                local_entry(store, &key)
+                    .filter(|(_, at)| windows.freshness(*at, now) == Freshness::Fresh)
+                    .map(|(doc, _)| Ok(Some(doc)))
             }
-            tx.send_replace(Some(result));
+            Tier::Remote(_) => None,
+        };
+        match self.flights.join(&key, check) {
+            Joined::Wait(waiter) => Joining::Wait(waiter),
+            Joined::Lead(ticket, waiter) => {
+                let (this, collection, id) = (self.clone(), collection.clone(), id.to_owned());
+                tokio::spawn(async move { this.fly(&collection, &id, ticket, fill).await });
+                Joining::Wait(waiter)
+            }
+            Joined::Ready(result) => Joining::Ready(result),
+            Joined::Full => Joining::Full,
+        }
+    }
+
+    /// One load: read the database, fill the cache as `fill` says, answer the waiters.
+    async fn fly(
+        &self,
+        collection: &CollectionConfig,
+        id: &str,
+        ticket: Ticket<String, LoadResult>,
+        fill: Fill,
+    ) {
+        let result = self.read_db(&collection.name, id).await;
+        let key = ticket.key().clone();
+        if let Tier::Remote(client) = &self.tier {
+            fill_node(client, collection, &key, &result, fill).await;
+        }
+        ticket.land(|current| {
+            if let (Tier::Local(store), Ok(Some(doc)), true) = (&self.tier, &result, current) {
+                keep(store, collection, &key, doc, SetMode::IfNotOlderVersion);
+            }
+            result
         });
-        rx
+    }
+
+    /// A document straight from the database, not cached.
+    async fn read_db(&self, collection: &str, id: &str) -> LoadResult {
+        match self.db.get(collection, id).await {
+            Ok(found) => Ok(found.map(|stored| Cached {
+                doc: Bytes::from(stored.doc),
+                version: stored.version,
+            })),
+            Err(err) => {
+                tracing::warn!(%err, collection, id, "document read failed");
+                Err(ReadError::Unavailable)
+            }
+        }
     }
 
     /// Stores a document just written, unless the cache holds a newer version.
@@ -232,20 +299,21 @@ impl DocCache {
         version: i64,
     ) {
         let key = key(&collection.name, id);
+        // A load in flight read the database before this write; it must not store.
+        self.flights.retire(&key);
         let cached = Cached {
             doc: Bytes::copy_from_slice(doc.as_bytes()),
             version,
         };
-        match &self.kind {
-            Kind::Local(store) => {
-                // A load in flight read the database before this write; it must not store.
-                self.flights.lock().remove(&key);
+        match &self.tier {
+            Tier::Local(store) => {
                 keep(store, collection, &key, &cached, SetMode::IfNewerVersion);
             }
-            Kind::Remote(client) => {
-                let opts = larder_client::SetOpts {
+            Tier::Remote(client) => {
+                let opts = SetOpts {
                     ttl: Some(Duration::from_millis(collection.cache_ttl_ms())),
                     if_newer_version: Some(version.unsigned_abs()),
+                    lease: None,
                 };
                 let key = Bytes::from(key);
                 if let Err(err) = client.set(key.clone(), cached.doc, opts).await {
@@ -260,17 +328,61 @@ impl DocCache {
     /// Drops a document from the cache (after a delete).
     pub(crate) async fn remove(&self, collection: &CollectionConfig, id: &str) {
         let key = key(&collection.name, id);
-        match &self.kind {
-            Kind::Local(store) => {
-                self.flights.lock().remove(&key);
+        self.flights.retire(&key);
+        match &self.tier {
+            Tier::Local(store) => {
                 store.delete(key.as_bytes());
             }
-            Kind::Remote(client) => {
+            Tier::Remote(client) => {
                 if let Err(err) = client.invalidate(&[Bytes::from(key.clone())]).await {
                     tracing::warn!(%err, key, "cache invalidation failed");
                 }
             }
         }
+    }
+}
+
+/// The in-process entry under `key`, copied, with its expiry.
+fn local_entry(store: &Store, key: &str) -> Option<(Cached, Option<u64>)> {
+    store.get_with(key.as_bytes(), |entry| {
+        let cached = Cached {
+            doc: Bytes::copy_from_slice(entry.value),
+            version: i64::try_from(entry.version).unwrap_or(i64::MAX),
+        };
+        (cached, entry.expires_at)
+    })
+}
+
+/// Puts what a load read on the key's node, as `fill` says; a failure only costs a later
+/// load, so it is logged and dropped.
+async fn fill_node(
+    client: &larder_client::Client,
+    collection: &CollectionConfig,
+    key: &str,
+    result: &LoadResult,
+    fill: Fill,
+) {
+    let key = Bytes::from(key.to_owned());
+    let ttl = Duration::from_millis(collection.cache_ttl_ms());
+    let outcome = match (fill, result) {
+        (Fill::Lease(lease), Ok(Some(doc))) => {
+            let opts = SetOpts {
+                ttl: Some(ttl),
+                if_newer_version: Some(doc.version.unsigned_abs()),
+                lease: Some(lease),
+            };
+            client.set(key, doc.doc.clone(), opts).await.map(drop)
+        }
+        // The same version: the stale copy is right, and lives another window.
+        (Fill::Refresh(seen), Ok(Some(doc))) if doc.version == seen => {
+            client.expire(key, Some(ttl)).await.map(drop)
+        }
+        // Changed or gone: drop the copy; the next read fills it under a lease.
+        (Fill::Refresh(_), Ok(_)) => client.invalidate(&[key]).await.map(drop),
+        _ => Ok(()),
+    };
+    if let Err(err) = outcome {
+        tracing::debug!(%err, "cache fill failed");
     }
 }
 
@@ -288,15 +400,5 @@ fn keep(
     };
     if let Err(err) = store.set(key.as_bytes(), &cached.doc, opts) {
         tracing::debug!(%err, key, "document not cached");
-    }
-}
-
-fn abandoned() -> LoadResult {
-    Err(ReadError::Unavailable("load abandoned".into()))
-}
-
-impl From<DbError> for ReadError {
-    fn from(err: DbError) -> Self {
-        Self::Unavailable(err.to_string())
     }
 }

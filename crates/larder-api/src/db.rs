@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use larder_store::Clock;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
@@ -91,7 +92,7 @@ pub(crate) struct Db {
 
 impl Db {
     /// Connects and applies the migrations.
-    pub(crate) async fn open(url: &str) -> Result<Self, DbError> {
+    pub(crate) async fn open(url: &str, clock: &dyn Clock) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -126,7 +127,8 @@ impl Db {
                     .into(),
             ));
         }
-        db.migrate().await?;
+        let applied_ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
+        db.migrate(applied_ms).await?;
         // Inline reads only where readers never wait for writers: a file in WAL mode.
         if let Some(path) = file
             && db.is_wal().await?
@@ -169,7 +171,7 @@ impl Db {
         self.sqlite
     }
 
-    async fn migrate(&self) -> Result<(), DbError> {
+    async fn migrate(&self, applied_ms: i64) -> Result<(), DbError> {
         if self.sqlite {
             // WAL lets the cache node read while the gateway writes; it is a property of the file.
             sqlx::query("PRAGMA journal_mode = WAL")
@@ -198,7 +200,7 @@ impl Db {
             }
             self.q("INSERT INTO larder_migrations (version, applied) VALUES ($1, $2)")
                 .bind(version)
-                .bind(crate::time::rfc3339(crate::time::now_ms()))
+                .bind(crate::time::rfc3339(applied_ms))
                 .execute(&mut *tx)
                 .await?;
             tx.commit().await?;
@@ -409,6 +411,8 @@ mod tests {
 
     use std::sync::atomic::{AtomicU32, Ordering};
 
+    use larder_store::SystemClock;
+
     use super::*;
 
     async fn file_db() -> Db {
@@ -418,9 +422,12 @@ mod tests {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
         }
-        Db::open(&format!("sqlite://{}?mode=rwc", path.display()))
-            .await
-            .unwrap()
+        Db::open(
+            &format!("sqlite://{}?mode=rwc", path.display()),
+            &SystemClock,
+        )
+        .await
+        .unwrap()
     }
 
     /// What sqlx alone answers, with every inline connection held so that `get` must fall back.
@@ -483,7 +490,10 @@ mod tests {
     #[tokio::test]
     async fn databases_that_are_not_files_are_refused_clearly() {
         for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
-            let err = Db::open(url).await.expect_err(url).to_string();
+            let err = Db::open(url, &SystemClock)
+                .await
+                .expect_err(url)
+                .to_string();
             assert!(
                 err.contains("in memory or in a temporary file"),
                 "{url}: {err}"

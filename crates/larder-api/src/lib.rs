@@ -24,10 +24,19 @@ mod time;
 use std::sync::Arc;
 use std::time::Duration;
 
+use larder_store::{Clock, SystemClock};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-pub use config::{ApiConfig, CollectionConfig, Consistency, OriginSpec};
+pub use config::{ApiConfig, CollectionConfig, Consistency};
+
+/// What the gateway runs with besides its configuration.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// The gateway's one clock: document timestamps, idempotency expiry and cache freshness
+    /// (`None`: the system clock).
+    pub clock: Option<Arc<dyn Clock>>,
+}
 
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -53,6 +62,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_with(config, listener, shutdown, Options::default()).await
+}
+
+/// [`run`] with [`Options`] of the caller's (a clock for tests).
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: ApiConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+    options: Options,
+) -> Result<(), Error> {
     let addr = listener.local_addr()?;
     if config.token.is_empty() && !addr.ip().is_loopback() {
         return Err(Error::Config(format!(
@@ -66,16 +88,16 @@ pub async fn run(
             "max_connections is 0: the gateway could serve no connection".into(),
         ));
     }
-    let state = build(config).await?;
+    let state = build(config, options).await?;
     let purge = {
-        let (db, stop) = (state.db.clone(), shutdown.clone());
+        let (db, stop, state) = (state.db.clone(), shutdown.clone(), state.clone());
         tokio::spawn(async move {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
                     () = stop.cancelled() => return,
                     _ = every.tick() => {
-                        if let Err(err) = db.purge_idempotency(time::now_ms()).await {
+                        if let Err(err) = db.purge_idempotency(state.now_ms()).await {
                             tracing::debug!(%err, "idempotency purge failed");
                         }
                     }
@@ -90,33 +112,37 @@ pub async fn run(
 }
 
 /// Opens the database and the cache and compiles the collections.
-async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
+async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
+    let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
     let collections = state::collections(&config).map_err(Error::Config)?;
     if config.database.is_empty() {
         return Err(Error::Config(
             "database is empty: give a sqlite:// or postgres:// URL".into(),
         ));
     }
-    let db = db::Db::open(&config.database)
+    let db = db::Db::open(&config.database, clock.as_ref())
         .await
         .map_err(|e| Error::Database(e.to_string()))?;
     let cache = if config.cache_nodes.is_empty() {
-        cache::DocCache::local(db.clone(), config.local_cache_bytes).map_err(Error::Config)?
+        cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
+            .map_err(|e| Error::Config(e.to_string()))?
     } else {
-        let client = larder_client::Client::new(larder_client::ClientConfig {
+        let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
             token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
             deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
             ..larder_client::ClientConfig::default()
-        })
-        .map_err(|e| Error::Config(e.to_string()))?;
-        cache::DocCache::remote(db.clone(), client)
+        };
+        let client = larder_client::Client::with_clock(client_config, clock.clone())
+            .map_err(|e| Error::Config(e.to_string()))?;
+        cache::DocCache::remote(db.clone(), client, clock.clone())
     };
     Ok(state::AppState::new(
         config,
         collections,
         db,
         Arc::new(cache),
+        clock,
     ))
 }
 
@@ -125,5 +151,13 @@ async fn build(config: ApiConfig) -> Result<state::AppState, Error> {
 /// # Errors
 /// As [`run`].
 pub async fn router(config: ApiConfig) -> Result<axum::Router, Error> {
-    Ok(app::app(build(config).await?))
+    router_with(config, Options::default()).await
+}
+
+/// [`router`] with [`Options`] of the caller's.
+///
+/// # Errors
+/// As [`run`].
+pub async fn router_with(config: ApiConfig, options: Options) -> Result<axum::Router, Error> {
+    Ok(app::app(build(config, options).await?))
 }

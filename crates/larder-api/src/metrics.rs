@@ -174,6 +174,7 @@ impl Metrics {
         for (target, state) in breakers {
             let _ = writeln!(out, "{name}{{target=\"{target}\"}} {state}");
         }
+        larder_proto::metrics::process::render(&mut out);
         out
     }
 }

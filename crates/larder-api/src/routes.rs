@@ -19,7 +19,7 @@ use crate::list::{self, ListQuery};
 use crate::media::{self, JSON_API};
 use crate::problem::{ApiError, ApiResult};
 use crate::state::{AppState, Collection, InFlight};
-use crate::time::{now_ms, rfc3339};
+use crate::time::rfc3339;
 
 /// Tries an optimistic update this many times before answering 503.
 const UPDATE_ATTEMPTS: usize = 5;
@@ -156,7 +156,7 @@ pub(crate) async fn read(
         .cache
         .read(&collection.config, &id)
         .await
-        .map_err(|ReadError::Unavailable(e)| unavailable(e))?;
+        .map_err(|ReadError::Unavailable| ApiError::unavailable("the database is unavailable"))?;
     let Some(cached) = found else {
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     };
@@ -263,7 +263,7 @@ pub(crate) async fn create(
     };
     if let Some(record) = state
         .db
-        .idempotency(&name, &key, now_ms())
+        .idempotency(&name, &key, state.now_ms())
         .await
         .map_err(db_error)?
     {
@@ -274,7 +274,7 @@ pub(crate) async fn create(
         Err(e) if e.code == ErrorCode::IdempotencyInFlight => {
             match state
                 .db
-                .idempotency(&name, &key, now_ms())
+                .idempotency(&name, &key, state.now_ms())
                 .await
                 .map_err(db_error)?
             {
@@ -353,7 +353,7 @@ async fn create_now(
         schema.check(&attributes)?;
     }
     let id = id.unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    let now = rfc3339(now_ms());
+    let now = rfc3339(state.now_ms());
     let stored = doc::render(name, &id, &attributes, 1, &now, &now);
     let location = doc::self_link(name, &id);
     let record = IdemRecord {
@@ -363,7 +363,7 @@ async fn create_now(
         etag: "\"1\"".into(),
         body: doc::single(&stored, name, &id),
     };
-    let expires = now_ms().saturating_add(
+    let expires = state.now_ms().saturating_add(
         i64::try_from(state.config.idempotency_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
     let idem_row = idem.map(|(key, _)| (key, &record, expires));
@@ -424,7 +424,7 @@ pub(crate) async fn update(
         if let Some(schema) = &collection.schema {
             schema.check(&attributes)?;
         }
-        let now = rfc3339(now_ms());
+        let now = rfc3339(state.now_ms());
         let version = current.version + 1;
         let stored = doc::render(&name, &id, &attributes, version, &created, &now);
         if state

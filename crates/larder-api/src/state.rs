@@ -5,6 +5,7 @@ use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
 use std::sync::Arc;
 
+use larder_store::Clock;
 use parking_lot::Mutex;
 
 use crate::cache::DocCache;
@@ -31,6 +32,8 @@ pub(crate) struct Inner {
     pub(crate) collections: HashMap<String, Arc<Collection>>,
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    /// The gateway's one clock (the in-process store reads it too).
+    pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
     /// `(collection, idempotency key)` of creates in progress on this gateway.
     in_flight: Mutex<HashSet<(String, String)>>,
@@ -85,15 +88,22 @@ impl AppState {
         collections: HashMap<String, Arc<Collection>>,
         db: Db,
         cache: Arc<DocCache>,
+        clock: Arc<dyn Clock>,
     ) -> Self {
         Self(Arc::new(Inner {
             config,
             collections,
             db,
             cache,
+            clock,
             metrics: Metrics::default(),
             in_flight: Mutex::default(),
         }))
+    }
+
+    /// The time now, in Unix milliseconds.
+    pub(crate) fn now_ms(&self) -> i64 {
+        i64::try_from(self.clock.now_ms()).unwrap_or(i64::MAX)
     }
 
     /// The collection named `name`, or 404.

@@ -1,13 +1,5 @@
-//! Wall-clock helpers: Unix milliseconds and RFC 3339 timestamps in UTC.
-
-use std::time::{SystemTime, UNIX_EPOCH};
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
+//! RFC 3339 timestamps in UTC from Unix milliseconds (the time itself comes from the
+//! gateway's one clock, `AppState::now_ms`).
 
 /// `ms` as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub(crate) fn rfc3339(ms: i64) -> String {

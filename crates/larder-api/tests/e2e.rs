@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use larder_api::{ApiConfig, CollectionConfig};
 use larder_cache::CacheConfig;
-use larder_cache::config::OriginConfig;
+use larder_store::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -50,30 +50,15 @@ fn collection() -> CollectionConfig {
     }
 }
 
-/// A cache node with the gateway's origins, on `grpc` (port 0 for any).
-async fn start_node(api: &ApiConfig, grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
-    let origins = api
-        .origins()
-        .into_iter()
-        .map(|o| OriginConfig {
-            name: o.name,
-            pattern: o.pattern,
-            kind: "sql".into(),
-            url: api.database.clone(),
-            load: o.load,
-            fresh_ttl_ms: o.fresh_ttl_ms,
-            stale_while_revalidate_ms: o.stale_while_revalidate_ms,
-            stale_if_error_ms: o.stale_if_error_ms,
-            ..OriginConfig::default()
-        })
-        .collect();
+/// A cache node as `larder cache` starts one: no origins of its own (the gateway loads what it
+/// misses), on `grpc` (port 0 for any).
+async fn start_node(grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
     let config = CacheConfig {
         resp_addr: "127.0.0.1:0".into(),
         grpc_addr: grpc.into(),
         admin_addr: "127.0.0.1:0".into(),
         max_memory: "32mb".into(),
         shutdown_grace_ms: 500,
-        origins,
         ..CacheConfig::default()
     };
     let listeners = larder_cache::Listeners::bind(&config).await.unwrap();
@@ -83,12 +68,24 @@ async fn start_node(api: &ApiConfig, grpc: &str) -> (SocketAddr, SocketAddr, Can
     (grpc, admin, stop)
 }
 
-async fn start_gateway(api: ApiConfig) -> (SocketAddr, CancellationToken) {
+/// A gateway on a listener bound here, so requests can be sent at once (they wait in the
+/// listen queue until it serves), with `clock` as its one clock.
+async fn start_gateway(api: ApiConfig, clock: Arc<dyn Clock>) -> (SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(larder_api::run(api, listener, stop.clone()));
+    let options = larder_api::Options { clock: Some(clock) };
+    tokio::spawn(larder_api::run_with(api, listener, stop.clone(), options));
     (addr, stop)
+}
+
+/// Polls `done` every few milliseconds until it holds; fails after ten seconds.
+async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// A minimal HTTP/1.1 exchange: (status, headers text, body).
@@ -143,10 +140,9 @@ async fn crud_over_sockets_through_a_cache_node() {
             collections: vec![products],
             ..ApiConfig::default()
         };
-        let (grpc, admin, node) = start_node(&api, "127.0.0.1:0").await;
+        let (grpc, admin, node) = start_node("127.0.0.1:0").await;
         api.cache_nodes = vec![grpc.to_string()];
-        let (gw, gateway) = start_gateway(api).await;
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (gw, gateway) = start_gateway(api, Arc::new(SystemClock)).await;
 
         let create = json!({"data": {"type": name, "attributes": {"title": "Dune"}}});
         let (status, head, body) = http(gw, "POST", &format!("/v1/{name}"), Some(&create)).await;
@@ -200,10 +196,11 @@ async fn reads_survive_the_cache_node_going_away_and_use_it_again_when_it_return
         cache_deadline_ms: 200,
         ..ApiConfig::default()
     };
-    let (grpc, _, node) = start_node(&api, "127.0.0.1:0").await;
+    let (grpc, _, node) = start_node("127.0.0.1:0").await;
     api.cache_nodes = vec![grpc.to_string()];
-    let (gw, _gateway) = start_gateway(api.clone()).await;
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    // The client's breaker times its cooldown on this clock, moved by hand.
+    let clock = Arc::new(ManualClock::new(SystemClock.now_ms()));
+    let (gw, _gateway) = start_gateway(api.clone(), clock.clone()).await;
     let create = json!({"data": {"type": name, "id": "one", "attributes": {"n": 1}}});
     assert_eq!(
         http(gw, "POST", &format!("/v1/{name}"), Some(&create))
@@ -234,37 +231,33 @@ async fn reads_survive_the_cache_node_going_away_and_use_it_again_when_it_return
             }
         }));
     }
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    eventually("reads succeed", async || ok.load(Ordering::Relaxed) > 10).await;
     node.cancel(); // the cache node goes away under load
-    tokio::time::sleep(Duration::from_millis(1_500)).await;
-    let during = ok.load(Ordering::Relaxed);
-    let (_, _, metrics) = http(gw, "GET", "/metrics", None).await;
-    assert!(
-        metrics.contains(&format!(
-            "larder_breaker_state{{target=\"cache:{grpc}\"}} 1"
-        )),
-        "{metrics}"
-    );
+    let open = format!("larder_breaker_state{{target=\"cache:{grpc}\"}} 1");
+    eventually("the breaker opens", async || {
+        http(gw, "GET", "/metrics", None).await.2.contains(&open)
+    })
+    .await;
+    let before = ok.load(Ordering::Relaxed);
+    eventually("reads go on while the node is down", async || {
+        ok.load(Ordering::Relaxed) > before + 10
+    })
+    .await;
 
     // The node comes back on the same address; after the cooldown the breaker closes and
     // reads reach it again.
-    let (_, admin, node) = start_node(&api, &grpc.to_string()).await;
-    tokio::time::sleep(Duration::from_millis(3_000)).await;
-    let gets = metric(
-        admin,
-        "larder_cache_requests_total{protocol=\"grpc\",command=\"Get\"",
-    )
+    let (_, admin, node) = start_node(&grpc.to_string()).await;
+    clock.advance(larder_client::DEFAULT_BREAKER_COOLDOWN);
+    let gets = "larder_cache_requests_total{protocol=\"grpc\",command=\"Get\"";
+    eventually("reads reach the restarted node", async || {
+        metric(admin, gets).await > 0
+    })
     .await;
     running.store(false, Ordering::Relaxed);
     for reader in readers {
         reader.await.unwrap();
     }
     assert_eq!(failed.load(Ordering::Relaxed), 0, "every read succeeded");
-    assert!(
-        during > 10,
-        "reads went on while the node was down ({during})"
-    );
-    assert!(gets > 0, "reads reach the restarted node");
     let (_, _, metrics) = http(gw, "GET", "/metrics", None).await;
     assert!(
         metrics.contains(&format!(

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use tokio_util::sync::CancellationToken;
 
-use crate::node::{Node, secrets_match};
+use crate::node::Node;
 
 #[derive(Clone)]
 struct AdminState {
@@ -30,16 +30,9 @@ pub(crate) fn router(node: Arc<Node>, shutdown: CancellationToken) -> Router {
 }
 
 async fn metrics(State(state): State<AdminState>, headers: HeaderMap) -> Response {
-    let token = &state.node.config.token;
-    if !token.is_empty() {
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !secrets_match(given.as_bytes(), token.as_bytes()) {
-            return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
-        }
+    let given = headers.get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if !larder_util::auth::authorized(&state.node.config.token, given) {
+        return (StatusCode::UNAUTHORIZED, "bearer token required\n").into_response();
     }
     let mut body = state.node.metrics.render(&state.node.store.stats());
     if let Some(origins) = &state.node.origins {

@@ -13,8 +13,25 @@ use tonic::service::Routes;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use crate::node::{Node, secrets_match, unix_ms};
-use crate::origin::{Origin, OriginError, Origins, Served, Step, served};
+use crate::node::Node;
+use crate::node::error::OpError;
+use crate::node::read::Read;
+use crate::node::write::SetResult;
+use crate::origin::Served;
+
+/// gRPC method names, in the order the service counts them.
+pub(crate) const METHODS: [&str; 10] = [
+    "Get",
+    "GetMany",
+    "Set",
+    "SetMany",
+    "Delete",
+    "Expire",
+    "Incr",
+    "CompareAndSet",
+    "Stats",
+    "Invalidate",
+];
 
 /// The `Cache` service of one node.
 #[derive(Debug, Clone)]
@@ -22,8 +39,9 @@ pub(crate) struct CacheService {
     node: Arc<Node>,
 }
 
-/// Every gRPC service the node serves, ready for a tonic server.
-pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
+/// Every gRPC service the node serves, ready for a tonic server: the health service already
+/// reports `SERVING`, so it does from the first call.
+pub(crate) async fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server::Error> {
     let token = node.config.token.clone();
     let limit = node.max_request;
     let server = CacheServer::new(CacheService { node })
@@ -36,12 +54,8 @@ pub(crate) fn routes(node: Arc<Node>) -> Result<Routes, tonic_reflection::server
         let check = move |request: Request<()>| authorize(&token, &request).map(|()| request);
         Routes::new(InterceptedService::new(server, check))
     };
-    let (health_reporter, health) = tonic_health::server::health_reporter();
-    // Reporting is synchronous in effect: the reporter only updates a watch channel.
-    let reporter = health_reporter.clone();
-    tokio::spawn(async move {
-        reporter.set_serving::<CacheServer<CacheService>>().await;
-    });
+    let (reporter, health) = tonic_health::server::health_reporter();
+    reporter.set_serving::<CacheServer<CacheService>>().await;
     let v1 = reflection("grpc.reflection.v1.ServerReflection").build_v1()?;
     let v1alpha = reflection("grpc.reflection.v1alpha.ServerReflection").build_v1alpha()?;
     routes = routes
@@ -62,18 +76,10 @@ fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
         .with_service_name(itself)
 }
 
-/// Checks `authorization: Bearer <token>` when a token is configured, in constant time.
+/// Checks `authorization: Bearer <token>` when a token is configured ([`larder_util::auth`]).
 fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
-    if token.is_empty() {
-        return Ok(());
-    }
-    let given = request
-        .metadata()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or_default();
-    if secrets_match(given.as_bytes(), token.as_bytes()) {
+    let given = request.metadata().get("authorization");
+    if larder_util::auth::authorized(token, given.map(|v| v.as_bytes())) {
         Ok(())
     } else {
         Err(ErrorCode::Unauthenticated.status("missing or wrong bearer token"))
@@ -81,7 +87,7 @@ fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
 }
 
 impl CacheService {
-    /// Counts a call of method `method` (an index into `GRPC_METHODS`) and passes it on.
+    /// Counts a call of method `method` (an index into [`METHODS`]) and passes it on.
     fn done<T>(
         &self,
         method: usize,
@@ -93,76 +99,71 @@ impl CacheService {
         result.map(Response::new)
     }
 
-    fn entry(&self, key: &[u8]) -> Option<pb::Entry> {
-        self.node.store.get_with(key, to_entry)
+    /// The milliseconds an entry expiring at `expires_at` has left (0: it does not expire).
+    /// A live entry always has at least one, so 0 keeps meaning "no expiry"; the clock is
+    /// read only for entries that expire.
+    fn ttl_left(&self, expires_at: Option<u64>) -> u64 {
+        expires_at.map_or(0, |at| at.saturating_sub(self.node.now_ms()).max(1))
     }
 
-    /// The first half of reading `key`: through its origin if it has one, else the store.
-    fn begin(&self, key: &[u8]) -> Step {
-        match &self.node.origins {
-            Some(origins) => match origins.find(key) {
-                Some(origin) => origins.begin(origin, key),
-                None => Step::Done(Ok(self.node.store.get_with(key, served))),
+    fn entry(&self, served: Served) -> pb::Entry {
+        pb::Entry {
+            ttl_ms: self.ttl_left(served.expires_at),
+            value: served.value,
+            version: served.version,
+            stale: served.stale,
+        }
+    }
+
+    async fn get_one(&self, req: &pb::GetRequest) -> Result<pb::GetResponse, OpError> {
+        let found = |entry: EntryRef<'_>, stale| pb::Entry {
+            value: Bytes::copy_from_slice(entry.value),
+            version: entry.version,
+            ttl_ms: self.ttl_left(entry.expires_at),
+            stale,
+        };
+        let (read, lease) = if req.lease {
+            self.node.read_leased(&req.key, found)
+        } else {
+            (self.node.read(&req.key, found), 0)
+        };
+        let entry = match read {
+            Read::Found(entry) => Some(entry),
+            Read::Missing => None,
+            Read::Load(pending) => pending.finish().await?.map(|s| self.entry(s)),
+        };
+        Ok(pb::GetResponse { entry, lease })
+    }
+
+    async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
+        let opts = set_options(req)?;
+        if req.lease != 0 {
+            let outcome = self
+                .node
+                .fill(&req.key, &req.value, opts, req.lease)
+                .map_err(status)?;
+            return Ok(pb::SetResponse {
+                stored: outcome.stored,
+                version: outcome.version.unwrap_or(0),
+            });
+        }
+        let response = match self.node.set(&req.key, &req.value, opts).map_err(status)? {
+            SetResult::Done(outcome) => pb::SetResponse {
+                stored: outcome.stored,
+                version: outcome.version.unwrap_or(0),
             },
-            None => Step::Done(Ok(self.node.store.get_with(key, served))),
-        }
-    }
-
-    /// The write-through origin of `key`, if it has one.
-    fn write_through(&self, key: &[u8]) -> Option<(&Arc<Origins>, &Arc<Origin>)> {
-        let origins = self.node.origins.as_ref()?;
-        let origin = origins.find(key).filter(|o| o.write_through())?;
-        Some((origins, origin))
-    }
-
-    /// Refuses a change other than a plain set to a write-through key.
-    /// Also retires any load in flight of a key an origin claims, so it cannot replace
-    /// this write.
-    fn refuse_write_through(&self, key: &[u8], what: &str) -> Result<(), Status> {
-        if self.write_through(key).is_some() {
-            return Err(ErrorCode::Conflict
-                .status(format!("{what} cannot change a write-through key; use Set")));
-        }
-        self.retire(key);
-        Ok(())
-    }
-
-    /// Retires the load in flight of a key an origin claims (see `Origins::retire`).
-    fn retire(&self, key: &[u8]) {
-        if let Some(origins) = &self.node.origins
-            && origins.find(key).is_some()
-        {
-            origins.retire(key);
-        }
+            SetResult::Origin(pending) => pb::SetResponse {
+                stored: true,
+                version: pending.finish().await.map_err(status)?,
+            },
+        };
+        Ok(response)
     }
 }
 
-fn served_entry(served: Served) -> pb::Entry {
-    pb::Entry {
-        value: served.value,
-        version: served.version,
-        ttl_ms: served
-            .expires_at
-            .map_or(0, |at| at.saturating_sub(unix_ms()).max(1)),
-        stale: served.stale,
-    }
-}
-
-fn origin_status(err: &OriginError) -> Status {
+/// The status of a failed operation.
+fn status(err: OpError) -> Status {
     err.code().status(err.to_string())
-}
-
-fn to_entry(entry: EntryRef<'_>) -> pb::Entry {
-    pb::Entry {
-        value: Bytes::copy_from_slice(entry.value),
-        version: entry.version,
-        // A live entry always has at least a millisecond left, so 0 keeps meaning "no expiry".
-        // The clock is read only for entries that expire.
-        ttl_ms: entry
-            .expires_at
-            .map_or(0, |at| at.saturating_sub(unix_ms()).max(1)),
-        stale: false,
-    }
 }
 
 fn ttl(ms: u64) -> Expiry {
@@ -171,10 +172,6 @@ fn ttl(ms: u64) -> Expiry {
     } else {
         Expiry::In(Duration::from_millis(ms))
     }
-}
-
-fn store_status(err: &larder_store::StoreError) -> Status {
-    ErrorCode::of_store(err).status(err.to_string())
 }
 
 fn invalid(message: &str) -> Status {
@@ -210,41 +207,6 @@ fn set_options(req: &pb::SetRequest) -> Result<SetOptions, Status> {
     })
 }
 
-impl CacheService {
-    async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
-        if let Some((origins, origin)) = self.write_through(&req.key) {
-            let plain = req.mode == pb::SetMode::Always as i32
-                && req.version == 0
-                && req.ttl_ms == 0
-                && !req.keep_ttl;
-            if !plain {
-                return Err(invalid(
-                    "a write-through key takes a plain set: mode ALWAYS, no version, no TTL",
-                ));
-            }
-            let version = origins
-                .write(origin, &req.key, &req.value)
-                .await
-                .map_err(|e| origin_status(&e))?;
-            return Ok(pb::SetResponse {
-                stored: true,
-                version,
-            });
-        }
-        let opts = set_options(req)?;
-        self.retire(&req.key);
-        let outcome = self
-            .node
-            .store
-            .set(&req.key, &req.value, opts)
-            .map_err(|e| store_status(&e))?;
-        Ok(pb::SetResponse {
-            stored: outcome.stored,
-            version: outcome.version.unwrap_or(0),
-        })
-    }
-}
-
 #[tonic::async_trait]
 impl Cache for CacheService {
     async fn get(
@@ -252,19 +214,7 @@ impl Cache for CacheService {
         request: Request<pb::GetRequest>,
     ) -> Result<Response<pb::GetResponse>, Status> {
         let started = Instant::now();
-        let key = &request.get_ref().key;
-        let result = if self.node.origins.is_none() {
-            Ok(pb::GetResponse {
-                entry: self.entry(key),
-            })
-        } else {
-            Origins::finish(self.begin(key))
-                .await
-                .map(|found| pb::GetResponse {
-                    entry: found.map(served_entry),
-                })
-                .map_err(|e| origin_status(&e))
-        };
+        let result = self.get_one(request.get_ref()).await.map_err(status);
         self.done(0, started, result)
     }
 
@@ -273,27 +223,20 @@ impl Cache for CacheService {
         request: Request<pb::GetManyRequest>,
     ) -> Result<Response<pb::GetManyResponse>, Status> {
         let started = Instant::now();
-        if self.node.origins.is_some() {
-            let result = self.get_many_through(&request.get_ref().keys).await;
-            return self.done(1, started, result);
-        }
-        let (mut results, mut bytes) = (Vec::new(), 0usize);
-        let mut too_large = false;
-        for key in &request.get_ref().keys {
-            let entry = self.entry(key);
-            bytes += entry.as_ref().map_or(0, |e| e.value.len());
-            // A small request can ask for an enormous reply (the same big key many times).
-            if bytes > self.node.max_request {
-                too_large = true;
-                break;
-            }
-            results.push(pb::GetResponse { entry });
-        }
-        let result = if too_large {
-            Err(ErrorCode::TooLarge.status("reply larger than max_request; ask for fewer keys"))
-        } else {
-            Ok(pb::GetManyResponse { results })
-        };
+        let result = self
+            .node
+            .read_all(&request.get_ref().keys)
+            .await
+            .map(|values| pb::GetManyResponse {
+                results: values
+                    .into_iter()
+                    .map(|value| pb::GetResponse {
+                        entry: value.map(|s| self.entry(s)),
+                        lease: 0,
+                    })
+                    .collect(),
+            })
+            .map_err(status);
         self.done(1, started, result)
     }
 
@@ -332,23 +275,12 @@ impl Cache for CacheService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
-        let store = &self.node.store;
-        let deleted = request
-            .get_ref()
-            .keys
-            .iter()
-            .filter(|key| {
-                self.retire(key);
-                store.delete(key)
-            })
-            .count();
-        self.done(
-            4,
-            started,
-            Ok(pb::DeleteResponse {
-                deleted: deleted as u64,
-            }),
-        )
+        let keys = &request.get_ref().keys;
+        let deleted = keys.iter().filter(|key| self.node.delete(key)).count();
+        let reply = pb::DeleteResponse {
+            deleted: deleted as u64,
+        };
+        self.done(4, started, Ok(reply))
     }
 
     async fn expire(
@@ -359,10 +291,9 @@ impl Cache for CacheService {
         let req = request.get_ref();
         let result = self
             .node
-            .store
             .expire(&req.key, ttl(req.ttl_ms))
             .map(|found| pb::ExpireResponse { found })
-            .map_err(|e| store_status(&e));
+            .map_err(status);
         self.done(5, started, result)
     }
 
@@ -373,14 +304,10 @@ impl Cache for CacheService {
         let started = Instant::now();
         let req = request.get_ref();
         let result = self
-            .refuse_write_through(&req.key, "Incr")
-            .and_then(|()| {
-                self.node
-                    .store
-                    .incr(&req.key, req.delta)
-                    .map_err(|e| store_status(&e))
-            })
-            .map(|value| pb::IncrResponse { value });
+            .node
+            .incr(&req.key, req.delta)
+            .map(|value| pb::IncrResponse { value })
+            .map_err(status);
         self.done(6, started, result)
     }
 
@@ -391,14 +318,8 @@ impl Cache for CacheService {
         let started = Instant::now();
         let req = request.get_ref();
         let result = self
-            .refuse_write_through(&req.key, "CompareAndSet")
-            .and_then(|()| {
-                let ttl = ttl(req.ttl_ms);
-                let store = &self.node.store;
-                store
-                    .compare_and_set(&req.key, req.expected_version, &req.value, ttl)
-                    .map_err(|e| store_status(&e))
-            })
+            .node
+            .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
             .map(|outcome| match outcome {
                 CasOutcome::Swapped(version) => pb::CompareAndSetResponse {
                     swapped: true,
@@ -408,7 +329,8 @@ impl Cache for CacheService {
                     swapped: false,
                     version: version.unwrap_or(0),
                 },
-            });
+            })
+            .map_err(status);
         self.done(7, started, result)
     }
 
@@ -437,38 +359,11 @@ impl Cache for CacheService {
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
         let started = Instant::now();
         let keys = &request.get_ref().keys;
-        let invalidated = match &self.node.origins {
-            Some(origins) => keys.iter().filter(|key| origins.invalidate(key)).count(),
-            None => keys
-                .iter()
-                .filter(|key| self.node.store.delete(key))
-                .count(),
-        };
+        let invalidated = keys.iter().filter(|key| self.node.invalidate(key)).count();
         let reply = pb::InvalidateResponse {
             invalidated: invalidated as u64,
         };
         self.done(9, started, Ok(reply))
-    }
-}
-
-impl CacheService {
-    /// `GetMany` with origins: every key's load starts (or joins) before any is awaited.
-    async fn get_many_through(&self, keys: &[Bytes]) -> Result<pb::GetManyResponse, Status> {
-        let steps: Vec<Step> = keys.iter().map(|key| self.begin(key)).collect();
-        let (mut results, mut bytes) = (Vec::with_capacity(keys.len()), 0usize);
-        for step in steps {
-            let found = Origins::finish(step).await.map_err(|e| origin_status(&e))?;
-            bytes += found.as_ref().map_or(0, |s| s.value.len());
-            if bytes > self.node.max_request {
-                return Err(
-                    ErrorCode::TooLarge.status("reply larger than max_request; ask for fewer keys")
-                );
-            }
-            results.push(pb::GetResponse {
-                entry: found.map(served_entry),
-            });
-        }
-        Ok(pb::GetManyResponse { results })
     }
 }
 

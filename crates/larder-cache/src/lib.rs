@@ -6,6 +6,7 @@
 //! that.
 
 mod admin;
+mod clients;
 pub mod config;
 mod grpc;
 mod incoming;
@@ -18,4 +19,5 @@ mod server;
 pub mod testing;
 
 pub use config::{CacheConfig, ConfigError, parse_bytes, resolve};
-pub use server::{Error, Listeners, run};
+pub use node::{Mutation, MutationKind, MutationSink, NodeOptions};
+pub use server::{Error, Listeners, run, run_with};

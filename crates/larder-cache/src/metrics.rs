@@ -141,6 +141,7 @@ impl Metrics {
             self.protocol_errors.load(Relaxed),
         );
         render_store(&mut out, store);
+        larder_proto::metrics::process::render(&mut out);
         out
     }
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::config::{CacheConfig, ConfigError, resolve};
-use crate::node::Node;
+use crate::metrics::Metrics;
+use crate::node::{Node, NodeOptions};
 
 /// Expired entries reclaimed per shard by each sweep of the timer.
 const RECLAIM_BUDGET: usize = 256;
@@ -102,10 +103,27 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> Result<(), Error> {
+    run_with(config, listeners, shutdown, NodeOptions::default()).await
+}
+
+/// [`run`] with a clock and a mutation sink of the caller's.
+///
+/// # Errors
+/// As [`run`].
+pub async fn run_with(
+    config: CacheConfig,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    options: NodeOptions,
+) -> Result<(), Error> {
     config.validate()?;
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let reclaim_every = Duration::from_millis(config.reclaim_interval_ms.max(1));
-    let node = Arc::new(Node::new(config)?);
+    let metrics = Metrics::new(
+        crate::resp::table::metric_names(),
+        crate::grpc::METHODS.to_vec(),
+    );
+    let node = Arc::new(Node::new(config, metrics, options)?);
     let tracker = TaskTracker::new();
     let [resp_addr, grpc_addr, admin_addr] = listeners.local_addrs()?;
     tracing::info!(%resp_addr, %grpc_addr, %admin_addr, "cache node listening");
@@ -135,7 +153,7 @@ pub async fn run(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = tracker.spawn(async move { admin.await });
     let grpc = tonic::transport::Server::builder()
-        .add_routes(crate::grpc::routes(node.clone())?)
+        .add_routes(crate::grpc::routes(node.clone()).await?)
         .serve_with_incoming_shutdown(
             crate::incoming::accept(listeners.grpc, node.clone()),
             shutdown.clone().cancelled_owned(),

@@ -4,13 +4,15 @@
 #![allow(clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::sync::mpsc;
+use std::sync::{Arc, mpsc};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::{CacheConfig, Listeners};
+use parking_lot::Mutex;
+
+use crate::{CacheConfig, Listeners, Mutation, MutationKind, MutationSink, NodeOptions};
 
 /// A running node.
 #[derive(Debug)]
@@ -55,6 +57,15 @@ impl TestNode {
     /// If the node does not start within ten seconds.
     #[must_use]
     pub fn with(config: CacheConfig) -> Self {
+        Self::with_options(config, NodeOptions::default())
+    }
+
+    /// A node with `config` and `options` (a clock, a mutation sink).
+    ///
+    /// # Panics
+    /// If the node does not start within ten seconds.
+    #[must_use]
+    pub fn with_options(config: CacheConfig, options: NodeOptions) -> Self {
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();
         let (tx, rx) = mpsc::channel();
@@ -68,7 +79,7 @@ impl TestNode {
                 let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
                 tx.send(listeners.local_addrs().map_err(|e| e.to_string())?)
                     .map_err(|e| e.to_string())?;
-                crate::run(config, listeners, token)
+                crate::run_with(config, listeners, token, options)
                     .await
                     .map_err(|e| e.to_string())
             })
@@ -101,11 +112,52 @@ impl TestNode {
     }
 }
 
+/// Starts the node's shutdown without waiting for it: a test's own connections to the node
+/// may live on the same (now blocked) thread, and waiting would hold the node for its whole
+/// grace period. [`TestNode::stop`] waits and reports.
 impl Drop for TestNode {
     fn drop(&mut self) {
         self.shutdown.cancel();
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
+    }
+}
+
+/// A mutation record with its key copied out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// The key.
+    pub key: Vec<u8>,
+    /// What happened to it.
+    pub kind: MutationKind,
+    /// The version after the change.
+    pub version: u64,
+    /// The expiry after the change.
+    pub expires_at: Option<u64>,
+}
+
+/// A [`MutationSink`] that keeps every record, for tests to read.
+#[derive(Debug, Default)]
+pub struct Recorder(Mutex<Vec<Recorded>>);
+
+impl Recorder {
+    /// A recorder to attach with [`NodeOptions::mutations`].
+    #[must_use]
+    pub fn new() -> Arc<Self> {
+        Arc::default()
+    }
+
+    /// Every record so far, emptying the list.
+    pub fn take(&self) -> Vec<Recorded> {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
+impl MutationSink for Recorder {
+    fn record(&self, mutation: &Mutation<'_>) {
+        self.0.lock().push(Recorded {
+            key: mutation.key.to_vec(),
+            kind: mutation.kind,
+            version: mutation.version,
+            expires_at: mutation.expires_at,
+        });
     }
 }

@@ -37,7 +37,10 @@ async fn get_set_and_versions() {
     let first = c.set(set("k", "v1")).await.unwrap().into_inner();
     assert!(first.stored && first.version > 0);
     let got = c
-        .get(pb::GetRequest { key: "k".into() })
+        .get(pb::GetRequest {
+            key: "k".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -47,7 +50,10 @@ async fn get_set_and_versions() {
     assert_eq!(entry.ttl_ms, 0);
 
     let missing = c
-        .get(pb::GetRequest { key: "nope".into() })
+        .get(pb::GetRequest {
+            key: "nope".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -136,7 +142,10 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
     assert_eq!(err.code(), Code::FailedPrecondition);
 
     let version = c
-        .get(pb::GetRequest { key: "a".into() })
+        .get(pb::GetRequest {
+            key: "a".into(),
+            lease: false,
+        })
         .await
         .unwrap()
         .into_inner()
@@ -214,7 +223,13 @@ async fn the_token_is_required_when_configured() {
         ..config()
     });
     let mut c = connect(&node).await;
-    let err = c.get(pb::GetRequest { key: "k".into() }).await.unwrap_err();
+    let err = c
+        .get(pb::GetRequest {
+            key: "k".into(),
+            lease: false,
+        })
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
     let channel = Channel::from_shared(format!("http://{}", node.grpc))
         .unwrap()
@@ -228,7 +243,10 @@ async fn the_token_is_required_when_configured() {
     });
     assert!(
         authed
-            .get(pb::GetRequest { key: "k".into() })
+            .get(pb::GetRequest {
+                key: "k".into(),
+                lease: false
+            })
             .await
             .unwrap()
             .into_inner()
@@ -251,22 +269,13 @@ async fn health_and_both_reflection_versions_answer() {
         .unwrap();
     let mut health = HealthClient::new(channel.clone());
     let service = "larder.cache.v1.Cache".to_owned();
-    // The reporter is set from a task at start-up; give it a moment.
-    let mut status = ServingStatus::Unknown as i32;
-    for _ in 0..50 {
-        if let Ok(reply) = health
-            .check(HealthCheckRequest {
-                service: service.clone(),
-            })
-            .await
-        {
-            status = reply.into_inner().status;
-            if status == ServingStatus::Serving as i32 {
-                break;
-            }
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    // Serving from the very first call: the status is set before the server accepts.
+    let status = health
+        .check(HealthCheckRequest { service })
+        .await
+        .unwrap()
+        .into_inner()
+        .status;
     assert_eq!(status, ServingStatus::Serving as i32);
 
     let mut reflect = v1::server_reflection_client::ServerReflectionClient::new(channel.clone());

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use larder_cache::NodeOptions;
 use larder_cache::config::OriginConfig;
 use larder_proto::grpc::cache::v1 as pb;
+use larder_store::{Clock, ManualClock, SystemClock};
 use parking_lot::Mutex;
 use pb::cache_client::CacheClient;
 use sqlx::any::AnyPoolOptions;
@@ -274,16 +276,38 @@ fn node_with(origin: OriginConfig) -> TestNode {
     })
 }
 
+/// A node whose one clock (store, freshness windows, breaker) is `clock`, moved by hand.
+fn node_on_clock(origin: OriginConfig, clock: &Arc<ManualClock>) -> TestNode {
+    let config = larder_cache::CacheConfig {
+        origins: vec![origin],
+        ..config()
+    };
+    let options = NodeOptions {
+        clock: Some(clock.clone()),
+        ..NodeOptions::default()
+    };
+    TestNode::with_options(config, options)
+}
+
+/// A hand-moved clock that starts at the real time.
+fn manual_clock() -> Arc<ManualClock> {
+    Arc::new(ManualClock::new(SystemClock.now_ms()))
+}
+
 async fn grpc(node: &TestNode) -> CacheClient<Channel> {
     CacheClient::connect(format!("http://{}", node.grpc))
         .await
         .unwrap()
 }
 
+/// A RESP connection that waits as long as a load may take (the client's own default gives
+/// up after half a second, less than a spinning load on a busy machine).
 async fn resp(node: &TestNode) -> redis::aio::MultiplexedConnection {
+    let config =
+        redis::AsyncConnectionConfig::new().set_response_timeout(Some(Duration::from_secs(30)));
     redis::Client::open(format!("redis://{}", node.resp))
         .unwrap()
-        .get_multiplexed_async_connection()
+        .get_multiplexed_async_connection_with_config(&config)
         .await
         .unwrap()
 }
@@ -318,6 +342,7 @@ async fn two_hundred_concurrent_gets_of_a_missing_key_cause_one_query() {
             calls.push(tokio::spawn(async move {
                 c.get(pb::GetRequest {
                     key: "doc/books/1".into(),
+                    lease: false,
                 })
                 .await
                 .map(|r| r.into_inner().entry.map(|e| (e.value, e.version)))
@@ -365,10 +390,14 @@ async fn two_hundred_concurrent_gets_of_a_missing_key_cause_one_query() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
     for db in databases().await {
-        let node = node_with(OriginConfig {
-            not_found_ttl_ms: 1_500,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                not_found_ttl_ms: 1_500,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         assert_eq!(get(&mut c, "doc/books/9").await.unwrap(), None);
         db.insert("books", "9", "late", 1).await;
@@ -380,7 +409,9 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
         );
         let not_found = "larder_origin_loads_total{origin=\"docs\",result=\"not_found\"}";
         assert_eq!(metric(&node, not_found), 1);
-        tokio::time::sleep(Duration::from_millis(1_600)).await;
+        clock.advance(Duration::from_millis(1_499));
+        assert_eq!(get(&mut c, "doc/books/9").await.unwrap(), None, "still");
+        clock.advance(Duration::from_millis(1));
         assert_eq!(
             get(&mut c, "doc/books/9").await.unwrap().as_deref(),
             Some("late")
@@ -399,12 +430,13 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
         let status = g
             .get(pb::GetRequest {
                 key: "doc/books/10".into(),
+                lease: false,
             })
             .await
             .unwrap_err();
         assert_eq!(status.code(), Code::Unavailable, "{}", db.kind);
         db.mend().await;
-        tokio::time::sleep(Duration::from_millis(150)).await; // past the breaker's cooldown
+        clock.advance(Duration::from_millis(100)); // the breaker's cooldown
         assert_eq!(
             get(&mut c, "doc/books/10").await.unwrap().as_deref(),
             Some("ten"),
@@ -418,12 +450,16 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
 async fn stale_values_are_served_in_the_window_and_refreshed_once() {
     for db in databases().await {
         db.insert("books", "1", "v1", 1).await;
-        let node = node_with(OriginConfig {
-            fresh_ttl_ms: 300,
-            stale_while_revalidate_ms: 5_000,
-            stale_if_error_ms: 0,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                fresh_ttl_ms: 300,
+                stale_while_revalidate_ms: 5_000,
+                stale_if_error_ms: 0,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         let mut g = grpc(&node).await;
         assert_eq!(
@@ -431,12 +467,26 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
             Some("v1")
         );
         db.update("books", "1", "v2").await;
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        clock.advance(Duration::from_millis(299));
+        assert_eq!(
+            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+            Some("v1"),
+            "{}: fresh until its fresh time",
+            db.kind
+        );
+        assert_eq!(
+            db.reads("books", "1").await,
+            1,
+            "{}: no reload yet",
+            db.kind
+        );
+        clock.advance(Duration::from_millis(1));
 
         // Stale: served as it was, flagged over gRPC, and refreshed by one background load.
         let entry = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap()
@@ -455,6 +505,7 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
             entry = g
                 .get(pb::GetRequest {
                     key: "doc/books/1".into(),
+                    lease: false,
                 })
                 .await
                 .unwrap()
@@ -483,12 +534,16 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
 async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
     for db in databases().await {
         db.insert("books", "1", "kept", 1).await;
-        let node = node_with(OriginConfig {
-            fresh_ttl_ms: 200,
-            stale_while_revalidate_ms: 0,
-            stale_if_error_ms: 3_000,
-            ..db.origin(false)
-        });
+        let clock = manual_clock();
+        let node = node_on_clock(
+            OriginConfig {
+                fresh_ttl_ms: 200,
+                stale_while_revalidate_ms: 0,
+                stale_if_error_ms: 3_000,
+                ..db.origin(false)
+            },
+            &clock,
+        );
         let mut c = resp(&node).await;
         let mut g = grpc(&node).await;
         assert_eq!(
@@ -496,7 +551,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             Some("kept")
         );
         db.break_it().await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        clock.advance(Duration::from_millis(200));
         for _ in 0..3 {
             assert_eq!(
                 get(&mut c, "doc/books/1").await.unwrap().as_deref(),
@@ -508,6 +563,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
         let entry = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap()
@@ -515,12 +571,20 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             .entry
             .unwrap();
         assert!(entry.stale && &entry.value[..] == b"kept");
-        tokio::time::sleep(Duration::from_millis(3_000)).await;
+        clock.advance(Duration::from_millis(2_999));
+        assert_eq!(
+            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+            Some("kept"),
+            "{}: to the window's last millisecond",
+            db.kind
+        );
+        clock.advance(Duration::from_millis(1));
         let err = get(&mut c, "doc/books/1").await.unwrap_err();
         assert!(err.to_string().contains("origin unavailable"), "{err}");
         let status = g
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
+                lease: false,
             })
             .await
             .unwrap_err();
@@ -751,51 +815,90 @@ async fn the_breaker_opens_after_failures_and_metrics_show_it() {
     );
 }
 
+/// A client's change of a key while its load is in flight, over either wire.
+#[derive(Debug, Clone, Copy)]
+enum Change {
+    GrpcInvalidate,
+    GrpcExpire,
+    RespExpire,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_invalidation_during_a_load_keeps_its_result_out_of_the_cache() {
-    for db in databases().await {
-        db.insert("books", "1", "before", 1).await;
-        let node = node_with(db.origin(true));
-        let mut g = grpc(&node).await;
-        let reader = {
-            let mut g = g.clone();
-            tokio::spawn(async move {
-                g.get(pb::GetRequest {
-                    key: "doc/books/1".into(),
-                })
-                .await
-            })
-        };
-        // The load spins for a while inside its query: invalidate while it runs (the cache
-        // does not hold the key yet), then change the row.
-        for _ in 0..1_000 {
-            if metric(&node, "larder_origin_loads_in_flight") > 0 {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(2)).await;
+async fn a_change_during_a_load_keeps_its_result_out_of_the_cache() {
+    for change in [
+        Change::GrpcInvalidate,
+        Change::GrpcExpire,
+        Change::RespExpire,
+    ] {
+        for db in databases().await {
+            change_during_a_load(&db, change).await;
         }
-        let dropped = g
-            .invalidate(pb::InvalidateRequest {
-                keys: vec!["doc/books/1".into()],
+    }
+}
+
+async fn change_during_a_load(db: &Db, change: Change) {
+    db.insert("books", "1", "before", 1).await;
+    let node = node_with(db.origin(true));
+    let mut g = grpc(&node).await;
+    let reader = {
+        let mut g = g.clone();
+        tokio::spawn(async move {
+            g.get(pb::GetRequest {
+                key: "doc/books/1".into(),
+                lease: false,
             })
             .await
-            .unwrap()
-            .into_inner()
-            .invalidated;
-        assert_eq!(dropped, 0, "{}: the load was still in flight", db.kind);
-        db.update("books", "1", "after").await;
-        let first = reader.await.unwrap().unwrap().into_inner().entry.unwrap();
-        // The load may have read the row before or after the update; either way it answered
-        // its caller, and only a load that began after the invalidation may fill the cache.
-        assert!(&first.value[..] == b"before" || &first.value[..] == b"after");
-        let mut c = resp(&node).await;
-        assert_eq!(
-            get(&mut c, "doc/books/1").await.unwrap().as_deref(),
-            Some("after"),
-            "{}: the load that began before the invalidation was not kept",
-            db.kind
-        );
+        })
+    };
+    // The load spins for a while inside its query: change the key while it runs (the cache
+    // does not hold it yet), then change the row.
+    for _ in 0..1_000 {
+        if metric(&node, "larder_origin_loads_in_flight") > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
+    let held = match change {
+        Change::GrpcInvalidate => {
+            let keys = vec!["doc/books/1".into()];
+            let reply = g.invalidate(pb::InvalidateRequest { keys }).await.unwrap();
+            reply.into_inner().invalidated > 0
+        }
+        Change::GrpcExpire => {
+            let req = pb::ExpireRequest {
+                key: "doc/books/1".into(),
+                ttl_ms: 60_000,
+            };
+            g.expire(req).await.unwrap().into_inner().found
+        }
+        Change::RespExpire => {
+            let mut c = resp(&node).await;
+            redis::cmd("PEXPIRE")
+                .arg("doc/books/1")
+                .arg(60_000)
+                .query_async::<bool>(&mut c)
+                .await
+                .unwrap()
+        }
+    };
+    assert!(
+        !held,
+        "{} {change:?}: the load was still in flight",
+        db.kind
+    );
+    db.update("books", "1", "after").await;
+    let first = reader.await.unwrap().unwrap().into_inner().entry.unwrap();
+    // The load may have read the row before or after the update; either way it answered
+    // its caller, and only a load that began after the change may fill the cache.
+    assert!(&first.value[..] == b"before" || &first.value[..] == b"after");
+    let mut c = resp(&node).await;
+    assert_eq!(
+        get(&mut c, "doc/books/1").await.unwrap().as_deref(),
+        Some("after"),
+        "{} {change:?}: the load that began before the change was not kept",
+        db.kind
+    );
+    db.exec(&format!("DELETE FROM {}", db.table)).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,15 +8,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use larder_proto::grpc::cache::v1::cache_client::CacheClient;
-use tokio::time::Instant;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
 use crate::Error;
-use crate::breaker::{Breaker, BreakerState, Transition};
 use crate::config::ClientConfig;
 use crate::placement::Placement;
+use larder_util::breaker::{Breaker, BreakerState, Transition};
+use larder_util::clock::{Clock, SystemClock};
 
 /// Largest message sent or accepted: the nodes' default request bound, which they enforce.
 const MAX_MESSAGE: usize = 512 << 20;
@@ -46,8 +46,8 @@ struct Inner {
     timeout_header: AsciiMetadataValue,
     /// `Bearer <token>`, formatted once.
     authorization: Option<AsciiMetadataValue>,
-    /// Zero of the breakers' millisecond clock.
-    epoch: Instant,
+    /// The clock the breakers time their cooldowns on.
+    clock: Arc<dyn Clock>,
 }
 
 struct Node {
@@ -67,6 +67,16 @@ impl Client {
     /// is not visible ASCII, a zero deadline, timeout, breaker threshold or pool size, or when
     /// called outside a Tokio runtime (the channels are driven by tasks spawned here).
     pub fn new(config: ClientConfig) -> Result<Self, Error> {
+        Self::with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// [`Client::new`] whose breakers time their cooldowns on `clock` (the gateway's one
+    /// clock; a [`larder_util::clock::ManualClock`] in tests).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::new`].
+    pub fn with_clock(config: ClientConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.check()?;
         let names = config.node_names()?;
         let placement = Placement::new(&names).map_err(|(a, b)| {
@@ -93,7 +103,7 @@ impl Client {
                 deadline: config.deadline,
                 timeout_header,
                 authorization,
-                epoch: Instant::now(),
+                clock,
             }),
         })
     }
@@ -173,7 +183,7 @@ impl Client {
 
 impl Inner {
     fn now_ms(&self) -> u64 {
-        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+        self.clock.now_ms()
     }
 
     fn request<M>(&self, message: M) -> Request<M> {

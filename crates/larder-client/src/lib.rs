@@ -42,18 +42,17 @@
 //! # Ok(()) }
 //! ```
 
-mod breaker;
 mod client;
 mod config;
 mod error;
 mod ops;
 mod placement;
 
-pub use breaker::BreakerState;
 pub use client::Client;
 pub use config::{
     ClientConfig, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_CONNECTIONS_PER_NODE, DEFAULT_DEADLINE, DEFAULT_NODE,
 };
 pub use error::Error;
-pub use ops::{Entry, SetOpts};
+pub use larder_util::breaker::BreakerState;
+pub use ops::{Entry, Lookup, SetOpts};

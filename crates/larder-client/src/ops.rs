@@ -34,6 +34,19 @@ pub struct SetOpts {
     /// value then takes (must be non-zero); `None` writes always, with a version the node
     /// assigns.
     pub if_newer_version: Option<u64>,
+    /// A fill under the lease [`Client::get_or_lease`] gave: written only if no change of the
+    /// key reached the node since (then the answer is `(false, _)`).
+    pub lease: Option<u64>,
+}
+
+/// What [`Client::get_or_lease`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Lookup {
+    /// The live value.
+    Hit(Entry),
+    /// A miss, with a fill lease when the node gave one: load the value elsewhere and write it
+    /// with [`SetOpts::lease`]. `None`: another caller holds the lease; serve without filling.
+    Miss(Option<u64>),
 }
 
 impl Client {
@@ -47,11 +60,53 @@ impl Client {
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Entry>, Error> {
         let key = key.into();
         let node = self.owner(&key);
-        let request = pb::GetRequest { key };
+        let request = pb::GetRequest { key, lease: false };
         let reply = self
             .call(node, request, |mut c, r| async move { c.get(r).await })
             .await?;
         Ok(reply.entry.map(entry))
+    }
+
+    /// The live value under `key`, or on a miss a lease to fill it with (see [`Lookup`]), so
+    /// that a value loaded from elsewhere never replaces a change made meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub async fn get_or_lease(&self, key: impl Into<Bytes>) -> Result<Lookup, Error> {
+        let key = key.into();
+        let node = self.owner(&key);
+        let request = pb::GetRequest { key, lease: true };
+        let reply = self
+            .call(node, request, |mut c, r| async move { c.get(r).await })
+            .await?;
+        Ok(match reply.entry {
+            Some(e) => Lookup::Hit(entry(e)),
+            None => Lookup::Miss((reply.lease != 0).then_some(reply.lease)),
+        })
+    }
+
+    /// Sets the time to live of `key` (`None`: no expiry); answers whether it held a live
+    /// value.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub async fn expire(
+        &self,
+        key: impl Into<Bytes>,
+        ttl: Option<Duration>,
+    ) -> Result<bool, Error> {
+        let key = key.into();
+        let node = self.owner(&key);
+        let request = pb::ExpireRequest {
+            key,
+            ttl_ms: ttl.map_or(0, ttl_ms),
+        };
+        let reply = self
+            .call(node, request, |mut c, r| async move { c.expire(r).await })
+            .await?;
+        Ok(reply.found)
     }
 
     /// The live values under `keys`, in the same order: one `GetMany` per node involved, sent
@@ -102,6 +157,7 @@ impl Client {
             version,
             ttl_ms: opts.ttl.map_or(0, ttl_ms),
             keep_ttl: false,
+            lease: opts.lease.unwrap_or(0),
         };
         let reply = self
             .call(node, request, |mut c, r| async move { c.set(r).await })
@@ -249,7 +305,8 @@ mod tests {
         assert_eq!(ttl_ms(Duration::MAX), u64::MAX);
     }
 
-    #[tokio::test]
+    // Paused time: the delays order the futures without taking any real time.
+    #[tokio::test(start_paused = true)]
     async fn join_keeps_order_and_stops_at_the_first_error() {
         let delays = [30u64, 10, 20];
         let futures = delays.iter().map(|&ms| async move {

@@ -13,7 +13,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use bytes::Bytes;
-use larder_client::{BreakerState, Client, ClientConfig, Error, SetOpts};
+use larder_client::{BreakerState, Client, ClientConfig, Error, Lookup, SetOpts};
 use support::{TestNode, client, client_config, closed_port, node_config, start_node};
 use tonic::Code;
 
@@ -215,4 +215,48 @@ async fn bad_configurations_are_refused() {
         ..ClientConfig::default()
     });
     assert!(matches!(result, Err(Error::Config(_))));
+}
+
+#[tokio::test]
+async fn a_fill_lease_holds_only_until_the_key_changes() {
+    let node = start_node();
+    let c = client(&[&node]);
+    let fill = |lease| SetOpts {
+        if_newer_version: Some(3),
+        lease: Some(lease),
+        ..SetOpts::default()
+    };
+
+    // One caller gets the lease; a second, while it is out, gets none.
+    let Lookup::Miss(Some(lease)) = c.get_or_lease("doc/a").await.unwrap() else {
+        panic!("a miss hands out a lease");
+    };
+    assert_eq!(c.get_or_lease("doc/a").await.unwrap(), Lookup::Miss(None));
+    assert_eq!(c.set("doc/a", "v3", fill(lease)).await.unwrap(), (true, 3));
+    let Lookup::Hit(entry) = c.get_or_lease("doc/a").await.unwrap() else {
+        panic!("filled");
+    };
+    assert_eq!((&entry.value[..], entry.version), (&b"v3"[..], 3));
+    assert!(
+        !c.set("doc/a", "again", fill(lease)).await.unwrap().0,
+        "a lease fills once"
+    );
+
+    // Any change of the key between the miss and the fill retires the lease: a delete, an
+    // invalidation, or another write.
+    for i in 0..3 {
+        let k = Bytes::from(format!("doc/b{i}"));
+        let Lookup::Miss(Some(lease)) = c.get_or_lease(k.clone()).await.unwrap() else {
+            panic!("a lease for {k:?}");
+        };
+        match i {
+            0 => drop(c.delete(std::slice::from_ref(&k)).await.unwrap()),
+            1 => drop(c.invalidate(std::slice::from_ref(&k)).await.unwrap()),
+            _ => drop(c.set(k.clone(), "newer", SetOpts::default()).await.unwrap()),
+        }
+        let (stored, _) = c.set(k.clone(), "stale", fill(lease)).await.unwrap();
+        assert!(!stored, "change {i}: the fill after it is refused");
+        let held = c.get(k).await.unwrap().map(|e| e.value);
+        assert_ne!(held.as_deref(), Some(&b"stale"[..]), "change {i}");
+    }
 }

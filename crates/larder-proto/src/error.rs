@@ -3,7 +3,6 @@
 //! RFC 9457 problem type. Timeouts and unreachable dependencies are `UNAVAILABLE`/503, never
 //! internal errors.
 
-use larder_store::StoreError;
 use tonic::Code;
 
 /// The kind of a failure, as every wire shows it.
@@ -231,25 +230,9 @@ impl ErrorCode {
         }
     }
 
-    /// The code of a store failure.
-    pub const fn of_store(err: &StoreError) -> Self {
-        match err {
-            StoreError::TooLarge { .. } | StoreError::KeyTooLong(_) => Self::TooLarge,
-            StoreError::NotAnInteger => Self::NotANumber,
-            StoreError::Overflow => Self::Overflow,
-            StoreError::AllPinned => Self::OutOfMemory,
-        }
-    }
-
     /// A gRPC status with this code and `message`.
     pub fn status(self, message: impl Into<String>) -> tonic::Status {
         tonic::Status::new(self.grpc(), message)
-    }
-}
-
-impl From<&StoreError> for ErrorCode {
-    fn from(err: &StoreError) -> Self {
-        Self::of_store(err)
     }
 }
 
@@ -277,13 +260,9 @@ mod tests {
     }
 
     #[test]
-    fn store_errors_keep_redis_prefixes() {
-        let err = StoreError::NotAnInteger;
-        assert_eq!(ErrorCode::of_store(&err).resp_prefix(), "ERR");
-        assert_eq!(
-            ErrorCode::of_store(&StoreError::AllPinned).resp_prefix(),
-            "OOM"
-        );
+    fn redis_prefixes() {
+        assert_eq!(ErrorCode::NotANumber.resp_prefix(), "ERR");
+        assert_eq!(ErrorCode::OutOfMemory.resp_prefix(), "OOM");
         assert_eq!(ErrorCode::WrongType.resp_prefix(), "WRONGTYPE");
         assert_eq!(ErrorCode::Unauthenticated.resp_prefix(), "NOAUTH");
     }

@@ -1,9 +1,11 @@
 //! What every larder process's `/metrics` shares: a latency histogram with fixed buckets,
-//! rendered as Prometheus text.
+//! rendered as Prometheus text, and the process and build metrics ([`process`]).
 
 use std::fmt::Write as _;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
+
+pub mod process;
 
 /// Upper bounds of the latency buckets, in seconds: 10 µs (a cache hit) to 10 s (a request
 /// timeout).

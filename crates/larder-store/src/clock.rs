@@ -1,54 +1,9 @@
-//! Where the store reads the time: Unix milliseconds from a [`Clock`], so tests can move time
-//! by hand with [`ManualClock`].
+//! Where the store reads the time: the [`Clock`] it was given (see [`larder_util::clock`]),
+//! read at most once per operation.
 
-use std::fmt::Debug;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-/// A source of wall-clock time in Unix milliseconds.
-pub trait Clock: Send + Sync + Debug + 'static {
-    /// Milliseconds since the Unix epoch.
-    fn now_ms(&self) -> u64;
-}
-
-/// The system's real-time clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now_ms(&self) -> u64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |since| since.as_millis() as u64)
-    }
-}
-
-/// A clock that only moves when told to; for tests and simulations.
-#[derive(Debug, Default)]
-pub struct ManualClock(AtomicU64);
-
-impl ManualClock {
-    /// A clock reading `now_ms`.
-    pub fn new(now_ms: u64) -> Self {
-        Self(AtomicU64::new(now_ms))
-    }
-
-    /// Moves the clock forward by `by`.
-    pub fn advance(&self, by: Duration) {
-        self.0.fetch_add(by.as_millis() as u64, Ordering::SeqCst);
-    }
-
-    /// Sets the clock to `now_ms`.
-    pub fn set(&self, now_ms: u64) {
-        self.0.store(now_ms, Ordering::SeqCst);
-    }
-}
-
-impl Clock for ManualClock {
-    fn now_ms(&self) -> u64 {
-        self.0.load(Ordering::SeqCst)
-    }
-}
+pub use larder_util::clock::{Clock, ManualClock, SystemClock};
 
 /// A time read at most once per operation, and only if the operation needs it.
 pub(crate) struct Now<'a> {

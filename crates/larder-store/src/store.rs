@@ -88,6 +88,11 @@ impl<H: EvictionHook> Store<H> {
         self
     }
 
+    /// The clock the store reads: the one source of wall-clock time for whatever serves it.
+    pub fn clock(&self) -> &Arc<dyn Clock> {
+        &self.clock
+    }
+
     /// Replaces the clock (for tests and simulations).
     pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;

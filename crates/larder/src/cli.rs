@@ -26,6 +26,8 @@ pub(crate) enum Command {
     Cache(CacheArgs),
     /// Run the API gateway.
     Api(ApiArgs),
+    /// GET an HTTP URL and exit 0 if it answers 2xx (a health check for containers).
+    Probe(crate::probe::ProbeArgs),
     /// Load generators and trace replay.
     Bench {
         #[command(subcommand)]

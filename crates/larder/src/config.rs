@@ -167,7 +167,7 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.api.cache_nodes, &args.cache_nodes);
         }
         Some(Command::Up(args)) => set(&mut config.up.data, &args.data),
-        Some(Command::Bench { .. }) | None => {}
+        Some(Command::Bench { .. } | Command::Probe(_)) | None => {}
     }
 }
 

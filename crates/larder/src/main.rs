@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod loadgen;
+mod probe;
 mod serve;
 mod trace;
 mod up;
@@ -63,6 +64,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Bench {
             what: BenchCommand::Http(args),
         }) => loadgen::http(&args),
+        Some(Command::Probe(args)) => probe::run(&args),
         Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),
         Some(Command::Api(_)) => serve::api(config.api),

@@ -1,12 +1,12 @@
-//! `larder up`: the whole stack in one process on the embedded defaults: a cache node whose
-//! SQL origin reads the gateway's SQLite file, and the gateway talking to it over gRPC on
-//! loopback, with a sample `products` collection unless the configuration declares others.
+//! `larder up`: the whole stack in one process on the embedded defaults: a cache node and the
+//! gateway talking to it over gRPC on loopback, exactly as separately started processes would
+//! (the gateway loads what the node misses from its SQLite file and fills the node under a
+//! lease), with a sample `products` collection unless the configuration declares others.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use larder_api::{ApiConfig, CollectionConfig};
-use larder_cache::config::OriginConfig;
 use larder_cache::{CacheConfig, Listeners};
 use serde_json::json;
 
@@ -47,20 +47,7 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(CacheConfig, ApiConfig
     if api.collections.is_empty() {
         api.collections.push(sample_products());
     }
-    let mut cache = config.cache.clone();
-    for origin in api.origins() {
-        cache.origins.push(OriginConfig {
-            name: origin.name,
-            pattern: origin.pattern,
-            kind: "sql".into(),
-            url: api.database.clone(),
-            load: origin.load,
-            fresh_ttl_ms: origin.fresh_ttl_ms,
-            stale_while_revalidate_ms: origin.stale_while_revalidate_ms,
-            stale_if_error_ms: origin.stale_if_error_ms,
-            ..OriginConfig::default()
-        });
-    }
+    let cache = config.cache.clone();
     cache.validate().context("invalid [cache] configuration")?;
     Ok((cache, api))
 }

@@ -9,7 +9,7 @@
 
 use crate::media::JSON_API;
 use crate::state::AppState;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::{app, cache, doc};
 
@@ -49,13 +49,9 @@ pub(crate) fn read(
         return false;
     };
     cache::write_key(key, name, id);
-    let now_ms = now.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis());
-    let now_ms = u64::try_from(now_ms).unwrap_or(u64::MAX);
-    let served = state.cache.read_fresh(
-        &collection.config,
-        key.as_bytes(),
-        now_ms,
-        |stored, version| {
+    let served = state
+        .cache
+        .read_fresh(&collection.config, key.as_bytes(), |stored, version| {
             let Ok(stored) = std::str::from_utf8(stored) else {
                 return false; // the router answers 500
             };
@@ -73,8 +69,7 @@ pub(crate) fn read(
                     .for_each(|p| out.extend_from_slice(p.as_bytes()));
             }
             true
-        },
-    );
+        });
     served == Some(true)
 }
 

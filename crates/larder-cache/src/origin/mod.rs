@@ -7,12 +7,14 @@
 //! others. What it found is stored before the waiters are answered; "not found" is remembered
 //! for `not_found_ttl_ms`; an error is never stored.
 //!
+//! The flights are [`larder_util::flight::Flights`], the freshness windows
+//! [`larder_store::Windows`]: the mechanisms the gateway's in-process cache uses too.
+//!
 //! A loaded entry's expiry is set to the end of its last window, `fresh + max(swr, sie)`, so
 //! the store reclaims it like any other entry, and its age is read back from that expiry:
 //! fresh, then stale-while-revalidate (served, refreshed once in the background), then
 //! stale-if-error (a read loads, and serves the stale value only if the load fails).
 
-mod breaker;
 pub(crate) mod config;
 mod grpc;
 mod http;
@@ -28,12 +30,12 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
 use larder_proto::ErrorCode;
-use larder_store::{EntryRef, SetMode, SetOptions, Store};
+use larder_store::{Clock, EntryRef, SetMode, SetOptions, Store};
+use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
-use tokio::sync::watch;
 
-use crate::node::unix_ms;
+use crate::node::mutation::{MutationKind, Recorder};
 use config::OriginConfig;
 use pattern::KeyPattern;
 pub(crate) use source::Origin;
@@ -167,19 +169,13 @@ fn check_one(config: &OriginConfig) -> Result<KeyPattern, String> {
     Ok(pattern)
 }
 
-/// One load in flight; its waiters watch for the result.
-#[derive(Debug)]
-struct Flight {
-    done: watch::Sender<Option<ReadResult>>,
-}
-
 /// The first half of a read: answered at once, or waiting for a load.
 #[derive(Debug)]
 pub(crate) enum Step {
     Done(ReadResult),
     Wait {
         origin: Arc<Origin>,
-        done: watch::Receiver<Option<ReadResult>>,
+        done: Waiter<ReadResult>,
         /// A stale value to serve if the load fails.
         fallback: Option<Served>,
     },
@@ -200,40 +196,47 @@ struct Writes {
 pub(crate) struct Origins {
     list: Vec<Arc<Origin>>,
     store: Arc<Store>,
-    flights: Mutex<HashMap<Box<[u8]>, Arc<Flight>>>,
+    clock: Arc<dyn Clock>,
+    flights: Arc<Flights<Box<[u8]>, ReadResult>>,
     /// Keys an origin said it does not have, until when (Unix ms), and their bytes.
     not_found: Mutex<NotFound>,
     writes: Mutex<HashMap<Box<[u8]>, Writes>>,
     next_ticket: std::sync::atomic::AtomicU64,
+    recorder: Recorder,
     /// Loads and writes run here, not on the runtime of the connection that asked.
     runtime: Handle,
 }
 
 impl Origins {
-    /// The origins of `configs` over `store`, or `None` if there are none. Call within the
-    /// runtime that should run the loads.
+    /// The origins of `configs` over `store` (whose clock they read), recording what they
+    /// store to `recorder`, or `None` if there are none. Call within the runtime that should
+    /// run the loads.
     pub(crate) fn new(
         configs: &[OriginConfig],
         store: Arc<Store>,
+        recorder: Recorder,
     ) -> Result<Option<Arc<Self>>, String> {
         if configs.is_empty() {
             return Ok(None);
         }
         check(configs)?;
+        let clock = store.clock().clone();
         let mut list = Vec::with_capacity(configs.len());
         for config in configs {
-            let origin =
-                Origin::new(config).map_err(|err| format!("origin {:?}: {err}", config.name))?;
+            let origin = Origin::new(config, clock.clone())
+                .map_err(|err| format!("origin {:?}: {err}", config.name))?;
             list.push(Arc::new(origin));
         }
         let runtime = Handle::try_current().map_err(|err| err.to_string())?;
         Ok(Some(Arc::new(Self {
             list,
             store,
-            flights: Mutex::default(),
+            clock,
+            flights: Arc::new(Flights::new(MAX_FLIGHTS)),
             not_found: Mutex::default(),
             writes: Mutex::default(),
             next_ticket: std::sync::atomic::AtomicU64::new(0),
+            recorder,
             runtime,
         })))
     }
@@ -241,6 +244,10 @@ impl Origins {
     /// The origin that serves `key`, if any: the first whose pattern matches.
     pub(crate) fn find(&self, key: &[u8]) -> Option<&Arc<Origin>> {
         self.list.iter().find(|o| o.claims(key))
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.clock.now_ms()
     }
 
     /// Whether the origin recently said it has no `key`.
@@ -259,14 +266,9 @@ impl Origins {
         drop(self.join(origin, key, false));
     }
 
-    /// Reads `key` through `origin`: from the store if fresh enough, else by a load.
-    pub(crate) async fn read(self: &Arc<Self>, origin: &Arc<Origin>, key: &[u8]) -> ReadResult {
-        Self::finish(self.begin(origin, key)).await
-    }
-
     /// The part of a read that does not wait: a store lookup, or joining the key's load.
     pub(crate) fn begin(self: &Arc<Self>, origin: &Arc<Origin>, key: &[u8]) -> Step {
-        let now = unix_ms();
+        let now = self.now_ms();
         let found = self.store.get_with(key, served);
         let fallback = match found {
             Some(served) => match origin.freshness(served.expires_at, now) {
@@ -286,16 +288,29 @@ impl Origins {
             None if self.known_missing(key, now) => return Step::Done(Ok(None)),
             None => None,
         };
-        Step::Wait {
-            origin: origin.clone(),
-            done: self.join(origin, key, true),
-            fallback,
+        self.load(origin, key, fallback)
+    }
+
+    /// Joins the load of `key` (or starts one); `fallback` is served if it fails.
+    pub(crate) fn load(
+        self: &Arc<Self>,
+        origin: &Arc<Origin>,
+        key: &[u8],
+        fallback: Option<Served>,
+    ) -> Step {
+        match self.join(origin, key, true) {
+            Ok(done) => Step::Wait {
+                origin: origin.clone(),
+                done,
+                fallback,
+            },
+            Err(result) => Step::Done(result),
         }
     }
 
     /// Waits for the load a [`Step::Wait`] joined.
-    pub(crate) async fn finish(step: Step) -> ReadResult {
-        let (origin, mut done, fallback) = match step {
+    pub(crate) async fn finish(&self, step: Step) -> ReadResult {
+        let (origin, done, fallback) = match step {
             Step::Done(result) => return result,
             Step::Wait {
                 origin,
@@ -303,12 +318,9 @@ impl Origins {
                 fallback,
             } => (origin, done, fallback),
         };
-        let result = match done.wait_for(Option::is_some).await {
-            Ok(result) => result.clone().unwrap_or_else(abandoned),
-            Err(_) => abandoned(),
-        };
+        let result = done.wait().await.unwrap_or_else(abandoned);
         match (result, fallback) {
-            (Err(_), Some(stale)) if stale.expires_at.is_none_or(|at| unix_ms() < at) => {
+            (Err(_), Some(stale)) if stale.expires_at.is_none_or(|at| self.now_ms() < at) => {
                 origin.stats().stale();
                 Ok(Some(stale))
             }
@@ -316,54 +328,50 @@ impl Origins {
         }
     }
 
-    /// Joins the load of `key` in flight, or starts one.
+    /// Joins the load of `key` in flight, or starts one; an answer known at once is `Err`.
     fn join(
         self: &Arc<Self>,
         origin: &Arc<Origin>,
         key: &[u8],
         waiter: bool,
-    ) -> watch::Receiver<Option<ReadResult>> {
-        let ready = |result: ReadResult| watch::channel(Some(result)).1;
-        let mut flights = self.flights.lock();
-        if let Some(flight) = flights.get(key) {
-            if waiter {
-                origin.stats().coalesced.fetch_add(1, Relaxed);
-            }
-            return flight.done.subscribe();
-        }
-        // A load may have finished between the caller's look at the store and this lock: it
-        // stores before it leaves the map, so a second look under the lock settles it.
-        let now = unix_ms();
-        let fresh = self.store.peek_with(key, |entry| {
-            (origin.freshness(entry.expires_at, now) == Freshness::Fresh).then(|| served(entry))
-        });
-        match fresh {
-            Some(Some(served)) => return ready(Ok(Some(served))),
-            None if waiter && self.known_missing(key, now) => return ready(Ok(None)),
-            _ => {}
-        }
-        if flights.len() >= MAX_FLIGHTS {
-            let busy = format!("{}: too many keys loading at once", origin.name());
-            return ready(Err(OriginError::Unavailable(busy)));
-        }
-        let (done, receiver) = watch::channel(None);
-        let flight = Arc::new(Flight { done });
+    ) -> Result<Waiter<ReadResult>, ReadResult> {
         let key: Box<[u8]> = key.into();
-        flights.insert(key.clone(), flight.clone());
-        drop(flights);
-        let guard = Landing {
-            origins: self.clone(),
-            key,
-            flight,
-            result: None,
+        // A load may have finished between the caller's look at the store and the map's lock:
+        // it stores before it leaves the map, so a second look under the lock settles it.
+        let check = || {
+            let now = self.now_ms();
+            let fresh = self.store.peek_with(&key, |entry| {
+                (origin.freshness(entry.expires_at, now) == Freshness::Fresh).then(|| served(entry))
+            });
+            match fresh {
+                Some(Some(served)) => Some(Ok(Some(served))),
+                None if waiter && self.known_missing(&key, now) => Some(Ok(None)),
+                _ => None,
+            }
         };
-        self.runtime.spawn(fly(origin.clone(), guard));
-        receiver
+        match self.flights.join(&key, check) {
+            Joined::Wait(done) => {
+                if waiter {
+                    origin.stats().coalesced.fetch_add(1, Relaxed);
+                }
+                Ok(done)
+            }
+            Joined::Lead(ticket, done) => {
+                self.runtime
+                    .spawn(fly(self.clone(), origin.clone(), ticket));
+                Ok(done)
+            }
+            Joined::Ready(result) => Err(result),
+            Joined::Full => {
+                let busy = format!("{}: too many keys loading at once", origin.name());
+                Err(Err(OriginError::Unavailable(busy)))
+            }
+        }
     }
 
     /// Stores a loaded value, unless the cache already holds a newer version.
     fn keep(&self, origin: &Origin, key: &[u8], value: Bytes, version: Option<u64>) -> Served {
-        let now = unix_ms();
+        let now = self.now_ms();
         let opts = SetOptions {
             mode: version.map_or(SetMode::Always, SetMode::IfNotOlderVersion),
             expiry: origin.expiry(now),
@@ -376,12 +384,18 @@ impl Origins {
             stale: false,
         };
         match self.store.set(key, &value, opts) {
-            Ok(outcome) if outcome.stored => Served {
-                value,
-                version: outcome.version.unwrap_or(0),
-                expires_at: Some(origin.expires_at(now)),
-                stale: false,
-            },
+            Ok(outcome) if outcome.stored => {
+                let version = outcome.version.unwrap_or(0);
+                let expires_at = Some(origin.expires_at(now));
+                self.recorder
+                    .record(key, MutationKind::Set, version, expires_at);
+                Served {
+                    value,
+                    version,
+                    expires_at,
+                    stale: false,
+                }
+            }
             // A newer version was written meanwhile; serve that.
             Ok(_) => self
                 .store
@@ -398,7 +412,7 @@ impl Origins {
         let mut guard = self.not_found.lock();
         let (map, bytes) = &mut *guard;
         if *bytes + key.len() > MAX_NOT_FOUND_BYTES {
-            let now = unix_ms();
+            let now = self.now_ms();
             map.retain(|_, &mut at| at > now);
             *bytes = map.keys().map(|k| k.len()).sum();
             if *bytes + key.len() > MAX_NOT_FOUND_BYTES {
@@ -418,26 +432,24 @@ impl Origins {
         }
     }
 
-    /// Writes `value` to the origin, then, once it confirmed, to the cache; returns the
-    /// cached version. On failure the cache is unchanged. The write runs on its own task, so
-    /// a caller that goes away cannot leave the origin written and the cache stale.
-    pub(crate) async fn write(
+    /// Starts writing `value` to the origin, then, once it confirmed, to the cache; the
+    /// task's result is the cached version. On failure the cache is unchanged. The write runs
+    /// on its own task, so a caller that goes away cannot leave the origin written and the
+    /// cache stale.
+    pub(crate) fn write(
         self: &Arc<Self>,
         origin: &Arc<Origin>,
         key: &[u8],
         value: &[u8],
-    ) -> Result<u64, OriginError> {
+    ) -> tokio::task::JoinHandle<Result<u64, OriginError>> {
         let (this, origin, key, value) = (
             self.clone(),
             origin.clone(),
             Box::<[u8]>::from(key),
             Bytes::copy_from_slice(value),
         );
-        let task = self
-            .runtime
-            .spawn(async move { this.write_now(&origin, &key, &value).await });
-        task.await
-            .unwrap_or_else(|_| Err(OriginError::Unavailable("write abandoned".into())))
+        self.runtime
+            .spawn(async move { this.write_now(&origin, &key, &value).await })
     }
 
     async fn write_now(
@@ -454,7 +466,6 @@ impl Origins {
             entry.latest = ticket;
         }
         let written = origin.store(key, value).await;
-        let mut flights = self.flights.lock();
         // Only the last write to start, with none other running, may set the cache: writes
         // can reach the origin in another order than they finish here.
         let alone = {
@@ -475,56 +486,75 @@ impl Origins {
             // Unknown whether a timed-out write landed: drop the cached copy to be safe.
             Err(err) => {
                 if !alone {
-                    self.store.delete(key);
+                    self.drop_copy(key);
                 }
                 return Err(err);
             }
         };
         // A load in flight read the origin before this write: let it answer, not store.
-        flights.remove(key);
-        self.forget_missing(key);
+        self.retire(key);
         if !alone {
-            self.store.delete(key);
+            self.drop_copy(key);
             return Ok(version.unwrap_or(0));
         }
+        let expires_at = origin.expires_at(self.now_ms());
         let opts = SetOptions {
             mode: version.map_or(SetMode::Always, SetMode::IfNotOlderVersion),
-            expiry: origin.expiry(unix_ms()),
+            expiry: larder_store::Expiry::At(expires_at),
             ..SetOptions::default()
         };
         match self.store.set(key, value, opts) {
-            Ok(outcome) => Ok(outcome.version.unwrap_or(0)),
+            Ok(outcome) => {
+                let cached = outcome.version.unwrap_or(0);
+                if outcome.stored {
+                    self.recorder
+                        .record(key, MutationKind::Set, cached, Some(expires_at));
+                }
+                Ok(cached)
+            }
             Err(err) => {
                 // The origin has the value; make sure no older one is served instead.
-                self.store.delete(key);
+                self.drop_copy(key);
                 tracing::warn!(origin = %origin.name(), %err, "written value not cached");
                 Ok(version.unwrap_or(0))
             }
         }
     }
 
+    /// Drops the cached copy of `key` (its origin holds a newer value, or may).
+    fn drop_copy(&self, key: &[u8]) {
+        if self.store.delete(key) {
+            self.recorder.record(key, MutationKind::Delete, 0, None);
+        }
+    }
+
     /// Forgets any load in flight and "not found" of `key`, before a client writes the key
     /// itself: what a load read before the write must not replace it.
     pub(crate) fn retire(&self, key: &[u8]) {
-        let mut flights = self.flights.lock();
-        flights.remove(key);
+        self.flights.retire(&Box::from(key));
         self.forget_missing(key);
     }
 
-    /// Drops `key` from the cache, any remembered "not found" and any load in flight, so the
-    /// next read loads it again. Returns whether the cache held it.
-    pub(crate) fn invalidate(&self, key: &[u8]) -> bool {
-        let mut flights = self.flights.lock();
-        flights.remove(key);
-        self.forget_missing(key);
-        self.store.delete(key)
+    /// Forgets every load in flight and every "not found" (the store is being emptied).
+    pub(crate) fn retire_all(&self) {
+        self.flights.retire_all();
+        *self.not_found.lock() = NotFound::default();
     }
 
     /// Prometheus text for every origin.
     pub(crate) fn render(&self, out: &mut String) {
-        stats::render(&self.list, out);
+        let shown: Vec<_> = self
+            .list
+            .iter()
+            .map(|o| stats::Shown {
+                name: o.name(),
+                stats: o.stats(),
+                breaker: o.breaker_state(),
+            })
+            .collect();
+        stats::render(&shown, out);
         let name = "larder_origin_loads_in_flight";
-        let n = self.flights.lock().len();
+        let n = self.flights.len();
         let _ = writeln!(
             out,
             "# HELP {name} Keys being loaded now, all origins.\n# TYPE {name} gauge\n{name} {n}"
@@ -532,47 +562,17 @@ impl Origins {
     }
 }
 
-/// A load's landing: stores what it found and answers the waiters, also if the load task is
-/// dropped before it finished (runtime shutdown), so no waiter is left hanging.
-struct Landing {
-    origins: Arc<Origins>,
-    key: Box<[u8]>,
-    flight: Arc<Flight>,
-    result: Option<ReadResult>,
-}
-
-impl Drop for Landing {
-    fn drop(&mut self) {
-        let result = self.result.take().unwrap_or_else(abandoned);
-        {
-            let mut flights = self.origins.flights.lock();
-            if flights
-                .get(&self.key)
-                .is_some_and(|f| Arc::ptr_eq(f, &self.flight))
-            {
-                flights.remove(&self.key);
-            }
-        }
-        self.flight.done.send_replace(Some(result));
-    }
-}
-
-/// One load: ask the origin, store what it found unless the key was invalidated or written
-/// meanwhile, then answer the waiters (when `landing` drops).
-async fn fly(origin: Arc<Origin>, mut landing: Landing) {
-    let fetched = origin.load(&landing.key).await;
-    let origins = landing.origins.clone();
-    let flights = origins.flights.lock();
-    // A write or an invalidation since the load began removed this flight: what it read may
-    // be older than the origin now holds, so it is answered but not kept.
-    let current = flights
-        .get(&landing.key)
-        .is_some_and(|f| Arc::ptr_eq(f, &landing.flight));
-    let key = &landing.key;
-    landing.result = Some(match fetched {
+/// One load: ask the origin, then land the flight: store what it found unless the key was
+/// invalidated or written meanwhile (the flight was retired), and answer the waiters. A load
+/// whose task is dropped (runtime shutdown) answers its waiters with "abandoned".
+async fn fly(origins: Arc<Origins>, origin: Arc<Origin>, ticket: Ticket<Box<[u8]>, ReadResult>) {
+    let fetched = origin.load(ticket.key()).await;
+    let key = ticket.key().clone();
+    ticket.land(|current| match fetched {
         Ok(Fetched::Found { value, version }) if current => {
-            Ok(Some(origins.keep(&origin, key, value, version)))
+            Ok(Some(origins.keep(&origin, &key, value, version)))
         }
+        // What it read may be older than the origin now holds: answered, not kept.
         Ok(Fetched::Found { value, version }) => Ok(Some(Served {
             value,
             version: version.unwrap_or(0),
@@ -581,17 +581,14 @@ async fn fly(origin: Arc<Origin>, mut landing: Landing) {
         })),
         Ok(Fetched::NotFound) => {
             if current {
-                origins.store.delete(key);
-                let until = unix_ms().saturating_add(origin.not_found_ms);
-                origins.remember_missing(key, until);
+                origins.drop_copy(&key);
+                let until = origins.now_ms().saturating_add(origin.not_found_ms);
+                origins.remember_missing(&key, until);
             }
             Ok(None)
         }
         Err(err) => Err(err),
     });
-    // Stored before the flight leaves the map (in `Landing::drop`, after this lock is
-    // released), so a reader that finds no flight finds the value.
-    drop(flights);
 }
 
 /// The answer of a load that never reported.

@@ -1,13 +1,14 @@
 //! One configured origin: its backend, its freshness windows, and every call to it bounded by
 //! a slot (`max_concurrent_loads`), the circuit breaker and the timeout.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use larder_store::{Expiry, MAX_KEY_LEN, Windows};
+use larder_store::{Clock, Expiry, MAX_KEY_LEN, Windows};
+use larder_util::breaker::{Breaker, BreakerState};
 use tokio::sync::Semaphore;
 
-use super::breaker::{Breaker, State};
 use super::config::OriginConfig;
 use super::pattern::{KeyPattern, Parts};
 use super::stats::{Failure, OriginStats};
@@ -33,11 +34,13 @@ pub(crate) struct Origin {
     timeout: Duration,
     slots: Semaphore,
     breaker: Breaker,
+    /// The node's clock, for the breaker's cooldown.
+    clock: Arc<dyn Clock>,
     stats: OriginStats,
 }
 
 impl Origin {
-    pub(super) fn new(config: &OriginConfig) -> Result<Self, String> {
+    pub(super) fn new(config: &OriginConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
         let pattern = check_one(config)?;
         let timeout = Duration::from_millis(config.load_timeout_ms.max(1));
         let backend = match config.kind.as_str() {
@@ -65,10 +68,8 @@ impl Origin {
             not_found_ms: config.not_found_ttl_ms,
             timeout,
             slots: Semaphore::new(config.max_concurrent_loads),
-            breaker: Breaker::new(
-                config.breaker_failures,
-                Duration::from_millis(config.breaker_cooldown_ms),
-            ),
+            breaker: Breaker::new(config.breaker_failures, config.breaker_cooldown_ms),
+            clock,
             stats: OriginStats::default(),
         })
     }
@@ -84,7 +85,7 @@ impl Origin {
     }
 
     /// The breaker's state, for `larder_breaker_state`.
-    pub(crate) fn breaker_state(&self) -> State {
+    pub(crate) fn breaker_state(&self) -> BreakerState {
         self.breaker.state()
     }
 
@@ -126,7 +127,7 @@ impl Origin {
             .await
             .map_err(|_| busy())?
             .map_err(|_| busy())?;
-        let Some(permit) = self.breaker.try_call(Instant::now()) else {
+        let Some(permit) = self.breaker.admit(|| self.clock.now_ms()) else {
             return Err((Failure::Rejected, "circuit breaker open".into()));
         };
         let left = self.timeout.saturating_sub(started.elapsed());
@@ -140,7 +141,11 @@ impl Origin {
                 (Err((Failure::Timeout, message)), false)
             }
         };
-        permit.finish(ok, Instant::now());
+        if ok {
+            permit.succeed();
+        } else {
+            permit.fail(self.clock.now_ms());
+        }
         result
     }
 

@@ -1,11 +1,11 @@
 //! What each origin counts, and the Prometheus text for it.
 
 use std::fmt::Write as _;
-use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::source::Origin;
+use larder_util::breaker::BreakerState;
+
 use crate::metrics::Histogram;
 
 /// Load outcomes, in `larder_origin_loads_total`'s `result` order.
@@ -41,20 +41,27 @@ impl OriginStats {
     }
 }
 
+/// What the metrics show of one origin: its name, counters and breaker.
+pub(crate) struct Shown<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) stats: &'a OriginStats,
+    pub(crate) breaker: BreakerState,
+}
+
 /// Prometheus text for every origin.
-pub(crate) fn render(list: &[Arc<Origin>], out: &mut String) {
+pub(crate) fn render(list: &[Shown<'_>], out: &mut String) {
     let family = |out: &mut String, name: &str, kind: &str, help: &str| {
         let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
     };
     let name = "larder_origin_loads_total";
     family(out, name, "counter", "Origin loads by origin and result.");
     for o in list {
-        for (result, n) in LOAD_RESULTS.iter().zip(&o.stats().loads) {
+        for (result, n) in LOAD_RESULTS.iter().zip(&o.stats.loads) {
             let n = n.load(Relaxed);
             let _ = writeln!(
                 out,
                 "{name}{{origin=\"{}\",result=\"{result}\"}} {n}",
-                o.name()
+                o.name
             );
         }
     }
@@ -66,12 +73,12 @@ pub(crate) fn render(list: &[Arc<Origin>], out: &mut String) {
         "Write-through writes by origin and result.",
     );
     for o in list {
-        for (result, n) in WRITE_RESULTS.iter().zip(&o.stats().writes) {
+        for (result, n) in WRITE_RESULTS.iter().zip(&o.stats.writes) {
             let n = n.load(Relaxed);
             let _ = writeln!(
                 out,
                 "{name}{{origin=\"{}\",result=\"{result}\"}} {n}",
-                o.name()
+                o.name
             );
         }
     }
@@ -83,21 +90,21 @@ pub(crate) fn render(list: &[Arc<Origin>], out: &mut String) {
         "Reads that waited on a load another read started.",
     );
     for o in list {
-        let n = o.stats().coalesced.load(Relaxed);
-        let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name());
+        let n = o.stats.coalesced.load(Relaxed);
+        let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name);
     }
     let name = "larder_origin_stale_served_total";
     family(out, name, "counter", "Values served past their fresh time.");
     for o in list {
-        let n = o.stats().stale_served.load(Relaxed);
-        let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name());
+        let n = o.stats.stale_served.load(Relaxed);
+        let _ = writeln!(out, "{name}{{origin=\"{}\"}} {n}", o.name);
     }
     let name = "larder_origin_load_duration_seconds";
     family(out, name, "histogram", "Time one origin load took.");
     for o in list {
-        o.stats()
+        o.stats
             .latency
-            .render(out, name, &format!("origin=\"{}\"", o.name()));
+            .render(out, name, &format!("origin=\"{}\"", o.name));
     }
     let name = "larder_breaker_state";
     family(
@@ -107,7 +114,7 @@ pub(crate) fn render(list: &[Arc<Origin>], out: &mut String) {
         "Circuit breakers: 0 closed, 1 open, 2 half-open.",
     );
     for o in list {
-        let state = o.breaker_state() as u8;
-        let _ = writeln!(out, "{name}{{target=\"origin:{}\"}} {state}", o.name());
+        let state = o.breaker.metric_value();
+        let _ = writeln!(out, "{name}{{target=\"origin:{}\"}} {state}", o.name);
     }
 }

@@ -15,9 +15,11 @@ use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::sync::CancellationToken;
 
 use super::ctx::{Ctx, Session};
+use super::table::COMMANDS;
 use super::{Pending, count_connection, execute};
+use crate::clients::ClientEntry;
 use crate::metrics::LocalCounts;
-use crate::node::{ClientEntry, Node, unix_ms};
+use crate::node::Node;
 
 /// Bytes read per call at least.
 const READ_CHUNK: usize = 16 << 10;
@@ -43,7 +45,7 @@ pub(super) async fn run(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let guard = node.clients.register(peer, local);
+    let guard = node.clients.register(peer, local, node.now_ms());
     count_connection(node, true);
     let mut conn = Conn {
         node,
@@ -128,7 +130,7 @@ impl Conn<'_> {
                 return self.flush(stream, shutdown).await;
             }
             let started = Instant::now();
-            self.entry.last_ms.store(unix_ms(), Relaxed);
+            self.entry.last_ms.store(self.node.now_ms(), Relaxed);
             loop {
                 let flow = self.process();
                 self.flush(stream, shutdown).await?;
@@ -205,6 +207,7 @@ impl Conn<'_> {
                         session: &mut self.session,
                         client: self.entry,
                         out: &mut self.wbuf,
+                        table: &COMMANDS,
                         deferred: None,
                     };
                     let pending = execute(&mut ctx, &argv, &mut self.local);

@@ -1,16 +1,19 @@
-//! What a command handler works with: the node, its connection's session, the output buffer,
-//! and the error type whose text is the RESP error a client sees.
+//! What a command is and what it works with: its [`CommandSpec`] (name, arity, flags, key
+//! positions, documentation, handler, subcommands), the [`Table`] of every command, and the
+//! [`Ctx`] a handler runs in: the node, the connection's session, the output buffer and the
+//! table itself, which introspection commands (`COMMAND`, `INFO commandstats`) read. They are
+//! kept in one module because a handler's type names the context and the context names the
+//! table of handlers.
 
-use std::borrow::Cow;
-use std::fmt;
+use std::ops::Deref;
 
-use larder_proto::ErrorCode;
 use larder_proto::resp::Protocol;
 use larder_proto::resp::encode;
-use larder_store::StoreError;
 
-use super::cmd::origin::Deferred;
-use crate::node::{ClientEntry, Node};
+use super::deferred::Deferred;
+pub(crate) use super::error::{CmdError, CmdResult};
+use crate::clients::ClientEntry;
+use crate::node::Node;
 
 /// Per-connection state that commands read and change.
 #[derive(Debug)]
@@ -27,67 +30,159 @@ pub(crate) struct Ctx<'a> {
     pub(crate) session: &'a mut Session,
     pub(crate) client: &'a ClientEntry,
     pub(crate) out: &'a mut Vec<u8>,
+    /// Every command.
+    pub(crate) table: &'a Table,
     /// A reply that waits for an origin; the connection finishes it before the next request.
     pub(crate) deferred: Option<Deferred>,
 }
 
-/// What a handler returns; an error is written as a RESP error reply.
-pub(crate) type CmdResult = Result<(), CmdError>;
+/// A command's handler: arguments include the command name at index 0.
+pub(crate) type Handler = fn(&mut Ctx<'_>, &[&[u8]]) -> CmdResult;
 
-/// A failed command: its kind and the text after the RESP prefix (Redis's wording).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct CmdError {
-    pub(crate) code: ErrorCode,
-    pub(crate) message: Cow<'static, str>,
+/// One command, described as `COMMAND INFO` and `COMMAND DOCS` report it.
+#[derive(Debug)]
+pub(crate) struct CommandSpec {
+    /// Lower-case name.
+    pub(crate) name: &'static str,
+    /// Redis's arity: `n` exactly n arguments (name included), `-n` at least n.
+    pub(crate) arity: i32,
+    /// Redis's command flags (`write`, `readonly`, `fast`, `denyoom`, `no_auth`, …).
+    pub(crate) flags: &'static [&'static str],
+    /// Position of the first key, the last key (-1: the last argument) and the step.
+    pub(crate) keys: (i32, i32, i32),
+    /// One line of documentation.
+    pub(crate) summary: &'static str,
+    /// The Redis version that introduced it.
+    pub(crate) since: &'static str,
+    pub(crate) handler: Handler,
+    /// A container command's subcommands (`CLIENT`, `COMMAND`, `CONFIG`); empty otherwise.
+    pub(crate) subcommands: &'static [CommandSpec],
 }
 
-impl CmdError {
-    pub(crate) fn new(code: ErrorCode, message: impl Into<Cow<'static, str>>) -> Self {
+/// Describes a command; each family module lists its commands with this.
+pub(crate) const fn spec(
+    name: &'static str,
+    arity: i32,
+    flags: &'static [&'static str],
+    keys: (i32, i32, i32),
+    summary: &'static str,
+    since: &'static str,
+    handler: Handler,
+) -> CommandSpec {
+    CommandSpec {
+        name,
+        arity,
+        flags,
+        keys,
+        summary,
+        since,
+        handler,
+        subcommands: &[],
+    }
+}
+
+impl CommandSpec {
+    /// The same command as a container of `subcommands`.
+    pub(crate) const fn with_subcommands(self, subcommands: &'static [CommandSpec]) -> Self {
         Self {
-            code,
-            message: message.into(),
+            subcommands,
+            ..self
         }
     }
 
-    pub(crate) fn syntax() -> Self {
-        Self::new(ErrorCode::InvalidArgument, "syntax error")
+    /// Whether `argc` arguments (name included) satisfy the arity.
+    pub(crate) fn arity_ok(&self, argc: usize) -> bool {
+        let argc = i64::try_from(argc).unwrap_or(i64::MAX);
+        let arity = i64::from(self.arity);
+        if arity >= 0 {
+            argc == arity
+        } else {
+            argc >= -arity
+        }
     }
 
-    pub(crate) fn not_integer() -> Self {
-        Self::new(
-            ErrorCode::NotANumber,
-            "value is not an integer or out of range",
-        )
+    /// Whether the command runs before `AUTH`.
+    pub(crate) fn no_auth(&self) -> bool {
+        self.flags.contains(&"no_auth")
     }
 
-    pub(crate) fn not_float() -> Self {
-        Self::new(ErrorCode::NotANumber, "value is not a valid float")
-    }
-
-    pub(crate) fn arity(name: &str) -> Self {
-        Self::new(
-            ErrorCode::InvalidArgument,
-            format!("wrong number of arguments for '{name}' command"),
-        )
-    }
-
-    pub(crate) fn invalid_expire(name: &str) -> Self {
-        Self::new(
-            ErrorCode::InvalidArgument,
-            format!("invalid expire time in '{name}' command"),
-        )
+    /// The subcommand called `name` (any case).
+    pub(crate) fn subcommand(&self, name: &[u8]) -> Option<&'static CommandSpec> {
+        self.subcommands
+            .iter()
+            .find(|sub| sub.name.as_bytes().eq_ignore_ascii_case(name))
     }
 }
 
-impl fmt::Display for CmdError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code.resp_prefix(), self.message)
+/// A command and the Redis command group (`string`, `generic`, …) of its family.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Command {
+    pub(crate) group: &'static str,
+    pub(crate) spec: &'static CommandSpec,
+}
+
+impl Deref for Command {
+    type Target = CommandSpec;
+
+    fn deref(&self) -> &CommandSpec {
+        self.spec
     }
 }
 
-impl From<StoreError> for CmdError {
-    fn from(err: StoreError) -> Self {
-        Self::new(ErrorCode::of_store(&err), err.to_string())
+/// The longest command name the lookup indexes.
+const MAX_NAME: usize = 24;
+
+/// Every command, in the order metrics index them, and a lookup by name that neither hashes
+/// nor allocates (candidates grouped by name length).
+#[derive(Debug)]
+pub(crate) struct Table {
+    commands: Vec<Command>,
+    /// By name length: each command's name and index.
+    by_len: Vec<Vec<(&'static [u8], usize)>>,
+}
+
+impl Table {
+    /// The table of `families`: (group, the family's specs).
+    pub(crate) fn new(families: &[(&'static str, &'static [CommandSpec])]) -> Self {
+        let commands: Vec<Command> = families
+            .iter()
+            .flat_map(|&(group, specs)| specs.iter().map(move |spec| Command { group, spec }))
+            .collect();
+        let mut by_len = vec![Vec::new(); MAX_NAME + 1];
+        for (index, command) in commands.iter().enumerate() {
+            by_len[command.name.len()].push((command.name.as_bytes(), index));
+        }
+        Self { commands, by_len }
+    }
+
+    /// The index of the command named `name` (any case).
+    pub(crate) fn lookup(&self, name: &[u8]) -> Option<usize> {
+        let candidates = self.by_len.get(name.len())?;
+        let mut lower = [0u8; MAX_NAME];
+        let lower = &mut lower[..name.len()];
+        lower.copy_from_slice(name);
+        lower.make_ascii_lowercase();
+        candidates
+            .iter()
+            .find(|(candidate, _)| *candidate == &*lower)
+            .map(|&(_, index)| index)
+    }
+
+    /// The names the metrics count commands under: every command, then `unknown`.
+    pub(crate) fn metric_names(&self) -> Vec<&'static str> {
+        self.commands
+            .iter()
+            .map(|c| c.name)
+            .chain(["unknown"])
+            .collect()
+    }
+}
+
+impl Deref for Table {
+    type Target = [Command];
+
+    fn deref(&self) -> &[Command] {
+        &self.commands
     }
 }
 
@@ -185,19 +280,5 @@ mod tests {
                 String::from_utf8_lossy(text)
             );
         }
-    }
-
-    #[test]
-    fn errors_render_with_their_prefix() {
-        assert_eq!(CmdError::syntax().to_string(), "ERR syntax error");
-        let wrong = CmdError::new(
-            ErrorCode::WrongType,
-            "Operation against a key holding the wrong kind of value",
-        );
-        assert!(wrong.to_string().starts_with("WRONGTYPE "));
-        assert_eq!(
-            CmdError::arity("get").to_string(),
-            "ERR wrong number of arguments for 'get' command"
-        );
     }
 }

@@ -5,6 +5,8 @@
 mod cmd;
 mod conn;
 pub(crate) mod ctx;
+mod deferred;
+mod error;
 pub(crate) mod table;
 pub(crate) mod threads;
 
@@ -14,8 +16,8 @@ use larder_proto::resp::encode;
 
 use crate::metrics::{LocalCounts, Wire};
 use crate::node::Node;
-use cmd::origin::Deferred;
 use ctx::{CmdError, Ctx};
+use deferred::Deferred;
 use table::COMMANDS;
 
 /// A request whose reply waits for an origin: its command index (for the metrics) and what
@@ -30,7 +32,7 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
     let previous = usize::from(ctx.client.last_cmd.load(Relaxed));
     let found = match COMMANDS.get(previous) {
         Some(command) if command.name.as_bytes().eq_ignore_ascii_case(name) => Some(previous),
-        _ => table::lookup(name),
+        _ => COMMANDS.lookup(name),
     };
     let Some(index) = found else {
         let err = CmdError::new(larder_proto::ErrorCode::UnknownCommand, unknown(argv));
@@ -47,8 +49,6 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
             larder_proto::ErrorCode::Unauthenticated,
             "Authentication required.",
         ))
-    } else if ctx.node.origins.is_some() {
-        cmd::origin::guard_writes(ctx.node, &spec, argv).and_then(|()| (spec.handler)(ctx, argv))
     } else {
         (spec.handler)(ctx, argv)
     };

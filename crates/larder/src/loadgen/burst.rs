@@ -192,7 +192,10 @@ async fn grpc_clients(
     let mut parked = Parked::new(args.clients);
     for number in 0..args.clients {
         let mut client = CacheClient::new(channels[number / per_connection].clone());
-        let mut request = tonic::Request::new(GetRequest { key: key.clone() });
+        let mut request = tonic::Request::new(GetRequest {
+            key: key.clone(),
+            lease: false,
+        });
         if let Some(bearer) = &bearer {
             request
                 .metadata_mut()

@@ -230,7 +230,7 @@ impl Slot {
 
     async fn get(&mut self) -> Result<Done, Status> {
         let key = self.random_key();
-        let request = self.request(GetRequest { key });
+        let request = self.request(GetRequest { key, lease: false });
         let reply = self.client.get(request).await?.into_inner();
         Ok(Done {
             ops: 1,

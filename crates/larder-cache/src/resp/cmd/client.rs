@@ -6,10 +6,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use larder_proto::ErrorCode;
 
-use crate::node::{ClientEntry, unix_ms};
-use crate::resp::cmd::server::dispatch;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_u64};
-use crate::resp::table::{COMMANDS, CommandSpec, spec};
+use crate::clients::ClientEntry;
+use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, Table, parse_u64, spec};
 
 const FLAGS: &[&str] = &["noscript", "loading", "stale"];
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
@@ -88,12 +87,12 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         "7.2.0",
         on_off,
     ),
-    crate::resp::cmd::server::HELP,
+    HELP,
 ];
 
 /// CLIENT: runs the subcommand.
 pub(super) fn client(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    dispatch(ctx, argv, "client", SUBCOMMANDS)
+    dispatch(ctx, argv)
 }
 
 fn id(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
@@ -168,7 +167,7 @@ fn setinfo(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 fn info(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
     let mut text = String::new();
-    describe(&mut text, ctx.client, "client|info", unix_ms());
+    describe(&mut text, ctx.client, "client|info", ctx.node.now_ms());
     ctx.verbatim(text.as_bytes());
     Ok(())
 }
@@ -208,7 +207,7 @@ fn list_filter(args: &[&[u8]]) -> Result<Filter, CmdError> {
 
 fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let filter = list_filter(&argv[2..])?;
-    let now = unix_ms();
+    let now = ctx.node.now_ms();
     let mut text = String::new();
     for entry in ctx.node.clients.snapshot() {
         let shown = match &filter {
@@ -223,7 +222,7 @@ fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         let current = if entry.id == ctx.client.id {
             "client|list"
         } else {
-            last_command(&entry)
+            last_command(ctx.table, &entry)
         };
         describe(&mut text, &entry, current, now);
     }
@@ -231,9 +230,9 @@ fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     Ok(())
 }
 
-fn last_command(entry: &ClientEntry) -> &'static str {
+fn last_command(table: &Table, entry: &ClientEntry) -> &'static str {
     let index = usize::from(entry.last_cmd.load(Relaxed));
-    COMMANDS.get(index).map_or("NULL", |command| command.name)
+    table.get(index).map_or("NULL", |command| command.name)
 }
 
 /// Appends one client's `CLIENT LIST` line, newline included. Fields larder has no notion of
@@ -369,6 +368,7 @@ mod tests {
         let other = h.node.clients.register(
             "10.0.0.2:5000".parse().unwrap(),
             "10.0.0.1:6380".parse().unwrap(),
+            h.node.now_ms(),
         );
         assert_eq!(other.entry.id, 2);
         let me = mine("client|list", 2);

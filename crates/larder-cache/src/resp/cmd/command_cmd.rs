@@ -4,9 +4,9 @@
 
 use larder_proto::ErrorCode;
 
-use super::{config_cmd, dispatch, find_sub, subcommands};
-use crate::resp::ctx::{CmdError, CmdResult, Ctx};
-use crate::resp::table::{self, CommandSpec, spec};
+use super::config_cmd;
+use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, Table, spec};
 
 const STALE: &[&str] = &["loading", "stale"];
 
@@ -57,7 +57,7 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.13",
         getkeys,
     ),
-    crate::resp::cmd::server::HELP,
+    HELP,
 ];
 
 /// COMMAND: with no subcommand, every command's description.
@@ -65,31 +65,31 @@ pub(super) fn command(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     if argv.len() == 1 {
         return command_info(ctx, &[b"command", b"info"]);
     }
-    dispatch(ctx, argv, "command", SUBCOMMANDS)
+    dispatch(ctx, argv)
 }
 
 /// A command as COMMAND's subcommands report it: full name (`config|get`), spec and group.
 type Described = (String, &'static CommandSpec, &'static str);
 
 /// Every top-level command.
-fn top_level() -> Vec<Described> {
-    table::COMMANDS
+fn top_level(table: &Table) -> Vec<Described> {
+    table
         .iter()
         .map(|c| (c.name.to_owned(), c.spec, c.group))
         .collect()
 }
 
 /// A command or `container|subcommand` by name, in any case.
-fn resolve(name: &[u8]) -> Option<Described> {
+fn resolve(table: &Table, name: &[u8]) -> Option<Described> {
     let (top, sub) = match name.iter().position(|&b| b == b'|') {
         Some(at) => (&name[..at], Some(&name[at + 1..])),
         None => (name, None),
     };
-    let command = table::COMMANDS.get(table::lookup(top)?)?;
+    let command = table.get(table.lookup(top)?)?;
     match sub {
         None => Some((command.name.to_owned(), command.spec, command.group)),
         Some(sub) => {
-            let spec = find_sub(subcommands(command.name), sub)?;
+            let spec = command.spec.subcommand(sub)?;
             let name = format!("{}|{}", command.name, spec.name);
             Some((name, spec, command.group))
         }
@@ -139,7 +139,7 @@ fn write_info(ctx: &mut Ctx<'_>, name: &str, spec: &CommandSpec, group: &str) {
     }
     ctx.array(0); // tips
     write_key_spec(ctx, spec);
-    let subs = subcommands(name);
+    let subs = spec.subcommands;
     ctx.array(subs.len());
     for sub in subs {
         write_info(ctx, &format!("{name}|{}", sub.name), sub, group);
@@ -190,14 +190,14 @@ fn write_search(ctx: &mut Ctx<'_>, kind: &str, fields: &[(&str, i32)]) {
 }
 
 fn count(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    ctx.uint(table::COMMANDS.len() as u64);
+    ctx.uint(ctx.table.len() as u64);
     Ok(())
 }
 
 fn command_info(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let names = &argv[2..];
     if names.is_empty() {
-        let all = top_level();
+        let all = top_level(ctx.table);
         ctx.array(all.len());
         for (name, spec, group) in all {
             write_info(ctx, &name, spec, group);
@@ -206,7 +206,7 @@ fn command_info(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     }
     ctx.array(names.len());
     for name in names {
-        match resolve(name) {
+        match resolve(ctx.table, name) {
             Some((name, spec, group)) => write_info(ctx, &name, spec, group),
             None => ctx.null(),
         }
@@ -216,7 +216,7 @@ fn command_info(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 /// One command's `COMMAND DOCS` map: summary, since, group, and its subcommands' docs.
 fn write_docs(ctx: &mut Ctx<'_>, name: &str, spec: &CommandSpec, group: &str) {
-    let subs = subcommands(name);
+    let subs = spec.subcommands;
     ctx.map(3 + usize::from(!subs.is_empty()));
     for (field, value) in [
         ("summary", spec.summary),
@@ -240,8 +240,11 @@ fn write_docs(ctx: &mut Ctx<'_>, name: &str, spec: &CommandSpec, group: &str) {
 fn docs(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     // Unknown names are left out, as Redis does.
     let found = match &argv[2..] {
-        [] => top_level(),
-        names => names.iter().filter_map(|name| resolve(name)).collect(),
+        [] => top_level(ctx.table),
+        names => names
+            .iter()
+            .filter_map(|name| resolve(ctx.table, name))
+            .collect(),
     };
     ctx.map(found.len());
     for (name, spec, group) in found {
@@ -252,10 +255,11 @@ fn docs(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 /// Every command followed by its subcommands, in the order `COMMAND LIST` names them.
-fn with_subcommands() -> Vec<Described> {
+fn with_subcommands(table: &Table) -> Vec<Described> {
     let mut all = Vec::new();
-    for (name, spec, group) in top_level() {
-        let nested: Vec<Described> = subcommands(&name)
+    for (name, spec, group) in top_level(table) {
+        let nested: Vec<Described> = spec
+            .subcommands
             .iter()
             .map(|sub| (format!("{name}|{}", sub.name), sub, group))
             .collect();
@@ -306,7 +310,7 @@ impl ListFilter {
 
 fn list(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let filter = ListFilter::parse(&argv[2..])?;
-    let mut names = with_subcommands();
+    let mut names = with_subcommands(ctx.table);
     names.retain(|described| filter.keeps(described));
     ctx.array(names.len());
     for (name, _, _) in names {
@@ -330,8 +334,10 @@ fn key_positions((first, last, step): (i32, i32, i32), argc: usize) -> Vec<usize
 fn getkeys(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let line = &argv[2..];
     let invalid = |text: &'static str| CmdError::new(ErrorCode::InvalidArgument, text);
-    let command = table::lookup(line[0])
-        .and_then(|index| table::COMMANDS.get(index))
+    let command = ctx
+        .table
+        .lookup(line[0])
+        .and_then(|index| ctx.table.get(index))
         .ok_or_else(|| invalid("Invalid command specified"))?;
     if !command.arity_ok(line.len()) {
         return Err(invalid("Invalid number of arguments specified for command"));
@@ -389,7 +395,7 @@ mod tests {
                 "-ERR wrong number of arguments for 'command|count' command\r\n",
             ),
         ]);
-        let count = table::COMMANDS.len();
+        let count = crate::resp::table::COMMANDS.len();
         h.check(&[("COMMAND COUNT", &format!(":{count}\r\n"))]);
         let all = h.run(&["COMMAND"]);
         assert!(all.starts_with(&format!("*{count}\r\n*10\r\n")), "{all}");
@@ -472,14 +478,14 @@ mod tests {
         let subs = connection::CLIENT_SUBCOMMANDS.len()
             + SUBCOMMANDS.len()
             + config_cmd::SUBCOMMANDS.len();
-        assert_eq!(names, table::COMMANDS.len() + subs, "{list}");
+        assert_eq!(names, crate::resp::table::COMMANDS.len() + subs, "{list}");
         let read = h.run(&["COMMAND", "LIST", "FILTERBY", "ACLCAT", "read"]);
         assert!(
             read.contains("$3\r\nget\r\n") && !read.contains("$3\r\nset\r\n"),
             "{read}"
         );
         let all_docs = h.run(&["COMMAND", "DOCS"]);
-        assert!(all_docs.starts_with(&format!("*{}\r\n", 2 * table::COMMANDS.len())));
+        assert!(all_docs.starts_with(&format!("*{}\r\n", 2 * crate::resp::table::COMMANDS.len())));
     }
 
     #[test]

@@ -11,10 +11,9 @@
 use larder_proto::ErrorCode;
 use larder_store::Policy;
 
-use super::dispatch;
 use crate::config::parse_bytes;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, spec};
 
 const ADMIN: &[&str] = &["admin", "noscript", "loading", "stale"];
 
@@ -56,12 +55,12 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.0",
         rewrite,
     ),
-    crate::resp::cmd::server::HELP,
+    HELP,
 ];
 
 /// CONFIG: runs the subcommand.
 pub(super) fn config(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    dispatch(ctx, argv, "config", SUBCOMMANDS)
+    dispatch(ctx, argv)
 }
 
 /// The parameters larder reports, in the order replies list them.

@@ -7,10 +7,10 @@ mod client;
 use larder_proto::ErrorCode;
 use larder_proto::resp::{Protocol, encode};
 
+#[cfg(test)]
 pub(crate) use client::SUBCOMMANDS as CLIENT_SUBCOMMANDS;
 
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 /// The Redis version larder answers as; clients enable features by it.
 pub(crate) const REDIS_VERSION: &str = "7.2.0";
@@ -98,7 +98,8 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "Inspects and configures client connections.",
         "2.4.0",
         client::client,
-    ),
+    )
+    .with_subcommands(client::SUBCOMMANDS),
 ];
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
@@ -228,7 +229,7 @@ fn set_protocol(ctx: &mut Ctx<'_>, protocol: Protocol) {
 /// password is the configured one (any password when none is configured).
 fn check_credentials(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult {
     let password = ctx.node.config.password.as_bytes();
-    let pass_ok = password.is_empty() || same_secret(pass, password);
+    let pass_ok = password.is_empty() || larder_util::auth::secrets_match(pass, password);
     if user == b"default" && pass_ok {
         Ok(())
     } else {
@@ -241,16 +242,6 @@ fn check_credentials(ctx: &Ctx<'_>, user: &[u8], pass: &[u8]) -> CmdResult {
 
 /// Compares two secrets in time that depends only on their lengths, so the time a wrong
 /// guess takes does not tell how much of it was right.
-fn same_secret(given: &[u8], want: &[u8]) -> bool {
-    let mut diff = given.len() ^ want.len();
-    for i in 0..given.len().max(want.len()) {
-        let a = given.get(i).copied().unwrap_or(0);
-        let b = want.get(i).copied().unwrap_or(0);
-        diff |= usize::from(a ^ b);
-    }
-    std::hint::black_box(diff) == 0
-}
-
 fn auth(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let (user, pass): (&[u8], &[u8]) = match argv {
         [_, pass] => {
@@ -451,15 +442,5 @@ mod tests {
             ("QUIT", "+OK\r\n"),
         ]);
         assert!(h.session.closing);
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        use super::same_secret;
-        assert!(same_secret(b"pw", b"pw"));
-        assert!(same_secret(b"", b""));
-        assert!(!same_secret(b"pw", b"pW"));
-        assert!(!same_secret(b"pw", b"pw\0"));
-        assert!(!same_secret(b"", b"pw"));
     }
 }

@@ -1,6 +1,6 @@
 //! Counter commands: INCR DECR INCRBY DECRBY INCRBYFLOAT.
 //!
-//! The integer commands go through `Store::incr`, which keeps the TTL and reports
+//! The integer commands go through `Node::incr`, which keeps the TTL and reports
 //! not-an-integer and overflow with Redis's texts. `INCRBYFLOAT` adds exact decimals and prints
 //! the sum as Redis does (`%.17Lf`, trailing zeros trimmed), so `0.1 + 0.2` is `0.3` as on a
 //! Redis server, not the `0.30000000000000004` binary doubles would give. Where Redis's own
@@ -10,8 +10,8 @@
 use larder_proto::ErrorCode;
 use larder_store::{Expiry, Update};
 
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::node::write::Change;
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 const WRITE_FAST: &[&str] = &["write", "denyoom", "fast"];
 
@@ -65,7 +65,7 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn add(ctx: &mut Ctx<'_>, key: &[u8], delta: i64) -> CmdResult {
-    let value = ctx.node.store.incr(key, delta)?;
+    let value = ctx.node.incr(key, delta)?;
     ctx.int(value);
     Ok(())
 }
@@ -94,7 +94,7 @@ fn decrby(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 fn incrbyfloat(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let increment = Operand::parse(argv[2])?;
-    let sum = ctx.node.store.update(argv[1], |entry| {
+    let sum = ctx.node.update(argv[1], Change::Value, |entry| {
         match float_sum(entry.map(|e| e.value), &increment) {
             Ok(text) => {
                 let value = text.clone().into_bytes();

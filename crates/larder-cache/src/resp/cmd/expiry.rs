@@ -1,13 +1,12 @@
 //! Expiry commands: EXPIRE PEXPIRE EXPIREAT PEXPIREAT (with NX XX GT LT), TTL PTTL, EXPIRETIME
 //! PEXPIRETIME and PERSIST, with Redis 7's semantics. The conditional ones check and change
-//! the key in one `Store::update`, so no other writer comes between the check and the change.
+//! the key in one `Node::update`, so no other writer comes between the check and the change.
 
 use larder_proto::ErrorCode;
 use larder_store::{Expiry, TtlState, Update};
 
-use crate::node::unix_ms;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::node::write::Change;
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
 
 const READ_FAST: &[&str] = &["readonly", "fast"];
 const WRITE_FAST: &[&str] = &["write", "fast"];
@@ -172,9 +171,9 @@ fn expire_with(
 ) -> CmdResult {
     // Redis reads the options before the time, so an unknown option wins over a bad time.
     let conditions = Conditions::parse(&argv[3..])?;
-    let now = i64::try_from(unix_ms()).unwrap_or(i64::MAX);
+    let now = i64::try_from(ctx.node.now_ms()).unwrap_or(i64::MAX);
     let when = deadline(name, argv[2], unit_ms, if relative { now } else { 0 })?;
-    let changed = ctx.node.store.update(argv[1], |entry| {
+    let changed = ctx.node.update(argv[1], Change::Copy, |entry| {
         let Some(entry) = entry else {
             return (Update::Keep, false);
         };
@@ -212,7 +211,7 @@ fn pexpireat(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 /// Replies with the remaining time to live: -2 without key, -1 without expiry.
 fn ttl_with(ctx: &mut Ctx<'_>, argv: &[&[u8]], in_ms: bool) -> CmdResult {
-    let reply = match ctx.node.store.ttl(argv[1]) {
+    let reply = match ctx.node.ttl(argv[1]) {
         TtlState::Missing => -2,
         TtlState::Persistent => -1,
         TtlState::ExpiresIn(ms) => {
@@ -239,11 +238,7 @@ fn pttl(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 
 /// Replies with the absolute expiry in Unix time: -2 without key, -1 without expiry.
 fn expiretime_with(ctx: &mut Ctx<'_>, argv: &[&[u8]], in_ms: bool) -> CmdResult {
-    // An update that keeps the entry reads its deadline without copying the value or counting
-    // as an access.
-    let deadline = ctx.node.store.update(argv[1], |entry| {
-        (Update::Keep, entry.map(|entry| entry.expires_at))
-    })?;
+    let deadline = ctx.node.expires_at(argv[1])?;
     let reply = match deadline {
         None => -2,
         Some(None) => -1,
@@ -265,7 +260,7 @@ fn pexpiretime(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn persist(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let removed = ctx.node.store.persist(argv[1]);
+    let removed = ctx.node.persist(argv[1]);
     ctx.int(i64::from(removed));
     Ok(())
 }

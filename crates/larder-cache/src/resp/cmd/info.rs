@@ -7,10 +7,9 @@ use std::sync::atomic::Ordering::Relaxed;
 
 use larder_store::StoreStats;
 
-use super::connection::REDIS_VERSION;
 use crate::metrics::Wire;
+use crate::resp::cmd::connection::REDIS_VERSION;
 use crate::resp::ctx::{CmdResult, Ctx};
-use crate::resp::table;
 
 /// The sections in the order Redis prints them, and whether `default` includes each.
 const SECTIONS: [(&str, bool); 9] = [
@@ -149,7 +148,7 @@ fn persistence(out: &mut String) {
 fn counters(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
     let metrics = &ctx.node.metrics;
     // The last index counts unknown commands.
-    let (ok, failed) = (0..=table::COMMANDS.len())
+    let (ok, failed) = (0..=ctx.table.len())
         .map(|i| metrics.resp_count(i))
         .fold((0, 0), |(ok, failed), (o, f)| (ok + o, failed + f));
     heading(out, "Stats");
@@ -178,7 +177,7 @@ fn replication(out: &mut String) {
 /// time fields are zero; errors of every kind count as failed calls.
 fn commandstats(out: &mut String, ctx: &Ctx<'_>) {
     heading(out, "Commandstats");
-    for (i, command) in table::COMMANDS.iter().enumerate() {
+    for (i, command) in ctx.table.iter().enumerate() {
         let (ok, failed) = ctx.node.metrics.resp_count(i);
         if ok + failed > 0 {
             let _ = write!(

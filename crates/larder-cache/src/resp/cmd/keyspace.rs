@@ -7,8 +7,7 @@ use larder_proto::ErrorCode;
 use larder_store::Store;
 
 use super::glob;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64, parse_u64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, parse_u64, spec};
 
 const READ: &[&str] = &["readonly"];
 const READ_FAST: &[&str] = &["readonly", "fast"];
@@ -111,21 +110,21 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn del(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let store = &ctx.node.store;
-    let deleted = argv[1..].iter().filter(|key| store.delete(key)).count();
+    let node = ctx.node;
+    let deleted = argv[1..].iter().filter(|key| node.delete(key)).count();
     ctx.uint(deleted as u64);
     Ok(())
 }
 
 fn exists(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let store = &ctx.node.store;
-    let found = argv[1..].iter().filter(|key| store.contains(key)).count();
+    let node = ctx.node;
+    let found = argv[1..].iter().filter(|key| node.contains(key)).count();
     ctx.uint(found as u64);
     Ok(())
 }
 
 fn type_of(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let name: &[u8] = if ctx.node.store.contains(argv[1]) {
+    let name: &[u8] = if ctx.node.contains(argv[1]) {
         b"string"
     } else {
         b"none"
@@ -271,7 +270,7 @@ fn flush(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         [mode] if mode.eq_ignore_ascii_case(b"ASYNC") || mode.eq_ignore_ascii_case(b"SYNC") => {}
         _ => return Err(CmdError::syntax()),
     }
-    ctx.node.store.clear();
+    ctx.node.flush();
     ctx.ok();
     Ok(())
 }

@@ -2,6 +2,7 @@
 //! to their handlers and keeps a table of byte-string cases in its tests.
 
 pub(crate) mod connection;
+mod container;
 pub(crate) mod counter;
 pub(crate) mod expiry;
 pub(crate) mod glob;

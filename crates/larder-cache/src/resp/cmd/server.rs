@@ -1,6 +1,5 @@
 //! Server commands: TIME here, COMMAND (in the `command_cmd` module), INFO (in `info`) and
-//! CONFIG (in `config_cmd`). Also the subcommand dispatch and `HELP` replies that the container
-//! commands CLIENT, COMMAND and CONFIG share.
+//! CONFIG (in `config_cmd`).
 
 #[path = "command_cmd.rs"]
 mod command_cmd;
@@ -9,13 +8,7 @@ mod config_cmd;
 #[path = "info.rs"]
 mod info;
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
-use larder_proto::ErrorCode;
-
-use super::connection;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx};
-use crate::resp::table::{CommandSpec, spec};
+use crate::resp::ctx::{CmdResult, CommandSpec, Ctx, spec};
 
 const STALE: &[&str] = &["loading", "stale"];
 
@@ -29,7 +22,8 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "Describes every command the server knows.",
         "2.8.13",
         command_cmd::command,
-    ),
+    )
+    .with_subcommands(command_cmd::SUBCOMMANDS),
     spec(
         "info",
         -1,
@@ -56,90 +50,15 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
         "Reads and changes server parameters.",
         "2.0.0",
         config_cmd::config,
-    ),
+    )
+    .with_subcommands(config_cmd::SUBCOMMANDS),
 ];
 
-/// The `HELP` subcommand every container command (CLIENT, COMMAND, CONFIG) lists.
-pub(crate) const HELP: CommandSpec = spec(
-    "help",
-    2,
-    STALE,
-    (0, 0, 0),
-    "Lists the subcommands.",
-    "5.0.0",
-    help_subcommand,
-);
-
-/// `<container> HELP`: the container is the command the client named.
-fn help_subcommand(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let container = String::from_utf8_lossy(argv[0]).to_ascii_lowercase();
-    help(ctx, &container, subcommands(&container));
-    Ok(())
-}
-
-/// The subcommands of a container command, by its full name (none for other commands).
-fn subcommands(name: &str) -> &'static [CommandSpec] {
-    match name {
-        "client" => connection::CLIENT_SUBCOMMANDS,
-        "command" => command_cmd::SUBCOMMANDS,
-        "config" => config_cmd::SUBCOMMANDS,
-        _ => &[],
-    }
-}
-
-fn find_sub(subs: &'static [CommandSpec], name: &[u8]) -> Option<&'static CommandSpec> {
-    subs.iter()
-        .find(|sub| sub.name.as_bytes().eq_ignore_ascii_case(name))
-}
-
-/// Runs subcommand `argv[1]` of the container command `container`, checking its arity as
-/// Redis does: counted from the container's name, and reported as `container|sub`.
-pub(crate) fn dispatch(
-    ctx: &mut Ctx<'_>,
-    argv: &[&[u8]],
-    container: &str,
-    subs: &'static [CommandSpec],
-) -> CmdResult {
-    let Some(&name) = argv.get(1) else {
-        return Err(CmdError::arity(container));
-    };
-    let Some(sub) = find_sub(subs, name) else {
-        let name = String::from_utf8_lossy(&name[..name.len().min(128)]);
-        return Err(CmdError::new(
-            ErrorCode::InvalidArgument,
-            format!(
-                "unknown subcommand '{name}'. Try {} HELP.",
-                container.to_ascii_uppercase()
-            ),
-        ));
-    };
-    if !sub.arity_ok(argv.len()) {
-        return Err(CmdError::arity(&format!("{container}|{}", sub.name)));
-    }
-    (sub.handler)(ctx, argv)
-}
-
-/// A container's `HELP` reply: a heading, then each subcommand and its summary indented.
-pub(crate) fn help(ctx: &mut Ctx<'_>, container: &str, subs: &[CommandSpec]) {
-    ctx.array(1 + 2 * subs.len());
-    let heading = format!(
-        "{} <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
-        container.to_ascii_uppercase()
-    );
-    ctx.simple(heading.as_bytes());
-    for sub in subs {
-        ctx.simple(sub.name.to_ascii_uppercase().as_bytes());
-        ctx.simple(format!("    {}", sub.summary).as_bytes());
-    }
-}
-
 fn time(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default();
+    let micros = ctx.node.now_us();
     ctx.array(2);
-    ctx.bulk(now.as_secs().to_string().as_bytes());
-    ctx.bulk(now.subsec_micros().to_string().as_bytes());
+    ctx.bulk((micros / 1_000_000).to_string().as_bytes());
+    ctx.bulk((micros % 1_000_000).to_string().as_bytes());
     Ok(())
 }
 

@@ -4,11 +4,13 @@
 use std::time::Duration;
 
 use larder_proto::ErrorCode;
-use larder_store::{Expiry, SetMode, SetOptions, Update};
+use larder_proto::resp::encode;
+use larder_store::{Expiry, SetMode, SetOptions, SetOutcome, Update};
 
-use super::origin;
-use crate::resp::ctx::{CmdError, CmdResult, Ctx, parse_i64};
-use crate::resp::table::{CommandSpec, spec};
+use crate::node::read::Read;
+use crate::node::write::{Change, SetResult};
+use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, parse_i64, spec};
+use crate::resp::deferred::Deferred;
 
 const READ: &[&str] = &["readonly", "fast"];
 const WRITE: &[&str] = &["write", "denyoom"];
@@ -154,20 +156,33 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn get(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let node = ctx.node;
-    if let Some(origins) = &node.origins
-        && let Some(origin) = origins.find(argv[1])
-    {
-        return origin::get(ctx, origins, origin, argv[1]);
-    }
     let out = &mut *ctx.out;
-    let found = ctx.node.store.get_with(argv[1], |entry| {
-        larder_proto::resp::encode::bulk(out, entry.value)
-    });
-    if found.is_none() {
-        ctx.null();
+    match ctx
+        .node
+        .read(argv[1], |entry, _| encode::bulk(out, entry.value))
+    {
+        Read::Found(()) => {}
+        Read::Missing => ctx.null(),
+        Read::Load(pending) => ctx.deferred = Some(Deferred::Get(pending)),
     }
     Ok(())
+}
+
+/// Runs a set through the node: a write-through set is deferred until its origin confirms.
+/// Returns the outcome of a set done at once.
+fn set_with(
+    ctx: &mut Ctx<'_>,
+    key: &[u8],
+    value: &[u8],
+    opts: SetOptions,
+) -> Result<Option<SetOutcome>, CmdError> {
+    match ctx.node.set(key, value, opts)? {
+        SetResult::Done(outcome) => Ok(Some(outcome)),
+        SetResult::Origin(pending) => {
+            ctx.deferred = Some(Deferred::Set(pending));
+            Ok(None)
+        }
+    }
 }
 
 /// Reads an expiry option's argument (`EX 10`, `PXAT 1700000000000`) as an [`Expiry`], with
@@ -191,9 +206,6 @@ pub(crate) fn expiry_option(command: &str, option: &[u8], arg: &[u8]) -> Result<
 }
 
 fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    if let Some(origin) = origin::write_through(ctx.node, argv[1]) {
-        return origin::set(ctx, origin, argv);
-    }
     let mut opts = SetOptions::default();
     let mut expiry_given = false;
     let mut i = 3;
@@ -217,7 +229,9 @@ fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         }
         i += 1;
     }
-    let outcome = ctx.node.store.set(argv[1], argv[2], opts)?;
+    let Some(outcome) = set_with(ctx, argv[1], argv[2], opts)? else {
+        return Ok(());
+    };
     if opts.return_previous {
         ctx.opt_bulk(outcome.previous.as_ref().map(|item| item.value.as_slice()));
     } else if outcome.stored {
@@ -229,11 +243,10 @@ fn set(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn setnx(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let outcome = ctx
-        .node
-        .store
-        .set(argv[1], argv[2], SetOptions::mode(SetMode::IfAbsent))?;
-    ctx.int(i64::from(outcome.stored));
+    let opts = SetOptions::mode(SetMode::IfAbsent);
+    if let Some(outcome) = set_with(ctx, argv[1], argv[2], opts)? {
+        ctx.int(i64::from(outcome.stored));
+    }
     Ok(())
 }
 
@@ -243,8 +256,9 @@ fn setex_with(ctx: &mut Ctx<'_>, argv: &[&[u8]], name: &str, option: &[u8]) -> C
         expiry,
         ..SetOptions::default()
     };
-    ctx.node.store.set(argv[1], argv[3], opts)?;
-    ctx.ok();
+    if set_with(ctx, argv[1], argv[3], opts)?.is_some() {
+        ctx.ok();
+    }
     Ok(())
 }
 
@@ -261,16 +275,19 @@ fn getset(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         return_previous: true,
         ..SetOptions::default()
     };
-    let outcome = ctx.node.store.set(argv[1], argv[2], opts)?;
-    ctx.opt_bulk(outcome.previous.as_ref().map(|item| item.value.as_slice()));
+    if let Some(outcome) = set_with(ctx, argv[1], argv[2], opts)? {
+        ctx.opt_bulk(outcome.previous.as_ref().map(|item| item.value.as_slice()));
+    }
     Ok(())
 }
 
 fn getdel(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let value = ctx.node.store.update(argv[1], |entry| match entry {
-        Some(entry) => (Update::Delete, Some(entry.value.to_vec())),
-        None => (Update::Keep, None),
-    })?;
+    let value = ctx
+        .node
+        .update(argv[1], Change::Copy, |entry| match entry {
+            Some(entry) => (Update::Delete, Some(entry.value.to_vec())),
+            None => (Update::Keep, None),
+        })?;
     ctx.opt_bulk(value.as_deref());
     Ok(())
 }
@@ -282,10 +299,11 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         [option, arg] => Some(expiry_option("getex", option, arg)?),
         _ => return Err(CmdError::syntax()),
     };
+    // GETEX changes only the expiry, but is refused on a write-through key like other
+    // commands that are not plain SETs or deletes (see `Change`).
     let value = ctx
         .node
-        .store
-        .update(argv[1], |entry| match (entry, change) {
+        .update(argv[1], Change::Value, |entry| match (entry, change) {
             (Some(entry), Some(expiry)) => (Update::Expire(expiry), Some(entry.value.to_vec())),
             (Some(entry), None) => (Update::Keep, Some(entry.value.to_vec())),
             (None, _) => (Update::Keep, None),
@@ -295,20 +313,20 @@ fn getex(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn mget(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let node = ctx.node;
-    if let Some(origins) = &node.origins
-        && origin::mget(ctx, origins, &argv[1..]).is_some()
-    {
+    let keys = &argv[1..];
+    if ctx.node.any_origin(keys) {
+        let keys = keys.iter().map(|&key| key.into()).collect();
+        ctx.deferred = Some(Deferred::MGet(keys));
         return Ok(());
     }
     let start = ctx.out.len();
-    ctx.array(argv.len() - 1);
-    for key in &argv[1..] {
+    ctx.array(keys.len());
+    for key in keys {
         let out = &mut *ctx.out;
-        let found = ctx.node.store.get_with(key, |entry| {
-            larder_proto::resp::encode::bulk(out, entry.value)
-        });
-        if found.is_none() {
+        if let Read::Missing = ctx
+            .node
+            .read(key, |entry, _| encode::bulk(out, entry.value))
+        {
             ctx.null();
         }
         // A small request can ask for an enormous reply (the same big key many times).
@@ -335,15 +353,13 @@ fn pairs<'a>(argv: &[&'a [u8]], name: &str) -> Result<Vec<Pair<'a>>, CmdError> {
 }
 
 fn mset(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    for (key, value) in pairs(argv, "mset")? {
-        ctx.node.store.set(key, value, SetOptions::default())?;
-    }
+    ctx.node.set_each(&pairs(argv, "mset")?)?;
     ctx.ok();
     Ok(())
 }
 
 fn msetnx(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let stored = ctx.node.store.set_all_if_absent(&pairs(argv, "msetnx")?)?;
+    let stored = ctx.node.set_all_if_absent(&pairs(argv, "msetnx")?)?;
     ctx.int(i64::from(stored));
     Ok(())
 }
@@ -361,7 +377,7 @@ fn check_len(ctx: &Ctx<'_>, len: usize) -> CmdResult {
 
 fn append(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let limit = ctx.node.limits.max_bulk_len;
-    let len = ctx.node.store.update(argv[1], |entry| {
+    let len = ctx.node.update(argv[1], Change::Value, |entry| {
         let mut value = entry.map(|e| e.value.to_vec()).unwrap_or_default();
         if value.len() + argv[2].len() > limit {
             return (Update::Keep, None);
@@ -379,7 +395,7 @@ fn append(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
 }
 
 fn strlen(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let len = ctx.node.store.get_with(argv[1], |entry| entry.value.len());
+    let len = ctx.node.inspect(argv[1], |entry| entry.value.len());
     ctx.uint(len.unwrap_or(0) as u64);
     Ok(())
 }
@@ -401,11 +417,11 @@ fn range(len: usize, start: i64, end: i64) -> Option<(usize, usize)> {
 fn getrange(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     let (start, end) = (parse_i64(argv[2])?, parse_i64(argv[3])?);
     let out = &mut *ctx.out;
-    let found = ctx.node.store.get_with(argv[1], |entry| {
+    let found = ctx.node.inspect(argv[1], |entry| {
         let part = range(entry.value.len(), start, end)
             .and_then(|(s, e)| entry.value.get(s..=e))
             .unwrap_or_default();
-        larder_proto::resp::encode::bulk(out, part);
+        encode::bulk(out, part);
     });
     if found.is_none() {
         ctx.bulk(b"");
@@ -421,7 +437,7 @@ fn setrange(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     if !patch.is_empty() {
         check_len(ctx, offset.saturating_add(patch.len()))?;
     }
-    let len = ctx.node.store.update(argv[1], |entry| {
+    let len = ctx.node.update(argv[1], Change::Value, |entry| {
         let mut value = entry.map(|e| e.value.to_vec()).unwrap_or_default();
         if patch.is_empty() {
             return (Update::Keep, value.len());

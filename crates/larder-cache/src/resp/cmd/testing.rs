@@ -5,11 +5,13 @@ use std::sync::Arc;
 
 use larder_proto::resp::Protocol;
 
+use crate::clients::ClientGuard;
 use crate::config::CacheConfig;
-use crate::metrics::LocalCounts;
-use crate::node::{ClientGuard, Node};
+use crate::metrics::{LocalCounts, Metrics};
+use crate::node::{Node, NodeOptions};
 use crate::resp::ctx::{Ctx, Session};
 use crate::resp::execute;
+use crate::resp::table::{COMMANDS, metric_names};
 
 /// A node and one client session on it.
 pub(crate) struct Harness {
@@ -27,9 +29,10 @@ impl Harness {
     }
 
     pub(crate) fn with_config(config: CacheConfig) -> Self {
-        let node = Arc::new(Node::new(config).unwrap());
+        let metrics = Metrics::new(metric_names(), crate::grpc::METHODS.to_vec());
+        let node = Arc::new(Node::new(config, metrics, NodeOptions::default()).unwrap());
         let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
-        let guard = node.clients.register(addr, addr);
+        let guard = node.clients.register(addr, addr, node.now_ms());
         let session = Session {
             protocol: Protocol::Resp2,
             authed: node.config.password.is_empty(),
@@ -55,6 +58,7 @@ impl Harness {
             session: &mut self.session,
             client: &self.guard.entry,
             out: &mut out,
+            table: &COMMANDS,
             deferred: None,
         };
         // Replies that wait for an origin are not run here; see tests/origin.rs.

@@ -1,6 +1,8 @@
-//! A per-node circuit breaker in three atomics, so the call path takes no lock.
+//! The circuit breaker in front of every dependency that can fail: a cache node (the client)
+//! and an origin (the node's read-through). Three atomics, so the call path takes no lock.
 //!
-//! Closed: calls go through; `threshold` consecutive failures open it. Open: calls fail fast
+//! Closed: calls go through; `threshold` consecutive failures open it (a threshold of 0 never
+//! opens). Open: calls fail fast
 //! until `cooldown` has passed, then exactly one call is let through as a trial (half-open).
 //! The trial's success closes the breaker; its failure opens it for another cooldown. A trial
 //! that is abandoned (its future dropped) hands the trial to the next caller. Outcomes of calls
@@ -12,7 +14,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 use serde::Serialize;
 
-/// The state of one node's circuit breaker.
+/// The state of a circuit breaker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum BreakerState {
@@ -25,8 +27,7 @@ pub enum BreakerState {
 }
 
 impl BreakerState {
-    /// The value of the `larder_breaker_state{target="cache:<node>"}` gauge: 0 closed, 1 open,
-    /// 2 half-open.
+    /// The value of the `larder_breaker_state{target}` gauge: 0 closed, 1 open, 2 half-open.
     pub const fn metric_value(self) -> u8 {
         match self {
             Self::Closed => CLOSED,
@@ -50,7 +51,7 @@ const HALF_OPEN: u8 = 2;
 
 /// A change of state worth logging.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Transition {
+pub enum Transition {
     /// Nothing changed.
     None,
     /// The breaker opened after consecutive failures.
@@ -61,9 +62,9 @@ pub(crate) enum Transition {
     Closed,
 }
 
-/// One node's breaker.
+/// One dependency's breaker.
 #[derive(Debug)]
-pub(crate) struct Breaker {
+pub struct Breaker {
     state: AtomicU8,
     failures: AtomicU32,
     opened_at_ms: AtomicU64,
@@ -74,32 +75,34 @@ pub(crate) struct Breaker {
 /// Leave to make one call; report its outcome with [`Permit::succeed`] or [`Permit::fail`].
 #[derive(Debug)]
 #[must_use]
-pub(crate) struct Permit<'a> {
+pub struct Permit<'a> {
     breaker: &'a Breaker,
     trial: bool,
 }
 
 impl Breaker {
-    /// A closed breaker that opens after `threshold` consecutive failures (at least 1) and lets
+    /// A closed breaker that opens after `threshold` consecutive failures (0: never) and lets
     /// a trial through `cooldown_ms` after opening.
-    pub(crate) fn new(threshold: u32, cooldown_ms: u64) -> Self {
+    #[must_use]
+    pub fn new(threshold: u32, cooldown_ms: u64) -> Self {
         Self {
             state: AtomicU8::new(CLOSED),
             failures: AtomicU32::new(0),
             opened_at_ms: AtomicU64::new(0),
-            threshold: threshold.max(1),
+            threshold,
             cooldown_ms,
         }
     }
 
     /// The current state.
-    pub(crate) fn state(&self) -> BreakerState {
+    #[must_use]
+    pub fn state(&self) -> BreakerState {
         BreakerState::from_u8(self.state.load(Ordering::Acquire))
     }
 
-    /// Leave to call the node, or `None` to fail fast. `now_ms` is only read while the breaker
+    /// Leave to make a call, or `None` to fail fast. `now_ms` is only read while the breaker
     /// is open, so a closed breaker costs one atomic load and no clock read.
-    pub(crate) fn admit(&self, now_ms: impl FnOnce() -> u64) -> Option<Permit<'_>> {
+    pub fn admit(&self, now_ms: impl FnOnce() -> u64) -> Option<Permit<'_>> {
         match self.state.load(Ordering::Acquire) {
             CLOSED => Some(Permit {
                 breaker: self,
@@ -148,7 +151,7 @@ impl Breaker {
             .failures
             .fetch_add(1, Ordering::AcqRel)
             .saturating_add(1);
-        if failures < self.threshold {
+        if self.threshold == 0 || failures < self.threshold {
             return Transition::None;
         }
         // The time goes in before the state, so no caller sees OPEN with an old time.
@@ -165,19 +168,19 @@ impl Breaker {
 
 impl Permit<'_> {
     /// Whether this call is the half-open trial.
-    #[cfg(test)]
-    pub(crate) fn is_trial(&self) -> bool {
+    #[must_use]
+    pub fn is_trial(&self) -> bool {
         self.trial
     }
 
-    /// The node answered (with any status that is not an availability failure).
-    pub(crate) fn succeed(mut self) -> Transition {
+    /// The call was answered (with any outcome that is not an availability failure).
+    pub fn succeed(mut self) -> Transition {
         let trial = std::mem::take(&mut self.trial);
         self.breaker.on_success(trial)
     }
 
-    /// The node was unavailable, timed out or the transport failed, at `now_ms`.
-    pub(crate) fn fail(mut self, now_ms: u64) -> Transition {
+    /// The dependency was unavailable, timed out or the transport failed, at `now_ms`.
+    pub fn fail(mut self, now_ms: u64) -> Transition {
         let trial = std::mem::take(&mut self.trial);
         self.breaker.on_failure(trial, now_ms)
     }
@@ -260,6 +263,13 @@ mod tests {
             b.admit(|| 100).unwrap().is_trial(),
             "cooldown runs from the first opening"
         );
+    }
+
+    #[test]
+    fn a_threshold_of_zero_never_opens() {
+        let b = Breaker::new(0, 100);
+        fail_n(&b, 1_000, 0);
+        assert_eq!(b.state(), BreakerState::Closed);
     }
 
     #[test]

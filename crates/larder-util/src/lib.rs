@@ -1,0 +1,13 @@
+//! Mechanisms that the cache node, the client and the gateway share, each written once:
+//!
+//! * [`auth`]: reading a bearer credential and comparing secrets in constant time;
+//! * [`clock`]: the one source of wall-clock time, which tests move by hand;
+//! * [`breaker`]: the circuit breaker in front of an origin or a cache node;
+//! * [`flight`]: single-flight loads, one per key however many callers wait.
+//!
+//! Time comes in as milliseconds from the caller's clock, so every piece is plain and testable.
+
+pub mod auth;
+pub mod breaker;
+pub mod clock;
+pub mod flight;
