@@ -140,11 +140,11 @@ impl Arena {
         Some(join(self.head as usize, off))
     }
 
-    /// Whether a new segment may be opened for an entry of `len` bytes: only while the bytes
-    /// held beyond the live ones stay within `slack`.
-    pub(crate) fn may_grow(&self, len: usize, slack: usize) -> bool {
+    /// Whether a new segment may be opened: only while the bytes segments hold beyond the live
+    /// ones (dead chunks, and the unused ends of full segments) are within `slack`.
+    pub(crate) fn may_grow(&self, slack: usize) -> bool {
         let segments = self.segments.len() - self.released.len();
-        segments < MAX_SEGMENTS && (segments + 1) * SEGMENT <= self.live + len + slack
+        segments < MAX_SEGMENTS && self.dead() <= slack
     }
 
     /// Opens a fresh segment and makes it the head.
