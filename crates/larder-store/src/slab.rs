@@ -89,10 +89,21 @@ impl Slab {
         version: u64,
         expires_at: Option<u64>,
     ) -> bool {
-        let key = self.key(idx).to_vec();
         let old_len = self.entry_len(idx);
         let old_loc = self[idx as usize].loc;
-        let len = arena::entry_len(key.len(), value.len(), expires_at.is_some());
+        let key_len = self[idx as usize].key_len();
+        let len = arena::entry_len(key_len, value.len(), expires_at.is_some());
+        if len == old_len && self[idx as usize].has_ttl() == expires_at.is_some() {
+            // Same shape: the key stays where it is.
+            let bytes = self.arena.get_mut(old_loc, len);
+            bytes[..8].copy_from_slice(&version.to_le_bytes());
+            if let Some(expires_at) = expires_at {
+                bytes[HEADER..HEADER + EXPIRY].copy_from_slice(&expires_at.to_le_bytes());
+            }
+            bytes[len - value.len()..].copy_from_slice(value);
+            return true;
+        }
+        let key = self.key(idx).to_vec();
         let loc = if len == old_len {
             old_loc
         } else {
@@ -492,12 +503,23 @@ mod tests {
             }
         }
         for i in 0..(SEGMENT / 32) as u32 {
-            assert!(slab.insert(&(1_000_000 + i).to_le_bytes(), &[2; 12], 0, None).is_some());
+            assert!(
+                slab.insert(&(1_000_000 + i).to_le_bytes(), &[2; 12], 0, None)
+                    .is_some()
+            );
         }
         // 2.8 segments are live; the dead bytes stay within the slack (one segment) plus the
         // segment being filled.
-        assert!(slab.arena.dead() <= 2 * SEGMENT, "dead {}", slab.arena.dead());
-        assert!(slab.arena.held() <= 4 * SEGMENT, "held {}", slab.arena.held());
+        assert!(
+            slab.arena.dead() <= 2 * SEGMENT,
+            "dead {}",
+            slab.arena.dead()
+        );
+        assert!(
+            slab.arena.held() <= 4 * SEGMENT,
+            "held {}",
+            slab.arena.held()
+        );
     }
 
     #[test]

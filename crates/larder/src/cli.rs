@@ -90,10 +90,27 @@ pub(crate) enum BenchCommand {
 
 #[derive(Debug, Args)]
 pub(crate) struct TraceArgs {
-    /// Trace file: one decimal key per line, plain or zstd-compressed (`.zst`).
+    /// Trace file: one decimal key per line, libCacheSim oracleGeneral records, or CSV; plain or
+    /// zstd-compressed (`.zst`).
     #[arg(long, value_name = "FILE")]
     pub(crate) trace: PathBuf,
-    /// Capacities in objects, comma-separated (defaults known for the shared traces).
+    /// The trace's format (`auto`: from the file name).
+    #[arg(long, value_enum, default_value = "auto")]
+    pub(crate) format: crate::trace::Format,
+    /// CSV's key and size columns, counted from 1.
+    #[arg(
+        long,
+        value_name = "KEY,SIZE",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    pub(crate) csv_columns: Vec<usize>,
+    /// Capacities in bytes and each object charged its size from the trace (oracleGeneral, CSV),
+    /// instead of capacities in objects of size 1.
+    #[arg(long)]
+    pub(crate) sized: bool,
+    /// Capacities in objects (or bytes with `--sized`), comma-separated (defaults known for the
+    /// shared traces).
     #[arg(long, value_name = "N,…", value_delimiter = ',')]
     pub(crate) capacity: Vec<u64>,
     /// Policy name, or `all`.
