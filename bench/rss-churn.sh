@@ -8,6 +8,7 @@
 # After each phase it prints the server's RSS (VmRSS), the accounted memory (INFO used_memory)
 # and the target, 1.1 × max_memory + 16 MB.
 # Usage: bench/rss-churn.sh [BOUNDS] [SERVERS]   (defaults "64mb 1gb", "larder redis")
+#        RSS_CHURN_BINARY=path runs that binary instead of building target/release/larder.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bounds="${1:-64mb 1gb}"
@@ -17,8 +18,12 @@ port=16390
 if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
   apt-get update -qq && apt-get install -y -qq redis-server redis-tools >/dev/null
 fi
-cargo build --release --quiet -p larder
-larder=target/release/larder
+if [ -n "${RSS_CHURN_BINARY:-}" ]; then
+  larder=$RSS_CHURN_BINARY
+else
+  cargo build --release --quiet -p larder
+  larder=target/release/larder
+fi
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 
 bytes() { # 64mb -> 67108864 (1024-based, as both servers read "mb"/"gb")
@@ -27,7 +32,7 @@ bytes() { # 64mb -> 67108864 (1024-based, as both servers read "mb"/"gb")
 }
 
 wait_port() {
-  for _ in $(seq 1 100); do
+  for _ in $(seq 1 300); do
     redis-cli -p "$port" PING >/dev/null 2>&1 && return 0
     sleep 0.1
   done
@@ -59,7 +64,7 @@ for bound in $bounds; do
         --maxmemory-policy allkeys-lru --loglevel warning >/dev/null &
     else
       taskset -c 0 "$larder" cache --resp-addr "127.0.0.1:$port" --grpc-addr 127.0.0.1:0 \
-        --admin-addr 127.0.0.1:0 --max-memory "$bound" >/dev/null 2>&1 &
+        --admin-addr 127.0.0.1:0 --max-memory "$bound" >"${NODE_LOG:-/dev/null}" 2>&1 &
     fi
     pid=$!
     wait_port
