@@ -36,8 +36,9 @@ const MAIN: u8 = 1;
 const SMALL_SHARE: u64 = 100;
 /// Entries per 8-byte word of the frequency sketch (16 four-bit counters): two, so that each
 /// entry has eight counters across the sketch's four rows. TinyLFU as Caffeine sizes it gives
-/// each entry a word; half that costs 4 bytes per entry instead of 8 and made no difference to
-/// the hit ratios on the shared traces beyond the run-to-run spread.
+/// each entry a word; half that costs 4 bytes per entry instead of 8. Against a word per entry
+/// on the shared traces it did better on some cells and worse on others, within the spread that
+/// the per-store hash key gives from run to run (BENCHMARKS.md).
 const SKETCH_ENTRIES_PER_WORD: u64 = 2;
 /// Inserts that make one sample of the small queue's usefulness, at the least.
 const MIN_SAMPLE: u64 = 1_000;
