@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = [
         "larder/cache/v1/cache.proto",
+        "larder/cache/v1/cluster.proto",
         "larder/cache/v1/origin.proto",
     ]
     .map(|f| root.join(f));

@@ -41,7 +41,8 @@ const MIGRATIONS: &[(i64, &str)] = &[(
     )",
 )];
 
-/// Why a database call failed.
+/// Why a database call failed. A cause's text is part of the error's, so it is not also its
+/// `source()`.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum DbError {
     /// A row with this key exists already.
@@ -52,14 +53,23 @@ pub(crate) enum DbError {
     KeyTaken,
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
-    Unavailable(String),
+    Unavailable(sqlx::Error),
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("database unavailable: database must be sqlite://… or postgres://…")]
+    Scheme,
+    /// A SQLite database that would vanish with its connections.
+    #[error(
+        "database unavailable: a SQLite database in memory or in a temporary file is not \
+         supported: give a file, sqlite://PATH"
+    )]
+    InMemory,
 }
 
 impl From<sqlx::Error> for DbError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
             sqlx::Error::Database(db) if db.is_unique_violation() => Self::Conflict,
-            _ => Self::Unavailable(err.to_string()),
+            _ => Self::Unavailable(err),
         }
     }
 }
@@ -96,9 +106,7 @@ impl Db {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
-            return Err(DbError::Unavailable(
-                "database must be sqlite://… or postgres://…".into(),
-            ));
+            return Err(DbError::Scheme);
         }
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
@@ -121,11 +129,7 @@ impl Db {
         if sqlite && file.is_none() {
             // In memory it vanishes with the pool's connections; a temporary database (an
             // empty path) is even private to each connection.
-            return Err(DbError::Unavailable(
-                "a SQLite database in memory or in a temporary file is not supported: give a \
-                 file, sqlite://PATH"
-                    .into(),
-            ));
+            return Err(DbError::InMemory);
         }
         let applied_ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
         db.migrate(applied_ms).await?;

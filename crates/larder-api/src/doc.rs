@@ -218,6 +218,17 @@ pub(crate) fn sparse(doc: &str, fields: &[String]) -> String {
     Value::Object(resource).to_string()
 }
 
+/// Why a collection's JSON Schema was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    /// The schema is a string that does not parse as JSON.
+    #[error("schema is not JSON: {0}")]
+    NotJson(serde_json::Error),
+    /// The schema is not a valid draft 2020-12 schema.
+    #[error("schema: {0}")]
+    Invalid(Box<jsonschema::ValidationError<'static>>),
+}
+
 /// A collection's compiled JSON Schema.
 pub(crate) struct Schema(jsonschema::Validator);
 
@@ -229,19 +240,18 @@ impl std::fmt::Debug for Schema {
 
 impl Schema {
     /// Compiles `schema` (draft 2020-12); a string is parsed as JSON first.
-    pub(crate) fn compile(schema: &Value) -> Result<Self, String> {
+    pub(crate) fn compile(schema: &Value) -> Result<Self, SchemaError> {
         let parsed;
         let schema = match schema {
             Value::String(text) => {
-                parsed = serde_json::from_str::<Value>(text)
-                    .map_err(|e| format!("schema is not JSON: {e}"))?;
+                parsed = serde_json::from_str::<Value>(text).map_err(SchemaError::NotJson)?;
                 &parsed
             }
             other => other,
         };
         jsonschema::draft202012::new(schema)
             .map(Self)
-            .map_err(|e| format!("schema: {e}"))
+            .map_err(|e| SchemaError::Invalid(Box::new(e)))
     }
 
     /// Every rule `attributes` breaks, as pointers into the request document.

@@ -11,6 +11,7 @@ pub mod config;
 mod db;
 mod doc;
 mod docs_page;
+mod error;
 mod http1;
 mod list;
 mod media;
@@ -29,6 +30,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiConfig, CollectionConfig, Consistency};
+pub use doc::SchemaError;
+pub use error::{ConfigError, DatabaseError};
+pub use state::CollectionError;
 
 /// What the gateway runs with besides its configuration.
 #[derive(Debug, Clone, Default)]
@@ -41,12 +45,13 @@ pub struct Options {
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// A setting that cannot work.
+    /// A setting that cannot work. (The texts of this and the next variant include their
+    /// causes', so those are not also the `source()`.)
     #[error("configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
     /// The database could not be opened or migrated.
     #[error("database: {0}")]
-    Database(String),
+    Database(DatabaseError),
     /// Serving failed.
     #[error("serving: {0}")]
     Io(#[from] std::io::Error),
@@ -77,16 +82,10 @@ pub async fn run_with(
 ) -> Result<(), Error> {
     let addr = listener.local_addr()?;
     if config.token.is_empty() && !addr.ip().is_loopback() {
-        return Err(Error::Config(format!(
-            "refusing to listen on {addr} without authentication: anyone who can reach that \
-             address could read and change every collection. Set token in the [api] \
-             configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
-        )));
+        return Err(Error::Config(ConfigError::Unprotected { addr }));
     }
     if config.max_connections == 0 {
-        return Err(Error::Config(
-            "max_connections is 0: the gateway could serve no connection".into(),
-        ));
+        return Err(Error::Config(ConfigError::NoConnections));
     }
     let state = build(config, options).await?;
     let purge = {
@@ -114,18 +113,17 @@ pub async fn run_with(
 /// Opens the database and the cache and compiles the collections.
 async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
     let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
-    let collections = state::collections(&config).map_err(Error::Config)?;
+    let collections =
+        state::collections(&config).map_err(|e| Error::Config(ConfigError::Collection(e)))?;
     if config.database.is_empty() {
-        return Err(Error::Config(
-            "database is empty: give a sqlite:// or postgres:// URL".into(),
-        ));
+        return Err(Error::Config(ConfigError::NoDatabase));
     }
     let db = db::Db::open(&config.database, clock.as_ref())
         .await
-        .map_err(|e| Error::Database(e.to_string()))?;
+        .map_err(|e| Error::Database(e.into()))?;
     let cache = if config.cache_nodes.is_empty() {
         cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
-            .map_err(|e| Error::Config(e.to_string()))?
+            .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?
     } else {
         let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
@@ -134,7 +132,7 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
             ..larder_client::ClientConfig::default()
         };
         let client = larder_client::Client::with_clock(client_config, clock.clone())
-            .map_err(|e| Error::Config(e.to_string()))?;
+            .map_err(|e| Error::Config(ConfigError::Client(e)))?;
         cache::DocCache::remote(db.clone(), client, clock.clone())
     };
     Ok(state::AppState::new(

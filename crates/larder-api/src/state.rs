@@ -11,7 +11,7 @@ use parking_lot::Mutex;
 use crate::cache::DocCache;
 use crate::config::{ApiConfig, CollectionConfig, valid_name};
 use crate::db::Db;
-use crate::doc::Schema;
+use crate::doc::{Schema, SchemaError};
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -47,27 +47,70 @@ impl Deref for AppState {
     }
 }
 
+/// Why a configured collection was refused; each names the collection.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    /// A name that is not 1-64 of `A-Z a-z 0-9 - _`.
+    #[error("collection {name:?}: names are 1-64 of A-Z a-z 0-9 - _")]
+    Name {
+        /// The name.
+        name: String,
+    },
+    /// A filterable or sortable attribute that is not `A-Z a-z 0-9 _`.
+    #[error(
+        "collection {collection:?}: attribute {attribute:?} in filterable/sortable must be \
+         A-Z a-z 0-9 _"
+    )]
+    Attribute {
+        /// The collection.
+        collection: String,
+        /// The attribute.
+        attribute: String,
+    },
+    /// A schema that does not compile. (Its text is part of this one, so it is not also the
+    /// `source()`.)
+    #[error("collection {collection:?}: {error}")]
+    Schema {
+        /// The collection.
+        collection: String,
+        /// Why the schema was refused.
+        error: SchemaError,
+    },
+    /// Two collections with one name.
+    #[error("collection {name:?} is declared twice")]
+    Twice {
+        /// The name.
+        name: String,
+    },
+}
+
 /// Compiles every collection's schema and checks names and attributes.
-pub(crate) fn collections(config: &ApiConfig) -> Result<HashMap<String, Arc<Collection>>, String> {
+pub(crate) fn collections(
+    config: &ApiConfig,
+) -> Result<HashMap<String, Arc<Collection>>, CollectionError> {
     let mut out = HashMap::new();
     for c in &config.collections {
         if !valid_name(&c.name) {
-            return Err(format!(
-                "collection {:?}: names are 1-64 of A-Z a-z 0-9 - _",
-                c.name
-            ));
+            return Err(CollectionError::Name {
+                name: c.name.clone(),
+            });
         }
         for attr in c.filterable.iter().chain(&c.sortable) {
             if attr.is_empty() || !attr.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!(
-                    "collection {:?}: attribute {attr:?} in filterable/sortable must be A-Z a-z 0-9 _",
-                    c.name
-                ));
+                return Err(CollectionError::Attribute {
+                    collection: c.name.clone(),
+                    attribute: attr.clone(),
+                });
             }
         }
         let schema = match &c.schema {
             Some(schema) => {
-                Some(Schema::compile(schema).map_err(|e| format!("collection {:?}: {e}", c.name))?)
+                Some(
+                    Schema::compile(schema).map_err(|error| CollectionError::Schema {
+                        collection: c.name.clone(),
+                        error,
+                    })?,
+                )
             }
             None => None,
         };
@@ -76,7 +119,9 @@ pub(crate) fn collections(config: &ApiConfig) -> Result<HashMap<String, Arc<Coll
             schema,
         };
         if out.insert(c.name.clone(), Arc::new(collection)).is_some() {
-            return Err(format!("collection {:?} is declared twice", c.name));
+            return Err(CollectionError::Twice {
+                name: c.name.clone(),
+            });
         }
     }
     Ok(out)
@@ -135,5 +180,60 @@ impl InFlight {
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.state.in_flight.lock().remove(&self.entry);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(list: Vec<CollectionConfig>) -> CollectionError {
+        let config = ApiConfig {
+            collections: list,
+            ..ApiConfig::default()
+        };
+        collections(&config).unwrap_err()
+    }
+
+    fn named(name: &str) -> CollectionConfig {
+        CollectionConfig {
+            name: name.into(),
+            ..CollectionConfig::default()
+        }
+    }
+
+    #[test]
+    fn collection_errors_name_the_collection() {
+        assert_eq!(
+            refused(vec![named("a b")]).to_string(),
+            "collection \"a b\": names are 1-64 of A-Z a-z 0-9 - _"
+        );
+        let bad_attribute = CollectionConfig {
+            sortable: vec!["x-y".into()],
+            ..named("books")
+        };
+        assert_eq!(
+            refused(vec![bad_attribute]).to_string(),
+            "collection \"books\": attribute \"x-y\" in filterable/sortable must be A-Z a-z 0-9 _"
+        );
+        let bad_schema = CollectionConfig {
+            schema: Some(serde_json::json!({"type": 5})),
+            ..named("books")
+        };
+        let err = refused(vec![bad_schema]);
+        assert!(
+            matches!(&err, CollectionError::Schema { collection, error: SchemaError::Invalid(_) }
+                if collection == "books"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("collection \"books\": schema: "),
+            "{err}"
+        );
+        assert_eq!(
+            refused(vec![named("books"), named("books")]).to_string(),
+            "collection \"books\" is declared twice"
+        );
     }
 }

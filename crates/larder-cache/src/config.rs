@@ -9,6 +9,9 @@ use larder_store::{Capacity, Policy, StoreConfig};
 use serde::{Deserialize, Serialize};
 
 pub use crate::origin::config::*;
+pub use crate::origin::{
+    GrpcUrlError, HttpUrlError, OriginConfigError, OriginsError, PatternError, SqlConfigError,
+};
 
 /// Default gRPC listen address.
 pub const DEFAULT_GRPC_ADDR: &str = "127.0.0.1:7070";
@@ -106,7 +109,7 @@ impl Default for CacheConfig {
 }
 
 /// A configuration the node cannot run with; the text says how to fix it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A size that does not parse.
     #[error("{field} = {value:?}: {reason}")]
@@ -116,7 +119,13 @@ pub enum ConfigError {
         /// Its value.
         value: String,
         /// What is wrong.
-        reason: String,
+        reason: SizeError,
+    },
+    /// `max_request` below `max_bulk`: a request of one largest argument would not fit.
+    #[error("max_request = {value:?}: must be at least max_bulk")]
+    RequestBelowBulk {
+        /// The value of `max_request`.
+        value: String,
     },
     /// An unknown eviction policy.
     #[error("policy = {0:?}: expected one of lru, sieve, s3fifo, tinylfu, adaptive")]
@@ -147,9 +156,10 @@ pub enum ConfigError {
     /// A limit of zero.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
-    /// An origin that cannot work; the text names it and the setting.
+    /// An origin that cannot work; the text names it and the setting. (Its text is part of
+    /// this one, so it is not also the `source()`.)
     #[error("origins: {0}")]
-    Origin(String),
+    Origin(OriginsError),
     /// The store refused the sizing.
     #[error("store: {0}")]
     Store(#[from] larder_store::ConfigError),
@@ -189,10 +199,8 @@ impl CacheConfig {
     pub fn max_request_bytes(&self) -> Result<usize, ConfigError> {
         let bytes = size_field("max_request", &self.max_request)?;
         if bytes < size_field("max_bulk", &self.max_bulk)? {
-            return Err(ConfigError::Size {
-                field: "max_request",
+            return Err(ConfigError::RequestBelowBulk {
                 value: self.max_request.clone(),
-                reason: "must be at least max_bulk".into(),
             });
         }
         Ok(usize::try_from(bytes).unwrap_or(usize::MAX))
@@ -293,19 +301,42 @@ fn size_field(field: &'static str, value: &str) -> Result<u64, ConfigError> {
     })
 }
 
+/// Why a size does not parse. The text is the size as read: trimmed and lowercased.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SizeError {
+    /// No number where the size should start.
+    #[error("{text:?} is not a size")]
+    NotANumber {
+        /// The size as read.
+        text: String,
+    },
+    /// A suffix other than b, k, kb, m, mb, g or gb.
+    #[error("unknown size unit {unit:?} (use b, k, kb, m, mb, g or gb)")]
+    Unit {
+        /// The suffix.
+        unit: String,
+    },
+    /// More bytes than a `u64` holds.
+    #[error("{text:?} is too large")]
+    TooLarge {
+        /// The size as read.
+        text: String,
+    },
+}
+
 /// Parses a byte size the way Redis's configuration does: `1k` = 1000, `1kb` = 1024, and so on.
 ///
 /// # Errors
-/// A message saying what is wrong with the text.
-pub fn parse_bytes(text: &str) -> Result<u64, String> {
+/// [`SizeError`] saying what is wrong with the text.
+pub fn parse_bytes(text: &str) -> Result<u64, SizeError> {
     let text = text.trim().to_ascii_lowercase();
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, unit) = text.split_at(split);
-    let number: u64 = digits
-        .parse()
-        .map_err(|_| format!("{text:?} is not a size"))?;
+    let Ok(number) = digits.parse::<u64>() else {
+        return Err(SizeError::NotANumber { text });
+    };
     let scale: u64 = match unit {
         "" | "b" => 1,
         "k" => 1_000,
@@ -315,14 +346,14 @@ pub fn parse_bytes(text: &str) -> Result<u64, String> {
         "g" => 1_000_000_000,
         "gb" => 1 << 30,
         other => {
-            return Err(format!(
-                "unknown size unit {other:?} (use b, k, kb, m, mb, g or gb)"
-            ));
+            return Err(SizeError::Unit {
+                unit: other.to_owned(),
+            });
         }
     };
     number
         .checked_mul(scale)
-        .ok_or_else(|| format!("{text:?} is too large"))
+        .ok_or(SizeError::TooLarge { text })
 }
 
 #[cfg(test)]
@@ -338,6 +369,95 @@ mod tests {
         assert!(parse_bytes("1tb").is_err());
         assert!(parse_bytes("mb").is_err());
         assert!(parse_bytes("99999999999gb").is_err());
+    }
+
+    #[test]
+    fn size_errors_say_what_is_wrong() {
+        assert_eq!(
+            parse_bytes(" 1TB ").unwrap_err().to_string(),
+            "unknown size unit \"tb\" (use b, k, kb, m, mb, g or gb)"
+        );
+        assert_eq!(
+            parse_bytes("Lots").unwrap_err(),
+            SizeError::NotANumber {
+                text: "lots".into()
+            }
+        );
+        assert_eq!(
+            parse_bytes("99999999999gb").unwrap_err().to_string(),
+            "\"99999999999gb\" is too large"
+        );
+        let bad = CacheConfig {
+            max_memory: "lots".into(),
+            ..CacheConfig::default()
+        };
+        assert_eq!(
+            bad.validate().unwrap_err().to_string(),
+            "max_memory = \"lots\": \"lots\" is not a size"
+        );
+        let small = CacheConfig {
+            max_request: "1mb".into(),
+            ..CacheConfig::default()
+        };
+        assert_eq!(
+            small.validate().unwrap_err().to_string(),
+            "max_request = \"1mb\": must be at least max_bulk"
+        );
+    }
+
+    #[test]
+    fn origin_errors_name_the_origin_and_the_setting() {
+        let origin = OriginConfig {
+            name: "docs".into(),
+            pattern: "doc/{id}".into(),
+            kind: "http".into(),
+            url: "http://h/{id}".into(),
+            ..OriginConfig::default()
+        };
+        let with = |origins: Vec<OriginConfig>| CacheConfig {
+            origins,
+            ..CacheConfig::default()
+        };
+        with(vec![origin.clone()]).validate().unwrap();
+        let err = with(vec![origin.clone(), origin.clone()])
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "origins: origin \"docs\": the name is used twice"
+        );
+        assert!(matches!(
+            err,
+            ConfigError::Origin(OriginsError::Config {
+                index: 1,
+                error: OriginConfigError::NameTwice,
+                ..
+            })
+        ));
+        let bad = OriginConfig {
+            kind: "ftp".into(),
+            ..origin.clone()
+        };
+        assert_eq!(
+            with(vec![bad]).validate().unwrap_err().to_string(),
+            "origins: origin \"docs\": kind = \"ftp\": expected sql, http or grpc"
+        );
+        let bad = OriginConfig {
+            name: String::new(),
+            ..origin.clone()
+        };
+        assert_eq!(
+            with(vec![bad]).validate().unwrap_err().to_string(),
+            "origins: origins[0]: needs a name without quotes or backslashes"
+        );
+        let bad = OriginConfig {
+            pattern: "doc/{id".into(),
+            ..origin
+        };
+        assert_eq!(
+            with(vec![bad]).validate().unwrap_err().to_string(),
+            "origins: origin \"docs\": pattern \"doc/{id\": '{' without '}'"
+        );
     }
 
     #[test]

@@ -18,6 +18,6 @@ mod server;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use config::{CacheConfig, ConfigError, parse_bytes, resolve};
+pub use config::{CacheConfig, ConfigError, SizeError, parse_bytes, resolve};
 pub use node::{Mutation, MutationKind, MutationSink, NodeOptions};
 pub use server::{Error, Listeners, run, run_with};

@@ -10,6 +10,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
 use larder_store::StoreStats;
+use parking_lot::Mutex;
 
 /// Which wire a request came in on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -34,6 +35,12 @@ pub(crate) use larder_proto::metrics::Histogram;
 pub(crate) struct Metrics {
     /// `[ok, error]` per RESP command (indexed like the command table, unknown last).
     resp: Vec<[AtomicU64; 2]>,
+    /// Nanoseconds spent executing each RESP command (the batch's execution time shared out
+    /// among its commands).
+    resp_ns: Vec<AtomicU64>,
+    /// What `CONFIG RESETSTAT` zeroed: `INFO` shows the counters minus these, while
+    /// `/metrics` keeps its counters monotonic, as Prometheus wants them.
+    baseline: Mutex<Baseline>,
     resp_names: Vec<&'static str>,
     /// `[ok, error]` per gRPC method.
     grpc: Vec<[AtomicU64; 2]>,
@@ -52,6 +59,8 @@ impl Metrics {
         let pairs = |n: usize| (0..n).map(|_| Default::default()).collect();
         Self {
             resp: pairs(resp_names.len()),
+            resp_ns: (0..resp_names.len()).map(|_| AtomicU64::new(0)).collect(),
+            baseline: Mutex::default(),
             resp_names,
             grpc: pairs(grpc_names.len()),
             grpc_names,
@@ -71,9 +80,10 @@ impl Metrics {
         self.latency[Wire::Grpc as usize].observe(ns, 1);
     }
 
-    /// Adds a RESP connection's batch counts; every command in the batch waited `ns`.
+    /// Adds a RESP connection's batch counts; every command in the batch waited `ns`, and
+    /// the batch's execution time is shared out among its commands.
     pub(crate) fn flush(&self, local: &mut LocalCounts, ns: u64) {
-        let mut total = 0;
+        let total: u64 = local.counts.iter().map(|&(_, ok, err)| ok + err).sum();
         for &(cmd, ok, err) in &local.counts {
             if let Some(counts) = self.resp.get(cmd) {
                 if ok > 0 {
@@ -83,19 +93,68 @@ impl Metrics {
                     counts[1].fetch_add(err, Relaxed);
                 }
             }
-            total += ok + err;
+            if let Some(spent) = self.resp_ns.get(cmd)
+                && local.exec_ns > 0
+            {
+                let share = u128::from(local.exec_ns) * u128::from(ok + err) / u128::from(total);
+                spent.fetch_add(u64::try_from(share).unwrap_or(u64::MAX), Relaxed);
+            }
         }
         if total > 0 {
             self.latency[Wire::Resp as usize].observe(ns, total);
         }
         local.counts.clear();
+        local.exec_ns = 0;
     }
 
     /// Requests of one RESP command so far: `(ok, error)`.
+    #[cfg(test)]
     pub(crate) fn resp_count(&self, cmd: usize) -> (u64, u64) {
         self.resp
             .get(cmd)
             .map_or((0, 0), |c| (c[0].load(Relaxed), c[1].load(Relaxed)))
+    }
+
+    /// What `INFO` shows: the counters since the last `CONFIG RESETSTAT` (or the start).
+    pub(crate) fn since_reset(&self, store: &StoreStats) -> Counters {
+        let now = self.counters(store);
+        let base = &self.baseline.lock().0;
+        Counters {
+            commands: now
+                .commands
+                .iter()
+                .zip(base.commands.iter().chain(std::iter::repeat(&[0; 3])))
+                .map(|(n, b)| [0, 1, 2].map(|i| n[i].saturating_sub(b[i])))
+                .collect(),
+            connections: now.connections.saturating_sub(base.connections),
+            rejected: now.rejected.saturating_sub(base.rejected),
+            hits: now.hits.saturating_sub(base.hits),
+            misses: now.misses.saturating_sub(base.misses),
+            expired: now.expired.saturating_sub(base.expired),
+            evicted: now.evicted.saturating_sub(base.evicted),
+        }
+    }
+
+    /// `CONFIG RESETSTAT`: `INFO`'s counters start again from zero.
+    pub(crate) fn reset(&self, store: &StoreStats) {
+        self.baseline.lock().0 = self.counters(store);
+    }
+
+    fn counters(&self, store: &StoreStats) -> Counters {
+        Counters {
+            commands: self
+                .resp
+                .iter()
+                .zip(&self.resp_ns)
+                .map(|(c, ns)| [c[0].load(Relaxed), c[1].load(Relaxed), ns.load(Relaxed)])
+                .collect(),
+            connections: self.connections_total[Wire::Resp as usize].load(Relaxed),
+            rejected: self.rejected_connections.load(Relaxed),
+            hits: store.hits,
+            misses: store.misses,
+            expired: store.expirations,
+            evicted: store.evictions,
+        }
     }
 
     /// Prometheus text for everything, with the store's figures.
@@ -232,10 +291,28 @@ fn gauge(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
-/// A connection's counts for the batch it is working through: `(command, ok, error)`.
+/// The counters `INFO` shows, at one moment or since the last reset.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Counters {
+    /// Per RESP command (table order, unknown last): `[ok, error, nanoseconds]`.
+    pub(crate) commands: Vec<[u64; 3]>,
+    pub(crate) connections: u64,
+    pub(crate) rejected: u64,
+    pub(crate) hits: u64,
+    pub(crate) misses: u64,
+    pub(crate) expired: u64,
+    pub(crate) evicted: u64,
+}
+
+#[derive(Debug, Default)]
+struct Baseline(Counters);
+
+/// A connection's counts for the batch it is working through: `(command, ok, error)`, and
+/// how long executing the batch took.
 #[derive(Debug, Default)]
 pub(crate) struct LocalCounts {
     counts: Vec<(usize, u64, u64)>,
+    pub(crate) exec_ns: u64,
 }
 
 impl LocalCounts {
@@ -281,5 +358,36 @@ mod tests {
         ));
         assert!(text.contains("larder_cache_memory_bytes 0"));
         assert!(text.contains("larder_cache_request_duration_seconds_count{protocol=\"resp\"} 3"));
+    }
+
+    #[test]
+    fn execution_time_is_shared_out_and_reset_only_for_info() {
+        let m = Metrics::new(vec!["get", "set"], vec![]);
+        let mut local = LocalCounts::default();
+        for _ in 0..3 {
+            local.add(0, true);
+        }
+        local.add(1, true);
+        local.exec_ns = 4_000;
+        m.flush(&mut local, 9_000);
+        let stats = StoreStats {
+            hits: 5,
+            ..StoreStats::default()
+        };
+        let before = m.since_reset(&stats);
+        assert_eq!(before.commands[0], [3, 0, 3_000]);
+        assert_eq!(before.commands[1], [1, 0, 1_000]);
+        m.reset(&stats);
+        let after = m.since_reset(&StoreStats {
+            hits: 7,
+            ..StoreStats::default()
+        });
+        assert_eq!(after.commands[0], [0, 0, 0]);
+        assert_eq!(after.hits, 2);
+        assert_eq!(
+            m.resp_count(0),
+            (3, 0),
+            "the Prometheus counters keep counting"
+        );
     }
 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 
 use parking_lot::Mutex;
 
-use crate::{CacheConfig, Listeners, Mutation, MutationKind, MutationSink, NodeOptions};
+use crate::{CacheConfig, Error, Listeners, Mutation, MutationKind, MutationSink, NodeOptions};
 
 /// A running node.
 #[derive(Debug)]
@@ -25,7 +25,7 @@ pub struct TestNode {
     pub admin: SocketAddr,
     /// Cancelling it starts the node's graceful shutdown.
     pub shutdown: CancellationToken,
-    thread: Option<JoinHandle<Result<(), String>>>,
+    thread: Option<JoinHandle<Result<(), Error>>>,
 }
 
 /// Port 0 everywhere, 32 MiB of memory, a two-second shutdown grace.
@@ -73,15 +73,14 @@ impl TestNode {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()
-                .build()
-                .map_err(|e| e.to_string())?;
+                .build()?;
             runtime.block_on(async move {
-                let listeners = Listeners::bind(&config).await.map_err(|e| e.to_string())?;
-                tx.send(listeners.local_addrs().map_err(|e| e.to_string())?)
-                    .map_err(|e| e.to_string())?;
-                crate::run_with(config, listeners, token, options)
-                    .await
-                    .map_err(|e| e.to_string())
+                let listeners = Listeners::bind(&config).await?;
+                if tx.send(listeners.local_addrs()?).is_err() {
+                    // The caller stopped waiting for the node (and panicked): do not start it.
+                    return Ok(());
+                }
+                crate::run_with(config, listeners, token, options).await
             })
         });
         let [resp, grpc, admin] = rx
@@ -103,7 +102,7 @@ impl TestNode {
     ///
     /// # Panics
     /// If the node's thread panicked.
-    pub fn stop(&mut self) -> Result<(), String> {
+    pub fn stop(&mut self) -> Result<(), Error> {
         self.shutdown.cancel();
         match self.thread.take() {
             Some(thread) => thread.join().expect("node thread"),

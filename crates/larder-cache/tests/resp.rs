@@ -228,7 +228,7 @@ fn metrics_count_requests_and_shutdown_is_clean() {
     assert_eq!(admin_get(&node, "/healthz", None).0, 200);
     assert_eq!(admin_get(&node, "/readyz", None).0, 200);
     assert_eq!(admin_get(&node, "/nope", None).0, 404);
-    assert_eq!(node.stop(), Ok(()));
+    node.stop().expect("the node stopped cleanly");
     assert!(
         TcpStream::connect(node.resp).is_err(),
         "listener closed after shutdown"
@@ -339,4 +339,61 @@ fn trickling_a_request_a_byte_at_a_time_does_not_keep_it_open() {
     }
     assert!(closed, "the trickling client was not disconnected");
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+/// A field of an `INFO` reply.
+fn info_field(info: &str, name: &str) -> Option<String> {
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("{name}:")))
+        .map(str::to_owned)
+}
+
+#[test]
+fn config_resetstat_zeroes_what_info_counts_but_not_the_metrics() {
+    let node = TestNode::start();
+    let mut con = client(&node);
+    for i in 0..50 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("v")
+            .query(&mut con)
+            .unwrap();
+        let _: Option<String> = redis::cmd("GET")
+            .arg(format!("k{i}"))
+            .query(&mut con)
+            .unwrap();
+    }
+    let _: Option<String> = redis::cmd("GET").arg("missing").query(&mut con).unwrap();
+    let info: String = redis::cmd("INFO").arg("all").query(&mut con).unwrap();
+    assert_eq!(info_field(&info, "keyspace_hits").as_deref(), Some("50"));
+    assert_eq!(info_field(&info, "keyspace_misses").as_deref(), Some("1"));
+    let gets = info_field(&info, "cmdstat_get").unwrap();
+    assert!(gets.starts_with("calls=51,usec="), "{gets}");
+    let usec: u64 = gets["calls=51,usec=".len()..]
+        .split(',')
+        .next()
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(usec > 0, "commands are timed: {gets}");
+
+    let ok: String = redis::cmd("CONFIG")
+        .arg("RESETSTAT")
+        .query(&mut con)
+        .unwrap();
+    assert_eq!(ok, "OK");
+    let info: String = redis::cmd("INFO").arg("all").query(&mut con).unwrap();
+    assert_eq!(info_field(&info, "keyspace_hits").as_deref(), Some("0"));
+    assert_eq!(info_field(&info, "keyspace_misses").as_deref(), Some("0"));
+    assert_eq!(info_field(&info, "cmdstat_get"), None, "{info}");
+    let processed: u64 = info_field(&info, "total_commands_processed")
+        .and_then(|n| n.parse().ok())
+        .unwrap();
+    assert!(
+        processed <= 2,
+        "only what came after the reset: {processed}"
+    );
+
+    // Prometheus counters never go backwards.
+    let (_, metrics) = admin_get(&node, "/metrics", None);
+    assert!(metrics.contains("larder_cache_hits_total 50"), "{metrics}");
 }

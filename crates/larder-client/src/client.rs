@@ -12,8 +12,8 @@ use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
 
-use crate::Error;
 use crate::config::ClientConfig;
+use crate::error::{ConfigError, Error};
 use crate::placement::Placement;
 use larder_util::breaker::{Breaker, BreakerState, Transition};
 use larder_util::clock::{Clock, SystemClock};
@@ -80,17 +80,15 @@ impl Client {
         config.check()?;
         let names = config.node_names()?;
         let placement = Placement::new(&names).map_err(|(a, b)| {
-            Error::Config(if a == b {
-                format!("node {a} is listed twice")
+            if a == b {
+                ConfigError::Twice(a)
             } else {
-                format!("nodes {a} and {b} have the same placement hash; list one differently")
-            })
+                ConfigError::SameHash(a, b)
+            }
         })?;
         let (authorization, timeout_header) = config.headers()?;
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(Error::Config(
-                "Client::new must be called inside a Tokio runtime".to_owned(),
-            ));
+            return Err(ConfigError::NoRuntime.into());
         }
         let nodes = names
             .into_iter()

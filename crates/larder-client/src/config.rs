@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Endpoint;
 
-use crate::Error;
+use crate::error::ConfigError;
 
 /// Default node: a cache node's default gRPC address.
 pub const DEFAULT_NODE: &str = "127.0.0.1:7070";
@@ -83,28 +83,27 @@ impl fmt::Debug for ClientConfig {
 
 impl ClientConfig {
     /// Refuses settings that cannot work.
-    pub(crate) fn check(&self) -> Result<(), Error> {
-        let refuse = |what: &str| Err(Error::Config(what.to_owned()));
+    pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.nodes.is_empty() {
-            return refuse("nodes is empty: list at least one cache node");
+            return Err(ConfigError::NoNodes);
         }
         if self.deadline.is_zero() {
-            return refuse("deadline_ms must be positive");
+            return Err(ConfigError::NotPositive("deadline_ms"));
         }
         if self.connect_timeout.is_zero() {
-            return refuse("connect_timeout_ms must be positive");
+            return Err(ConfigError::NotPositive("connect_timeout_ms"));
         }
         if self.breaker_failures == 0 {
-            return refuse("breaker_failures must be at least 1");
+            return Err(ConfigError::Zero("breaker_failures"));
         }
         if self.connections_per_node == 0 {
-            return refuse("connections_per_node must be at least 1");
+            return Err(ConfigError::Zero("connections_per_node"));
         }
         Ok(())
     }
 
     /// The nodes' names (see [`node_name`]), in configuration order.
-    pub(crate) fn node_names(&self) -> Result<Vec<String>, Error> {
+    pub(crate) fn node_names(&self) -> Result<Vec<String>, ConfigError> {
         self.nodes
             .iter()
             .map(|address| node_name(address))
@@ -115,22 +114,25 @@ impl ClientConfig {
     /// every call carries, formatted once.
     pub(crate) fn headers(
         &self,
-    ) -> Result<(Option<AsciiMetadataValue>, AsciiMetadataValue), Error> {
+    ) -> Result<(Option<AsciiMetadataValue>, AsciiMetadataValue), ConfigError> {
         let token = self.token.as_deref().filter(|t| !t.is_empty());
         let authorization = token
             .map(|token| format!("Bearer {token}").parse::<AsciiMetadataValue>())
             .transpose()
-            .map_err(|_| Error::Config("token must be visible ASCII".to_owned()))?;
+            .map_err(|_| ConfigError::Token)?;
         let timeout = grpc_timeout(self.deadline)
             .parse::<AsciiMetadataValue>()
-            .map_err(|e| Error::Config(format!("deadline: {e}")))?;
+            .map_err(|e| ConfigError::Deadline(e.into()))?;
         Ok((authorization, timeout))
     }
 
     /// The endpoint for a node's (normalized) name.
-    pub(crate) fn endpoint(&self, name: &str) -> Result<Endpoint, Error> {
-        let endpoint = Endpoint::from_shared(format!("http://{name}"))
-            .map_err(|e| Error::Config(format!("node {name:?}: {e}")))?;
+    pub(crate) fn endpoint(&self, name: &str) -> Result<Endpoint, ConfigError> {
+        let endpoint =
+            Endpoint::from_shared(format!("http://{name}")).map_err(|e| ConfigError::Endpoint {
+                node: name.to_owned(),
+                error: e.into(),
+            })?;
         Ok(endpoint
             .connect_timeout(self.connect_timeout)
             .tcp_nodelay(true)
@@ -144,22 +146,27 @@ impl ClientConfig {
 ///
 /// # Errors
 ///
-/// [`Error::Config`] for `https://` (this client speaks plaintext HTTP/2), a path, or a missing
+/// [`ConfigError`] for `https://` (this client speaks plaintext HTTP/2), a path, or a missing
 /// port.
-fn node_name(address: &str) -> Result<String, Error> {
-    let refuse = |why: &str| Err(Error::Config(format!("node {address:?}: {why}")));
+fn node_name(address: &str) -> Result<String, ConfigError> {
     let trimmed = address.trim();
     if trimmed.starts_with("https://") {
-        return refuse("TLS is not supported; use host:port or http://host:port");
+        return Err(ConfigError::Tls {
+            address: address.to_owned(),
+        });
     }
     let name = trimmed.strip_prefix("http://").unwrap_or(trimmed);
     let name = name.strip_suffix('/').unwrap_or(name);
     if name.is_empty() || name.contains(['/', '?', '#', '@']) || name.contains("://") {
-        return refuse("expected host:port or http://host:port");
+        return Err(ConfigError::Address {
+            address: address.to_owned(),
+        });
     }
     let port = name.rsplit_once(':').map(|(_, port)| port);
     if port.is_none_or(|p| p.parse::<u16>().is_err()) {
-        return refuse("expected host:port with a numeric port");
+        return Err(ConfigError::Port {
+            address: address.to_owned(),
+        });
     }
     Ok(name.to_owned())
 }
@@ -209,7 +216,15 @@ mod tests {
             "http://a:1/path",
             "ftp://a:1",
         ] {
-            assert!(matches!(node_name(bad), Err(Error::Config(_))), "{bad}");
+            assert!(
+                matches!(
+                    node_name(bad),
+                    Err(ConfigError::Tls { .. }
+                        | ConfigError::Address { .. }
+                        | ConfigError::Port { .. })
+                ),
+                "{bad}"
+            );
         }
     }
 

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::error::Error as _;
 use std::sync::Arc;
 
+use tonic::metadata::errors::InvalidMetadataValue;
 use tonic::{Code, Status};
 
 /// A failed client call or construction.
@@ -27,9 +28,73 @@ pub enum Error {
         /// The node's message.
         message: String,
     },
-    /// The client configuration cannot work; the text says why.
+    /// The client configuration cannot work. (Its text is part of this one, so it is not also
+    /// the `source()`.)
     #[error("cache client configuration: {0}")]
-    Config(String),
+    Config(ConfigError),
+}
+
+impl From<ConfigError> for Error {
+    fn from(err: ConfigError) -> Self {
+        Self::Config(err)
+    }
+}
+
+/// Why a client configuration cannot work; the text says how to fix it. tonic's errors are
+/// shared, so that [`Error`] stays cheap to clone.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ConfigError {
+    /// `nodes` is empty.
+    #[error("nodes is empty: list at least one cache node")]
+    NoNodes,
+    /// A duration that must be positive is zero.
+    #[error("{0} must be positive")]
+    NotPositive(&'static str),
+    /// A count that must be at least 1 is zero.
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    /// The token has characters a header cannot carry.
+    #[error("token must be visible ASCII")]
+    Token,
+    /// The deadline does not make a `grpc-timeout` header.
+    #[error("deadline: {0}")]
+    Deadline(Arc<InvalidMetadataValue>),
+    /// A node address with `https://`.
+    #[error("node {address:?}: TLS is not supported; use host:port or http://host:port")]
+    Tls {
+        /// The address as configured.
+        address: String,
+    },
+    /// A node address that is not `host:port` or `http://host:port`.
+    #[error("node {address:?}: expected host:port or http://host:port")]
+    Address {
+        /// The address as configured.
+        address: String,
+    },
+    /// A node address without a port, or with one that is not a number.
+    #[error("node {address:?}: expected host:port with a numeric port")]
+    Port {
+        /// The address as configured.
+        address: String,
+    },
+    /// tonic refused a node's endpoint.
+    #[error("node {node:?}: {error}")]
+    Endpoint {
+        /// The node (`host:port`).
+        node: String,
+        /// What tonic said.
+        error: Arc<tonic::transport::Error>,
+    },
+    /// The same node twice in `nodes`.
+    #[error("node {0} is listed twice")]
+    Twice(String),
+    /// Two nodes whose placement hashes collide, so their keys' owner would depend on the
+    /// order of the list.
+    #[error("nodes {0} and {1} have the same placement hash; list one differently")]
+    SameHash(String, String),
+    /// The channels need a Tokio runtime to drive them.
+    #[error("Client::new must be called inside a Tokio runtime")]
+    NoRuntime,
 }
 
 impl Error {
@@ -133,6 +198,49 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
         let transport = Status::from_error(Box::new(io));
         assert!(Error::from_status(&node, transport).is_unavailable());
+    }
+
+    #[test]
+    fn configuration_errors_say_what_to_fix() {
+        let cases = [
+            (
+                ConfigError::NoNodes,
+                "nodes is empty: list at least one cache node",
+            ),
+            (
+                ConfigError::NotPositive("deadline_ms"),
+                "deadline_ms must be positive",
+            ),
+            (
+                ConfigError::Zero("breaker_failures"),
+                "breaker_failures must be at least 1",
+            ),
+            (
+                ConfigError::Tls {
+                    address: "https://a:1".into(),
+                },
+                "node \"https://a:1\": TLS is not supported; use host:port or http://host:port",
+            ),
+            (
+                ConfigError::Port {
+                    address: "a".into(),
+                },
+                "node \"a\": expected host:port with a numeric port",
+            ),
+            (
+                ConfigError::SameHash("a:1".into(), "b:2".into()),
+                "nodes a:1 and b:2 have the same placement hash; list one differently",
+            ),
+        ];
+        for (err, text) in cases {
+            assert_eq!(err.to_string(), text);
+        }
+        let err = Error::from(ConfigError::Twice("a:1".into()));
+        assert_eq!(
+            err.to_string(),
+            "cache client configuration: node a:1 is listed twice"
+        );
+        assert!(err.source().is_none());
     }
 
     #[test]

@@ -53,6 +53,6 @@ pub use config::{
     ClientConfig, DEFAULT_BREAKER_COOLDOWN, DEFAULT_BREAKER_FAILURES, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_CONNECTIONS_PER_NODE, DEFAULT_DEADLINE, DEFAULT_NODE,
 };
-pub use error::Error;
+pub use error::{ConfigError, Error};
 pub use larder_util::breaker::BreakerState;
 pub use ops::{Entry, Lookup, SetOpts};

@@ -316,7 +316,7 @@ mod tests {
         assert_eq!(try_join_all(futures).await.unwrap(), delays);
         let failing = [1u64, 0].into_iter().map(|ms| async move {
             if ms == 0 {
-                return Err(Error::Config("boom".into()));
+                return Err(Error::Config(crate::ConfigError::NoNodes));
             }
             std::future::pending::<()>().await;
             Ok(ms)

@@ -1,5 +1,6 @@
 //! Types and service traits generated from `proto/larder/cache/v1/cache.proto` (the node's
-//! `Cache` service) and `origin.proto` (the `Origin` service an application implements for a
+//! `Cache` service), `cluster.proto` (the node's `Cluster` service: placement table, handoff)
+//! and `origin.proto` (the `Origin` service an application implements for a
 //! gRPC read-through origin), and the encoded descriptor set that server reflection serves.
 
 #![allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
@@ -22,6 +23,7 @@ mod tests {
     fn reflection_describes_both_services() {
         for name in [
             &b"larder/cache/v1/cache.proto"[..],
+            b"larder/cache/v1/cluster.proto",
             b"larder/cache/v1/origin.proto",
         ] {
             assert!(memchr::memmem::find(super::FILE_DESCRIPTOR_SET, name).is_some());

@@ -7,6 +7,7 @@
 mod error;
 pub mod grpc;
 pub mod http1;
+pub mod http_url;
 pub mod metrics;
 pub mod resp;
 

@@ -3,17 +3,15 @@
 
 mod cli;
 mod config;
-mod loadgen;
 mod probe;
 mod serve;
-mod trace;
 mod up;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use cli::{BenchCommand, Cli, Command};
+use cli::{Cli, Command};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -46,24 +44,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     match cli.command {
-        Some(Command::Bench {
-            what: BenchCommand::Trace(args),
-        }) => {
-            trace::run(&args)?;
+        Some(Command::Bench { what }) => {
+            larder_bench::run(&what)?;
             Ok(ExitCode::SUCCESS)
         }
-        Some(Command::Bench {
-            what: BenchCommand::Resp(args),
-        }) => loadgen::resp(&args),
-        Some(Command::Bench {
-            what: BenchCommand::Grpc(args),
-        }) => loadgen::grpc(&args),
-        Some(Command::Bench {
-            what: BenchCommand::Burst(args),
-        }) => loadgen::burst(&args),
-        Some(Command::Bench {
-            what: BenchCommand::Http(args),
-        }) => loadgen::http(&args),
         Some(Command::Probe(args)) => probe::run(&args),
         Some(Command::Up(_)) => up::run(&config),
         Some(Command::Cache(_)) => serve::cache(config.cache),

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use clap::Args;
+use larder_proto::http_url::HttpUrl;
 
 /// Where the probe looks when no URL is given: the gateway's readiness, as `larder up` (the
 /// image's default command) serves it.
@@ -44,30 +45,13 @@ pub(crate) fn run(args: &ProbeArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// `(authority, path)` of a plain-HTTP URL; the authority keeps its port, or gets `:80`.
-fn split_url(url: &str) -> anyhow::Result<(String, &str)> {
-    let Some(rest) = url.strip_prefix("http://") else {
-        bail!("only http:// URLs can be probed");
-    };
-    let (authority, path) = rest.find('/').map_or((rest, "/"), |i| rest.split_at(i));
-    if authority.is_empty() || authority.contains(['@', ' ']) {
-        bail!("no usable host in the URL");
-    }
-    let has_port = match authority.rfind(']') {
-        Some(end) => authority[end..].contains(':'),
-        None => authority.contains(':'),
-    };
-    let authority = if has_port {
-        authority.to_owned()
-    } else {
-        format!("{authority}:80")
-    };
-    Ok((authority, path))
-}
-
 /// Sends `GET path` and returns the answer's status code.
 fn get_status(url: &str, deadline: Instant) -> anyhow::Result<u16> {
-    let (authority, path) = split_url(url)?;
+    let HttpUrl {
+        addr: authority,
+        host,
+        path,
+    } = HttpUrl::parse(url)?;
     let left = || {
         deadline
             .checked_duration_since(Instant::now())
@@ -82,7 +66,7 @@ fn get_status(url: &str, deadline: Instant) -> anyhow::Result<u16> {
     let mut stream = TcpStream::connect_timeout(&addr, left()?).context("connecting")?;
     stream.set_write_timeout(Some(left()?))?;
     let request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: larder-probe\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: larder-probe\r\n\
          Connection: close\r\n\r\n"
     );
     stream.write_all(request.as_bytes()).context("sending")?;
@@ -191,26 +175,7 @@ mod tests {
     }
 
     #[test]
-    fn urls_split_into_authority_and_path() {
-        assert_eq!(
-            split_url("http://127.0.0.1:7071/readyz").unwrap(),
-            ("127.0.0.1:7071".into(), "/readyz")
-        );
-        assert_eq!(
-            split_url("http://localhost").unwrap(),
-            ("localhost:80".into(), "/")
-        );
-        assert_eq!(
-            split_url("http://[::1]:8080/x?y").unwrap(),
-            ("[::1]:8080".into(), "/x?y")
-        );
-        assert_eq!(
-            split_url("http://[::1]/").unwrap(),
-            ("[::1]:80".into(), "/")
-        );
-        for bad in ["https://x/", "x:80/", "http:///", "http://u@h/"] {
-            assert!(split_url(bad).is_err(), "{bad}");
-        }
+    fn statuses_are_read_from_the_status_line() {
         assert_eq!(parse_status(b"HTTP/1.0 404 Not Found\r\n").unwrap(), 404);
         assert!(parse_status(b"HTTP/1.1 abc\r\n").is_err());
         assert!(parse_status(b"HTTP/2 200\r\n").is_err());

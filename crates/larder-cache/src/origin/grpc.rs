@@ -20,6 +20,23 @@ use super::Fetched;
 use super::http::{MAX_BODY, with_causes};
 use super::pattern::Parts;
 
+/// Why a grpc origin could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum GrpcUrlError {
+    /// `https://`: the node has no TLS client.
+    #[error("https is not supported (the node has no TLS client): use http://")]
+    Https,
+    /// Another scheme, or none.
+    #[error("the url must be http://host:port")]
+    NotHttp,
+    /// tonic refused the URL.
+    #[error("the url is not valid: {0}")]
+    Invalid(tonic::transport::Error),
+    /// There is no tokio runtime to drive the channel.
+    #[error("a grpc origin must be created within a tokio runtime")]
+    NoRuntime,
+}
+
 /// A gRPC origin.
 #[derive(Debug)]
 pub(crate) struct GrpcOrigin {
@@ -36,26 +53,25 @@ impl GrpcOrigin {
     ///
     /// # Errors
     /// The URL is not `http://` or not valid, or there is no tokio runtime.
-    pub(crate) fn new(name: &str, url: &str, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(name: &str, url: &str, timeout: Duration) -> Result<Self, GrpcUrlError> {
         if url
             .get(..8)
             .is_some_and(|s| s.eq_ignore_ascii_case("https://"))
         {
-            return Err("https is not supported (the node has no TLS client): use http://".into());
+            return Err(GrpcUrlError::Https);
         }
         if !url
             .get(..7)
             .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
         {
-            return Err("the url must be http://host:port".into());
+            return Err(GrpcUrlError::NotHttp);
         }
         let endpoint = Endpoint::from_shared(url.to_owned())
-            .map_err(|err| format!("the url is not valid: {err}"))?
+            .map_err(GrpcUrlError::Invalid)?
             .tcp_nodelay(true)
             .connect_timeout(timeout);
         // The channel's worker task is spawned here; without a runtime tonic would panic.
-        tokio::runtime::Handle::try_current()
-            .map_err(|_| "a grpc origin must be created within a tokio runtime")?;
+        tokio::runtime::Handle::try_current().map_err(|_| GrpcUrlError::NoRuntime)?;
         let client = OriginClient::new(endpoint.connect_lazy())
             .max_decoding_message_size(MAX_BODY)
             .max_encoding_message_size(MAX_BODY);
@@ -67,7 +83,11 @@ impl GrpcOrigin {
     }
 
     /// Calls `Load`.
-    pub(crate) async fn load(&self, key: &[u8], parts: &Parts<'_>) -> Result<Fetched, String> {
+    ///
+    /// # Errors
+    /// The status of a failed call (not `NOT_FOUND`, which is [`Fetched::NotFound`]); it reads
+    /// as [`status_message`] says.
+    pub(crate) async fn load(&self, key: &[u8], parts: &Parts<'_>) -> Result<Fetched, Status> {
         let request = pb::LoadRequest {
             key: Bytes::copy_from_slice(key),
             parts: parts_map(parts),
@@ -76,7 +96,7 @@ impl GrpcOrigin {
         let reply = match self.client.clone().load(self.request(request)).await {
             Ok(reply) => reply.into_inner(),
             Err(status) if status.code() == Code::NotFound => return Ok(Fetched::NotFound),
-            Err(status) => return Err(status_message(&status)),
+            Err(status) => return Err(status),
         };
         if !reply.found {
             return Ok(Fetched::NotFound);
@@ -93,7 +113,7 @@ impl GrpcOrigin {
         key: &[u8],
         parts: &Parts<'_>,
         value: &[u8],
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, Status> {
         let request = pb::StoreRequest {
             key: Bytes::copy_from_slice(key),
             parts: parts_map(parts),
@@ -104,8 +124,7 @@ impl GrpcOrigin {
             .client
             .clone()
             .store(self.request(request))
-            .await
-            .map_err(|status| status_message(&status))?
+            .await?
             .into_inner();
         Ok((reply.version != 0).then_some(reply.version))
     }
@@ -127,7 +146,7 @@ fn parts_map(parts: &Parts<'_>) -> HashMap<String, Bytes> {
 
 /// `<code>: <message>`, cut short; a transport failure's cause is added when the status
 /// carries one.
-fn status_message(status: &Status) -> String {
+pub(super) fn status_message(status: &Status) -> String {
     let message = format!("{:?}: {}", status.code(), status.message());
     with_causes(message, status.source())
 }
@@ -142,11 +161,13 @@ mod tests {
         assert!(
             GrpcOrigin::new("o", "https://h:1", timeout)
                 .unwrap_err()
+                .to_string()
                 .contains("TLS")
         );
         assert!(
             GrpcOrigin::new("o", "h:1", timeout)
                 .unwrap_err()
+                .to_string()
                 .contains("http://")
         );
         assert!(GrpcOrigin::new("o", "http://h a:1", timeout).is_err());
@@ -156,14 +177,15 @@ mod tests {
         drop(listener);
         let origin = GrpcOrigin::new("o", &format!("http://{addr}"), timeout).unwrap();
         let parts: Parts<'_> = vec![("id", b"1")];
-        let err = origin.load(b"doc/1", &parts).await.unwrap_err();
+        let err = status_message(&origin.load(b"doc/1", &parts).await.unwrap_err());
         assert!(err.starts_with("Unavailable: "), "{err}");
     }
 
     #[test]
     fn creating_outside_a_runtime_is_an_error() {
         let err = GrpcOrigin::new("o", "http://127.0.0.1:1", Duration::from_secs(1)).unwrap_err();
-        assert!(err.contains("runtime"), "{err}");
+        assert!(matches!(err, GrpcUrlError::NoRuntime), "{err:?}");
+        assert!(err.to_string().contains("runtime"), "{err}");
     }
 
     #[test]

@@ -38,6 +38,83 @@ enum Piece {
     Part(usize),
 }
 
+/// Why an http origin's URL template was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpUrlError {
+    /// `https://`: the node has no TLS client.
+    #[error("https is not supported (the node has no TLS client): use http://")]
+    Https,
+    /// Another scheme, or none.
+    #[error("the url must start with http://")]
+    NotHttp,
+    /// A key part in the host, where a key could choose where it is sent.
+    #[error("key parts may appear only in the url's path or query, not its host")]
+    PartInHost,
+    /// A user name or password in the URL.
+    #[error("credentials in the url are not supported")]
+    Credentials,
+    /// A `{` with no `}` after it.
+    #[error("the url has a '{{' without '}}'")]
+    Unclosed,
+    /// A `}` with no `{` before it.
+    #[error("the url has a '}}' without '{{'")]
+    Unopened,
+    /// A `{part}` the pattern does not have.
+    #[error(
+        "the url names an unknown part {{{name}}} (the pattern's parts: {})",
+        braced_list(.known)
+    )]
+    UnknownPart {
+        /// The name in the URL.
+        name: String,
+        /// The pattern's parts.
+        known: Vec<String>,
+    },
+    /// The URL does not parse.
+    #[error("the url is not valid: {0}")]
+    Invalid(hyper::http::uri::InvalidUri),
+    /// The URL has no host.
+    #[error("the url needs a host")]
+    NoHost,
+}
+
+/// `names` as `{a}, {b}`, or `none`.
+fn braced_list(names: &[String]) -> String {
+    if names.is_empty() {
+        return "none".into();
+    }
+    let listed: Vec<String> = names.iter().map(|name| format!("{{{name}}}")).collect();
+    listed.join(", ")
+}
+
+/// Why a load or a write of an http origin failed. Its text includes its cause's (cut to
+/// [`MAX_MESSAGE`] characters where the origin or the network supplied it), so the cause is not
+/// also its `source()`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum HttpError {
+    /// The key's parts do not fill in the template.
+    #[error("the key lacks a part of the url")]
+    MissingPart,
+    /// The filled-in URL does not parse.
+    #[error("{0}")]
+    Uri(hyper::http::uri::InvalidUri),
+    /// The request could not be built.
+    #[error("{0}")]
+    Request(hyper::http::Error),
+    /// The request could not be sent or no response came.
+    #[error("{}", error_chain(.0))]
+    Send(hyper_util::client::legacy::Error),
+    /// The origin answered with a status that is neither success nor "not found".
+    #[error("HTTP {}", .0.as_u16())]
+    Status(StatusCode),
+    /// The response body is larger than [`MAX_BODY`].
+    #[error("the response body is over {} MiB", MAX_BODY >> 20)]
+    TooBig,
+    /// The response body could not be read.
+    #[error("{}", error_chain(&**.0))]
+    Body(Box<dyn std::error::Error + Send + Sync>),
+}
+
 /// An HTTP origin.
 #[derive(Debug)]
 pub(crate) struct HttpOrigin {
@@ -51,7 +128,11 @@ impl HttpOrigin {
     /// # Errors
     /// The URL is not `http://`, names a part the pattern lacks, puts a part in the host, or
     /// is not a valid URL.
-    pub(crate) fn new(url: &str, pattern: &KeyPattern, timeout: Duration) -> Result<Self, String> {
+    pub(crate) fn new(
+        url: &str,
+        pattern: &KeyPattern,
+        timeout: Duration,
+    ) -> Result<Self, HttpUrlError> {
         let names: Vec<&str> = pattern.names().collect();
         let template = parse_template(url, &names)?;
         let mut connector = HttpConnector::new();
@@ -65,13 +146,13 @@ impl HttpOrigin {
     }
 
     /// `GET`s the key's URL.
-    pub(crate) async fn load(&self, parts: &Parts<'_>) -> Result<Fetched, String> {
+    pub(crate) async fn load(&self, parts: &Parts<'_>) -> Result<Fetched, HttpError> {
         let request = Request::builder()
             .method(Method::GET)
             .uri(self.uri(parts)?)
             .header(ACCEPT, "*/*")
             .body(Full::default())
-            .map_err(|err| err.to_string())?;
+            .map_err(HttpError::Request)?;
         let response = self.send(request).await?;
         match response.status() {
             StatusCode::OK => {
@@ -83,7 +164,7 @@ impl HttpOrigin {
                 drain(response).await;
                 Ok(Fetched::NotFound)
             }
-            status => Err(format!("HTTP {}", status.as_u16())),
+            status => Err(HttpError::Status(status)),
         }
     }
 
@@ -92,57 +173,54 @@ impl HttpOrigin {
         &self,
         parts: &Parts<'_>,
         value: &[u8],
-    ) -> Result<Option<u64>, String> {
+    ) -> Result<Option<u64>, HttpError> {
         let request = Request::builder()
             .method(Method::PUT)
             .uri(self.uri(parts)?)
             .header(CONTENT_TYPE, "application/octet-stream")
             .body(Full::new(Bytes::copy_from_slice(value)))
-            .map_err(|err| err.to_string())?;
+            .map_err(HttpError::Request)?;
         let response = self.send(request).await?;
         let status = response.status();
         if !status.is_success() {
-            return Err(format!("HTTP {}", status.as_u16()));
+            return Err(HttpError::Status(status));
         }
         let version = etag_version(response.headers());
         drain(response).await;
         Ok(version)
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, String> {
-        self.client
-            .request(request)
-            .await
-            .map_err(|err| error_chain(&err))
+    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, HttpError> {
+        self.client.request(request).await.map_err(HttpError::Send)
     }
 
     /// The template filled in with `parts`.
-    fn uri(&self, parts: &Parts<'_>) -> Result<Uri, String> {
+    fn uri(&self, parts: &Parts<'_>) -> Result<Uri, HttpError> {
         let mut url = String::with_capacity(128);
         for piece in &self.template {
             match piece {
                 Piece::Literal(text) => url.push_str(text),
                 Piece::Part(index) => {
-                    let (_, bytes) = parts.get(*index).ok_or("the key lacks a part of the url")?;
+                    let (_, bytes) = parts.get(*index).ok_or(HttpError::MissingPart)?;
                     encode_segment(bytes, &mut url);
                 }
             }
         }
-        Uri::try_from(url).map_err(|err| err.to_string())
+        Uri::try_from(url).map_err(HttpError::Uri)
     }
 }
 
 /// Splits `url` into literals and parts, each of which must be one of `names`.
-fn parse_template(url: &str, names: &[&str]) -> Result<Vec<Piece>, String> {
+fn parse_template(url: &str, names: &[&str]) -> Result<Vec<Piece>, HttpUrlError> {
     let scheme = url.get(..8).map(str::to_ascii_lowercase);
     if scheme.as_deref() == Some("https://") {
-        return Err("https is not supported (the node has no TLS client): use http://".into());
+        return Err(HttpUrlError::Https);
     }
     if !url
         .get(..7)
         .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
     {
-        return Err("the url must start with http://".into());
+        return Err(HttpUrlError::NotHttp);
     }
     // Parts go in the path or the query only: a key must not choose the host it is sent to.
     let authority_end = url[7..]
@@ -150,10 +228,10 @@ fn parse_template(url: &str, names: &[&str]) -> Result<Vec<Piece>, String> {
         .map_or(url.len(), |at| at + 7);
     let authority = &url[7..authority_end];
     if authority.contains(['{', '}']) {
-        return Err("key parts may appear only in the url's path or query, not its host".into());
+        return Err(HttpUrlError::PartInHost);
     }
     if authority.contains('@') {
-        return Err("credentials in the url are not supported".into());
+        return Err(HttpUrlError::Credentials);
     }
     let mut pieces = Vec::new();
     let mut rest = url;
@@ -161,26 +239,21 @@ fn parse_template(url: &str, names: &[&str]) -> Result<Vec<Piece>, String> {
         if open > 0 {
             pieces.push(Piece::Literal(rest[..open].to_owned()));
         }
-        let close = rest[open..]
-            .find('}')
-            .ok_or("the url has a '{' without '}'")?;
+        let close = rest[open..].find('}').ok_or(HttpUrlError::Unclosed)?;
         let name = &rest[open + 1..open + close];
-        let index = names.iter().position(|n| *n == name).ok_or_else(|| {
-            let known: Vec<String> = names.iter().map(|n| format!("{{{n}}}")).collect();
-            format!(
-                "the url names an unknown part {{{name}}} (the pattern's parts: {})",
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
-            )
-        })?;
+        let index =
+            names
+                .iter()
+                .position(|n| *n == name)
+                .ok_or_else(|| HttpUrlError::UnknownPart {
+                    name: name.to_owned(),
+                    known: names.iter().map(|&n| n.to_owned()).collect(),
+                })?;
         pieces.push(Piece::Part(index));
         rest = &rest[open + close + 1..];
     }
     if rest.contains('}') {
-        return Err("the url has a '}' without '{'".into());
+        return Err(HttpUrlError::Unopened);
     }
     if !rest.is_empty() {
         pieces.push(Piece::Literal(rest.to_owned()));
@@ -193,9 +266,9 @@ fn parse_template(url: &str, names: &[&str]) -> Result<Vec<Piece>, String> {
             Piece::Part(_) => "x",
         })
         .collect();
-    let uri = Uri::try_from(sample).map_err(|err| format!("the url is not valid: {err}"))?;
+    let uri = Uri::try_from(sample).map_err(HttpUrlError::Invalid)?;
     if uri.host().is_none_or(str::is_empty) {
-        return Err("the url needs a host".into());
+        return Err(HttpUrlError::NoHost);
     }
     Ok(pieces)
 }
@@ -230,19 +303,18 @@ fn etag_version(headers: &HeaderMap) -> Option<u64> {
 }
 
 /// The whole body, refused past [`MAX_BODY`].
-async fn read_body(response: Response<Incoming>) -> Result<Bytes, String> {
-    let too_big = || format!("the response body is over {} MiB", MAX_BODY >> 20);
+async fn read_body(response: Response<Incoming>) -> Result<Bytes, HttpError> {
     let declared = response
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
     if declared.is_some_and(|len| len > MAX_BODY as u64) {
-        return Err(too_big());
+        return Err(HttpError::TooBig);
     }
     match Limited::new(response.into_body(), MAX_BODY).collect().await {
         Ok(body) => Ok(body.to_bytes()),
-        Err(err) if err.is::<LengthLimitError>() => Err(too_big()),
-        Err(err) => Err(error_chain(&*err)),
+        Err(err) if err.is::<LengthLimitError>() => Err(HttpError::TooBig),
+        Err(err) => Err(HttpError::Body(err)),
     }
 }
 
@@ -296,9 +368,14 @@ mod tests {
         out
     }
 
-    fn origin(url: &str) -> Result<HttpOrigin, String> {
-        let pattern = KeyPattern::parse("doc/{collection}/{id}")?;
+    fn origin(url: &str) -> Result<HttpOrigin, HttpUrlError> {
+        let pattern = KeyPattern::parse("doc/{collection}/{id}").unwrap();
         HttpOrigin::new(url, &pattern, Duration::from_secs(1))
+    }
+
+    /// The reason `url` is refused.
+    fn refused(url: &str) -> String {
+        origin(url).unwrap_err().to_string()
     }
 
     #[test]
@@ -336,26 +413,18 @@ mod tests {
 
     #[test]
     fn bad_templates_are_refused_with_a_reason() {
-        let err = origin("http://h/{collection}/{ident}").unwrap_err();
+        let err = refused("http://h/{collection}/{ident}");
         assert!(
             err.contains("{ident}") && err.contains("{collection}, {id}"),
             "{err}"
         );
-        let err = origin("https://h/{id}").unwrap_err();
+        let err = refused("https://h/{id}");
         assert!(err.contains("TLS"), "{err}");
-        assert!(origin("ftp://h/{id}").unwrap_err().contains("http://"));
-        assert!(
-            origin("http://{collection}.example/{id}")
-                .unwrap_err()
-                .contains("host")
-        );
-        assert!(
-            origin("http://user:secret@h/{id}")
-                .unwrap_err()
-                .contains("credentials")
-        );
-        assert!(origin("http://h/{id").unwrap_err().contains("'{'"));
-        assert!(origin("http://h/id}").unwrap_err().contains("'}'"));
+        assert!(refused("ftp://h/{id}").contains("http://"));
+        assert!(refused("http://{collection}.example/{id}").contains("host"));
+        assert!(refused("http://user:secret@h/{id}").contains("credentials"));
+        assert!(refused("http://h/{id").contains("'{'"));
+        assert!(refused("http://h/id}").contains("'}'"));
         assert!(origin("http:///{id}").is_err());
         assert!(origin("http://h/a b/{id}").is_err());
         assert!(origin("HTTP://h:1/{id}").is_ok());
@@ -398,6 +467,40 @@ mod tests {
         let o = origin(&format!("http://{addr}/{{collection}}/{{id}}")).unwrap();
         let parts: Parts<'_> = vec![("collection", b"c"), ("id", b"1")];
         let err = o.load(&parts).await.unwrap_err();
+        assert!(matches!(err, HttpError::Send(_)), "{err:?}");
+        let err = err.to_string();
         assert!(!err.is_empty() && err.len() <= MAX_MESSAGE * 4, "{err}");
+    }
+
+    #[test]
+    fn template_errors_list_the_parts_there_are() {
+        assert_eq!(
+            refused("http://h/{collection}/{ident}"),
+            "the url names an unknown part {ident} (the pattern's parts: {collection}, {id})"
+        );
+        let bare = KeyPattern::parse("config").unwrap();
+        let err = HttpOrigin::new("http://h/{id}", &bare, Duration::from_secs(1)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "the url names an unknown part {id} (the pattern's parts: none)"
+        );
+        assert_eq!(refused("http://h/{id"), "the url has a '{' without '}'");
+        assert_eq!(refused("http://h/id}"), "the url has a '}' without '{'");
+        assert!(refused("http://h/a b/{id}").starts_with("the url is not valid: "));
+    }
+
+    #[test]
+    fn load_errors_read_as_the_origin_answered() {
+        assert_eq!(
+            HttpError::Status(StatusCode::SERVICE_UNAVAILABLE).to_string(),
+            "HTTP 503"
+        );
+        assert_eq!(
+            HttpError::TooBig.to_string(),
+            "the response body is over 64 MiB"
+        );
+        let io = std::io::Error::other("x".repeat(1_000));
+        let long = HttpError::Body(Box::new(io)).to_string();
+        assert_eq!(long.chars().count(), MAX_MESSAGE + 1);
     }
 }

@@ -16,6 +16,7 @@
 //! stale-if-error (a read loads, and serves the stale value only if the load fails).
 
 pub(crate) mod config;
+mod error;
 mod grpc;
 mod http;
 mod pattern;
@@ -29,7 +30,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
 
 use bytes::Bytes;
-use larder_proto::ErrorCode;
 use larder_store::{Clock, EntryRef, SetMode, SetOptions, Store};
 use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 use parking_lot::Mutex;
@@ -37,8 +37,14 @@ use tokio::runtime::Handle;
 
 use crate::node::mutation::{MutationKind, Recorder};
 use config::OriginConfig;
+pub(crate) use error::OriginError;
+pub use error::{OriginConfigError, OriginsError};
+pub use grpc::GrpcUrlError;
+pub use http::HttpUrlError;
 use pattern::KeyPattern;
+pub use pattern::PatternError;
 pub(crate) use source::Origin;
+pub use sql::SqlConfigError;
 
 /// Bytes of keys remembered as "not found"; past it the expired ones are dropped, then all.
 const MAX_NOT_FOUND_BYTES: usize = 16 << 20;
@@ -55,27 +61,6 @@ pub(crate) enum Fetched {
     Found { value: Bytes, version: Option<u64> },
     /// The origin has no such key.
     NotFound,
-}
-
-/// Why an origin read or write failed. Nothing is cached for a failure.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum OriginError {
-    /// The origin failed, timed out, is refusing calls (breaker open) or is at its limit.
-    #[error("origin unavailable: {0}")]
-    Unavailable(String),
-    /// The key or the request cannot go to this origin.
-    #[error("{0}")]
-    Invalid(String),
-}
-
-impl OriginError {
-    /// The kind of error, for the protocols' error codes.
-    pub(crate) fn code(&self) -> ErrorCode {
-        match self {
-            Self::Unavailable(_) => ErrorCode::Unavailable,
-            Self::Invalid(_) => ErrorCode::InvalidArgument,
-        }
-    }
 }
 
 /// A value as served to a reader.
@@ -105,43 +90,41 @@ pub(crate) type ReadResult = Result<Option<Served>, OriginError>;
 pub(crate) use larder_store::Freshness;
 
 /// Checks every origin's settings without connecting to anything.
-pub(crate) fn check(configs: &[OriginConfig]) -> Result<(), String> {
-    for (i, config) in configs.iter().enumerate() {
-        let label = if config.name.is_empty() {
-            format!("origins[{i}]")
-        } else {
-            format!("origin {:?}", config.name)
+pub(crate) fn check(configs: &[OriginConfig]) -> Result<(), OriginsError> {
+    for (index, config) in configs.iter().enumerate() {
+        let refuse = |error| OriginsError::Config {
+            index,
+            name: config.name.clone(),
+            error,
         };
         if config.name.is_empty() || config.name.contains(['"', '\\', '\n']) {
-            return Err(format!(
-                "{label}: needs a name without quotes or backslashes"
-            ));
+            return Err(refuse(OriginConfigError::Name));
         }
-        if configs[..i].iter().any(|o| o.name == config.name) {
-            return Err(format!("{label}: the name is used twice"));
+        if configs[..index].iter().any(|o| o.name == config.name) {
+            return Err(refuse(OriginConfigError::NameTwice));
         }
-        check_one(config).map_err(|err| format!("{label}: {err}"))?;
+        check_one(config).map_err(refuse)?;
     }
     Ok(())
 }
 
 /// Checks one origin's settings; returns its pattern.
-fn check_one(config: &OriginConfig) -> Result<KeyPattern, String> {
+fn check_one(config: &OriginConfig) -> Result<KeyPattern, OriginConfigError> {
     let pattern = KeyPattern::parse(&config.pattern)?;
     match config.kind.as_str() {
         "sql" => sql::check(&config.url, &config.load, &config.store, &pattern)?,
-        "http" | "grpc" if config.url.is_empty() => return Err("needs a url".into()),
+        "http" | "grpc" if config.url.is_empty() => return Err(OriginConfigError::NoUrl),
         "http" | "grpc" => {}
-        other => return Err(format!("kind = {other:?}: expected sql, http or grpc")),
+        other => return Err(OriginConfigError::Kind(other.to_owned())),
     }
     if config.write_through && config.kind == "sql" && config.store.trim().is_empty() {
-        return Err("write_through needs a `store` statement".into());
+        return Err(OriginConfigError::NoStoreStatement);
     }
     if config.fresh_ttl_ms == 0 {
-        return Err("fresh_ttl_ms must be at least 1".into());
+        return Err(OriginConfigError::Zero("fresh_ttl_ms"));
     }
     if config.max_concurrent_loads == 0 {
-        return Err("max_concurrent_loads must be at least 1".into());
+        return Err(OriginConfigError::Zero("max_concurrent_loads"));
     }
     let durations = [
         ("fresh_ttl_ms", config.fresh_ttl_ms, MAX_MS),
@@ -159,11 +142,13 @@ fn check_one(config: &OriginConfig) -> Result<KeyPattern, String> {
             86_400_000,
         ),
     ];
-    for (name, value, max) in durations {
+    for (setting, value, max) in durations {
         if value > max {
-            return Err(format!(
-                "{name} = {value} is more than the most allowed, {max}"
-            ));
+            return Err(OriginConfigError::TooLarge {
+                setting,
+                value,
+                max,
+            });
         }
     }
     Ok(pattern)
@@ -215,19 +200,23 @@ impl Origins {
         configs: &[OriginConfig],
         store: Arc<Store>,
         recorder: Recorder,
-    ) -> Result<Option<Arc<Self>>, String> {
+    ) -> Result<Option<Arc<Self>>, OriginsError> {
         if configs.is_empty() {
             return Ok(None);
         }
         check(configs)?;
         let clock = store.clock().clone();
         let mut list = Vec::with_capacity(configs.len());
-        for config in configs {
-            let origin = Origin::new(config, clock.clone())
-                .map_err(|err| format!("origin {:?}: {err}", config.name))?;
+        for (index, config) in configs.iter().enumerate() {
+            let origin =
+                Origin::new(config, clock.clone()).map_err(|error| OriginsError::Config {
+                    index,
+                    name: config.name.clone(),
+                    error,
+                })?;
             list.push(Arc::new(origin));
         }
-        let runtime = Handle::try_current().map_err(|err| err.to_string())?;
+        let runtime = Handle::try_current().map_err(OriginsError::NoRuntime)?;
         Ok(Some(Arc::new(Self {
             list,
             store,

@@ -18,9 +18,62 @@ pub(crate) struct KeyPattern {
 /// The parts of one key, in pattern order.
 pub(crate) type Parts<'k> = Vec<(&'k str, &'k [u8])>;
 
+/// Why a key pattern was refused; each names the pattern as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PatternError {
+    /// A `{` with no `}` after it.
+    #[error("pattern {pattern:?}: '{{' without '}}'")]
+    Unclosed {
+        /// The pattern.
+        pattern: String,
+    },
+    /// A `}` with no `{` before it.
+    #[error("pattern {pattern:?}: '}}' without '{{'")]
+    Unopened {
+        /// The pattern.
+        pattern: String,
+    },
+    /// A part's name is empty or has characters other than letters, digits and `_`.
+    #[error("pattern {pattern:?}: part name {name:?} must be letters, digits or '_'")]
+    Name {
+        /// The pattern.
+        pattern: String,
+        /// The name between the braces.
+        name: String,
+    },
+    /// Two parts have the same name.
+    #[error("pattern {pattern:?}: part {{{name}}} appears twice")]
+    Repeated {
+        /// The pattern.
+        pattern: String,
+        /// The name.
+        name: String,
+    },
+    /// Two parts follow each other with nothing to tell where the first ends.
+    #[error("pattern {pattern:?}: {{{first}}} and {{{second}}} need literal text between them")]
+    Adjacent {
+        /// The pattern.
+        pattern: String,
+        /// The first part's name.
+        first: String,
+        /// The second part's name.
+        second: String,
+    },
+    /// The pattern starts with a part, so it would claim keys of any prefix.
+    #[error(
+        "pattern {pattern:?} must start with literal text (such as \"doc/\"), so that it claims \
+         only its own keys"
+    )]
+    NoPrefix {
+        /// The pattern.
+        pattern: String,
+    },
+}
+
 impl KeyPattern {
     /// Parses `text`; names are letters, digits and `_`, and two parts need a literal between.
-    pub(crate) fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, PatternError> {
+        let pattern = || text.to_owned();
         let mut prefix = Vec::new();
         let mut parts: Vec<(String, Vec<u8>)> = Vec::new();
         let mut rest = text;
@@ -32,38 +85,41 @@ impl KeyPattern {
             }
             let close = rest[open..]
                 .find('}')
-                .ok_or_else(|| format!("pattern {text:?}: '{{' without '}}'"))?;
+                .ok_or_else(|| PatternError::Unclosed { pattern: pattern() })?;
             let name = &rest[open + 1..open + close];
             if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-                return Err(format!(
-                    "pattern {text:?}: part name {name:?} must be letters, digits or '_'"
-                ));
+                return Err(PatternError::Name {
+                    pattern: pattern(),
+                    name: name.to_owned(),
+                });
             }
             if parts.iter().any(|(n, _)| n == name) {
-                return Err(format!("pattern {text:?}: part {{{name}}} appears twice"));
+                return Err(PatternError::Repeated {
+                    pattern: pattern(),
+                    name: name.to_owned(),
+                });
             }
             if let Some((prev, after)) = parts.last()
                 && after.is_empty()
             {
-                return Err(format!(
-                    "pattern {text:?}: {{{prev}}} and {{{name}}} need literal text between them"
-                ));
+                return Err(PatternError::Adjacent {
+                    pattern: pattern(),
+                    first: prev.clone(),
+                    second: name.to_owned(),
+                });
             }
             parts.push((name.to_owned(), Vec::new()));
             rest = &rest[open + close + 1..];
         }
         if rest.contains('}') {
-            return Err(format!("pattern {text:?}: '}}' without '{{'"));
+            return Err(PatternError::Unopened { pattern: pattern() });
         }
         match parts.last_mut() {
             Some((_, after)) => after.extend_from_slice(rest.as_bytes()),
             None => prefix.extend_from_slice(rest.as_bytes()),
         }
         if prefix.is_empty() {
-            return Err(format!(
-                "pattern {text:?} must start with literal text (such as \"doc/\"), so that it \
-                 claims only its own keys"
-            ));
+            return Err(PatternError::NoPrefix { pattern: pattern() });
         }
         Ok(Self {
             text: text.to_owned(),
@@ -229,5 +285,45 @@ mod tests {
         ] {
             assert!(KeyPattern::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn pattern_errors_name_the_pattern_and_the_part() {
+        let cases = [
+            ("doc/{id", "pattern \"doc/{id\": '{' without '}'"),
+            ("doc/}", "pattern \"doc/}\": '}' without '{'"),
+            (
+                "doc/{}",
+                "pattern \"doc/{}\": part name \"\" must be letters, digits or '_'",
+            ),
+            (
+                "d/{a-b}",
+                "pattern \"d/{a-b}\": part name \"a-b\" must be letters, digits or '_'",
+            ),
+            (
+                "doc/{a}/{a}",
+                "pattern \"doc/{a}/{a}\": part {a} appears twice",
+            ),
+            (
+                "doc/{a}{b}",
+                "pattern \"doc/{a}{b}\": {a} and {b} need literal text between them",
+            ),
+            (
+                "{id}",
+                "pattern \"{id}\" must start with literal text (such as \"doc/\"), so that it \
+                 claims only its own keys",
+            ),
+        ];
+        for (bad, want) in cases {
+            assert_eq!(KeyPattern::parse(bad).unwrap_err().to_string(), want);
+        }
+        assert_eq!(
+            KeyPattern::parse("doc/{a}{b}").unwrap_err(),
+            PatternError::Adjacent {
+                pattern: "doc/{a}{b}".into(),
+                first: "a".into(),
+                second: "b".into(),
+            }
+        );
     }
 }

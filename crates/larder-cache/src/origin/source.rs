@@ -8,11 +8,51 @@ use std::time::{Duration, Instant};
 use larder_store::{Clock, Expiry, MAX_KEY_LEN, Windows};
 use larder_util::breaker::{Breaker, BreakerState};
 use tokio::sync::Semaphore;
+use tonic::Status;
 
 use super::config::OriginConfig;
+use super::grpc::status_message;
+use super::http::HttpError;
 use super::pattern::{KeyPattern, Parts};
+use super::sql::SqlError;
 use super::stats::{Failure, OriginStats};
-use super::{Fetched, Freshness, OriginError, check_one, grpc, http, sql};
+use super::{Fetched, Freshness, OriginConfigError, OriginError, check_one, grpc, http, sql};
+
+/// Why one call to an origin failed: what clients read after `origin unavailable: <name>: `.
+/// As every origin error, its text includes its cause's, so the cause is not also its
+/// `source()`.
+#[derive(Debug, thiserror::Error)]
+enum CallError {
+    /// No load slot came free within the timeout.
+    #[error("every load slot stayed busy")]
+    Busy,
+    /// The breaker refused the call.
+    #[error("circuit breaker open")]
+    BreakerOpen,
+    /// The call took the whole timeout.
+    #[error("timed out after {} ms", .0.as_millis())]
+    TimedOut(Duration),
+    /// The sql origin failed.
+    #[error(transparent)]
+    Sql(#[from] SqlError),
+    /// The http origin failed.
+    #[error(transparent)]
+    Http(#[from] HttpError),
+    /// The grpc origin answered with an error status, or could not be reached.
+    #[error("{}", status_message(.0))]
+    Grpc(Status),
+}
+
+impl CallError {
+    /// How the call failed, for the counters and the breaker.
+    fn failure(&self) -> Failure {
+        match self {
+            Self::Busy | Self::BreakerOpen => Failure::Rejected,
+            Self::TimedOut(_) => Failure::Timeout,
+            Self::Sql(_) | Self::Http(_) | Self::Grpc(_) => Failure::Error,
+        }
+    }
+}
 
 /// An origin's backend.
 #[derive(Debug)]
@@ -40,7 +80,10 @@ pub(crate) struct Origin {
 }
 
 impl Origin {
-    pub(super) fn new(config: &OriginConfig, clock: Arc<dyn Clock>) -> Result<Self, String> {
+    pub(super) fn new(
+        config: &OriginConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, OriginConfigError> {
         let pattern = check_one(config)?;
         let timeout = Duration::from_millis(config.load_timeout_ms.max(1));
         let backend = match config.kind.as_str() {
@@ -53,7 +96,7 @@ impl Origin {
             )?),
             "http" => Backend::Http(http::HttpOrigin::new(&config.url, &pattern, timeout)?),
             "grpc" => Backend::Grpc(grpc::GrpcOrigin::new(&config.name, &config.url, timeout)?),
-            other => return Err(format!("kind = {other:?}: expected sql, http or grpc")),
+            other => return Err(OriginConfigError::Kind(other.to_owned())),
         };
         Ok(Self {
             name: config.name.clone(),
@@ -119,29 +162,21 @@ impl Origin {
     /// left of the timeout.
     async fn guarded<T>(
         &self,
-        work: impl Future<Output = Result<T, String>>,
-    ) -> Result<T, (Failure, String)> {
+        work: impl Future<Output = Result<T, CallError>>,
+    ) -> Result<T, CallError> {
         let started = Instant::now();
-        let busy = || (Failure::Rejected, "every load slot stayed busy".to_owned());
         let _slot = tokio::time::timeout(self.timeout, self.slots.acquire())
             .await
-            .map_err(|_| busy())?
-            .map_err(|_| busy())?;
+            .map_err(|_| CallError::Busy)?
+            .map_err(|_| CallError::Busy)?;
         let Some(permit) = self.breaker.admit(|| self.clock.now_ms()) else {
-            return Err((Failure::Rejected, "circuit breaker open".into()));
+            return Err(CallError::BreakerOpen);
         };
         let left = self.timeout.saturating_sub(started.elapsed());
-        let outcome = tokio::time::timeout(left, work).await;
-        let (result, ok) = match outcome {
-            Ok(Ok(value)) => (Ok(value), true),
-            Ok(Err(message)) => (Err((Failure::Error, message)), false),
-            Err(_) => {
-                let ms = self.timeout.as_millis();
-                let message = format!("timed out after {ms} ms");
-                (Err((Failure::Timeout, message)), false)
-            }
-        };
-        if ok {
+        let result = tokio::time::timeout(left, work)
+            .await
+            .unwrap_or(Err(CallError::TimedOut(self.timeout)));
+        if result.is_ok() {
             permit.succeed();
         } else {
             permit.fail(self.clock.now_ms());
@@ -156,25 +191,28 @@ impl Origin {
         let outcome = self
             .guarded(async {
                 match &self.backend {
-                    Backend::Sql(sql) => sql.load(&parts).await,
-                    Backend::Http(http) => http.load(&parts).await,
-                    Backend::Grpc(grpc) => grpc.load(key, &parts).await,
+                    Backend::Sql(sql) => Ok(sql.load(&parts).await?),
+                    Backend::Http(http) => Ok(http.load(&parts).await?),
+                    Backend::Grpc(grpc) => grpc.load(key, &parts).await.map_err(CallError::Grpc),
                 }
             })
             .await;
-        if !matches!(outcome, Err((Failure::Rejected, _))) {
+        if !outcome
+            .as_ref()
+            .is_err_and(|err| err.failure() == Failure::Rejected)
+        {
             let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
             self.stats.latency.observe(ns, 1);
         }
         let result = match &outcome {
             Ok(Fetched::Found { .. }) => 0,
             Ok(Fetched::NotFound) => 1,
-            Err((failure, _)) => 2 + *failure as usize,
+            Err(err) => 2 + err.failure() as usize,
         };
         self.stats.loads[result].fetch_add(1, Relaxed);
-        outcome.map_err(|(_, message)| {
-            tracing::debug!(origin = %self.name, %message, "origin load failed");
-            OriginError::Unavailable(format!("{}: {message}", self.name))
+        outcome.map_err(|err| {
+            tracing::debug!(origin = %self.name, message = %err, "origin load failed");
+            OriginError::Unavailable(format!("{}: {err}", self.name))
         })
     }
 
@@ -184,19 +222,21 @@ impl Origin {
         let outcome = self
             .guarded(async {
                 match &self.backend {
-                    Backend::Sql(sql) => sql.store(&parts, value).await,
-                    Backend::Http(http) => http.store(&parts, value).await,
-                    Backend::Grpc(grpc) => grpc.store(key, &parts, value).await,
+                    Backend::Sql(sql) => Ok(sql.store(&parts, value).await?),
+                    Backend::Http(http) => Ok(http.store(&parts, value).await?),
+                    Backend::Grpc(grpc) => grpc
+                        .store(key, &parts, value)
+                        .await
+                        .map_err(CallError::Grpc),
                 }
             })
             .await;
         let result = match &outcome {
             Ok(_) => 0,
-            Err((failure, _)) => 1 + *failure as usize,
+            Err(err) => 1 + err.failure() as usize,
         };
         self.stats.writes[result].fetch_add(1, Relaxed);
-        outcome
-            .map_err(|(_, message)| OriginError::Unavailable(format!("{}: {message}", self.name)))
+        outcome.map_err(|err| OriginError::Unavailable(format!("{}: {err}", self.name)))
     }
 
     /// The key's parts, checked before any call so a client's bad key is its own error and
@@ -214,5 +254,50 @@ impl Origin {
             )));
         }
         Ok(parts)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn call_errors_are_counted_by_how_they_failed() {
+        let cases = [
+            (
+                CallError::Busy,
+                Failure::Rejected,
+                "every load slot stayed busy",
+            ),
+            (
+                CallError::BreakerOpen,
+                Failure::Rejected,
+                "circuit breaker open",
+            ),
+            (
+                CallError::TimedOut(Duration::from_millis(250)),
+                Failure::Timeout,
+                "timed out after 250 ms",
+            ),
+            (
+                CallError::Sql(SqlError::NoStore),
+                Failure::Error,
+                "this origin has no `store` statement",
+            ),
+            (
+                CallError::Http(HttpError::MissingPart),
+                Failure::Error,
+                "the key lacks a part of the url",
+            ),
+            (
+                CallError::Grpc(Status::unavailable("db down")),
+                Failure::Error,
+                "Unavailable: db down",
+            ),
+        ];
+        for (err, failure, text) in cases {
+            assert_eq!(err.failure(), failure, "{err}");
+            assert_eq!(err.to_string(), text);
+        }
     }
 }

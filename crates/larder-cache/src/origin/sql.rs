@@ -35,6 +35,83 @@ struct Statement {
     names: Vec<String>,
 }
 
+/// Why a sql origin's settings were refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SqlConfigError {
+    /// The URL names neither SQLite nor PostgreSQL.
+    #[error("url {url:?}: expected sqlite:… or postgres://…")]
+    Scheme {
+        /// The URL, its password hidden.
+        url: String,
+    },
+    /// There is no `load` query.
+    #[error("a sql origin needs a `load` query")]
+    NoLoad,
+    /// A statement names a parameter that is neither a part of the pattern nor (in a write)
+    /// `value`.
+    #[error("statement {statement:?}: unknown parameter :{name} (known: {})", colon_list(.known))]
+    UnknownParameter {
+        /// The statement as configured.
+        statement: String,
+        /// The parameter's name, without the colon.
+        name: String,
+        /// The names it could have used.
+        known: Vec<String>,
+    },
+    /// A statement uses the database's own placeholders (`?`, `$1`).
+    #[error(
+        "statement {statement:?}: name parameters as :part (and :value); ? and $n are not allowed"
+    )]
+    NativePlaceholder {
+        /// The statement as configured.
+        statement: String,
+    },
+    /// The write-through statement does not write the value.
+    #[error("statement {statement:?} must use :value")]
+    NoValue {
+        /// The statement as configured.
+        statement: String,
+    },
+    /// sqlx refused the URL.
+    #[error("url {url:?}: {error}")]
+    Url {
+        /// The URL, its password hidden.
+        url: String,
+        /// What sqlx said.
+        error: sqlx::Error,
+    },
+}
+
+/// `names` as `:a, :b`.
+fn colon_list(names: &[String]) -> String {
+    let listed: Vec<String> = names.iter().map(|name| format!(":{name}")).collect();
+    listed.join(", ")
+}
+
+/// Why a load or a write of a sql origin failed. Like every origin error, its text includes
+/// its cause's, so the cause is not also its `source()`.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum SqlError {
+    /// The database refused or failed the statement, or no connection was to be had.
+    #[error("{0}")]
+    Query(sqlx::Error),
+    /// A write to an origin without a `store` statement.
+    #[error("this origin has no `store` statement")]
+    NoStore,
+    /// A key part bound as a parameter is not text.
+    #[error("key part {{{part}}} is not UTF-8 text")]
+    NotText {
+        /// The part's name.
+        part: String,
+    },
+    /// The load query's first column is neither text nor bytes.
+    #[error("the load query's first column must be text or bytes: {0}")]
+    Value(sqlx::Error),
+    /// The version column is not an integer.
+    #[error("the version column must be an integer: {0}")]
+    Version(sqlx::Error),
+}
+
 /// A SQL origin.
 #[derive(Debug)]
 pub(crate) struct SqlOrigin {
@@ -49,11 +126,11 @@ pub(crate) fn check(
     load: &str,
     store: &str,
     pattern: &KeyPattern,
-) -> Result<(), String> {
+) -> Result<(), SqlConfigError> {
     let dialect = dialect(url)?;
     let parts: Vec<&str> = pattern.names().collect();
     if load.trim().is_empty() {
-        return Err("a sql origin needs a `load` query".into());
+        return Err(SqlConfigError::NoLoad);
     }
     Statement::parse(load, &parts, false, dialect)?;
     if !store.trim().is_empty() {
@@ -62,16 +139,13 @@ pub(crate) fn check(
     Ok(())
 }
 
-fn dialect(url: &str) -> Result<Dialect, String> {
+fn dialect(url: &str) -> Result<Dialect, SqlConfigError> {
     if url.starts_with("sqlite:") {
         Ok(Dialect::Sqlite)
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Dialect::Postgres)
     } else {
-        Err(format!(
-            "url {:?}: expected sqlite:… or postgres://…",
-            redact(url)
-        ))
+        Err(SqlConfigError::Scheme { url: redact(url) })
     }
 }
 
@@ -84,7 +158,7 @@ impl SqlOrigin {
         store: &str,
         pattern: &KeyPattern,
         timeout: Duration,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SqlConfigError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
         check(url, load, store, pattern)?;
@@ -99,17 +173,20 @@ impl SqlOrigin {
             .max_connections(MAX_CONNECTIONS)
             .acquire_timeout(timeout)
             .connect_lazy(url)
-            .map_err(|err| format!("url {:?}: {err}", redact(url)))?;
+            .map_err(|error| SqlConfigError::Url {
+                url: redact(url),
+                error,
+            })?;
         Ok(Self { pool, load, store })
     }
 
     /// Runs the load query for a key's parts.
-    pub(crate) async fn load(&self, parts: &Parts<'_>) -> Result<Fetched, String> {
+    pub(crate) async fn load(&self, parts: &Parts<'_>) -> Result<Fetched, SqlError> {
         let query = self.load.bind(parts, None)?;
         let Some(row) = query
             .fetch_optional(&self.pool)
             .await
-            .map_err(|err| err.to_string())?
+            .map_err(SqlError::Query)?
         else {
             return Ok(Fetched::NotFound);
         };
@@ -123,16 +200,13 @@ impl SqlOrigin {
         &self,
         parts: &Parts<'_>,
         value: &[u8],
-    ) -> Result<Option<u64>, String> {
-        let statement = self
-            .store
-            .as_ref()
-            .ok_or("this origin has no `store` statement")?;
+    ) -> Result<Option<u64>, SqlError> {
+        let statement = self.store.as_ref().ok_or(SqlError::NoStore)?;
         let row = statement
             .bind(parts, Some(value))?
             .fetch_optional(&self.pool)
             .await
-            .map_err(|err| err.to_string())?;
+            .map_err(SqlError::Query)?;
         match row {
             Some(row) => column_version(&row, 0),
             None => Ok(None),
@@ -144,7 +218,12 @@ impl Statement {
     /// Numbers the `:name` parameters of `sql`; each must be a part of the pattern (or
     /// `value` in a write statement). Quoted text, quoted identifiers, comments and
     /// PostgreSQL's `::` casts are left alone.
-    fn parse(sql: &str, parts: &[&str], write: bool, dialect: Dialect) -> Result<Self, String> {
+    fn parse(
+        sql: &str,
+        parts: &[&str],
+        write: bool,
+        dialect: Dialect,
+    ) -> Result<Self, SqlConfigError> {
         let bytes = sql.as_bytes();
         let mut out = String::with_capacity(sql.len() + 8);
         let mut names: Vec<String> = Vec::new();
@@ -206,15 +285,15 @@ impl Statement {
                     }
                     let name = &sql[start..end];
                     if !(parts.contains(&name) || write && name == "value") {
-                        let mut known: Vec<String> =
-                            parts.iter().map(|p| format!(":{p}")).collect();
+                        let mut known: Vec<String> = parts.iter().map(|&p| p.to_owned()).collect();
                         if write {
-                            known.push(":value".into());
+                            known.push("value".into());
                         }
-                        return Err(format!(
-                            "statement {sql:?}: unknown parameter :{name} (known: {})",
-                            known.join(", ")
-                        ));
+                        return Err(SqlConfigError::UnknownParameter {
+                            statement: sql.to_owned(),
+                            name: name.to_owned(),
+                            known,
+                        });
                     }
                     let number = match names.iter().position(|n| n == name) {
                         Some(at) => at + 1,
@@ -234,7 +313,9 @@ impl Statement {
         }
         out.push_str(&sql[copied.min(sql.len())..]);
         if write && !names.iter().any(|n| n == "value") {
-            return Err(format!("statement {sql:?} must use :value"));
+            return Err(SqlConfigError::NoValue {
+                statement: sql.to_owned(),
+            });
         }
         Ok(Self {
             sql: out.into(),
@@ -247,7 +328,7 @@ impl Statement {
         &self,
         parts: &Parts<'_>,
         value: Option<&[u8]>,
-    ) -> Result<Query<'static, Any, AnyArguments>, String> {
+    ) -> Result<Query<'static, Any, AnyArguments>, SqlError> {
         let mut query = sqlx::query(AssertSqlSafe(self.sql.clone()));
         for name in &self.names {
             if name == "value" {
@@ -263,36 +344,36 @@ impl Statement {
                 .find(|(n, _)| n == name)
                 .map(|(_, v)| *v)
                 .unwrap_or_default();
-            let text = std::str::from_utf8(part)
-                .map_err(|_| format!("key part {{{name}}} is not UTF-8 text"))?;
+            let text =
+                std::str::from_utf8(part).map_err(|_| SqlError::NotText { part: name.clone() })?;
             query = query.bind(text.to_owned());
         }
         Ok(query)
     }
 }
 
-fn native(sql: &str) -> String {
-    format!("statement {sql:?}: name parameters as :part (and :value); ? and $n are not allowed")
+fn native(sql: &str) -> SqlConfigError {
+    SqlConfigError::NativePlaceholder {
+        statement: sql.to_owned(),
+    }
 }
 
 /// A column as bytes, whether the database stores it as bytes or as text.
-fn column_bytes(row: &AnyRow, index: usize) -> Result<Bytes, String> {
+fn column_bytes(row: &AnyRow, index: usize) -> Result<Bytes, SqlError> {
     if let Ok(bytes) = row.try_get::<Vec<u8>, _>(index) {
         return Ok(Bytes::from(bytes));
     }
     row.try_get::<String, _>(index)
         .map(Bytes::from)
-        .map_err(|err| format!("the load query's first column must be text or bytes: {err}"))
+        .map_err(SqlError::Value)
 }
 
 /// An optional integer version column; absent or NULL means none.
-fn column_version(row: &AnyRow, index: usize) -> Result<Option<u64>, String> {
+fn column_version(row: &AnyRow, index: usize) -> Result<Option<u64>, SqlError> {
     if row.columns().len() <= index {
         return Ok(None);
     }
-    let version: Option<i64> = row
-        .try_get(index)
-        .map_err(|err| format!("the version column must be an integer: {err}"))?;
+    let version: Option<i64> = row.try_get(index).map_err(SqlError::Version)?;
     // 0 means "no version", as the HTTP and gRPC origins read it.
     Ok(version.filter(|&v| v > 0).map(i64::unsigned_abs))
 }
@@ -331,15 +412,18 @@ mod tests {
     #[test]
     fn unknown_parameters_and_missing_values_are_refused() {
         let parts = ["id"];
-        let err =
-            Statement::parse("SELECT 1 WHERE a = :ib", &parts, false, Dialect::Sqlite).unwrap_err();
+        let err = Statement::parse("SELECT 1 WHERE a = :ib", &parts, false, Dialect::Sqlite)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(":ib") && err.contains(":id"), "{err}");
         assert!(Statement::parse("SELECT :value", &parts, false, Dialect::Sqlite).is_err());
         for native in [
             "SELECT v FROM t WHERE k = ? AND j = :id",
             "SELECT v FROM t WHERE k = $1",
         ] {
-            let err = Statement::parse(native, &parts, false, Dialect::Postgres).unwrap_err();
+            let err = Statement::parse(native, &parts, false, Dialect::Postgres)
+                .unwrap_err()
+                .to_string();
             assert!(err.contains("not allowed"), "{err}");
         }
         let dollar = Statement::parse(
@@ -367,6 +451,45 @@ mod tests {
                 Dialect::Sqlite
             )
             .is_ok()
+        );
+    }
+
+    #[test]
+    fn settings_errors_read_as_the_operator_wrote_them() {
+        let pattern = KeyPattern::parse("doc/{collection}/{id}").unwrap();
+        let err = |url: &str, load: &str, store: &str| {
+            check(url, load, store, &pattern).unwrap_err().to_string()
+        };
+        assert_eq!(
+            err("mysql://app:s3cret@db/x", "SELECT 1", ""),
+            "url \"mysql://app:***@db/x\": expected sqlite:… or postgres://…"
+        );
+        assert_eq!(
+            err("sqlite://x.db", " ", ""),
+            "a sql origin needs a `load` query"
+        );
+        assert_eq!(
+            err(
+                "sqlite://x.db",
+                "SELECT v FROM t WHERE k = :id",
+                "UPDATE t SET v = :val"
+            ),
+            "statement \"UPDATE t SET v = :val\": unknown parameter :val \
+             (known: :collection, :id, :value)"
+        );
+        assert_eq!(
+            err("sqlite://x.db", "SELECT v FROM t WHERE k = ?", ""),
+            "statement \"SELECT v FROM t WHERE k = ?\": name parameters as :part (and :value); \
+             ? and $n are not allowed"
+        );
+        assert_eq!(
+            err("sqlite://x.db", "SELECT 1", "DELETE FROM t WHERE k = :id"),
+            "statement \"DELETE FROM t WHERE k = :id\" must use :value"
+        );
+        let none = Statement::parse("SELECT :x", &[], false, Dialect::Sqlite).unwrap_err();
+        assert_eq!(
+            none.to_string(),
+            "statement \"SELECT :x\": unknown parameter :x (known: )"
         );
     }
 }

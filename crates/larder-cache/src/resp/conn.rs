@@ -131,10 +131,13 @@ impl Conn<'_> {
             }
             let started = Instant::now();
             self.entry.last_ms.store(self.node.now_ms(), Relaxed);
+            let mut mark = started;
             loop {
                 let flow = self.process();
+                self.local.exec_ns += nanos(mark.elapsed());
                 self.flush(stream, shutdown).await?;
-                let waited = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                mark = Instant::now();
+                let waited = nanos(mark.duration_since(started));
                 self.node.metrics.flush(&mut self.local, waited);
                 match flow {
                     Flow::Read => break,
@@ -254,6 +257,10 @@ impl Conn<'_> {
         }
         Ok(())
     }
+}
+
+fn nanos(elapsed: Duration) -> u64 {
+    u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX)
 }
 
 /// Marks the socket not readable after a read that returned less than it asked for, which

@@ -22,6 +22,52 @@ pub const COMMIT: &str = match option_env!("LARDER_COMMIT") {
 /// every architecture it exposes it on, which is also what Prometheus' own procfs reader assumes.
 const TICKS_PER_SECOND: f64 = 100.0;
 
+/// CPU time this process has used, and that of its waited-for children, in seconds: what
+/// Redis's `INFO cpu` reports.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+pub struct CpuTimes {
+    /// User time.
+    pub user: f64,
+    /// System time.
+    pub system: f64,
+    /// User time of waited-for children.
+    pub children_user: f64,
+    /// System time of waited-for children.
+    pub children_system: f64,
+}
+
+/// Reads this process's CPU times from `/proc/self/stat`; `None` where it cannot.
+#[must_use]
+pub fn cpu_times() -> Option<CpuTimes> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    parse_cpu(&stat)
+}
+
+/// The fields after the command name in a `/proc/*/stat` line; `fields[0]` is field 3.
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    // The command name (field 2) is in parentheses and may itself hold spaces or parentheses:
+    // the fields that follow start after the last `)`.
+    Some(
+        stat.get(stat.rfind(')')? + 1..)?
+            .split_whitespace()
+            .collect(),
+    )
+}
+
+fn parse_cpu(stat: &str) -> Option<CpuTimes> {
+    let after = stat_fields(stat)?;
+    let seconds = |n: usize| -> Option<f64> {
+        let ticks: u64 = after.get(n - 3)?.parse().ok()?;
+        Some(ticks as f64 / TICKS_PER_SECOND)
+    };
+    Some(CpuTimes {
+        user: seconds(14)?,
+        system: seconds(15)?,
+        children_user: seconds(16)?,
+        children_system: seconds(17)?,
+    })
+}
+
 /// Appends the process metrics and `larder_build_info` to `out`.
 pub fn render(out: &mut String) {
     if let Some(sample) = Sample::read() {
@@ -136,12 +182,7 @@ impl Sample {
 
 /// The figures in `/proc/self/stat`, `/proc/self/status` and `/proc/stat` (for the boot time).
 fn parse(stat: &str, status: &str, boot: &str) -> Option<Sample> {
-    // The command name (field 2) is in parentheses and may itself hold spaces or parentheses:
-    // the fields that follow start after the last `)`. `after[0]` is field 3 (the state).
-    let after: Vec<&str> = stat
-        .get(stat.rfind(')')? + 1..)?
-        .split_whitespace()
-        .collect();
+    let after = stat_fields(stat)?;
     let field = |n: usize| -> Option<u64> { after.get(n - 3)?.parse().ok() };
     let (utime, stime) = (field(14)?, field(15)?);
     let threads = field(20)?;
@@ -195,6 +236,14 @@ mod tests {
     const LIMITS: &str = "Limit                     Soft Limit           Hard Limit           Units\n\
         Max cpu time              unlimited            unlimited            seconds\n\
         Max open files            1048576              1048576              files\n";
+
+    #[test]
+    fn cpu_times_are_seconds_by_kind() {
+        let cpu = parse_cpu(STAT).unwrap();
+        assert_eq!((cpu.user, cpu.system), (2.5, 0.75));
+        assert_eq!((cpu.children_user, cpu.children_system), (0.0, 0.0));
+        assert!(parse_cpu("garbage").is_none());
+    }
 
     #[test]
     fn proc_files_parse_into_prometheus_units() {

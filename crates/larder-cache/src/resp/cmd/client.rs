@@ -34,6 +34,15 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         setname,
     ),
     spec(
+        "getredir",
+        2,
+        FLAGS,
+        (0, 0, 0),
+        "Replies the client id tracking notifications are redirected to: -1, none.",
+        "6.0.0",
+        getredir,
+    ),
+    spec(
         "getname",
         2,
         FLAGS,
@@ -127,6 +136,12 @@ fn setname(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     check_name(argv[2])?;
     set_name(ctx, argv[2]);
     ctx.ok();
+    Ok(())
+}
+
+/// Client-side caching's redirection: larder does not track keys yet, so there is none.
+fn getredir(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
+    ctx.int(-1);
     Ok(())
 }
 
@@ -351,7 +366,8 @@ mod tests {
         assert_eq!(h.run(&["CLIENT", "SETNAME", ""]), "+OK\r\n");
         h.check(&[("CLIENT GETNAME", "$-1\r\n")]);
         let help = h.run(&["CLIENT", "HELP"]);
-        assert!(help.starts_with("*19\r\n+CLIENT <subcommand>"), "{help}");
+        assert!(help.starts_with("*21\r\n+CLIENT <subcommand>"), "{help}");
+        h.check(&[("CLIENT GETREDIR", ":-1\r\n")]);
         assert!(help.contains("+SETNAME\r\n"), "{help}");
     }
 

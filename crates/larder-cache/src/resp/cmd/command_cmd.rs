@@ -57,6 +57,15 @@ pub(super) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.8.13",
         getkeys,
     ),
+    spec(
+        "getkeysandflags",
+        -3,
+        STALE,
+        (0, 0, 0),
+        "Extracts the key names and their access flags from a full command line.",
+        "7.0.0",
+        getkeysandflags,
+    ),
     HELP,
 ];
 
@@ -331,8 +340,8 @@ fn key_positions((first, last, step): (i32, i32, i32), argc: usize) -> Vec<usize
     (first..=last).step_by(step).collect()
 }
 
-fn getkeys(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
-    let line = &argv[2..];
+/// The command a `GETKEYS` line names and the positions of its keys, checked as Redis does.
+fn line_keys(ctx: &Ctx<'_>, line: &[&[u8]]) -> Result<(&'static str, Vec<usize>), CmdError> {
     let invalid = |text: &'static str| CmdError::new(ErrorCode::InvalidArgument, text);
     let command = ctx
         .table
@@ -346,11 +355,56 @@ fn getkeys(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     if keys.is_empty() {
         return Err(invalid("The command has no key arguments"));
     }
+    Ok((command.name, keys))
+}
+
+fn getkeys(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let line = &argv[2..];
+    let (_, keys) = line_keys(ctx, line)?;
     ctx.array(keys.len());
     for index in keys {
         ctx.bulk(line[index]);
     }
     Ok(())
+}
+
+fn getkeysandflags(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    let line = &argv[2..];
+    let (name, keys) = line_keys(ctx, line)?;
+    let flags = key_flags(name, line);
+    ctx.array(keys.len());
+    for index in keys {
+        ctx.array(2);
+        ctx.bulk(line[index]);
+        ctx.array(flags.len());
+        for flag in flags {
+            ctx.simple(flag.as_bytes());
+        }
+    }
+    Ok(())
+}
+
+/// The key flags Redis 7's key specifications give a command's keys: how the key is used
+/// (`RO` read, `RW` read and written, `OW` overwritten, `RM` removed) and what happens to its
+/// value (`access`, `update`, `insert`, `delete`).
+fn key_flags(name: &str, line: &[&[u8]]) -> &'static [&'static str] {
+    match name {
+        "set" if line.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"GET")) => {
+            &["RW", "access", "update"]
+        }
+        "set" | "setex" | "psetex" | "mset" => &["OW", "update"],
+        "setnx" | "msetnx" => &["OW", "insert"],
+        "append" => &["RW", "insert"],
+        "setrange" => &["RW", "update"],
+        "getdel" => &["RW", "access", "delete"],
+        "del" | "unlink" | "invalidate" => &["RM", "delete"],
+        "expire" | "pexpire" | "expireat" | "pexpireat" | "persist" => &["RW", "update"],
+        "exists" | "type" | "strlen" => &["RO"],
+        "getset" | "getex" | "incr" | "decr" | "incrby" | "decrby" | "incrbyfloat" => {
+            &["RW", "access", "update"]
+        }
+        _ => &["RO", "access"],
+    }
 }
 
 #[cfg(test)]
@@ -467,10 +521,27 @@ mod tests {
                 "COMMAND GETKEYS GET",
                 "-ERR Invalid number of arguments specified for command\r\n",
             ),
+            (
+                "COMMAND GETKEYSANDFLAGS SET k v",
+                "*1\r\n*2\r\n$1\r\nk\r\n*2\r\n+OW\r\n+update\r\n",
+            ),
+            (
+                "COMMAND GETKEYSANDFLAGS GET k",
+                "*1\r\n*2\r\n$1\r\nk\r\n*2\r\n+RO\r\n+access\r\n",
+            ),
+            (
+                "COMMAND GETKEYSANDFLAGS DEL a b",
+                "*2\r\n*2\r\n$1\r\na\r\n*2\r\n+RM\r\n+delete\r\n\
+                 *2\r\n$1\r\nb\r\n*2\r\n+RM\r\n+delete\r\n",
+            ),
+            (
+                "COMMAND GETKEYSANDFLAGS PING",
+                "-ERR The command has no key arguments\r\n",
+            ),
         ]);
         let docs = h.run(&["COMMAND", "DOCS", "client"]);
         assert!(
-            docs.contains("$11\r\nsubcommands\r\n*18\r\n$9\r\nclient|id\r\n"),
+            docs.contains("$11\r\nsubcommands\r\n*20\r\n$9\r\nclient|id\r\n"),
             "{docs}"
         );
         let list = h.run(&["COMMAND", "LIST"]);

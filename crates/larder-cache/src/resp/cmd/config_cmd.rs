@@ -211,7 +211,10 @@ fn check(ctx: &Ctx<'_>, param: &str, name: &str, value: &[u8]) -> Result<Option<
     Err(failed(name, why))
 }
 
+/// Resets what `INFO` counts (stats, commandstats, keyspace hits and misses); `/metrics`
+/// keeps its counters monotonic, as Prometheus wants them.
 fn resetstat(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
+    ctx.node.metrics.reset(&ctx.node.store.stats());
     ctx.ok();
     Ok(())
 }

@@ -3,22 +3,21 @@
 //! read. Memory figures are the store's accounted bytes and its live bound.
 
 use std::fmt::{Display, Write as _};
-use std::sync::atomic::Ordering::Relaxed;
 
 use larder_store::StoreStats;
 
-use crate::metrics::Wire;
 use crate::resp::cmd::connection::REDIS_VERSION;
 use crate::resp::ctx::{CmdResult, Ctx};
 
 /// The sections in the order Redis prints them, and whether `default` includes each.
-const SECTIONS: [(&str, bool); 9] = [
+const SECTIONS: [(&str, bool); 10] = [
     ("server", true),
     ("clients", true),
     ("memory", true),
     ("persistence", true),
     ("stats", true),
     ("replication", true),
+    ("cpu", true),
     ("commandstats", false),
     ("cluster", true),
     ("keyspace", true),
@@ -40,7 +39,8 @@ pub(super) fn info(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
             "persistence" => persistence(&mut out),
             "stats" => counters(&mut out, ctx, &stats),
             "replication" => replication(&mut out),
-            "commandstats" => commandstats(&mut out, ctx),
+            "cpu" => cpu(&mut out),
+            "commandstats" => commandstats(&mut out, ctx, &stats),
             "cluster" => cluster(&mut out),
             _ => keyspace(&mut out, &stats),
         }
@@ -145,46 +145,73 @@ fn persistence(out: &mut String) {
     }
 }
 
+/// The counters since the last `CONFIG RESETSTAT`.
 fn counters(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
-    let metrics = &ctx.node.metrics;
+    let counters = ctx.node.metrics.since_reset(stats);
     // The last index counts unknown commands.
-    let (ok, failed) = (0..=ctx.table.len())
-        .map(|i| metrics.resp_count(i))
-        .fold((0, 0), |(ok, failed), (o, f)| (ok + o, failed + f));
+    let (ok, failed) = counters
+        .commands
+        .iter()
+        .fold((0, 0), |(ok, failed), c| (ok + c[0], failed + c[1]));
     heading(out, "Stats");
-    let accepted = metrics.connections_total[Wire::Resp as usize].load(Relaxed);
-    field(out, "total_connections_received", accepted);
+    field(out, "total_connections_received", counters.connections);
     field(out, "total_commands_processed", ok + failed);
-    field(
-        out,
-        "rejected_connections",
-        metrics.rejected_connections.load(Relaxed),
-    );
-    field(out, "expired_keys", stats.expirations);
-    field(out, "evicted_keys", stats.evictions);
-    field(out, "keyspace_hits", stats.hits);
-    field(out, "keyspace_misses", stats.misses);
+    field(out, "rejected_connections", counters.rejected);
+    field(out, "expired_keys", counters.expired);
+    field(out, "evicted_keys", counters.evicted);
+    field(out, "keyspace_hits", counters.hits);
+    field(out, "keyspace_misses", counters.misses);
     field(out, "total_error_replies", failed);
 }
 
+/// larder does not replicate yet: a primary without replicas and an empty stream.
 fn replication(out: &mut String) {
     heading(out, "Replication");
     field(out, "role", "master");
     field(out, "connected_slaves", 0);
+    field(out, "master_failover_state", "no-failover");
+    field(out, "master_replid", "0".repeat(40));
+    field(out, "master_replid2", "0".repeat(40));
+    field(out, "master_repl_offset", 0);
+    field(out, "second_repl_offset", -1);
+    field(out, "repl_backlog_active", 0);
+    field(out, "repl_backlog_size", 0);
+    field(out, "repl_backlog_first_byte_offset", 0);
+    field(out, "repl_backlog_histlen", 0);
 }
 
-/// Calls per command since start. larder does not time commands one by one, so the
-/// time fields are zero; errors of every kind count as failed calls.
-fn commandstats(out: &mut String, ctx: &Ctx<'_>) {
+/// CPU time the process has used, in seconds, as Redis reports it.
+fn cpu(out: &mut String) {
+    let cpu = larder_proto::metrics::process::cpu_times().unwrap_or_default();
+    heading(out, "CPU");
+    field(out, "used_cpu_sys", format_args!("{:.6}", cpu.system));
+    field(out, "used_cpu_user", format_args!("{:.6}", cpu.user));
+    field(
+        out,
+        "used_cpu_sys_children",
+        format_args!("{:.6}", cpu.children_system),
+    );
+    field(
+        out,
+        "used_cpu_user_children",
+        format_args!("{:.6}", cpu.children_user),
+    );
+}
+
+/// Calls and time per command since the last `CONFIG RESETSTAT`: errors of every kind count
+/// as failed calls, and a batch's execution time is shared among its commands.
+fn commandstats(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
+    let counters = ctx.node.metrics.since_reset(stats);
     heading(out, "Commandstats");
-    for (i, command) in ctx.table.iter().enumerate() {
-        let (ok, failed) = ctx.node.metrics.resp_count(i);
-        if ok + failed > 0 {
+    for (command, [ok, failed, ns]) in ctx.table.iter().zip(&counters.commands) {
+        let calls = ok + failed;
+        if calls > 0 {
+            let usec = ns / 1_000;
+            let per_call = *ns as f64 / 1_000.0 / calls as f64;
             let _ = write!(
                 out,
-                "cmdstat_{}:calls={},usec=0,usec_per_call=0.00,rejected_calls=0,failed_calls={failed}\r\n",
+                "cmdstat_{}:calls={calls},usec={usec},usec_per_call={per_call:.2},rejected_calls=0,failed_calls={failed}\r\n",
                 command.name,
-                ok + failed,
             );
         }
     }
@@ -274,7 +301,13 @@ mod tests {
             (
                 "info CLUSTER replication",
                 &bulk(
-                    "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\r\n\
+                    "# Replication\r\nrole:master\r\nconnected_slaves:0\r\n\
+                     master_failover_state:no-failover\r\n\
+                     master_replid:0000000000000000000000000000000000000000\r\n\
+                     master_replid2:0000000000000000000000000000000000000000\r\n\
+                     master_repl_offset:0\r\nsecond_repl_offset:-1\r\nrepl_backlog_active:0\r\n\
+                     repl_backlog_size:0\r\nrepl_backlog_first_byte_offset:0\r\n\
+                     repl_backlog_histlen:0\r\n\r\n\
                      # Cluster\r\ncluster_enabled:0\r\n",
                 ),
             ),
@@ -288,10 +321,36 @@ mod tests {
         let memory = h.run(&["INFO", "memory"]);
         assert!(memory.contains("\r\nused_memory:"), "{memory}");
         assert!(!memory.contains("\r\nused_memory:0\r\n"), "{memory}");
+        // The CPU figures move between two calls; everything else must match.
+        let steady = |text: String| -> Vec<String> {
+            let lines = text.split("\r\n").skip(1);
+            lines
+                .filter(|l| !l.starts_with("used_cpu_"))
+                .map(str::to_owned)
+                .collect()
+        };
         let all = h.run(&["INFO", "all"]);
         assert!(all.contains("# Commandstats\r\n") && all.contains("# Keyspace"));
-        assert_eq!(h.run(&["INFO", "everything"]), all);
-        assert_eq!(h.run(&["INFO", "default"]), h.run(&["INFO"]));
+        assert_eq!(steady(h.run(&["INFO", "everything"])), steady(all));
+        assert_eq!(
+            steady(h.run(&["INFO", "default"])),
+            steady(h.run(&["INFO"]))
+        );
+    }
+
+    #[test]
+    fn cpu_time_is_reported_in_seconds() {
+        let mut h = Harness::new();
+        let cpu = h.run(&["INFO", "cpu"]);
+        for field in ["used_cpu_sys:", "used_cpu_user:", "used_cpu_sys_children:"] {
+            assert!(cpu.contains(&format!("\r\n{field}")), "{cpu}");
+        }
+        let user: f64 = cpu
+            .split("\r\n")
+            .find_map(|l| l.strip_prefix("used_cpu_user:"))
+            .and_then(|v| v.parse().ok())
+            .unwrap();
+        assert!(user > 0.0, "{cpu}");
     }
 
     #[test]

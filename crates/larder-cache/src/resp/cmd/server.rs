@@ -81,7 +81,7 @@ mod tests {
         )]);
         let help = h.run(&["COMMAND", "HELP"]);
         assert!(
-            help.starts_with("*13\r\n+COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+COUNT\r\n+    "),
+            help.starts_with("*15\r\n+COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+COUNT\r\n+    "),
             "{help}"
         );
     }

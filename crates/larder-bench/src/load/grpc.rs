@@ -10,7 +10,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, anyhow, bail, ensure};
 use bytes::Bytes;
 use larder_proto::grpc::cache::v1::{
     GetManyRequest, GetRequest, SetManyRequest, SetRequest, cache_client::CacheClient,
@@ -25,8 +24,10 @@ use tonic::{Request, Status};
 use super::cpu::CpuWatch;
 use super::keys::{self, KeySpace, KeyTable, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
-use super::{Schedule, Window};
-use crate::cli::GrpcBenchArgs;
+use super::run;
+use super::window::{self, Schedule, Window};
+use crate::args::GrpcArgs;
+use crate::error::{Error, Peer, Result, Usage};
 
 /// Keys per `SetMany` when prefilling.
 const PREFILL_KEYS: u64 = 1000;
@@ -37,10 +38,10 @@ const MAX_REPLY: usize = 256 << 20;
 ///
 /// # Errors
 /// When the options cannot work, the server cannot be reached or the prefill fails.
-pub(crate) async fn bench(args: &GrpcBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &GrpcArgs, progress: Progress) -> Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, args.concurrency)?;
-    ensure!(args.batch > 0, "--batch must be at least 1");
+    run::check(load, args.connections, args.concurrency)?;
+    Usage::require(args.batch > 0, "--batch", "at least 1")?;
     let cpu = CpuWatch::new(load.server_pid)?;
     let channels = connect(&args.addr, args.connections).await?;
     let keys = KeySpace::new(load.keys);
@@ -56,40 +57,38 @@ pub(crate) async fn bench(args: &GrpcBenchArgs, progress: Progress) -> anyhow::R
         pacing: None,
     };
     if load.prefill {
-        first.prefill().await?;
+        first.prefill().await.map_err(Error::during("prefill"))?;
     }
     let spawn = |window, completed: &_| spawn_slots(args, &first, channels, window, completed);
-    super::measure(load, cpu, progress, "grpc", title(args), spawn).await
+    run::measure(load, cpu, progress, "grpc", title(args), spawn).await
 }
 
-/// Opens `count` HTTP/2 connections (at least one).
-async fn connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
+/// Opens `count` HTTP/2 connections (at least one) to `addr` (`host:port` or a URL).
+pub(crate) async fn connect(addr: &str, count: usize) -> Result<Vec<Channel>> {
     let endpoint = endpoint(addr)?;
     let mut channels = Vec::with_capacity(count);
     for _ in 0..count.max(1) {
-        let channel = endpoint.connect().await.with_context(|| {
-            format!("cannot connect to {addr}: is a cache node listening there?")
-        })?;
-        channels.push(channel);
+        let channel = endpoint.connect().await;
+        channels.push(channel.map_err(Error::connect(addr, Peer::CacheNode))?);
     }
     Ok(channels)
 }
 
-fn title(args: &GrpcBenchArgs) -> String {
+fn title(args: &GrpcArgs) -> String {
     format!(
         "grpc {}: {} connections × {} calls in flight, batch {}, {}",
         args.addr,
         args.connections,
         args.concurrency,
         args.batch,
-        super::describe(&args.load)
+        run::describe(&args.load)
     )
 }
 
 /// Starts `--concurrency` slots on each channel, each a copy of `template` with its own
 /// random stream and, in an open-loop run, its connection's schedule.
 fn spawn_slots(
-    args: &GrpcBenchArgs,
+    args: &GrpcArgs,
     template: &Slot,
     channels: Vec<Channel>,
     window: Window,
@@ -115,14 +114,16 @@ fn spawn_slots(
 }
 
 /// `host:port` or a URL.
-fn endpoint(addr: &str) -> anyhow::Result<Endpoint> {
+fn endpoint(addr: &str) -> Result<Endpoint, Usage> {
     let uri = if addr.contains("://") {
         addr.to_owned()
     } else {
         format!("http://{addr}")
     };
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("{addr:?} is neither host:port nor a URL"))?;
+    let endpoint = Endpoint::from_shared(uri).map_err(|source| Usage::Address {
+        addr: addr.to_owned(),
+        source,
+    })?;
     Ok(endpoint.tcp_nodelay(true))
 }
 
@@ -130,12 +131,10 @@ fn client(channel: Channel) -> CacheClient<Channel> {
     CacheClient::new(channel).max_decoding_message_size(MAX_REPLY)
 }
 
-fn token(token: Option<&str>) -> anyhow::Result<Option<MetadataValue<Ascii>>> {
+/// The `authorization` value for a bearer `token`.
+pub(crate) fn token(token: Option<&str>) -> Result<Option<MetadataValue<Ascii>>, Usage> {
     token
-        .map(|token| {
-            MetadataValue::try_from(format!("Bearer {token}"))
-                .context("--token must be printable ASCII")
-        })
+        .map(|token| MetadataValue::try_from(format!("Bearer {token}")).map_err(Usage::Token))
         .transpose()
 }
 
@@ -212,10 +211,10 @@ impl Slot {
         let due = pacing
             .schedule
             .at(pacing.tickets.fetch_add(1, Ordering::Relaxed));
-        if !super::may_leave(due, Instant::now()) {
-            tokio::time::sleep_until(super::wake_at(due)).await;
+        if !window::may_leave(due, Instant::now()) {
+            tokio::time::sleep_until(window::wake_at(due)).await;
         }
-        super::counted_from(due, Instant::now())
+        window::counted_from(due, Instant::now())
     }
 
     async fn call(&mut self) -> Result<Done, Status> {
@@ -278,7 +277,7 @@ impl Slot {
     }
 
     /// Writes every key once with `SetMany` calls.
-    async fn prefill(&mut self) -> anyhow::Result<()> {
+    async fn prefill(&mut self) -> Result<()> {
         let count = self.keys.count();
         let mut next = 0;
         while next < count {
@@ -292,7 +291,11 @@ impl Slot {
                 .collect();
             let request = self.request(SetManyRequest { items });
             let reply = self.client.set_many(request).await;
-            let reply = reply.map_err(|s| anyhow!("prefill: SetMany: {}", status_text(&s)))?;
+            let reply = reply.map_err(|status| Error::Call {
+                call: "SetMany",
+                code: status.code(),
+                message: status.message().to_owned(),
+            })?;
             let failed = reply
                 .into_inner()
                 .results
@@ -302,7 +305,8 @@ impl Slot {
                     _ => None,
                 });
             if let Some(why) = failed {
-                bail!("prefill: a set was refused: {why}");
+                let request = "SetMany";
+                return Err(Error::Refused { request, why });
             }
             next = end;
         }

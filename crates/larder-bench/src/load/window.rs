@@ -1,136 +1,14 @@
-//! `larder bench resp` and `larder bench grpc`: load generators for a cache node; `larder bench
-//! burst`: one key read by many clients at once ([`burst`]); `larder bench http`: GETs against
-//! any HTTP/1.1 server ([`http`]).
-//!
-//! Each RESP connection, and each gRPC call slot, runs its own loop and keeps its own
-//! [`report::Recorder`]; the recorders are merged when the run ends, so the hot path shares
-//! nothing but one relaxed counter for the progress display.
+//! When a run's requests are due: the measured [`Window`] after the warmup, and the open-loop
+//! [`Schedule`] that spreads `--rate` over the lanes, with the timer slack a lane allows itself.
 //!
 //! Without `--rate` the run is closed-loop: a connection sends its next batch as soon as the
 //! previous one is answered. With `--rate` it is open-loop: request `n` of connection `c` is due
 //! at a fixed time ([`Schedule`]) whether or not the server keeps up, and its latency counts from
 //! that time, so a stalled server shows up as latency instead of as fewer requests.
-//!
-//! Only replies that arrive inside the measured window (after `--warmup`, for `--duration`)
-//! count; the server's CPU time is sampled from `/proc` at the window's edges.
 
-mod burst;
-mod cpu;
-mod grpc;
-mod http;
-mod http_wire;
-mod keys;
-mod report;
-mod resp;
-mod resp_wire;
-
-use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use anyhow::{Context, ensure};
-use tokio::task::JoinSet;
 use tokio::time::Instant;
-
-use crate::cli::{BurstArgs, GrpcBenchArgs, HttpBenchArgs, LoadArgs, RespBenchArgs};
-use cpu::{CpuUse, CpuWatch};
-use report::{Progress, Recorder, Summary};
-
-/// `larder bench resp`: runs the load, prints the summary.
-///
-/// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub(crate) fn resp(args: &RespBenchArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(resp::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
-}
-
-/// `larder bench grpc`: runs the load, prints the summary.
-///
-/// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub(crate) fn grpc(args: &GrpcBenchArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(grpc::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
-}
-
-/// `larder bench http`: runs the load, prints the summary.
-///
-/// # Errors
-/// When the server cannot be reached or the options cannot work.
-pub(crate) fn http(args: &HttpBenchArgs) -> anyhow::Result<ExitCode> {
-    let summary =
-        runtime(args.load.threads)?.block_on(http::bench(args, Progress::for_stderr()))?;
-    Ok(finish(&summary))
-}
-
-/// `larder bench burst`: runs one burst, prints what it cost; fails if any reply was an error.
-///
-/// # Errors
-/// When the node or its admin port cannot be reached.
-pub(crate) fn burst(args: &BurstArgs) -> anyhow::Result<ExitCode> {
-    let outcome = runtime(1)?.block_on(burst::run(args))?;
-    Ok(burst::finish(&outcome))
-}
-
-fn finish(summary: &Summary) -> ExitCode {
-    println!("{summary}");
-    if summary.ops == 0 {
-        eprintln!("larder: no request succeeded in the measured window");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
-}
-
-/// One thread runs a current-thread runtime: no work stealing, no cross-thread wake-ups.
-fn runtime(threads: usize) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread()
-    } else {
-        let mut builder = tokio::runtime::Builder::new_multi_thread();
-        builder.worker_threads(threads);
-        builder
-    };
-    builder
-        .enable_all()
-        .build()
-        .context("starting the tokio runtime")
-}
-
-/// Refuses option values that cannot make a run.
-fn check(load: &LoadArgs, connections: usize, depth: usize) -> anyhow::Result<()> {
-    ensure!(connections > 0, "--connections must be at least 1");
-    ensure!(
-        depth > 0,
-        "requests in flight per connection must be at least 1"
-    );
-    ensure!(load.keys > 0, "--keys must be at least 1");
-    ensure!(load.threads > 0, "--threads must be at least 1");
-    ensure!(
-        load.duration > 0.0,
-        "--duration must be more than 0 seconds"
-    );
-    Ok(())
-}
-
-/// The workload part of a run's title.
-fn describe(load: &LoadArgs) -> String {
-    let pacing = match load.rate {
-        Some(rate) => format!("open loop at {rate:.0} requests/s"),
-        None => "closed loop".to_owned(),
-    };
-    format!(
-        "{pacing}, {} keys, {}-byte values, {:.0}% reads, {} s after {} s warmup",
-        load.keys,
-        load.value_size,
-        load.read_ratio * 100.0,
-        load.duration,
-        load.warmup
-    )
-}
 
 /// The phases of a run: warmup from `origin`, measurement from `measure_from` to `end`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,19 +100,19 @@ impl Pacing {
 const TIMER_SLACK: Duration = Duration::from_millis(2);
 
 /// When to wake for a request due at `due`.
-fn wake_at(due: Instant) -> Instant {
+pub(crate) fn wake_at(due: Instant) -> Instant {
     due.checked_sub(TIMER_SLACK).unwrap_or(due)
 }
 
 /// Whether a request due at `due` may leave at `now`.
-fn may_leave(due: Instant, now: Instant) -> bool {
+pub(crate) fn may_leave(due: Instant, now: Instant) -> bool {
     due <= now + TIMER_SLACK
 }
 
 /// Where the latency of a request due at `due` and sent at `sent` counts from: the scheduled
 /// time, so that a late send (a full pipeline, a stalled server) counts as latency, or the
 /// actual send if that was earlier, so that leaving early never hides service time.
-fn counted_from(due: Instant, sent: Instant) -> Instant {
+pub(crate) fn counted_from(due: Instant, sent: Instant) -> Instant {
     due.min(sent)
 }
 
@@ -243,48 +121,6 @@ fn offset(ticket: u64, lane: u64, lanes: u64, rate: f64) -> Duration {
     let slot = ticket as f64 * lanes as f64 + lane as f64;
     Duration::from_secs_f64(slot / rate)
 }
-
-/// Starts the lanes `spawn` makes with the window opening now, shows progress, waits out the
-/// window and sums up.
-async fn measure(
-    load: &LoadArgs,
-    cpu: CpuWatch,
-    progress: Progress,
-    label: &'static str,
-    title: String,
-    spawn: impl FnOnce(Window, &Arc<AtomicU64>) -> JoinSet<Recorder>,
-) -> anyhow::Result<Summary> {
-    let window = Window::new(Instant::now(), load.warmup, load.duration);
-    let completed = Arc::new(AtomicU64::new(0));
-    let lanes = spawn(window, &completed);
-    let shown = progress.spawn(label, window, completed);
-    let (recorded, cpu) = collect(window, lanes, &cpu).await?;
-    if let Some(shown) = shown {
-        let _ = shown.await;
-    }
-    let measured = window.measured();
-    Ok(Summary::new(title, recorded, measured, cpu, load.rate))
-}
-
-/// Waits out the run, samples CPU time at the window's edges and merges what the lanes recorded.
-async fn collect(
-    window: Window,
-    mut lanes: JoinSet<Recorder>,
-    cpu: &CpuWatch,
-) -> anyhow::Result<(Recorder, CpuUse)> {
-    tokio::time::sleep_until(window.measure_from).await;
-    let before = cpu.sample();
-    tokio::time::sleep_until(window.end).await;
-    let after = cpu.sample();
-    let mut total = Recorder::new();
-    while let Some(lane) = lanes.join_next().await {
-        total.merge(lane.context("a load task failed")?);
-    }
-    Ok((total, before.until(&after)))
-}
-
-#[cfg(test)]
-mod against_a_node;
 
 #[cfg(test)]
 mod tests {

@@ -12,8 +12,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::Window;
 use super::cpu::CpuUse;
+use super::window::Window;
 
 /// Latencies above this are recorded as this (a minute: a stall, whatever its length).
 const MAX_LATENCY_NS: u64 = 60_000_000_000;

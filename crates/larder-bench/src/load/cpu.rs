@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::Context;
+use crate::error::{CpuError, Error};
 
 /// `/proc` reports CPU time in clock ticks of `USER_HZ`, which Linux fixes at 100 for user
 /// space on every architecture we run on (`getconf CLK_TCK`).
@@ -13,10 +13,13 @@ const TICKS_PER_SECOND: u64 = 100;
 ///
 /// # Errors
 /// When `/proc/{pid}/stat` cannot be read or parsed (no such process, or not Linux).
-pub(crate) fn process_cpu(pid: &str) -> anyhow::Result<Duration> {
+pub(crate) fn process_cpu(pid: &str) -> Result<Duration, CpuError> {
     let path = format!("/proc/{pid}/stat");
-    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
-    let ticks = cpu_ticks(&text).with_context(|| format!("parsing {path}"))?;
+    let text = match std::fs::read_to_string(&path) {
+        Ok(text) => text,
+        Err(source) => return Err(CpuError::Read { path, source }),
+    };
+    let ticks = cpu_ticks(&text).ok_or(CpuError::Parse { path })?;
     Ok(ticks_to_duration(ticks))
 }
 
@@ -62,11 +65,11 @@ impl CpuWatch {
     ///
     /// # Errors
     /// When `server_pid` names no readable process.
-    pub(crate) fn new(server_pid: Option<u32>) -> anyhow::Result<Self> {
-        let server_pid = server_pid.map(|pid| pid.to_string());
-        if let Some(pid) = &server_pid {
-            process_cpu(pid).with_context(|| format!("--server-pid {pid}"))?;
+    pub(crate) fn new(server_pid: Option<u32>) -> Result<Self, Error> {
+        if let Some(pid) = server_pid {
+            process_cpu(&pid.to_string()).map_err(|source| Error::ServerPid { pid, source })?;
         }
+        let server_pid = server_pid.map(|pid| pid.to_string());
         Ok(Self { server_pid })
     }
 

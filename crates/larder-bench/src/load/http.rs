@@ -15,18 +15,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, ensure};
+use larder_proto::http_url::HttpUrl;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use super::cpu::CpuWatch;
-use super::http_wire::{Requests, Response, response_len};
+use super::http_request::Requests;
+use super::http_response::{Response, response_len};
+use super::inbox::Inbox;
 use super::report::{Progress, Recorder, Summary};
-use super::resp_wire::Inbox;
-use super::{Pacing, Schedule, Window};
-use crate::cli::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpBenchArgs, LoadArgs};
+use super::run;
+use super::window::{self, Pacing, Schedule, Window};
+use crate::args::{DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE, HttpArgs, LoadArgs};
+use crate::error::{self, Error, Peer, Result, Usage};
 
 /// Pause after a failed reconnect, so that a closed port is not hammered in a closed loop.
 const RECONNECT_PAUSE: Duration = Duration::from_millis(10);
@@ -37,11 +40,14 @@ const BODY_EXCERPT: usize = 200;
 ///
 /// # Errors
 /// When the options cannot work or the server cannot be reached.
-pub(crate) async fn bench(args: &HttpBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &HttpArgs, progress: Progress) -> Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, 1)?;
+    run::check(load, args.connections, 1)?;
     refuse_cache_options(load)?;
-    let target = Target::parse(&args.url)?;
+    let target = HttpUrl::parse(&args.url).map_err(|err| Usage::Url {
+        url: args.url.clone(),
+        problem: err.problem,
+    })?;
     let requests = Requests::new(&target, &args.headers, args.paths_from)?;
     let cpu = CpuWatch::new(load.server_pid)?;
     let mut streams = Vec::with_capacity(args.connections);
@@ -52,23 +58,22 @@ pub(crate) async fn bench(args: &HttpBenchArgs, progress: Progress) -> anyhow::R
     let addr: Arc<str> = target.addr.into();
     let spawn =
         |window, completed: &_| spawn_lanes(args, &addr, &requests, streams, window, completed);
-    super::measure(load, cpu, progress, "http", title, spawn).await
+    run::measure(load, cpu, progress, "http", title, spawn).await
 }
 
 /// The cache workload options mean nothing here; refuse them rather than ignore them.
-fn refuse_cache_options(load: &LoadArgs) -> anyhow::Result<()> {
+fn refuse_cache_options(load: &LoadArgs) -> Result<(), Usage> {
     let defaults = load.keys == DEFAULT_KEYS
         && load.value_size == DEFAULT_VALUE_SIZE
         && load.read_ratio.total_cmp(&DEFAULT_READ_RATIO).is_eq();
-    ensure!(
-        defaults,
-        "--keys, --value-size and --read-ratio do not apply to `bench http`: every request is \
-         a GET of --url (see --paths-from for distinct paths)"
-    );
-    Ok(())
+    if defaults {
+        Ok(())
+    } else {
+        Err(Usage::NotForHttp)
+    }
 }
 
-fn title(args: &HttpBenchArgs) -> String {
+fn title(args: &HttpArgs) -> String {
     let load = &args.load;
     let pacing = match load.rate {
         Some(rate) => format!("open loop at {rate:.0} requests/s"),
@@ -84,71 +89,19 @@ fn title(args: &HttpBenchArgs) -> String {
     )
 }
 
-/// Where to connect and what to ask for, from `http://HOST[:PORT]/PATH`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Target {
-    /// `HOST:PORT` to connect to.
-    pub(crate) addr: String,
-    /// The authority as written, for the `Host` header.
-    pub(crate) host: String,
-    /// The request target: the path and query as written (`/` if none).
-    pub(crate) path: String,
-}
-
-impl Target {
-    /// # Errors
-    /// When `url` is not a plain `http://` URL with a host.
-    pub(crate) fn parse(url: &str) -> anyhow::Result<Self> {
-        let rest = url
-            .strip_prefix("http://")
-            .with_context(|| format!("--url {url:?}: only http:// URLs are supported"))?;
-        ensure!(
-            rest.bytes().all(|b| b.is_ascii_graphic()),
-            "--url {url:?}: spaces, control and non-ASCII characters must be percent-encoded"
-        );
-        let rest = rest.split_once('#').map_or(rest, |(before, _)| before);
-        let (host, path) = match rest.find(['/', '?']) {
-            Some(at) => rest.split_at(at),
-            None => (rest, ""),
-        };
-        ensure!(!host.is_empty(), "--url {url:?} names no host");
-        ensure!(
-            !host.contains('@'),
-            "--url {url:?}: user info is not supported"
-        );
-        let has_port = match host.rfind(']') {
-            Some(bracket) => host[bracket..].contains(':'),
-            None => host.contains(':'),
-        };
-        let addr = if has_port {
-            host.to_owned()
-        } else {
-            format!("{host}:80")
-        };
-        let path = match path.as_bytes().first() {
-            None => "/".to_owned(),
-            Some(b'?') => format!("/{path}"),
-            Some(_) => path.to_owned(),
-        };
-        Ok(Self {
-            addr,
-            host: host.to_owned(),
-            path,
-        })
-    }
-}
-
-async fn connect(addr: &str) -> anyhow::Result<TcpStream> {
+async fn connect(addr: &str) -> Result<TcpStream> {
     let stream = TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {addr}: is an HTTP server listening there?"))?;
-    stream.set_nodelay(true)?;
+        .map_err(Error::connect(addr, Peer::HttpServer))?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("setting TCP_NODELAY"))?;
     Ok(stream)
 }
 
 /// Starts one lane per connection, each, in an open-loop run, with its place in the schedule.
 fn spawn_lanes(
-    args: &HttpBenchArgs,
+    args: &HttpArgs,
     addr: &Arc<str>,
     requests: &Requests,
     streams: Vec<TcpStream>,
@@ -215,7 +168,7 @@ impl Lane {
                 }
                 Err(why) => {
                     if measured {
-                        recorded.failure(1, || format!("{why:#}"));
+                        recorded.failure(1, || error::chain(&why));
                     }
                     self.inbox.consume(self.inbox.pending().len());
                     if self.stream.take().is_none() {
@@ -232,19 +185,20 @@ impl Lane {
             return Instant::now();
         };
         let due = pacing.due();
-        if !super::may_leave(due, Instant::now()) {
-            tokio::time::sleep_until(super::wake_at(due)).await;
+        if !window::may_leave(due, Instant::now()) {
+            tokio::time::sleep_until(window::wake_at(due)).await;
         }
         pacing.take();
-        super::counted_from(due, Instant::now())
+        window::counted_from(due, Instant::now())
     }
 
     /// Sends one request, connecting first if needed, and reads its whole response.
-    async fn exchange(&mut self) -> anyhow::Result<Response> {
-        ensure!(
-            self.inbox.pending().is_empty(),
-            "the server sent bytes that answer no request"
-        );
+    async fn exchange(&mut self) -> Result<Response> {
+        if !self.inbox.pending().is_empty() {
+            return Err(Error::Protocol(
+                "the server sent bytes that answer no request",
+            ));
+        }
         let stream = match &mut self.stream {
             Some(stream) => stream,
             None => self.stream.insert(connect(&self.addr).await?),
@@ -254,7 +208,7 @@ impl Lane {
         stream
             .write_all(&self.out)
             .await
-            .context("sending the request")?;
+            .map_err(Error::io("sending the request"))?;
         loop {
             if let Some(response) = response_len(self.inbox.pending())? {
                 return Ok(response);
@@ -262,8 +216,10 @@ impl Lane {
             let n = stream
                 .read(self.inbox.spare())
                 .await
-                .context("reading the response")?;
-            ensure!(n > 0, "the server closed the connection");
+                .map_err(Error::io("reading the response"))?;
+            if n == 0 {
+                return Err(Error::Closed);
+            }
             self.inbox.filled(n);
         }
     }
@@ -303,7 +259,7 @@ mod tests {
     use tokio_util::sync::CancellationToken;
 
     use super::*;
-    use crate::loadgen::runtime;
+    use crate::load::run::runtime;
 
     /// How the test server answers every request.
     #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -443,8 +399,8 @@ mod tests {
     }
 
     /// Half a second after a short warmup, CPU measured on this very process.
-    fn args(url: String, rate: Option<f64>) -> HttpBenchArgs {
-        HttpBenchArgs {
+    fn args(url: String, rate: Option<f64>) -> HttpArgs {
+        HttpArgs {
             url,
             connections: 4,
             paths_from: None,
@@ -463,7 +419,7 @@ mod tests {
         }
     }
 
-    fn run(args: &HttpBenchArgs) -> anyhow::Result<Summary> {
+    fn run(args: &HttpArgs) -> Result<Summary> {
         runtime(1)?.block_on(bench(args, Progress::Quiet))
     }
 
@@ -560,35 +516,6 @@ mod tests {
 
         let server = Server::start(Answer::SaysClose);
         assert_clean(&run(&args(server.url("/"), Some(1000.0))).unwrap());
-    }
-
-    #[test]
-    fn targets_come_from_plain_http_urls() {
-        let target = |url: &str| Target::parse(url).map(|t| (t.addr, t.host, t.path));
-        let own = |a: &str, h: &str, p: &str| (a.to_owned(), h.to_owned(), p.to_owned());
-        assert_eq!(
-            target("http://127.0.0.1:8091/v1/products/42").unwrap(),
-            own("127.0.0.1:8091", "127.0.0.1:8091", "/v1/products/42")
-        );
-        assert_eq!(
-            target("http://example.com").unwrap(),
-            own("example.com:80", "example.com", "/")
-        );
-        assert_eq!(
-            target("http://[::1]?a=1#frag").unwrap(),
-            own("[::1]:80", "[::1]", "/?a=1")
-        );
-        assert_eq!(target("http://[::1]:81/x").unwrap().0, "[::1]:81");
-        for bad in [
-            "https://h/",
-            "h:80/x",
-            "http:///x",
-            "http://u@h/",
-            "http://h/a b",
-            "http://h/é",
-        ] {
-            assert!(Target::parse(bad).is_err(), "{bad}");
-        }
     }
 
     #[test]

@@ -3,14 +3,13 @@
 //! Every client is connected first (RESP: one TCP connection each; gRPC: calls spread over a
 //! few HTTP/2 connections) and parked on one [`Barrier`]; the barrier lets them all go at
 //! once, and each sends `GET key` and reads its one reply. The node's `/metrics` is read
-//! before and after, so the summary says how many origin loads the burst caused and how many
-//! reads waited on a load another read had started.
+//! before and after ([`super::metrics`]), so the summary says how many origin loads the burst
+//! caused and how many reads waited on a load another read had started.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, bail, ensure};
 use bytes::Bytes;
 use larder_proto::grpc::cache::v1::{GetRequest, cache_client::CacheClient};
 use larder_proto::resp::{Limits, encode_request, frame_len, parse_frame};
@@ -19,24 +18,20 @@ use tokio::net::TcpStream;
 use tokio::sync::Barrier;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::metadata::MetadataValue;
-use tonic::transport::{Channel, Endpoint};
 
-use crate::cli::{BurstArgs, Protocol};
+use super::grpc;
+use super::metrics::{OriginCounters, scrape};
+use crate::args::{BurstArgs, Protocol};
+use crate::error::{self, Error, Peer, Result, Usage};
 
 /// `EMFILE`, the errno of "Too many open files" (Linux, macOS, the BSDs).
 const EMFILE: i32 = 24;
-/// Counter of origin loads, one series per origin and result.
-const LOADS: &str = "larder_origin_loads_total";
-/// Counter of reads that joined a load already in flight, one series per origin.
-const COALESCED: &str = "larder_origin_coalesced_total";
-
 /// Runs one burst as `args` says.
 ///
 /// # Errors
 /// When the node or its admin port cannot be reached, or the clients cannot all connect.
-pub(crate) async fn run(args: &BurstArgs) -> anyhow::Result<Outcome> {
-    ensure!(args.clients > 0, "--clients must be at least 1");
+pub(crate) async fn run(args: &BurstArgs) -> Result<Outcome> {
+    Usage::require(args.clients > 0, "--clients", "at least 1")?;
     let protocol = if args.grpc {
         Protocol::Grpc
     } else {
@@ -68,17 +63,16 @@ pub(crate) async fn run(args: &BurstArgs) -> anyhow::Result<Outcome> {
     })
 }
 
-/// Prints the outcome; failure if any reply was an error.
-pub(crate) fn finish(outcome: &Outcome) -> std::process::ExitCode {
+/// Prints the outcome; a burst with error replies fails.
+pub(crate) fn finish(outcome: &Outcome) -> Result<()> {
     println!("{outcome}");
     if outcome.tally.errors > 0 {
-        eprintln!(
-            "larder: {} of {} replies were errors",
-            outcome.tally.errors, outcome.clients
-        );
-        return std::process::ExitCode::FAILURE;
+        return Err(Error::ErrorReplies {
+            errors: outcome.tally.errors,
+            clients: outcome.clients,
+        });
     }
-    std::process::ExitCode::SUCCESS
+    Ok(())
 }
 
 /// Clients parked on their barrier, and the barrier (which counts one more: the releaser).
@@ -97,11 +91,14 @@ impl Parked {
 }
 
 /// Lets every parked client go and gathers their answers.
-async fn release(mut parked: Parked) -> anyhow::Result<Tally> {
+async fn release(mut parked: Parked) -> Result<Tally> {
     parked.barrier.wait().await;
     let mut tally = Tally::default();
     while let Some(answer) = parked.clients.join_next().await {
-        tally.add(answer.context("a client task failed")?);
+        tally.add(answer.map_err(|source| Error::Task {
+            task: "a client task",
+            source,
+        })?);
     }
     Ok(tally)
 }
@@ -113,7 +110,7 @@ async fn resp_clients(
     key: &str,
     count: usize,
     timeout: Duration,
-) -> anyhow::Result<Parked> {
+) -> Result<Parked> {
     let mut get = Vec::new();
     encode_request(&mut get, &[b"GET", key.as_bytes()]);
     let get: Arc<[u8]> = get.into();
@@ -131,46 +128,55 @@ async fn resp_clients(
 }
 
 /// One connection, authenticated when there is a password; `opened` connections are already up.
-async fn resp_connect(
-    addr: &str,
-    password: Option<&str>,
-    opened: usize,
-) -> anyhow::Result<TcpStream> {
+async fn resp_connect(addr: &str, password: Option<&str>, opened: usize) -> Result<TcpStream> {
     let mut stream = match TcpStream::connect(addr).await {
         Ok(stream) => stream,
-        Err(err) if err.raw_os_error() == Some(EMFILE) => bail!(
-            "out of file descriptors after {opened} connections: raise the limit with \
-             `ulimit -n` (the clients need one each, the node one per client too)"
-        ),
+        Err(err) if err.raw_os_error() == Some(EMFILE) => {
+            return Err(Error::OutOfFiles { opened });
+        }
         Err(err) => {
-            return Err(err).with_context(|| {
-                format!("cannot connect to {addr} after {opened} connections: is a cache node listening there?")
+            return Err(Error::Connect {
+                addr: addr.to_owned(),
+                peer: Peer::CacheNode,
+                opened: Some(opened),
+                source: Box::new(err),
             });
         }
     };
-    stream.set_nodelay(true)?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("setting TCP_NODELAY"))?;
     if let Some(password) = password {
         let mut auth = Vec::new();
         encode_request(&mut auth, &[b"AUTH", password.as_bytes()]);
-        let reply = resp_get(&mut stream, &auth).await.context("AUTH")?;
+        let reply = resp_get(&mut stream, &auth).await;
+        let reply = reply.map_err(Error::during("AUTH"))?;
         if let Reply::Error(why) = classify(&reply) {
-            bail!("AUTH refused: {why}");
+            return Err(Error::Refused {
+                request: "AUTH",
+                why,
+            });
         }
     }
     Ok(stream)
 }
 
 /// Sends `request` and reads one whole reply.
-async fn resp_get(stream: &mut TcpStream, request: &[u8]) -> anyhow::Result<Vec<u8>> {
-    stream.write_all(request).await.context("sending")?;
+async fn resp_get(stream: &mut TcpStream, request: &[u8]) -> Result<Vec<u8>> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(Error::io("sending"))?;
     let mut reply = Vec::with_capacity(128);
     loop {
         if let Some(len) = frame_len(&reply, &Limits::default())? {
             reply.truncate(len);
             return Ok(reply);
         }
-        let read = stream.read_buf(&mut reply).await.context("reading")?;
-        ensure!(read > 0, "the server closed the connection");
+        let read = stream.read_buf(&mut reply).await;
+        if read.map_err(Error::io("reading"))? == 0 {
+            return Err(Error::Closed);
+        }
     }
 }
 
@@ -182,12 +188,9 @@ async fn grpc_clients(
     args: &BurstArgs,
     per_connection: usize,
     timeout: Duration,
-) -> anyhow::Result<Parked> {
-    let channels = grpc_connect(addr, args.clients.div_ceil(per_connection)).await?;
-    let bearer = token
-        .map(|token| MetadataValue::try_from(format!("Bearer {token}")))
-        .transpose()
-        .context("--token must be printable ASCII")?;
+) -> Result<Parked> {
+    let channels = grpc::connect(addr, args.clients.div_ceil(per_connection)).await?;
+    let bearer = grpc::token(token)?;
     let key = Bytes::copy_from_slice(args.key.as_bytes());
     let mut parked = Parked::new(args.clients);
     for number in 0..args.clients {
@@ -220,35 +223,15 @@ async fn grpc_clients(
     Ok(parked)
 }
 
-/// Opens `count` HTTP/2 connections to `addr` (`host:port` or a URL).
-async fn grpc_connect(addr: &str, count: usize) -> anyhow::Result<Vec<Channel>> {
-    let uri = if addr.contains("://") {
-        addr.to_owned()
-    } else {
-        format!("http://{addr}")
-    };
-    let endpoint = Endpoint::from_shared(uri)
-        .with_context(|| format!("{addr:?} is neither host:port nor a URL"))?
-        .tcp_nodelay(true);
-    let mut channels = Vec::with_capacity(count);
-    for _ in 0..count {
-        let channel = endpoint.connect().await.with_context(|| {
-            format!("cannot connect to {addr}: is a cache node listening there?")
-        })?;
-        channels.push(channel);
-    }
-    Ok(channels)
-}
-
 /// Times one client's exchange from the moment it was released.
-async fn answer<R>(timeout: Duration, exchange: impl Future<Output = anyhow::Result<R>>) -> Answer
+async fn answer<R>(timeout: Duration, exchange: impl Future<Output = Result<R>>) -> Answer
 where
     R: Into<Reply>,
 {
     let sent = Instant::now();
     let reply = match tokio::time::timeout(timeout, exchange).await {
         Ok(Ok(reply)) => reply.into(),
-        Ok(Err(err)) => Reply::Error(format!("{err:#}")),
+        Ok(Err(err)) => Reply::Error(error::chain(&err)),
         Err(_) => Reply::Error(format!(
             "no reply within {timeout:?} (if the node ran out of file descriptors, raise \
              `ulimit -n` where it runs)"
@@ -347,77 +330,6 @@ impl Tally {
     }
 }
 
-/// The origin counters of a node at one moment, summed over origins (and results).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub(crate) struct OriginCounters {
-    loads: u64,
-    coalesced: u64,
-}
-
-impl OriginCounters {
-    /// Reads the counters from Prometheus text; a node without origins has none, so zero.
-    fn parse(text: &str) -> Self {
-        Self {
-            loads: sum_series(text, LOADS),
-            coalesced: sum_series(text, COALESCED),
-        }
-    }
-
-    fn since(self, before: Self) -> Self {
-        Self {
-            loads: self.loads.saturating_sub(before.loads),
-            coalesced: self.coalesced.saturating_sub(before.coalesced),
-        }
-    }
-}
-
-/// The sum of every series of metric `name` in Prometheus text.
-fn sum_series(text: &str, name: &str) -> u64 {
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .filter_map(|line| {
-            let rest = line.strip_prefix(name)?;
-            let value = match rest.as_bytes().first()? {
-                b'{' => &rest[rest.rfind('}')? + 1..],
-                b' ' | b'\t' => rest,
-                _ => return None,
-            };
-            let value: f64 = value.split_whitespace().next()?.parse().ok()?;
-            Some(value as u64)
-        })
-        .sum()
-}
-
-/// Reads the node's origin counters from `http://{admin}/metrics`.
-async fn scrape(admin: &str, token: Option<&str>) -> anyhow::Result<OriginCounters> {
-    let url = format!("http://{admin}/metrics");
-    let mut stream = TcpStream::connect(admin)
-        .await
-        .with_context(|| format!("cannot connect to {admin} for {url}: is it the admin port?"))?;
-    let auth = token.map_or_else(String::new, |t| format!("Authorization: Bearer {t}\r\n"));
-    let request =
-        format!("GET /metrics HTTP/1.1\r\nHost: {admin}\r\n{auth}Connection: close\r\n\r\n");
-    stream.write_all(request.as_bytes()).await?;
-    let mut response = Vec::new();
-    stream
-        .read_to_end(&mut response)
-        .await
-        .with_context(|| format!("reading {url}"))?;
-    let body =
-        http_body(&String::from_utf8_lossy(&response)).with_context(|| format!("GET {url}"))?;
-    Ok(OriginCounters::parse(&body))
-}
-
-/// The body of a whole HTTP/1.1 response with status 200.
-fn http_body(response: &str) -> anyhow::Result<String> {
-    let (head, body) = response
-        .split_once("\r\n\r\n")
-        .context("not an HTTP response")?;
-    let status = head.lines().next().unwrap_or_default();
-    ensure!(status.split(' ').nth(1) == Some("200"), "{status}");
-    Ok(body.to_owned())
-}
-
 /// What one burst cost.
 #[derive(Debug)]
 pub(crate) struct Outcome {
@@ -460,56 +372,6 @@ impl fmt::Display for Outcome {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const METRICS: &str = "\
-# HELP larder_origin_loads_total Origin loads by origin and result.
-# TYPE larder_origin_loads_total counter
-larder_origin_loads_total{origin=\"docs\",result=\"found\"} 3
-larder_origin_loads_total{origin=\"docs\",result=\"not_found\"} 1
-larder_origin_loads_total{origin=\"docs\",result=\"error\"} 0
-larder_origin_loads_total{origin=\"users\",result=\"found\"} 2
-larder_origin_loads_total_extra 100
-larder_origin_coalesced_total{origin=\"docs\"} 9999
-larder_origin_coalesced_total{origin=\"users\"} 1e3
-larder_origin_load_duration_seconds_count{origin=\"docs\"} 4
-";
-
-    #[test]
-    fn counters_sum_every_series_of_their_metric_only() {
-        let counters = OriginCounters::parse(METRICS);
-        assert_eq!(
-            counters,
-            OriginCounters {
-                loads: 6,
-                coalesced: 10_999
-            }
-        );
-        assert_eq!(
-            OriginCounters::parse("# no origins\n"),
-            OriginCounters::default()
-        );
-        assert_eq!(sum_series("larder_origin_loads_total 7\n", LOADS), 7);
-        let before = OriginCounters {
-            loads: 5,
-            coalesced: 10_000,
-        };
-        assert_eq!(
-            counters.since(before),
-            OriginCounters {
-                loads: 1,
-                coalesced: 999
-            }
-        );
-    }
-
-    #[test]
-    fn only_a_200_response_gives_a_body() {
-        let ok = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc";
-        assert_eq!(http_body(ok).unwrap(), "abc");
-        let denied = "HTTP/1.1 401 Unauthorized\r\n\r\nbearer token required\n";
-        assert!(http_body(denied).unwrap_err().to_string().contains("401"));
-        assert!(http_body("garbage").is_err());
-    }
 
     #[test]
     fn replies_are_values_nils_or_errors() {
@@ -565,7 +427,7 @@ mod against_a_node {
     use std::sync::atomic::{AtomicU64, Ordering};
 
     use super::*;
-    use crate::loadgen::runtime;
+    use crate::load::run::runtime;
 
     /// An HTTP origin on its own threads: every `GET` is counted and answered `hello` after
     /// `delay`.

@@ -10,16 +10,14 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use anyhow::{Context, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use larder_store::{Capacity, ENTRY_OVERHEAD, Policy, SetOptions, Store, StoreConfig, StoreError};
 
-use crate::cli::TraceArgs;
+use crate::args::{TraceArgs, TraceFormat};
+use crate::error::{Error, Result, Usage};
 
-#[path = "trace_format.rs"]
 mod format;
-pub(crate) use format::Format;
-use format::Trace;
+use format::{Columns, Trace};
 
 /// Capacities reported for the traces in `shared/traces`, by file-name prefix.
 const KNOWN_CAPACITIES: &[(&str, &[u64])] = &[
@@ -75,26 +73,28 @@ fn percent(part: u64, whole: u64) -> f64 {
     }
 }
 
-pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
+pub(crate) fn run(args: &TraceArgs) -> Result<()> {
     let policies = if args.policy.eq_ignore_ascii_case("all") {
         Policy::ALL.to_vec()
     } else {
-        vec![args.policy.parse::<Policy>()?]
+        vec![args.policy.parse::<Policy>().map_err(Usage::Policy)?]
     };
     let capacities = if args.capacity.is_empty() {
         known_capacities(&args.trace)?
     } else {
         args.capacity.clone()
     };
-    if capacities.contains(&0) {
-        bail!("capacities must be at least 1");
-    }
-    let [key_col, size_col] = args.csv_columns[..] else {
-        bail!("--csv-columns takes two columns: KEY,SIZE");
+    Usage::require(!capacities.contains(&0), "capacities", "at least 1")?;
+    let columns = match args.csv_columns[..] {
+        [key, size] if key >= 1 && size >= 1 => Columns {
+            key: key - 1,
+            size: size - 1,
+        },
+        _ => return Err(Usage::CsvColumns.into()),
     };
-    let trace = read_trace(&args.trace, args.format, (key_col, size_col))?;
+    let trace = read_trace(&args.trace, args.format, columns)?;
     if args.sized && trace.sizes.is_none() {
-        bail!("--sized needs a trace with object sizes (oracleGeneral or CSV)");
+        return Err(Usage::NoSizes.into());
     }
     let keys = &trace;
     let runs: Vec<(Policy, u64)> = policies
@@ -114,7 +114,7 @@ pub(crate) fn run(args: &TraceArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn known_capacities(trace: &Path) -> anyhow::Result<Vec<u64>> {
+fn known_capacities(trace: &Path) -> Result<Vec<u64>, Usage> {
     let name = trace
         .file_name()
         .and_then(|n| n.to_str())
@@ -123,7 +123,9 @@ fn known_capacities(trace: &Path) -> anyhow::Result<Vec<u64>> {
         .iter()
         .find(|(prefix, _)| name.starts_with(prefix))
         .map(|(_, caps)| caps.to_vec())
-        .with_context(|| format!("no default capacities for {name}; pass --capacity N,N,…"))
+        .ok_or_else(|| Usage::Capacities {
+            name: name.to_owned(),
+        })
 }
 
 fn bar(len: u64, message: &'static str) -> ProgressBar {
@@ -136,21 +138,16 @@ fn bar(len: u64, message: &'static str) -> ProgressBar {
     bar
 }
 
-/// Reads a trace in `format` (see [`Format`]); zstd-compressed when the name ends in `.zst`.
-pub(crate) fn read_trace(
-    path: &Path,
-    format: Format,
-    csv_columns: (usize, usize),
-) -> anyhow::Result<Trace> {
-    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+/// Reads a trace in `format` (see [`TraceFormat`]); zstd-compressed when the name ends in
+/// `.zst`.
+pub(crate) fn read_trace(path: &Path, format: TraceFormat, columns: Columns) -> Result<Trace> {
+    let opening = |what: &str| Error::io(format!("opening {}{what}", path.display()));
+    let file = File::open(path).map_err(opening(""))?;
     let size = file.metadata().map(|m| m.len()).unwrap_or(0);
     let progress = bar(size, "reading");
     let reader = progress.wrap_read(file);
     let reader: Box<dyn Read> = if path.extension().is_some_and(|e| e == "zst") {
-        Box::new(
-            zstd::Decoder::new(reader)
-                .with_context(|| format!("opening {} as zstd", path.display()))?,
-        )
+        Box::new(zstd::Decoder::new(reader).map_err(opening(" as zstd"))?)
     } else {
         Box::new(reader)
     };
@@ -158,9 +155,12 @@ pub(crate) fn read_trace(
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or_default();
-    let format = format.resolve(name);
-    let trace = format::parse(BufReader::new(reader), format, csv_columns)
-        .with_context(|| format!("reading {}", path.display()))?;
+    let format = format::resolve(format, name);
+    let trace =
+        format::parse(BufReader::new(reader), format, columns).map_err(|source| Error::Trace {
+            path: path.to_owned(),
+            source,
+        })?;
     progress.finish_and_clear();
     Ok(trace)
 }
@@ -172,7 +172,7 @@ pub(crate) fn replay_all(
     runs: &[(Policy, u64)],
     jobs: usize,
     progress: &ProgressBar,
-) -> anyhow::Result<Vec<Outcome>> {
+) -> Result<Vec<Outcome>> {
     let next = AtomicUsize::new(0);
     let results = Mutex::new((0..runs.len()).map(|_| None).collect::<Vec<_>>());
     std::thread::scope(|scope| {
@@ -193,10 +193,10 @@ pub(crate) fn replay_all(
     });
     let results = results
         .into_inner()
-        .map_err(|_| anyhow::anyhow!("a replay thread panicked"))?;
+        .map_err(|_| Error::Internal("a replay thread panicked"))?;
     results
         .into_iter()
-        .map(|r| r.context("a replay did not finish")?)
+        .map(|r| r.ok_or(Error::Internal("a replay did not finish"))?)
         .collect()
 }
 
@@ -210,7 +210,7 @@ pub(crate) fn replay(
     policy: Policy,
     capacity: u64,
     progress: &ProgressBar,
-) -> anyhow::Result<Outcome> {
+) -> Result<Outcome> {
     let config = StoreConfig {
         capacity: if sized {
             Capacity::Bytes(capacity)
@@ -269,17 +269,6 @@ pub(crate) fn replay(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn keys(text: &str) -> anyhow::Result<Vec<u64>> {
-        Ok(format::parse(text.as_bytes(), Format::Keys, (1, 2))?.keys)
-    }
-
-    #[test]
-    fn parses_keys_and_reports_bad_lines() {
-        assert_eq!(keys("1\n22\n\n333\n").unwrap(), [1, 22, 333]);
-        let err = keys("1\nx\n").unwrap_err();
-        assert!(err.to_string().contains("line 2"));
-    }
 
     #[test]
     fn replay_counts_hits_like_a_cache_of_that_size() {

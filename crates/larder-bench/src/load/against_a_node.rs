@@ -7,8 +7,9 @@ use larder_cache::CacheConfig;
 use larder_cache::testing::TestNode;
 
 use super::report::{Progress, Summary};
-use super::{grpc, resp, runtime};
-use crate::cli::{GrpcBenchArgs, LoadArgs, RespBenchArgs};
+use super::run::runtime;
+use super::{grpc, resp};
+use crate::args::{GrpcArgs, LoadArgs, RespArgs};
 
 /// A cache node whose gRPC listener wants `token` (empty: none).
 fn node(token: &str) -> TestNode {
@@ -34,8 +35,8 @@ fn load(rate: Option<f64>) -> LoadArgs {
     }
 }
 
-fn resp_args(addr: SocketAddr, pipeline: usize, rate: Option<f64>) -> RespBenchArgs {
-    RespBenchArgs {
+fn resp_args(addr: SocketAddr, pipeline: usize, rate: Option<f64>) -> RespArgs {
+    RespArgs {
         addr: addr.to_string(),
         connections: 4,
         pipeline,
@@ -44,8 +45,8 @@ fn resp_args(addr: SocketAddr, pipeline: usize, rate: Option<f64>) -> RespBenchA
     }
 }
 
-fn grpc_args(addr: SocketAddr, batch: usize, rate: Option<f64>) -> GrpcBenchArgs {
-    GrpcBenchArgs {
+fn grpc_args(addr: SocketAddr, batch: usize, rate: Option<f64>) -> GrpcArgs {
+    GrpcArgs {
         addr: addr.to_string(),
         connections: 2,
         concurrency: 4,
@@ -55,11 +56,11 @@ fn grpc_args(addr: SocketAddr, batch: usize, rate: Option<f64>) -> GrpcBenchArgs
     }
 }
 
-fn run_resp(args: &RespBenchArgs) -> anyhow::Result<Summary> {
+fn run_resp(args: &RespArgs) -> crate::error::Result<Summary> {
     runtime(1)?.block_on(resp::bench(args, Progress::Quiet))
 }
 
-fn run_grpc(args: &GrpcBenchArgs) -> anyhow::Result<Summary> {
+fn run_grpc(args: &GrpcArgs) -> crate::error::Result<Summary> {
     runtime(1)?.block_on(grpc::bench(args, Progress::Quiet))
 }
 

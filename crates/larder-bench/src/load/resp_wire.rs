@@ -1,14 +1,10 @@
-//! What a RESP connection of the load generator writes and reads: requests pre-encoded once as
-//! templates whose key digits are overwritten in place, and a read buffer that is reused,
-//! compacted only when full and grown only when one reply does not fit.
+//! What a RESP connection of the load generator writes: requests pre-encoded once as templates
+//! whose key digits are overwritten in place.
 
-use anyhow::Context;
 use larder_proto::resp::encode_request;
 
 use super::keys::{KEY_PREFIX, KeySpace, Mix, Rng};
-
-/// First size of a connection's read buffer; it doubles if a reply does not fit.
-const READ_BUFFER: usize = 64 * 1024;
+use crate::error::{Error, Result};
 
 /// A pre-encoded request and where its key's digits sit in it.
 #[derive(Debug, Clone)]
@@ -18,13 +14,13 @@ struct Template {
 }
 
 impl Template {
-    fn new(args: &[&[u8]], key: &[u8]) -> anyhow::Result<Self> {
+    fn new(args: &[&[u8]], key: &[u8]) -> Result<Self> {
         let mut bytes = Vec::new();
         encode_request(&mut bytes, args);
         let at = bytes
             .windows(key.len())
             .position(|window| window == key)
-            .context("an encoded request lost its key")?;
+            .ok_or(Error::Internal("an encoded request lost its key"))?;
         Ok(Self {
             bytes,
             digits_at: at + KEY_PREFIX.len(),
@@ -43,7 +39,7 @@ pub(crate) struct Requests {
 }
 
 impl Requests {
-    pub(crate) fn new(keys: KeySpace, value: &[u8], mix: Mix) -> anyhow::Result<Self> {
+    pub(crate) fn new(keys: KeySpace, value: &[u8], mix: Mix) -> Result<Self> {
         let key = keys.name(0);
         Ok(Self {
             get: Template::new(&[b"GET", &key], &key)?,
@@ -81,52 +77,6 @@ impl Requests {
     }
 }
 
-/// Received bytes not yet consumed: `buf[start..end]`.
-#[derive(Debug)]
-pub(crate) struct Inbox {
-    buf: Vec<u8>,
-    start: usize,
-    end: usize,
-}
-
-impl Inbox {
-    pub(crate) fn new() -> Self {
-        Self {
-            buf: vec![0; READ_BUFFER],
-            start: 0,
-            end: 0,
-        }
-    }
-
-    /// Room to read into: moves pending bytes to the front, or grows, only when full.
-    pub(crate) fn spare(&mut self) -> &mut [u8] {
-        if self.end == self.buf.len() {
-            if self.start > 0 {
-                self.buf.copy_within(self.start..self.end, 0);
-                (self.end, self.start) = (self.end - self.start, 0);
-            } else {
-                self.buf.resize(self.buf.len() * 2, 0);
-            }
-        }
-        &mut self.buf[self.end..]
-    }
-
-    pub(crate) fn filled(&mut self, n: usize) {
-        self.end += n;
-    }
-
-    pub(crate) fn pending(&self) -> &[u8] {
-        &self.buf[self.start..self.end]
-    }
-
-    pub(crate) fn consume(&mut self, n: usize) {
-        self.start += n;
-        if self.start == self.end {
-            (self.start, self.end) = (0, 0);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use larder_proto::resp::{Limits, parse_frame};
@@ -157,19 +107,5 @@ mod tests {
         let args = frame.as_array().unwrap();
         assert_eq!(args.len(), 3);
         assert_eq!(args[2].as_bytes(), Some(&b"v"[..]));
-    }
-
-    #[test]
-    fn the_inbox_compacts_then_grows() {
-        let mut inbox = Inbox::new();
-        let size = inbox.spare().len();
-        inbox.filled(size);
-        inbox.consume(10);
-        assert_eq!(inbox.spare().len(), 10, "pending bytes moved to the front");
-        inbox.filled(10);
-        assert_eq!(inbox.spare().len(), size, "a full buffer doubles");
-        inbox.consume(size);
-        assert!(inbox.pending().is_empty());
-        assert_eq!((inbox.start, inbox.end), (0, 0));
     }
 }

@@ -8,7 +8,6 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use anyhow::{Context, bail, ensure};
 use larder_proto::resp::{Frame, Limits, encode_request, frame_len, parse_frame};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -16,11 +15,14 @@ use tokio::task::JoinSet;
 use tokio::time::{Duration, Instant};
 
 use super::cpu::CpuWatch;
+use super::inbox::Inbox;
 use super::keys::{self, KeySpace, Mix, Rng};
 use super::report::{Progress, Recorder, Summary};
-use super::resp_wire::{Inbox, Requests};
-use super::{Pacing, Schedule, Window};
-use crate::cli::RespBenchArgs;
+use super::resp_wire::Requests;
+use super::run;
+use super::window::{self, Pacing, Schedule, Window};
+use crate::args::RespArgs;
+use crate::error::{self, Error, Peer, Result};
 
 /// Keys per `MSET` when prefilling.
 const PREFILL_KEYS: u64 = 1000;
@@ -31,9 +33,9 @@ const PREFILL_PIPELINE: usize = 64;
 ///
 /// # Errors
 /// When the options cannot work, the server cannot be reached, `AUTH` or the prefill fails.
-pub(crate) async fn bench(args: &RespBenchArgs, progress: Progress) -> anyhow::Result<Summary> {
+pub(crate) async fn bench(args: &RespArgs, progress: Progress) -> Result<Summary> {
     let load = &args.load;
-    super::check(load, args.connections, args.pipeline)?;
+    run::check(load, args.connections, args.pipeline)?;
     let cpu = CpuWatch::new(load.server_pid)?;
     let keys = KeySpace::new(load.keys);
     let value = keys::value(load.value_size);
@@ -46,13 +48,13 @@ pub(crate) async fn bench(args: &RespBenchArgs, progress: Progress) -> anyhow::R
     }
     let requests = Requests::new(keys, &value, Mix::new(load.read_ratio))?;
     let spawn = |window, completed: &_| spawn_lanes(args, &requests, streams, window, completed);
-    super::measure(load, cpu, progress, "resp", title(args), spawn).await
+    run::measure(load, cpu, progress, "resp", title(args), spawn).await
 }
 
 /// Starts one lane per connection, each with its own random stream and, in an open-loop run,
 /// its own place in the schedule.
 fn spawn_lanes(
-    args: &RespBenchArgs,
+    args: &RespArgs,
     requests: &Requests,
     streams: Vec<TcpStream>,
     window: Window,
@@ -71,35 +73,48 @@ fn spawn_lanes(
     lanes
 }
 
-fn title(args: &RespBenchArgs) -> String {
+fn title(args: &RespArgs) -> String {
     format!(
         "resp {}: {} connections × pipeline {}, {}",
         args.addr,
         args.connections,
         args.pipeline,
-        super::describe(&args.load)
+        run::describe(&args.load)
     )
 }
 
 /// Opens one connection and authenticates it when a password is given.
-async fn connect(addr: &str, password: Option<&str>) -> anyhow::Result<TcpStream> {
+async fn connect(addr: &str, password: Option<&str>) -> Result<TcpStream> {
     let mut stream = TcpStream::connect(addr)
         .await
-        .with_context(|| format!("cannot connect to {addr}: is a cache node listening there?"))?;
-    stream.set_nodelay(true)?;
+        .map_err(Error::connect(addr, Peer::CacheNode))?;
+    stream
+        .set_nodelay(true)
+        .map_err(Error::io("setting TCP_NODELAY"))?;
     if let Some(password) = password {
         let mut request = Vec::new();
         encode_request(&mut request, &[b"AUTH", password.as_bytes()]);
-        let replies = exchange(&mut stream, &request, 1).await?;
-        if let Some(why) = replies.iter().find_map(Frame::as_error) {
-            bail!("AUTH refused: {}", String::from_utf8_lossy(why));
-        }
+        let replies = exchange(&mut stream, &request, 1)
+            .await
+            .map_err(Error::during("AUTH"))?;
+        refused("AUTH", &replies)?;
     }
     Ok(stream)
 }
 
+/// The server's refusal of `request`, if one of `replies` is an error.
+fn refused(request: &'static str, replies: &[Frame]) -> Result<()> {
+    match replies.iter().find_map(Frame::as_error) {
+        Some(why) => Err(Error::Refused {
+            request,
+            why: String::from_utf8_lossy(why).into_owned(),
+        }),
+        None => Ok(()),
+    }
+}
+
 /// Writes every key once with pipelined `MSET`s.
-async fn prefill(stream: &mut TcpStream, keys: KeySpace, value: &[u8]) -> anyhow::Result<()> {
+async fn prefill(stream: &mut TcpStream, keys: KeySpace, value: &[u8]) -> Result<()> {
     let mut next = 0;
     let mut request = Vec::new();
     while next < keys.count() {
@@ -115,21 +130,20 @@ async fn prefill(stream: &mut TcpStream, keys: KeySpace, value: &[u8]) -> anyhow
             encode_request(&mut request, &args);
             (next, sent) = (end, sent + 1);
         }
-        let replies = exchange(stream, &request, sent).await.context("prefill")?;
-        if let Some(why) = replies.iter().find_map(Frame::as_error) {
-            bail!("prefill: MSET refused: {}", String::from_utf8_lossy(why));
-        }
+        let replies = exchange(stream, &request, sent).await;
+        replies
+            .and_then(|replies| refused("MSET", &replies))
+            .map_err(Error::during("prefill"))?;
     }
     Ok(())
 }
 
 /// Sends `request` and reads `count` whole replies: for setup, where allocating is fine.
-async fn exchange(
-    stream: &mut TcpStream,
-    request: &[u8],
-    count: usize,
-) -> anyhow::Result<Vec<Frame>> {
-    stream.write_all(request).await?;
+async fn exchange(stream: &mut TcpStream, request: &[u8], count: usize) -> Result<Vec<Frame>> {
+    stream
+        .write_all(request)
+        .await
+        .map_err(Error::io("sending"))?;
     let (mut buf, mut start, mut frames) = (Vec::new(), 0, Vec::with_capacity(count));
     while frames.len() < count {
         match parse_frame(&buf[start..], &Limits::default())? {
@@ -137,10 +151,12 @@ async fn exchange(
                 frames.push(frame);
                 start += used;
             }
-            None => ensure!(
-                stream.read_buf(&mut buf).await? > 0,
-                "the server closed the connection"
-            ),
+            None => {
+                let read = stream.read_buf(&mut buf).await;
+                if read.map_err(Error::io("reading"))? == 0 {
+                    return Err(Error::Closed);
+                }
+            }
         }
     }
     Ok(frames)
@@ -183,7 +199,7 @@ impl Lane {
         let outcome = tokio::time::timeout_at(window.end, driven).await;
         if let Ok(Err(why)) = outcome {
             let lost = self.sent.len().max(1) as u64;
-            recorded.failure(lost, || format!("{why:#}"));
+            recorded.failure(lost, || error::chain(&why));
         }
         recorded
     }
@@ -193,20 +209,22 @@ impl Lane {
         recorded: &mut Recorder,
         window: Window,
         completed: &AtomicU64,
-    ) -> anyhow::Result<()> {
+    ) -> Result<()> {
         let pace = tokio::time::sleep_until(window.end);
         tokio::pin!(pace);
         loop {
             self.send_due(Instant::now()).await?;
-            let wake = self.next_due().map(super::wake_at);
+            let wake = self.next_due().map(window::wake_at);
             if let Some(at) = wake.filter(|&at| at != pace.deadline()) {
                 pace.as_mut().reset(at);
             }
             tokio::select! {
                 biased;
                 read = self.stream.read(self.inbox.spare()) => {
-                    let n = read.context("reading replies")?;
-                    ensure!(n > 0, "the server closed the connection");
+                    let n = read.map_err(Error::io("reading replies"))?;
+                    if n == 0 {
+                        return Err(Error::Closed);
+                    }
                     self.inbox.filled(n);
                     completed.fetch_add(self.settle(recorded, window)?, Ordering::Relaxed);
                 }
@@ -222,7 +240,7 @@ impl Lane {
     }
 
     /// Writes, in one batch, every request that is due and fits in the pipeline.
-    async fn send_due(&mut self, now: Instant) -> anyhow::Result<()> {
+    async fn send_due(&mut self, now: Instant) -> Result<()> {
         self.out.clear();
         match &mut self.pacing {
             None if self.sent.is_empty() => {
@@ -233,8 +251,9 @@ impl Lane {
             }
             None => {}
             Some(pacing) => {
-                while self.sent.len() < self.depth && super::may_leave(pacing.due(), now) {
-                    self.sent.push_back(super::counted_from(pacing.take(), now));
+                while self.sent.len() < self.depth && window::may_leave(pacing.due(), now) {
+                    self.sent
+                        .push_back(window::counted_from(pacing.take(), now));
                     self.requests.push(&mut self.out);
                 }
             }
@@ -243,18 +262,19 @@ impl Lane {
             self.stream
                 .write_all(&self.out)
                 .await
-                .context("sending requests")?;
+                .map_err(Error::io("sending requests"))?;
         }
         Ok(())
     }
 
     /// Matches every complete reply to its request; returns how many there were.
-    fn settle(&mut self, recorded: &mut Recorder, window: Window) -> anyhow::Result<u64> {
+    fn settle(&mut self, recorded: &mut Recorder, window: Window) -> Result<u64> {
         let now = Instant::now();
         let limits = Limits::default();
         let mut done = 0;
         while let Some(len) = frame_len(self.inbox.pending(), &limits)? {
-            let sent = self.sent.pop_front().context("a reply to no request")?;
+            let sent = self.sent.pop_front();
+            let sent = sent.ok_or(Error::Protocol("a reply to no request"))?;
             if window.measures(now) {
                 tally(recorded, &self.inbox.pending()[..len], now - sent);
             }

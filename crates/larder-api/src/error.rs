@@ -1,0 +1,82 @@
+//! What keeps the gateway from starting: a configuration that cannot work, or a database that
+//! cannot be opened. Each error's text includes its cause's, so the cause is not also its
+//! `source()`: the binary prints an error with its chain, and would print the cause twice.
+
+use std::net::SocketAddr;
+
+use crate::db::DbError;
+use crate::state::CollectionError;
+
+/// A gateway setting that cannot work; the text says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A listener beyond loopback without a token.
+    #[error(
+        "refusing to listen on {addr} without authentication: anyone who can reach that \
+         address could read and change every collection. Set token in the [api] \
+         configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
+    )]
+    Unprotected {
+        /// The address listened on.
+        addr: SocketAddr,
+    },
+    /// `max_connections = 0`.
+    #[error("max_connections is 0: the gateway could serve no connection")]
+    NoConnections,
+    /// A collection's name, attributes or schema.
+    #[error("{0}")]
+    Collection(CollectionError),
+    /// No database URL.
+    #[error("database is empty: give a sqlite:// or postgres:// URL")]
+    NoDatabase,
+    /// The in-process cache refused its sizing.
+    #[error("{0}")]
+    LocalCache(larder_store::ConfigError),
+    /// The cache client refused the cache node settings.
+    #[error("{0}")]
+    Client(larder_client::Error),
+}
+
+/// Why the database could not be opened or migrated. Its text starts "database unavailable: ".
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct DatabaseError(DbError);
+
+impl From<DbError> for DatabaseError {
+    fn from(err: DbError) -> Self {
+        Self(err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use super::*;
+    use crate::doc::Schema;
+
+    #[test]
+    fn texts_name_the_setting_and_keep_their_causes() {
+        let err = crate::Error::Config(ConfigError::NoConnections);
+        assert_eq!(
+            err.to_string(),
+            "configuration: max_connections is 0: the gateway could serve no connection"
+        );
+        let schema = Schema::compile(&serde_json::json!("{nope")).unwrap_err();
+        let err = crate::Error::Config(ConfigError::Collection(CollectionError::Schema {
+            collection: "books".into(),
+            error: schema,
+        }));
+        let text = err.to_string();
+        assert!(
+            text.starts_with("configuration: collection \"books\": schema is not JSON: "),
+            "{text}"
+        );
+        assert!(err.source().is_none());
+        let err = crate::Error::Database(DbError::Scheme.into());
+        assert_eq!(
+            err.to_string(),
+            "database: database unavailable: database must be sqlite://… or postgres://…"
+        );
+    }
+}
