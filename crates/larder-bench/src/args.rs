@@ -52,6 +52,11 @@ pub struct TraceArgs {
     /// Runs replayed at once (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Key of the store's hash in every replay. The policies sample, fingerprint and count
+    /// keys by their hash, so a replay is only repeatable with a fixed key; another seed shows
+    /// how much of a result is the luck of the hash.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 /// How a trace file is laid out (`larder bench trace --format`).

@@ -106,7 +106,7 @@ pub(crate) fn run(args: &TraceArgs) -> Result<()> {
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
     let progress = bar(keys.keys.len() as u64 * runs.len() as u64, "replaying");
-    let outcomes = replay_all(keys, args.sized, &runs, jobs, &progress)?;
+    let outcomes = replay_all(keys, args.sized, args.seed, &runs, jobs, &progress)?;
     progress.finish_and_clear();
     for outcome in outcomes {
         println!("{outcome}");
@@ -169,6 +169,7 @@ pub(crate) fn read_trace(path: &Path, format: TraceFormat, columns: Columns) -> 
 pub(crate) fn replay_all(
     trace: &Trace,
     sized: bool,
+    seed: u64,
     runs: &[(Policy, u64)],
     jobs: usize,
     progress: &ProgressBar,
@@ -183,7 +184,7 @@ pub(crate) fn replay_all(
                     let Some(&(policy, capacity)) = runs.get(at) else {
                         break;
                     };
-                    let outcome = replay(trace, sized, policy, capacity, progress);
+                    let outcome = replay(trace, sized, seed, policy, capacity, progress);
                     if let Ok(mut results) = results.lock() {
                         results[at] = Some(outcome);
                     }
@@ -203,10 +204,12 @@ pub(crate) fn replay_all(
 /// Replays a trace as a look-aside cache would: a miss is followed by a set. With `sized`,
 /// the capacity is in bytes and each object is stored with a value that makes its charged size
 /// (key, value and [`ENTRY_OVERHEAD`]) its size in the trace, or as near as the overhead allows
-/// for objects smaller than that; an object larger than the whole cache is not stored.
+/// for objects smaller than that; an object larger than the whole cache is not stored. The
+/// store's hash is keyed with `seed`, so the same replay gives the same result every time.
 pub(crate) fn replay(
     trace: &Trace,
     sized: bool,
+    seed: u64,
     policy: Policy,
     capacity: u64,
     progress: &ProgressBar,
@@ -221,7 +224,7 @@ pub(crate) fn replay(
         shards: if sized && capacity > 1 << 30 { 0 } else { 1 },
         policy,
     };
-    let store = Store::new(config)?;
+    let store = Store::new(config)?.with_hash_seed(seed);
     let filler = vec![0u8; if sized { 1 << 20 } else { 0 }];
     let mut big = Vec::new();
     let (mut bytes, mut hit_bytes) = (0u64, 0u64);
@@ -277,9 +280,9 @@ mod tests {
             sizes: None,
         };
         let hidden = ProgressBar::hidden();
-        let all_fit = replay(&keys, false, Policy::Lru, 10, &hidden).unwrap();
+        let all_fit = replay(&keys, false, 0, Policy::Lru, 10, &hidden).unwrap();
         assert_eq!((all_fit.requests, all_fit.hits), (100, 90));
-        let loop_too_big = replay(&keys, false, Policy::Lru, 9, &hidden).unwrap();
+        let loop_too_big = replay(&keys, false, 0, Policy::Lru, 9, &hidden).unwrap();
         assert_eq!(
             loop_too_big.hits, 0,
             "LRU on a loop one larger than the cache never hits"
@@ -287,6 +290,34 @@ mod tests {
         assert_eq!(
             all_fit.to_string(),
             "policy=lru capacity=10 requests=100 hits=90 hit_ratio=90.00"
+        );
+    }
+
+    #[test]
+    fn a_replay_gives_the_same_result_every_time_and_the_seed_changes_it() {
+        // A skewed, looping trace on which the adaptive policy's sampled duel and sketch
+        // decide: with a random hash key its hits would vary from run to run.
+        let mut state = 7u64;
+        let keys = (0..200_000)
+            .map(|i| {
+                state = state
+                    .wrapping_mul(6_364_136_223_846_793_005)
+                    .wrapping_add(1);
+                if i % 3 == 0 {
+                    i % 3000
+                } else {
+                    (state >> 33) % ((state >> 20) % 2000 + 1)
+                }
+            })
+            .collect();
+        let trace = Trace { keys, sizes: None };
+        let hidden = ProgressBar::hidden();
+        let run = |seed| replay(&trace, false, seed, Policy::Adaptive, 500, &hidden).unwrap();
+        let first = run(0);
+        assert_eq!(first, run(0));
+        assert!(
+            (1..8).any(|seed| run(seed).hits != first.hits),
+            "the seed is the hash's key"
         );
     }
 
@@ -308,9 +339,9 @@ mod tests {
             sizes: Some([1_000, 1_000, 100_000].repeat(10)),
         };
         let hidden = ProgressBar::hidden();
-        let all = replay(&trace, true, Policy::Lru, 150_000, &hidden).unwrap();
+        let all = replay(&trace, true, 0, Policy::Lru, 150_000, &hidden).unwrap();
         assert_eq!((all.hits, all.bytes), (27, Some((1_020_000, 918_000))));
-        let small = replay(&trace, true, Policy::Lru, 50_000, &hidden).unwrap();
+        let small = replay(&trace, true, 0, Policy::Lru, 50_000, &hidden).unwrap();
         assert_eq!((small.hits, small.bytes), (18, Some((1_020_000, 18_000))));
         assert!(
             small
@@ -318,7 +349,7 @@ mod tests {
                 .ends_with("hit_bytes=18000 byte_hit_ratio=1.76"),
             "{small}"
         );
-        let by_count = replay(&trace, false, Policy::Lru, 2, &hidden).unwrap();
+        let by_count = replay(&trace, false, 0, Policy::Lru, 2, &hidden).unwrap();
         assert_eq!(by_count.hits, 0, "LRU of two objects on a loop of three");
         assert!(
             by_count.bytes.is_some(),

@@ -31,7 +31,7 @@ pub(crate) enum SharedRead<R> {
 
 /// What a shard operation borrows from its store.
 pub(crate) struct Ctx<'a, H> {
-    pub(crate) hasher: &'a foldhash::fast::RandomState,
+    pub(crate) hasher: &'a foldhash::fast::SeedableRandomState,
     pub(crate) hook: &'a H,
     /// Capacity no shard holds: given back by shards above their fair share, taken by shards
     /// below it (see `lend.rs`).

@@ -29,7 +29,9 @@ struct Padded(RwLock<Shard>);
 pub struct Store<H = NoHook> {
     shards: Box<[Padded]>,
     shard_bits: u32,
-    hasher: foldhash::fast::RandomState,
+    /// Keyed at random per store, so nobody can aim collisions at it; trace replay fixes the
+    /// key ([`Store::with_hash_seed`]) so that a replay gives the same result every time.
+    hasher: foldhash::fast::SeedableRandomState,
     hook: H,
     clock: Arc<dyn Clock>,
     /// The policy and the bound, which `reconfigure` changes while the store is in use.
@@ -69,7 +71,7 @@ impl<H: EvictionHook> Store<H> {
         Ok(Self {
             shards,
             shard_bits: count.trailing_zeros(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: foldhash::fast::SeedableRandomState::random(),
             hook,
             clock: Arc::new(SystemClock),
             settings: Mutex::new((config.policy, per_shard * count as u64)),
@@ -85,6 +87,19 @@ impl<H: EvictionHook> Store<H> {
     /// must.
     pub fn with_max_value_bytes(mut self, bytes: u64) -> Self {
         self.max_value = bytes;
+        self
+    }
+
+    /// Keys the store's hash with `seed` instead of at random: for simulations that must give
+    /// the same result every run (the policies sample, fingerprint and count keys by their
+    /// hash, so a random key moves a hit ratio by chance). Not for a store that serves
+    /// untrusted keys, which could then aim collisions at one bucket. Call it on a new store:
+    /// the entries already in it would no longer be found.
+    pub fn with_hash_seed(mut self, seed: u64) -> Self {
+        self.hasher = foldhash::fast::SeedableRandomState::with_seed(
+            seed,
+            foldhash::SharedSeed::global_fixed(),
+        );
         self
     }
 
