@@ -295,8 +295,9 @@ mod tests {
 
     #[test]
     fn a_replay_gives_the_same_result_every_time_and_the_seed_changes_it() {
-        // A skewed, looping trace on which the adaptive policy's sampled duel and sketch
-        // decide: with a random hash key its hits would vary from run to run.
+        // A skewed, looping trace in a cache larger than the duel's simulations, so that the
+        // adaptive policy's duel sees a hash-chosen sample of the requests (and its sketch
+        // counts by hash): with a random hash key its hits would vary from run to run.
         let mut state = 7u64;
         let keys = (0..200_000)
             .map(|i| {
@@ -304,15 +305,15 @@ mod tests {
                     .wrapping_mul(6_364_136_223_846_793_005)
                     .wrapping_add(1);
                 if i % 3 == 0 {
-                    i % 3000
+                    i % 6000
                 } else {
-                    (state >> 33) % ((state >> 20) % 2000 + 1)
+                    (state >> 33) % ((state >> 20) % 4000 + 1)
                 }
             })
             .collect();
         let trace = Trace { keys, sizes: None };
         let hidden = ProgressBar::hidden();
-        let run = |seed| replay(&trace, false, seed, Policy::Adaptive, 500, &hidden).unwrap();
+        let run = |seed| replay(&trace, false, seed, Policy::Adaptive, 2000, &hidden).unwrap();
         let first = run(0);
         assert_eq!(first, run(0));
         assert!(

@@ -1,4 +1,4 @@
-//! Which of the adaptive policy's two modes to run, decided by miniature simulations
+//! Which of the adaptive policy's modes to run, decided by miniature simulations
 //! (Waldspurger et al., "Cache Modeling and Optimization using Miniature Simulations", USENIX
 //! ATC 2017): each mode runs on a small cache of key hashes that sees only the requests whose
 //! hash falls in a sample, sized so that it stands for the whole cache; the mode whose
@@ -19,11 +19,13 @@ use crate::slab::Slab;
 /// thousand entries follow the real hit ratio to within about a point (the paper's finding),
 /// and cost two small caches of hashes per shard.
 const SIMULATED_ENTRIES: u64 = 1024;
-/// The modes the duel chooses between, in the order the simulations run them.
-/// (Also tried, on the shared traces: a third simulation with W-TinyLFU's 1% window, a fourth
-/// and fifth promoting after a single hit, and a margin the leader must clear before the mode
-/// changes. Each won some cells and lost others by more; see BENCHMARKS.md.)
-const MODES: [Mode; 2] = [Mode::RECENCY, Mode::FREQUENCY];
+/// The modes the duel chooses between, in the order the simulations run them; the first is
+/// the one a cache starts with.
+/// (Also tried, on the shared traces: a simulation with W-TinyLFU's 1% window, others
+/// promoting after a single hit, with a small queue of half the cache, or frequency mode with
+/// a narrow small queue, and a margin the leader must clear before the mode changes. Each won
+/// some cells and lost others by more; see BENCHMARKS.md.)
+const MODES: [Mode; 3] = [Mode::RECENCY, Mode::FREQUENCY, Mode::NARROW];
 
 /// The duel of one shard's policy. Requests reach it from inserts (exclusive) and from hits
 /// under the shared lock, so its state sits behind a mutex that only sampled requests take.
@@ -43,7 +45,8 @@ struct State {
     /// Hits of each simulation this period, and halved-per-period totals of earlier ones.
     hits: [u64; MODES.len()],
     score: [u64; MODES.len()],
-    requests: u64,
+    /// Misses of the chosen mode's simulation this period, and how many make a period.
+    misses: u64,
     period: u64,
     chosen: usize,
 }
@@ -58,7 +61,7 @@ impl Duel {
                 sims: None,
                 hits: [0; MODES.len()],
                 score: [0; MODES.len()],
-                requests: 0,
+                misses: 0,
                 period: 0,
                 chosen: 0,
             }),
@@ -77,8 +80,10 @@ impl Duel {
         let threshold = ((1u128 << 32) * u128::from(simulated) / u128::from(entries)) as u64;
         let mut state = self.state.lock();
         state.sims = Some(Box::new(MODES.map(|mode| Simulation::new(simulated, mode))));
-        // One period is as many sampled requests as the simulated cache holds: long enough
-        // for a cache's contents to turn over, short enough to follow a change of workload.
+        // One period is as many misses of the chosen simulation as it holds entries: the time
+        // its contents take to turn over, long enough for the simulations to differ and short
+        // enough to follow a change of workload. Counting misses rather than requests makes a
+        // period as long in turnover whatever the hit ratio.
         state.period = simulated;
         self.threshold.store(threshold, Relaxed);
     }
@@ -115,17 +120,18 @@ impl State {
         let Some(sims) = &mut self.sims else {
             return;
         };
-        for (hits, sim) in self.hits.iter_mut().zip(sims.iter_mut()) {
-            *hits += u64::from(sim.request(hash));
+        for (mode, (hits, sim)) in self.hits.iter_mut().zip(sims.iter_mut()).enumerate() {
+            let hit = sim.request(hash);
+            *hits += u64::from(hit);
+            self.misses += u64::from(!hit && mode == self.chosen);
         }
-        self.requests += 1;
-        if self.requests < self.period {
+        if self.misses < self.period {
             return;
         }
         for (score, hits) in self.score.iter_mut().zip(&mut self.hits) {
             *score = *score / 2 + std::mem::take(hits);
         }
-        self.requests = 0;
+        self.misses = 0;
         for (mode, &score) in self.score.iter().enumerate() {
             if score > self.score[self.chosen] {
                 self.chosen = mode;

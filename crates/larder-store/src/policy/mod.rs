@@ -32,9 +32,9 @@ pub enum Policy {
     /// W-TinyLFU with a hill-climbing adaptive window.
     TinyLfu,
     /// S3-FIFO with a loop rule that shrinks the small queue when it earns nothing, stricter
-    /// promotion, a larger ghost, and a frequency-sketch admission test that miniature
-    /// simulations switch on or off per workload; the default, as it does best across the
-    /// shared traces (see BENCHMARKS.md).
+    /// promotion, a larger ghost, and three modes that miniature simulations choose between
+    /// per workload (recency, a frequency-sketch admission test, a narrow small queue); the
+    /// default, as it does best across the shared traces (see BENCHMARKS.md).
     #[default]
     Adaptive,
 }

@@ -18,9 +18,12 @@
 //!   such entry fill a main queue below its share (warm-up), as S3-FIFO does; *frequency* lets
 //!   only entries seen before (a count-min sketch of recent inserts) fill it, and once main is
 //!   full admits an entry whose estimated frequency beats main's next victim (TinyLFU's test
-//!   at S3-FIFO's door). Which mode runs is decided by a [`Duel`]: two miniature simulations of
-//!   this policy, one per mode, replay a hash-sampled share of the same requests, and the mode
-//!   whose simulation hit more over recent history is the one the cache uses.
+//!   at S3-FIFO's door). A mode also sets the small queue's share of the capacity: S3-FIFO's
+//!   10%, or a narrow 1% with which a scan or a loop passes through the cache leaving the rest
+//!   of it alone (as LIRS keeps only 1% for blocks not yet proven). Which mode runs is
+//!   decided by a [`Duel`]: miniature simulations of this policy, one per mode, replay a
+//!   hash-sampled share of the same requests, and the mode whose simulation hit more over
+//!   recent history is the one the cache uses.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
@@ -34,6 +37,10 @@ const SMALL: u8 = 0;
 const MAIN: u8 = 1;
 /// Share of the capacity given to the small queue, in thousandths (S3-FIFO's 10%).
 const SMALL_SHARE: u64 = 100;
+/// The small queue's share in the narrow recency mode, in thousandths: 1%, what LIRS gives to
+/// blocks not yet proven and where W-TinyLFU starts its window. (2% did slightly worse on the
+/// shared traces: BENCHMARKS.md.)
+const NARROW_SMALL_SHARE: u64 = 10;
 /// Entries per 8-byte word of the frequency sketch (16 four-bit counters): two, so that each
 /// entry has eight counters across the sketch's four rows. TinyLFU as Caffeine sizes it gives
 /// each entry a word; half that costs 4 bytes per entry instead of 8. Against a word per entry
@@ -71,6 +78,8 @@ pub(crate) struct Mode {
     admit: bool,
     /// Let it fill a main below its share even if it was never seen before.
     fill_unproven: bool,
+    /// The small queue's share of the capacity, in thousandths.
+    small: u64,
 }
 
 impl Mode {
@@ -78,11 +87,19 @@ impl Mode {
     pub(crate) const RECENCY: Mode = Mode {
         admit: false,
         fill_unproven: true,
+        small: SMALL_SHARE,
     };
     /// A frequency sketch decides: seen-before entries fill main, and beat its victim to enter.
     pub(crate) const FREQUENCY: Mode = Mode {
         admit: true,
         fill_unproven: false,
+        small: SMALL_SHARE,
+    };
+    /// Recency with a narrow small queue, so that a scan or a loop longer than the cache churns
+    /// only that queue while main keeps what it holds.
+    pub(crate) const NARROW: Mode = Mode {
+        small: NARROW_SMALL_SHARE,
+        ..Mode::RECENCY
     };
 }
 
@@ -125,7 +142,7 @@ impl S3Fifo {
     }
 
     fn with_mode(weigher: Weigher, capacity: u64, adaptive: bool, mode: Mode) -> Self {
-        let small_share = share(capacity, SMALL_SHARE);
+        let small_share = share(capacity, mode.small);
         // A byte-bounded cache does not know its size in entries yet, and has no use for a
         // sketch until it runs in frequency mode: it makes one then (`on_insert`).
         let sketch = (adaptive && weigher == Weigher::Items).then(|| {
@@ -156,7 +173,11 @@ impl S3Fifo {
         if let Some(duel) = &self.duel {
             let full = self.small.weight + self.main.weight >= self.capacity - self.capacity / 16;
             duel.on_request(hash, entries, full);
-            self.mode = duel.mode();
+            let mode = duel.mode();
+            if mode.small != self.mode.small {
+                self.resize_small(mode.small);
+            }
+            self.mode = mode;
         }
         let words = entries / SKETCH_ENTRIES_PER_WORD as usize;
         if self.sketch.is_none() && self.adaptive && self.mode.admit {
@@ -199,6 +220,16 @@ impl S3Fifo {
             (self.small_target / 2).max(1)
         };
         self.sampled = 0;
+    }
+
+    /// Gives the small queue the share of a newly chosen mode. A smaller share takes effect at
+    /// once; a larger one only caps the loop rule, which grows the queue by doubling while it
+    /// earns. Growing it at once would evict main's coldest entries for unproven ones, which on
+    /// a loop is the working set that main holds (measured: a loop trace lost 6 points when
+    /// the duel moved between shares).
+    fn resize_small(&mut self, thousandths: u64) {
+        self.small_share = share(self.capacity, thousandths);
+        self.small_target = self.small_target.min(self.small_share);
     }
 
     /// A hit needs only the shard's shared lock: it bumps the entry's frequency (a write only
@@ -360,4 +391,23 @@ impl S3Fifo {
 /// `thousandths` of `capacity`, at least 1.
 fn share(capacity: u64, thousandths: u64) -> u64 {
     (capacity.saturating_mul(thousandths) / 1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_narrower_mode_shrinks_small_at_once_and_a_wider_one_lets_it_grow() {
+        let mut policy = S3Fifo::simulation(1_000, Mode::RECENCY);
+        assert_eq!((policy.small_target, policy.small_share), (100, 100));
+        policy.resize_small(Mode::NARROW.small);
+        assert_eq!((policy.small_target, policy.small_share), (10, 10));
+        policy.resize_small(Mode::RECENCY.small);
+        assert_eq!(
+            (policy.small_target, policy.small_share),
+            (10, 100),
+            "main is not evicted to make room for a wider small queue"
+        );
+    }
 }
