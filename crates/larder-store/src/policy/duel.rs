@@ -17,7 +17,7 @@ use crate::slab::Slab;
 /// Entries each simulation holds at most. A cache larger than this is simulated on a hash
 /// sample of its requests at the rate `SIMULATED_ENTRIES / entries`; simulations of about a
 /// thousand entries follow the real hit ratio to within about a point (the paper's finding),
-/// and cost two small caches of hashes per shard.
+/// and cost one small cache of hashes per mode per shard.
 const SIMULATED_ENTRIES: u64 = 1024;
 /// The modes the duel chooses between, in the order the simulations run them; the first is
 /// the one a cache starts with.
