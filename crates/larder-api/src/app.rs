@@ -1,5 +1,6 @@
 //! The router: document routes, health, metrics and problem pages, behind one stack of limits
-//! (load shedding past `max_concurrency`, a request timeout) and a metrics layer. Every error,
+//! (load shedding past `max_concurrency`, a request timeout), a metrics layer and, outermost,
+//! the request's span when it is traced. Every error,
 //! including unknown routes and methods, is a problem document.
 
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_proto::ErrorCode;
 use tower::ServiceBuilder;
+use tracing::Instrument as _;
 
 use crate::problem::{self, ApiError};
 use crate::routes;
@@ -58,6 +60,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .method_not_allowed_fallback(method_not_allowed)
         .layer(limits)
         .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(middleware::from_fn(trace))
         .with_state(state)
 }
 
@@ -113,6 +116,45 @@ async fn track(State(state): State<AppState>, request: Request, next: Next) -> R
     let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
     let status = response.status().as_u16();
     state.metrics.record(route, method.as_str(), status, ns);
+    response
+}
+
+/// The span of a traced request (see `larder_proto::trace`) around everything the router does
+/// for it, child of the caller's span when the request carries a `traceparent`; untraced
+/// requests pass straight through.
+async fn trace(request: Request, next: Next) -> Response {
+    let span = larder_proto::trace::request(
+        || larder_proto::trace::from_headers(request.headers()),
+        || {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let method = crate::metrics::method_label(request.method().as_str());
+            tracing::info_span!(
+                "http",
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = method,
+                http.route = route,
+                url.path = request.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+            )
+        },
+    );
+    if span.is_none() {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.in_scope(|| tracing::debug!(status, micros, "request answered"));
     response
 }
 

@@ -174,6 +174,7 @@ pub async fn run_with(
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = tracker.spawn(async move { admin.await });
     let grpc = tonic::transport::Server::builder()
+        .trace_fn(crate::grpc::span)
         .add_routes(crate::grpc::routes(node.clone()).await?)
         .serve_with_incoming_shutdown(
             crate::incoming::accept(listeners.grpc, node.clone()),

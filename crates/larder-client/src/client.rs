@@ -15,6 +15,7 @@ use parking_lot::RwLock;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
 use crate::config::ClientConfig;
 use crate::error::{ConfigError, Error};
@@ -209,14 +210,43 @@ impl Client {
         request
     }
 
-    /// Makes one call to `node`: fails fast while its breaker is open, bounds the call by the
-    /// deadline and reports the outcome to the breaker.
+    /// Makes one call of `method` to `node`: fails fast while its breaker is open, bounds the
+    /// call by the deadline and reports the outcome to the breaker. Inside a traced request
+    /// the call has its span, whose context goes to the node in `traceparent`.
     pub(crate) async fn call<M, T, F, Fut>(
         &self,
+        method: &'static str,
         node: Arc<Node>,
         message: M,
         rpc: F,
     ) -> Result<T, Error>
+    where
+        F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let span = larder_proto::trace::child(|| {
+            tracing::info_span!(
+                "cache call",
+                otel.name = %format_args!("larder.cache.v1.Cache/{method}"),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = "larder.cache.v1.Cache",
+                rpc.method = method,
+                server.address = &*node.name,
+            )
+        });
+        let result = self
+            .call_node(node, message, rpc)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() && !span.is_none() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn call_node<M, T, F, Fut>(&self, node: Arc<Node>, message: M, rpc: F) -> Result<T, Error>
     where
         F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -262,6 +292,7 @@ impl Inner {
         if let Some(authorization) = &self.authorization {
             metadata.insert("authorization", authorization.clone());
         }
+        larder_proto::trace::inject_metadata(metadata);
         request
     }
 }

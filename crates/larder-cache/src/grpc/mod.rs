@@ -91,6 +91,28 @@ fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
         .with_service_name(itself)
 }
 
+/// The span of one call (`Span::none()` unless it is traced, see `larder_proto::trace`),
+/// child of the caller's span when its metadata carries a `traceparent`.
+pub(crate) fn span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    larder_proto::trace::request(
+        || larder_proto::trace::from_headers(request.headers()),
+        || {
+            let path = request.uri().path().trim_start_matches('/');
+            let (service, method) = path.split_once('/').unwrap_or((path, ""));
+            tracing::info_span!(
+                "grpc",
+                otel.name = path,
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+            )
+        },
+    )
+}
+
 /// Checks `authorization: Bearer <token>` when a token is configured ([`larder_util::auth`]).
 fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
     let given = request.metadata().get("authorization");
@@ -111,6 +133,14 @@ impl CacheService {
     ) -> Result<Response<T>, Status> {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.node.metrics.grpc_call(method, result.is_ok(), ns);
+        if larder_proto::trace::on() {
+            let span = tracing::Span::current();
+            let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+            span.record("rpc.grpc.status_code", code as i32);
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         result.map(Response::new)
     }
 
