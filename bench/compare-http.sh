@@ -121,7 +121,9 @@ run_up() { # round
   local pid=$!
   wait_port "$port_up"
   create_doc "$port_up"
-  node_admin=$(awk '/cache ops/ { sub(/^http:\/\//, "", $3); sub(/\/.*$/, "", $3); print $3 }' "$dir/log")
+  # The banner's node line: "cache  redis://… grpc http://… ops http://ADDR/metrics".
+  node_admin=$(awk '/redis:\/\// { for (i = 1; i < NF; i++) if ($i == "ops" && $(i + 1) ~ /^http:/) {
+    v = $(i + 1); sub(/^http:\/\//, "", v); sub(/\/.*$/, "", v); print v; exit } }' "$dir/log")
   url="http://127.0.0.1:$port_up$doc_path"
   measure larder-up "$1" "$pid"
   node_admin=

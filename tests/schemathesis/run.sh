@@ -6,7 +6,11 @@
 # default 28080; the cache node takes ST_PORT+1..+3), ST_DATA (default target/ci-up),
 # ST_DATABASE (a postgres:// URL to run the stack on instead of its SQLite file; PostgreSQL
 # refuses U+0000 in text, so the run then adds `--generation-allow-x00 false`), ST_EXTRA (more
-# `schemathesis run` options).
+# `schemathesis run` options). The gateway runs with credentials: an API key made for the run
+# (its SHA-256 in the configuration, the key itself sent by schemathesis as a bearer token) with
+# the scopes products:read, products:write and admin, and a rate limit too high to reach, so
+# every guarded answer carries its RateLimit fields and schemathesis's ignored_auth check sees
+# the 401s of requests without the key. ST_AUTH=0 runs without credentials.
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 cd "$here/../.."
@@ -26,12 +30,31 @@ if [ -n "${ST_DATABASE:-}" ]; then
   database=(LARDER_API_DATABASE="$ST_DATABASE")
   extra=(--generation-allow-x00 false)
 fi
+config=()
+auth=()
+if [ "${ST_AUTH:-1}" != 0 ]; then
+  key="lk_$(python3 -c 'import secrets; print(secrets.token_hex(24))')"
+  hash=$(printf %s "$key" | python3 -c 'import hashlib, sys; print(hashlib.sha256(sys.stdin.buffer.read()).hexdigest())')
+  cat >"$data/larder.toml" <<TOML
+[[api.keys]]
+name = "schemathesis"
+sha256 = "$hash"
+scopes = ["products:read", "products:write", "admin"]
+
+[[api.rate_limits]]
+scope = "*"
+per_second = 1000000
+burst = 1000000
+TOML
+  config=(--config "$data/larder.toml")
+  auth=(--header "Authorization: Bearer $key")
+fi
 env "${unset_larder[@]}" "${database[@]}" \
   LARDER_API_LISTEN="127.0.0.1:$port" \
   LARDER_CACHE_RESP_ADDR="127.0.0.1:$((port + 1))" \
   LARDER_CACHE_GRPC_ADDR="127.0.0.1:$((port + 2))" \
   LARDER_CACHE_ADMIN_ADDR="127.0.0.1:$((port + 3))" \
-  "$bin" up --data "$data" >"$log" 2>&1 &
+  "$bin" "${config[@]}" up --data "$data" >"$log" 2>&1 &
 server=$!
 stop() { kill -TERM "$server" 2>/dev/null || true; }
 trap stop EXIT
@@ -53,7 +76,7 @@ status=0
 SCHEMATHESIS_HOOKS="$here/hooks.py" python3 -m schemathesis.cli --no-color --config-file "$here/schemathesis.toml" \
   run "http://127.0.0.1:$port/openapi.json" --checks all \
   --max-examples "${ST_MAX_EXAMPLES:-200}" --seed "${ST_SEED:-20261122}" \
-  --workers 1 --request-timeout 10 --generation-database none "${extra[@]}" ${ST_EXTRA:-} \
+  --workers 1 --request-timeout 10 --generation-database none "${auth[@]}" "${extra[@]}" ${ST_EXTRA:-} \
   --report junit --report-junit-path "$data/schemathesis-junit.xml" || status=$?
 trap - EXIT
 kill -TERM "$server"

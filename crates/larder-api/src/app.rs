@@ -1,45 +1,35 @@
 //! The router: document routes, health, metrics and problem pages, behind one stack of limits
-//! (load shedding past `max_concurrency`, a request timeout), a metrics layer and, outermost,
-//! the request's span when it is traced. Every error,
-//! including unknown routes and methods, is a problem document.
+//! (load shedding past `max_concurrency`, a request timeout), CORS, a metrics layer and,
+//! outermost, the request's span when it is traced; the data and the metrics behind
+//! credentials with scopes and rate limits. Every error, including unknown routes and methods,
+//! is a problem document.
 
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderValue, StatusCode, Uri, header};
+use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_proto::ErrorCode;
-use tower::ServiceBuilder;
 use tracing::Instrument as _;
 
+use crate::auth;
+use crate::layers::{Limits, Track};
 use crate::problem::{self, ApiError};
 use crate::routes;
 use crate::state::AppState;
 
-/// The gateway's routes over `state`.
+/// The gateway's routes over `state`. The credentials and rate-limits middleware, and CORS,
+/// are in the stack only when configured.
 pub(crate) fn app(state: AppState) -> Router {
     let timeout = Duration::from_millis(state.config.request_timeout_ms.max(1));
-    let limits = ServiceBuilder::new()
-        .layer(HandleErrorLayer::new(|err: tower::BoxError| async move {
-            if err.is::<tower::timeout::error::Elapsed>() {
-                ApiError::new(ErrorCode::Overloaded, "the request took too long")
-            } else {
-                ApiError {
-                    retry_after: Some(1),
-                    ..ApiError::new(ErrorCode::Overloaded, "too many requests in progress")
-                }
-            }
-        }))
-        .load_shed()
-        .concurrency_limit(state.config.max_concurrency.max(1))
-        .timeout(timeout);
-    // The data and the metrics need the token (when one is set); the probes, the problem
-    // pages and the API's description stay open.
-    let guarded = Router::new()
+    let limits = Limits::new(state.config.max_concurrency, timeout);
+    // The data and the metrics need a credential with the right scope (when credentials are
+    // configured) and count against the rate limits; the probes, the problem pages and the
+    // API's description stay open.
+    let mut guarded = Router::new()
         .route("/v1/{collection}", get(routes::list).post(routes::create))
         .route(
             "/v1/{collection}/{id}",
@@ -47,10 +37,13 @@ pub(crate) fn app(state: AppState) -> Router {
                 .patch(routes::update)
                 .delete(routes::delete),
         )
-        .route("/metrics", get(metrics))
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_token));
-    Router::new()
+        .route("/metrics", get(metrics));
+    if state.credentials.enabled() || state.limits.enabled() {
+        guarded = guarded.route_layer(middleware::from_fn_with_state(state.clone(), guard));
+    }
+    let mut app = Router::new()
         .merge(guarded)
+        .route("/", get(index))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .route("/problems/{slug}", get(problem_page))
@@ -58,65 +51,80 @@ pub(crate) fn app(state: AppState) -> Router {
         .route("/docs", crate::docs_page::route())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(limits)
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        .layer(limits);
+    if state.cors.enabled() {
+        app = app.layer(middleware::from_fn_with_state(
+            state.clone(),
+            crate::cors::layer,
+        ));
+    }
+    app.layer(Track(state.clone()))
         .layer(middleware::from_fn(trace))
         .with_state(state)
 }
 
-/// Refuses a request without the configured bearer token with 401.
-async fn require_token(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if authorized(
-        &state.config.token,
-        request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .map(HeaderValue::as_bytes),
-    ) {
-        next.run(request).await
-    } else {
-        unauthorized().into_response()
-    }
-}
-
-/// Whether `method` on `path` is a write the token guards: `POST /v1/{collection}`, `PATCH`
-/// or `DELETE /v1/{collection}/{id}` (what the router's guarded routes take with a body).
-pub(crate) fn guarded_write(method: &str, path: &str) -> bool {
-    let Some(rest) = path.strip_prefix("/v1/") else {
-        return false;
-    };
-    let mut parts = rest.split('/');
-    match (method, parts.next(), parts.next(), parts.next()) {
-        ("POST", Some(collection), None, None) => !collection.is_empty(),
-        ("PATCH" | "DELETE", Some(collection), Some(id), None) => {
-            !collection.is_empty() && !id.is_empty()
+/// Lets a request through when its credential has the scope it needs and its rate limit has
+/// room; answers 401, 403 or 429 otherwise. The body is not read before: a refused write's body
+/// never is.
+async fn guard(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let need = auth::need(request.method(), request.uri().path());
+    let principal = if state.credentials.enabled() {
+        let now = u64::try_from(state.now_ms() / 1000).unwrap_or(0);
+        let authorization = request.headers().get(header::AUTHORIZATION);
+        match state.credentials.authenticate(authorization, now) {
+            Ok(principal) if principal.allows(&need) => Some(principal),
+            Ok(principal) => return refuse(&request, auth::forbidden(&principal, &need)),
+            Err(refusal) => return refuse(&request, refusal.into_error()),
         }
-        _ => false,
+    } else {
+        None
+    };
+    let granted = match state
+        .limits
+        .check(principal.as_deref(), request.extensions(), &need)
+    {
+        Ok(granted) => granted,
+        Err(refused) => return refuse(&request, refused),
+    };
+    let mut response = next.run(request).await;
+    if let Some(granted) = granted {
+        granted.write(response.headers_mut());
     }
-}
-
-/// The answer to a request without the token.
-pub(crate) fn unauthorized() -> ApiError {
-    ApiError::new(
-        ErrorCode::Unauthenticated,
-        "this gateway needs Authorization: Bearer <token>",
-    )
-}
-
-pub(crate) use larder_util::auth::authorized;
-
-/// Counts every response by route template, method and status.
-async fn track(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let started = Instant::now();
-    // Both clones are cheap (an `Arc` and a standard method), so counting allocates nothing.
-    let route = request.extensions().get::<MatchedPath>().cloned();
-    let method = request.method().clone();
-    let response = next.run(request).await;
-    let ns = crate::metrics::nanos(started.elapsed());
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let status = response.status().as_u16();
-    state.metrics.record(route, method.as_str(), status, ns);
     response
+}
+
+/// The answer to a refused request. Its body (if it has one) is not read, so on HTTP/1 the
+/// connection closes after the answer rather than take in a body nobody asked for.
+fn refuse(request: &Request, error: ApiError) -> Response {
+    let headers = request.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|l| l.as_bytes() != b"0");
+    let error = if has_body && request.version() <= axum::http::Version::HTTP_11 {
+        error.with_header(header::CONNECTION, HeaderValue::from_static("close"))
+    } else {
+        error
+    };
+    error.into_response()
+}
+
+/// `GET /`: where to go from here.
+async fn index(State(state): State<AppState>) -> Response {
+    let mut names: Vec<&str> = state.collections.keys().map(String::as_str).collect();
+    names.sort_unstable();
+    let collections: Vec<String> = names.iter().map(|n| format!("/v1/{n}")).collect();
+    let body = serde_json::json!({
+        "name": "larder api",
+        "docs": "/docs",
+        "openapi": "/openapi.json",
+        "collections": collections,
+    });
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 /// The span of a traced request (see `larder_proto::trace`) around everything the router does
@@ -160,7 +168,8 @@ async fn trace(request: Request, next: Next) -> Response {
 
 async fn ready(State(state): State<AppState>) -> Response {
     if let Err(err) = state.db.ping().await {
-        return ApiError::unavailable(format!("database: {err}")).into_response();
+        tracing::warn!(%err, "readiness: the database does not answer");
+        return ApiError::unavailable("the database does not answer").into_response();
     }
     if let Some(client) = state.cache.client()
         && !client.healthy()
@@ -224,30 +233,5 @@ async fn method_not_allowed(uri: Uri) -> Response {
     response
         .headers_mut()
         .insert(header::ALLOW, HeaderValue::from_static(allow));
-    let _ = StatusCode::METHOD_NOT_ALLOWED;
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::guarded_write;
-
-    #[test]
-    fn guarded_writes_are_the_routes_that_take_bodies() {
-        assert!(guarded_write("POST", "/v1/products"));
-        assert!(guarded_write("PATCH", "/v1/products/42"));
-        assert!(guarded_write("DELETE", "/v1/products/42"));
-        for (method, path) in [
-            ("POST", "/v1/products/42"),
-            ("PUT", "/v1/products/42"),
-            ("PATCH", "/v1/products"),
-            ("POST", "/v1/a/b/c"),
-            ("POST", "/v1/"),
-            ("POST", "/v1/products/"),
-            ("POST", "/healthz"),
-            ("GET", "/v1/products"),
-        ] {
-            assert!(!guarded_write(method, path), "{method} {path}");
-        }
-    }
 }

@@ -182,33 +182,6 @@ impl DocCache {
         }
     }
 
-    /// Calls `serve` with a document and its version if the in-process cache holds a fresh
-    /// copy under `key` (see [`key`]), without waiting for anything; `None` when it does not
-    /// (or reads go to cache nodes), and the caller takes the ordinary [`DocCache::read`].
-    pub(crate) fn read_fresh<R>(
-        &self,
-        collection: &CollectionConfig,
-        key: &[u8],
-        serve: impl FnOnce(&[u8], i64) -> R,
-    ) -> Option<R> {
-        let Tier::Local(store) = &self.tier else {
-            return None;
-        };
-        let now = self.clock.now_ms();
-        store
-            .get_with(key, |entry| {
-                (collection.windows().freshness(entry.expires_at, now) == Freshness::Fresh).then(
-                    || {
-                        serve(
-                            entry.value,
-                            i64::try_from(entry.version).unwrap_or(i64::MAX),
-                        )
-                    },
-                )
-            })
-            .flatten()
-    }
-
     /// Joins the load of `key`, or starts one, and waits for it.
     async fn load(
         self: &Arc<Self>,

@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Default memory of the in-process cache used without cache nodes.
 pub const DEFAULT_LOCAL_CACHE_BYTES: u64 = 64 << 20;
+/// Default time between checks of the TLS and JWKS files for changes.
+pub const DEFAULT_RELOAD_MS: u64 = 5_000;
 /// Default page size of list requests.
 pub const DEFAULT_PAGE_SIZE: usize = 20;
 /// Largest page size a client may ask for.
@@ -37,6 +39,15 @@ pub struct ApiConfig {
     pub cache_nodes: Vec<String>,
     /// Bearer token for the cache nodes' gRPC (empty: none).
     pub cache_token: String,
+    /// CA certificates (PEM) the cache nodes' certificates must chain to: with it, the
+    /// gateway speaks TLS to the nodes (empty: plaintext).
+    pub cache_tls_ca: String,
+    /// Client certificate (PEM) for nodes that ask for one (mutual TLS); with `cache_tls_key`.
+    pub cache_tls_cert: String,
+    /// Private key (PEM) of `cache_tls_cert`.
+    pub cache_tls_key: String,
+    /// The name node certificates are checked against (empty: each node's host).
+    pub cache_tls_server_name: String,
     /// Milliseconds a cache call may take before the database is asked instead.
     pub cache_deadline_ms: u64,
     /// Bytes of the in-process cache used when `cache_nodes` is empty.
@@ -56,12 +67,130 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Seconds an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl_secs: u64,
-    /// Bearer token clients must send (`Authorization: Bearer <token>`) to use `/v1/…` and
-    /// `/metrics` (empty: none). Required to listen beyond loopback. The probes, the problem
-    /// pages and the API's description (`/openapi.json`, `/docs`) stay open.
+    /// A bearer token with every scope (`Authorization: Bearer <token>`; empty: none): the
+    /// simplest credential. `keys` and `jwt` give credentials with scopes. With any credential
+    /// configured, `/v1/…` and `/metrics` need one; the probes, the problem pages and the API's
+    /// description (`/`, `/openapi.json`, `/docs`) stay open. Listening beyond loopback needs a
+    /// credential.
     pub token: String,
+    /// API keys, each stored as the SHA-256 of the key (`[[api.keys]]`).
+    pub keys: Vec<ApiKeyConfig>,
+    /// JSON Web Tokens signed by the keys of a JWKS file (`[api.jwt]`; off without `jwks`).
+    pub jwt: JwtConfig,
+    /// Request rates per credential, by scope (`[[api.rate_limits]]`).
+    pub rate_limits: Vec<RateLimitConfig>,
+    /// Browser origins allowed to call the API, each with its CORS rules (`[[api.cors]]`).
+    pub cors: Vec<CorsConfig>,
+    /// TLS certificate chain (PEM, leaf first); with `tls_key`, the listener speaks only TLS
+    /// (ALPN `h2` and `http/1.1`).
+    pub tls_cert: String,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: String,
+    /// CA certificates (PEM) that client certificates must chain to: with it, every client
+    /// must present one (mutual TLS). Empty: no client certificates asked for.
+    pub tls_client_ca: String,
+    /// Milliseconds between checks of the TLS and JWKS files; a changed file is loaded without
+    /// a restart (new connections use it).
+    pub reload_ms: u64,
     /// The collections served under `/v1/{name}`.
     pub collections: Vec<CollectionConfig>,
+}
+
+/// One API key: a client sends the key as `Authorization: Bearer <key>`; the configuration
+/// holds only its SHA-256 (`printf %s "$KEY" | sha256sum`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// Who holds the key: shown in logs and keying its rate limits.
+    pub name: String,
+    /// SHA-256 of the key, 64 hexadecimal digits.
+    pub sha256: String,
+    /// What the key may do: `<collection>:read`, `<collection>:write` (`*` for every
+    /// collection), `admin` (`/metrics`).
+    pub scopes: Vec<String>,
+}
+
+/// JSON Web Tokens (RFC 7519) the gateway accepts as bearer credentials.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtConfig {
+    /// A JWKS file (RFC 7517) with the verification keys: `oct` (HS256), `RSA` (RS256) and
+    /// `OKP` Ed25519 (EdDSA). Empty: JWTs are not accepted. Re-read when it changes.
+    pub jwks: String,
+    /// The `iss` a token must carry (empty: not checked).
+    pub issuer: String,
+    /// A value the token's `aud` must hold (empty: not checked).
+    pub audience: String,
+    /// Seconds of clock skew allowed when checking `exp` and `nbf`.
+    pub leeway_secs: u64,
+}
+
+impl Default for JwtConfig {
+    fn default() -> Self {
+        Self {
+            jwks: String::new(),
+            issuer: String::new(),
+            audience: String::new(),
+            leeway_secs: 30,
+        }
+    }
+}
+
+/// A request rate per credential (per client address without credentials), token bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitConfig {
+    /// The requests it counts, by the scope they need: `products:read`, `*:write`, `admin`,
+    /// or `*` for all. A request counts against the most specific rule that covers it.
+    pub scope: String,
+    /// Requests per second, sustained.
+    pub per_second: u32,
+    /// Requests allowed at once after a quiet spell (default: `per_second`).
+    pub burst: u32,
+}
+
+/// CORS rules for one browser origin.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// The origin, as browsers send it (`https://app.example.com`), or `*` for any.
+    pub origin: String,
+    /// Methods the origin may use.
+    pub methods: Vec<String>,
+    /// Request headers the origin may send.
+    pub headers: Vec<String>,
+    /// Response headers the origin's scripts may read.
+    pub expose: Vec<String>,
+    /// Whether the browser may send cookies and HTTP authentication (not with `*`).
+    pub credentials: bool,
+    /// Seconds a browser may cache a preflight's answer.
+    pub max_age_secs: u64,
+}
+
+impl Default for CorsConfig {
+    fn default() -> Self {
+        let strings = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect();
+        Self {
+            origin: String::new(),
+            methods: strings(&["GET", "HEAD", "POST", "PATCH", "DELETE"]),
+            headers: strings(&[
+                "Authorization",
+                "Content-Type",
+                "If-Match",
+                "If-None-Match",
+                "Idempotency-Key",
+            ]),
+            expose: strings(&[
+                "ETag",
+                "Location",
+                "Retry-After",
+                "RateLimit",
+                "RateLimit-Policy",
+            ]),
+            credentials: false,
+            max_age_secs: 600,
+        }
+    }
 }
 
 impl Default for ApiConfig {
@@ -71,6 +200,10 @@ impl Default for ApiConfig {
             database: String::new(),
             cache_nodes: Vec::new(),
             cache_token: String::new(),
+            cache_tls_ca: String::new(),
+            cache_tls_cert: String::new(),
+            cache_tls_key: String::new(),
+            cache_tls_server_name: String::new(),
             cache_deadline_ms: 250,
             local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -80,6 +213,14 @@ impl Default for ApiConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
             token: String::new(),
+            keys: Vec::new(),
+            jwt: JwtConfig::default(),
+            rate_limits: Vec::new(),
+            cors: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            reload_ms: DEFAULT_RELOAD_MS,
             collections: Vec::new(),
         }
     }
@@ -160,4 +301,11 @@ pub(crate) fn valid_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+impl ApiConfig {
+    /// Whether any credential is configured (token, API key or JWT keys).
+    pub fn has_credentials(&self) -> bool {
+        !self.token.is_empty() || !self.keys.is_empty() || !self.jwt.jwks.is_empty()
+    }
 }

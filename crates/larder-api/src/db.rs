@@ -55,6 +55,10 @@ pub(crate) enum DbError {
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
+    /// The database could not be opened: what was tried, why, and (for a SQLite file) what to
+    /// check. (The server's password is never part of it.)
+    #[error("database unavailable: {0}")]
+    Opening(String),
     /// The URL names neither SQLite nor PostgreSQL.
     #[error("database unavailable: database must be sqlite://… or postgres://…")]
     Scheme,
@@ -73,6 +77,56 @@ impl From<sqlx::Error> for DbError {
             _ => Self::Unavailable(err),
         }
     }
+}
+
+/// `url` with `mode=rwc` added when it names a SQLite file and no mode: sqlx's default
+/// (`rw`) cannot make a database that does not exist yet.
+fn sqlite_create(url: &str) -> String {
+    let (path, query) = url.split_once('?').unwrap_or((url, ""));
+    let in_memory = path.contains(":memory:")
+        || path
+            .trim_start_matches("sqlite:")
+            .trim_start_matches('/')
+            .is_empty();
+    if in_memory || query.split('&').any(|p| p.starts_with("mode=")) {
+        return url.to_owned();
+    }
+    let sep = if query.is_empty() { "?" } else { "&" };
+    format!("{url}{sep}mode=rwc")
+}
+
+/// Why a database could not be opened, naming the SQLite file (and what to check) or the
+/// server (its password left out).
+fn opening(url: &str, err: impl std::fmt::Display) -> DbError {
+    let Some(rest) = url.strip_prefix("sqlite:") else {
+        return DbError::Opening(format!("cannot connect: {err}"));
+    };
+    let path = rest
+        .trim_start_matches("//")
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    let path = std::path::Path::new(path);
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let hint = if !dir.is_dir() {
+        format!("; the directory {} does not exist", dir.display())
+    } else if std::fs::metadata(dir).is_ok_and(|m| m.permissions().readonly())
+        || path.exists() && std::fs::metadata(path).is_ok_and(|m| m.permissions().readonly())
+    {
+        format!("; {} is read-only", dir.display())
+    } else {
+        format!(
+            "; check that {} is writable (SQLite makes the file and its -wal and -shm files there)",
+            dir.display()
+        )
+    };
+    DbError::Opening(format!(
+        "cannot open the SQLite database {}: {err}{hint}",
+        path.display()
+    ))
 }
 
 /// A stored document.
@@ -102,21 +156,28 @@ pub(crate) struct Db {
 }
 
 impl Db {
-    /// Connects and applies the migrations.
+    /// Connects and applies the migrations. A SQLite file that does not exist yet is made
+    /// (unless the URL sets its own `mode`).
     pub(crate) async fn open(url: &str, clock: &dyn Clock) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
             return Err(DbError::Scheme);
         }
+        let url = if sqlite {
+            sqlite_create(url)
+        } else {
+            url.to_owned()
+        };
         let pool = AnyPoolOptions::new()
             .max_connections(if sqlite { 4 } else { 16 })
             .acquire_timeout(Duration::from_secs(5))
             // A PostgreSQL connection can break between uses; a SQLite file cannot, and the
             // check would cost a round trip to the connection's thread on every statement.
             .test_before_acquire(!sqlite)
-            .connect(url)
-            .await?;
+            .connect(&url)
+            .await
+            .map_err(|e| opening(&url, e))?;
         let mut db = Self {
             pool,
             sqlite,
@@ -133,7 +194,10 @@ impl Db {
             return Err(DbError::InMemory);
         }
         let applied_ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
-        db.migrate(applied_ms).await?;
+        db.migrate(applied_ms).await.map_err(|e| match e {
+            DbError::Unavailable(text) if sqlite => opening(&url, text),
+            other => other,
+        })?;
         // Inline reads only where readers never wait for writers: a file in WAL mode.
         if let Some(path) = file
             && db.is_wal().await?

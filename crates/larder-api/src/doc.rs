@@ -110,13 +110,22 @@ pub(crate) fn parse(
             ));
         }
     };
-    if let Some(path_id) = path_id
-        && id.as_deref() != Some(path_id)
-    {
-        return Err(ApiError::new(
-            ErrorCode::Conflict,
-            format!("data.id must be {path_id:?}, the id in the URL"),
-        ));
+    if let Some(path_id) = path_id {
+        match id.as_deref() {
+            None => {
+                return Err(ApiError::invalid_at(
+                    "/data/id",
+                    format!("an update names its document: data.id must be {path_id:?}"),
+                ));
+            }
+            Some(given) if given != path_id => {
+                return Err(ApiError::new(
+                    ErrorCode::Conflict,
+                    format!("data.id must be {path_id:?}, the id in the URL"),
+                ));
+            }
+            Some(_) => {}
+        }
     }
     let attributes = match data.remove("attributes") {
         None => Map::new(),
@@ -128,6 +137,15 @@ pub(crate) fn parse(
             ));
         }
     };
+    if let Some(name) = attributes.keys().find(|name| !valid_member_name(name)) {
+        return Err(ApiError::invalid_at(
+            &format!("/data/attributes/{}", pointer_escape(name)),
+            format!(
+                "{name:?} is not a JSON:API member name: 1 or more of a-z A-Z 0-9 or non-ASCII, \
+                 with - _ and space allowed only inside"
+            ),
+        ));
+    }
     for reserved in ["id", "type", "links", "relationships"] {
         if attributes.contains_key(reserved) {
             return Err(ApiError::invalid_at(
@@ -137,6 +155,26 @@ pub(crate) fn parse(
         }
     }
     Ok(Incoming { id, attributes })
+}
+
+/// Whether `name` is a JSON:API 1.1 member name: at least one character; letters, digits and
+/// anything from U+0080 up; `-`, `_` and space allowed, but not first or last. (`@` starts
+/// the names of @-members, which JSON:API processors ignore; the gateway refuses them as
+/// attributes rather than dropping them.)
+pub(crate) fn valid_member_name(name: &str) -> bool {
+    let edge = |c: char| c.is_ascii_alphanumeric() || !c.is_ascii();
+    let inner = |c: char| edge(c) || matches!(c, '-' | '_' | ' ');
+    let mut chars = name.chars();
+    match (chars.next(), chars.next_back()) {
+        (None, _) => false,
+        (Some(only), None) => edge(only),
+        (Some(first), Some(last)) => edge(first) && edge(last) && chars.all(inner),
+    }
+}
+
+/// `name` escaped as one JSON Pointer token (RFC 6901).
+fn pointer_escape(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 /// Whether any string or member name in `value` holds U+0000, which PostgreSQL's `jsonb`
@@ -186,25 +224,28 @@ pub(crate) fn unpack(doc: &str) -> Option<(Map<String, Value>, String)> {
     Some((attributes, created))
 }
 
+/// The JSON:API version the gateway serves (1.1: `lid`, `profile` and @-members exist).
+pub(crate) const JSON_API_VERSION: &str = "1.1";
+
+/// The top-level `jsonapi` member every document the gateway answers with carries.
+pub(crate) const JSON_API_MEMBER: &str = "\"jsonapi\":{\"version\":\"1.1\"}";
+
 /// The single-document response body around a stored document.
 pub(crate) fn single(doc: &str, collection: &str, id: &str) -> String {
-    let parts = single_parts(doc, collection, id);
-    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
-    parts.iter().for_each(|part| out.push_str(part));
-    out
-}
-
-/// The pieces of [`single`]'s document, in order, for writers that copy them elsewhere.
-pub(crate) fn single_parts<'a>(doc: &'a str, collection: &'a str, id: &'a str) -> [&'a str; 7] {
-    [
+    let parts = [
         "{\"data\":",
         doc,
         ",\"links\":{\"self\":\"/v1/",
         collection,
         "/",
         id,
-        "\"}}",
-    ]
+        "\"},",
+        JSON_API_MEMBER,
+        "}",
+    ];
+    let mut out = String::with_capacity(parts.iter().map(|p| p.len()).sum());
+    parts.iter().for_each(|part| out.push_str(part));
+    out
 }
 
 /// Keeps only the named attributes of a stored document (sparse fieldsets).
@@ -313,8 +354,25 @@ mod tests {
         );
         assert_eq!(
             code(br#"{"data":{"type":"p"}}"#, Some("b")),
-            ErrorCode::Conflict
+            ErrorCode::InvalidArgument,
+            "an update without data.id is malformed"
         );
+    }
+
+    #[test]
+    fn attribute_names_are_json_api_member_names() {
+        for good in ["a", "price", "Ünïcode", "two words", "a-b_c", "7"] {
+            assert!(valid_member_name(good), "{good:?}");
+        }
+        for bad in [
+            "", "a@b", "_lead", "trail-", " x", "x ", "a.b", "a/b", "@meta", "a\u{1}",
+        ] {
+            assert!(!valid_member_name(bad), "{bad:?}");
+            let body = serde_json::json!({"data": {"type": "p", "attributes": {bad: 1}}});
+            let err = parse(body.to_string().as_bytes(), "p", None).unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidArgument, "{bad:?}");
+            assert!(err.errors[0].pointer.starts_with("/data/attributes/"));
+        }
     }
 
     #[test]
@@ -344,6 +402,7 @@ mod tests {
         let body: Value = serde_json::from_str(&single(&doc, "p", "1")).unwrap();
         assert_eq!(body["data"]["meta"]["version"], 3);
         assert_eq!(body["links"]["self"], "/v1/p/1");
+        assert_eq!(body["jsonapi"]["version"], JSON_API_VERSION);
         let thin: Value = serde_json::from_str(&sparse(&doc, &[])).unwrap();
         assert_eq!(thin["attributes"], json!({}));
     }

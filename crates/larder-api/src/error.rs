@@ -10,11 +10,11 @@ use crate::state::CollectionError;
 /// A gateway setting that cannot work; the text says how to fix it.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    /// A listener beyond loopback without a token.
+    /// A listener beyond loopback without credentials.
     #[error(
-        "refusing to listen on {addr} without authentication: anyone who can reach that \
-         address could read and change every collection. Set token in the [api] \
-         configuration (or LARDER_API_TOKEN), or listen on 127.0.0.1"
+        "refusing to listen on {addr} without credentials: anyone who can reach that \
+         address could read and change every collection. Configure a credential in [api] \
+         (token, [[api.keys]] or [api.jwt]; or LARDER_API_TOKEN), or listen on 127.0.0.1"
     )]
     Unprotected {
         /// The address listened on.
@@ -26,6 +26,24 @@ pub enum ConfigError {
     /// A collection's name, attributes or schema.
     #[error("{0}")]
     Collection(CollectionError),
+    /// An API key or JWT setting that cannot work.
+    #[error("{0}")]
+    Credentials(String),
+    /// A rate limit that cannot work.
+    #[error("{0}")]
+    RateLimits(String),
+    /// A CORS rule that cannot work.
+    #[error("{0}")]
+    Cors(String),
+    /// `tls_client_ca` without a certificate of the gateway's own.
+    #[error("tls_client_ca asks for client certificates, but tls_cert and tls_key are not set")]
+    ClientCaWithoutTls,
+    /// One of `tls_cert` and `tls_key` without the other.
+    #[error("TLS needs both tls_cert and tls_key (--tls-cert FILE --tls-key FILE)")]
+    HalfTls,
+    /// TLS files that cannot be read or do not fit together.
+    #[error("TLS: {0}")]
+    TlsFiles(String),
     /// No database URL.
     #[error("database is empty: give a sqlite:// or postgres:// URL")]
     NoDatabase,

@@ -3,30 +3,45 @@
 //! Stateless JSON:API CRUD over collections of JSON documents kept in SQLite or PostgreSQL,
 //! with RFC 9457 problem details, ETags and conditional requests, idempotent POSTs, JSON Schema
 //! validation and reads served through the cache (cache nodes over gRPC, or an in-process
-//! store). The library exposes [`run`]; the `larder` binary does only that.
+//! store); served by hyper over HTTP/1.1 and HTTP/2, optionally over TLS, behind credentials
+//! with scopes, rate limits and CORS. The library exposes [`Gateway`] (and [`run`], which
+//! opens one and serves it); the `larder` binary does only that.
 
 mod app;
+mod auth;
 mod cache;
+mod checks;
+mod conditional;
 pub mod config;
+mod cors;
 mod db;
 mod doc;
 mod docs_page;
 mod error;
-mod http1;
+#[doc(hidden)]
+pub mod fuzzing;
+mod layers;
+mod limits;
 mod list;
 mod media;
 mod metrics;
 mod openapi;
 mod problem;
 mod routes;
+mod server;
 mod state;
 mod time;
 
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use larder_store::{Clock, SystemClock};
-use tokio::net::TcpListener;
+use larder_util::reload::Reloading;
+use larder_util::tls::{SERVER_ALPN, TlsFiles};
+use rustls::ServerConfig;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio_util::sync::CancellationToken;
 
 pub use config::{ApiConfig, CollectionConfig, Consistency};
@@ -37,10 +52,14 @@ pub use state::CollectionError;
 /// What the gateway runs with besides its configuration.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// The gateway's one clock: document timestamps, idempotency expiry and cache freshness
-    /// (`None`: the system clock).
+    /// The gateway's one clock: document timestamps, idempotency expiry, cache freshness and
+    /// token expiry (`None`: the system clock).
     pub clock: Option<Arc<dyn Clock>>,
 }
+
+/// Connections the kernel queues for the gateway while it is at `max_connections` (or busy):
+/// the listen backlog of [`bind`] (Linux caps it at `net.core.somaxconn`).
+pub const LISTEN_BACKLOG: u32 = 4096;
 
 /// Why the gateway could not start or stopped.
 #[derive(Debug, thiserror::Error)]
@@ -57,8 +76,169 @@ pub enum Error {
     Io(#[from] std::io::Error),
 }
 
+/// Binds a listener for the gateway on `addr` with a backlog of [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// When `addr` does not resolve or cannot be bound (the error of the last address tried).
+pub async fn bind(addr: &str) -> std::io::Result<TcpListener> {
+    let mut last = None;
+    for addr in tokio::net::lookup_host(addr).await? {
+        match bind_one(addr) {
+            Ok(listener) => return Ok(listener),
+            Err(err) => last = Some(err),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            "the address resolves to nothing",
+        )
+    }))
+}
+
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// A gateway ready to serve: its database open and migrated, its credentials, TLS files and
+/// collections loaded, its listener bound.
+pub struct Gateway {
+    state: state::AppState,
+    listener: TcpListener,
+    tls: Option<Arc<Reloading<ServerConfig>>>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("listener", &self.listener)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Gateway {
+    /// Checks `config` against `listener`, opens the database and the cache and loads every
+    /// file the configuration names, so that what can fail fails here, before serving.
+    ///
+    /// # Errors
+    /// [`Error::Config`] for a setting that cannot work (listening beyond loopback without
+    /// credentials among them), [`Error::Database`] for a database that cannot be opened.
+    pub async fn open(config: ApiConfig, listener: TcpListener) -> Result<Self, Error> {
+        Self::open_with(config, listener, Options::default()).await
+    }
+
+    /// [`Gateway::open`] with [`Options`] of the caller's (a clock for tests).
+    ///
+    /// # Errors
+    /// As [`Gateway::open`].
+    pub async fn open_with(
+        config: ApiConfig,
+        listener: TcpListener,
+        options: Options,
+    ) -> Result<Self, Error> {
+        let addr = listener.local_addr()?;
+        if !config.has_credentials() && !addr.ip().is_loopback() {
+            return Err(Error::Config(ConfigError::Unprotected { addr }));
+        }
+        if config.max_connections == 0 {
+            return Err(Error::Config(ConfigError::NoConnections));
+        }
+        let tls = tls(&config)?;
+        let state = build(config, options).await?;
+        Ok(Self {
+            state,
+            listener,
+            tls,
+        })
+    }
+
+    /// The address the gateway listens on.
+    ///
+    /// # Errors
+    /// When the system cannot tell the socket's address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Whether the listener speaks TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
+    /// Serves until `shutdown` is cancelled, then lets requests in progress finish.
+    ///
+    /// # Errors
+    /// [`Error::Io`] when serving fails.
+    pub async fn serve(self, shutdown: CancellationToken) -> Result<(), Error> {
+        let Self {
+            state,
+            listener,
+            tls,
+        } = self;
+        let every = Duration::from_millis(state.config.reload_ms.max(10));
+        let mut watched: Vec<tokio::task::JoinHandle<()>> = Vec::new();
+        if let Some(tls) = &tls {
+            let stop = shutdown.clone().cancelled_owned();
+            watched.push(tokio::spawn(tls.clone().watch(every, stop)));
+        }
+        if let Some(jwks) = state.credentials.jwks() {
+            let stop = shutdown.clone().cancelled_owned();
+            watched.push(tokio::spawn(jwks.watch(every, stop)));
+        }
+        watched.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
+        let app = app::app(state.clone());
+        let served = server::serve(listener, app, state, tls, shutdown).await;
+        for task in watched {
+            task.abort();
+        }
+        Ok(served?)
+    }
+}
+
+/// Drops expired idempotency records and idle rate-limit buckets once a minute.
+async fn housekeeping(state: state::AppState, stop: CancellationToken) {
+    let mut every = tokio::time::interval(Duration::from_secs(60));
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        if let Err(err) = state.db.purge_idempotency(state.now_ms()).await {
+            tracing::debug!(%err, "idempotency purge failed");
+        }
+        state.limits.forget_idle();
+    }
+}
+
+/// The listener's TLS configuration, if `tls_cert` and `tls_key` are set.
+fn tls(config: &ApiConfig) -> Result<Option<Arc<Reloading<ServerConfig>>>, Error> {
+    match (config.tls_cert.is_empty(), config.tls_key.is_empty()) {
+        (true, true) if config.tls_client_ca.is_empty() => Ok(None),
+        (true, true) => Err(Error::Config(ConfigError::ClientCaWithoutTls)),
+        (false, false) => {
+            let files = TlsFiles {
+                cert: PathBuf::from(&config.tls_cert),
+                key: PathBuf::from(&config.tls_key),
+                ca: PathBuf::from(&config.tls_client_ca),
+            };
+            larder_util::tls::reloading_server(files, &SERVER_ALPN)
+                .map(Some)
+                .map_err(|e| Error::Config(ConfigError::TlsFiles(e.to_string())))
+        }
+        _ => Err(Error::Config(ConfigError::HalfTls)),
+    }
+}
+
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then lets requests in
-/// progress finish.
+/// progress finish: [`Gateway::open`] then [`Gateway::serve`].
 ///
 /// # Errors
 /// [`Error`] for a bad configuration, a database that cannot be opened, or a failed listener.
@@ -80,44 +260,20 @@ pub async fn run_with(
     shutdown: CancellationToken,
     options: Options,
 ) -> Result<(), Error> {
-    let addr = listener.local_addr()?;
-    if config.token.is_empty() && !addr.ip().is_loopback() {
-        return Err(Error::Config(ConfigError::Unprotected { addr }));
-    }
-    if config.max_connections == 0 {
-        return Err(Error::Config(ConfigError::NoConnections));
-    }
-    let state = build(config, options).await?;
-    let purge = {
-        let (db, stop, state) = (state.db.clone(), shutdown.clone(), state.clone());
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(60));
-            loop {
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    _ = every.tick() => {
-                        if let Err(err) = db.purge_idempotency(state.now_ms()).await {
-                            tracing::debug!(%err, "idempotency purge failed");
-                        }
-                    }
-                }
-            }
-        })
-    };
-    let app = app::app(state.clone());
-    http1::serve(listener, app, state, shutdown).await?;
-    purge.abort();
-    Ok(())
+    Gateway::open_with(config, listener, options)
+        .await?
+        .serve(shutdown)
+        .await
 }
 
 /// Opens the database and the cache and compiles the collections.
 async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
     let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
-    let collections =
-        state::collections(&config).map_err(|e| Error::Config(ConfigError::Collection(e)))?;
     if config.database.is_empty() {
         return Err(Error::Config(ConfigError::NoDatabase));
     }
+    // Everything that needs no I/O is checked before the database is touched.
+    state::collections(&config).map_err(|e| Error::Config(ConfigError::Collection(e)))?;
     let db = db::Db::open(&config.database, clock.as_ref())
         .await
         .map_err(|e| Error::Database(e.into()))?;
@@ -129,19 +285,22 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
             nodes: config.cache_nodes.clone(),
             token: (!config.cache_token.is_empty()).then(|| config.cache_token.clone()),
             deadline: Duration::from_millis(config.cache_deadline_ms.max(1)),
+            tls_ca: config.cache_tls_ca.clone(),
+            tls_cert: config.cache_tls_cert.clone(),
+            tls_key: config.cache_tls_key.clone(),
+            tls_server_name: config.cache_tls_server_name.clone(),
             ..larder_client::ClientConfig::default()
         };
         let client = larder_client::Client::with_clock(client_config, clock.clone())
             .map_err(|e| Error::Config(ConfigError::Client(e)))?;
         cache::DocCache::remote(db.clone(), client, clock.clone())
     };
-    Ok(state::AppState::new(
-        config,
-        collections,
+    let opened = state::Opened {
         db,
-        Arc::new(cache),
+        cache: Arc::new(cache),
         clock,
-    ))
+    };
+    state::AppState::new(config, opened).map_err(Error::Config)
 }
 
 /// The router over a configuration, for tests that call it without a socket.

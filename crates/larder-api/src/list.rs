@@ -318,17 +318,30 @@ fn bind_all<'q>(
     query
 }
 
+/// `links.self`: the collection's path with this request's parameters (filter, sort, page and
+/// fields as the client gave them, in order), percent-encoded the one way.
+pub(crate) fn self_link(collection: &CollectionConfig, q: &ListQuery) -> String {
+    link(collection, q.raw.iter())
+}
+
 /// `links.next`: this request's parameters with the new cursor.
 fn next_link(collection: &CollectionConfig, q: &ListQuery, cursor: &Cursor) -> String {
-    let mut link = format!("/v1/{}?", collection.name);
-    for (name, value) in q.raw.iter().filter(|(n, _)| n != "page[after]") {
+    let after = ("page[after]".to_owned(), cursor.encode());
+    let kept = q.raw.iter().filter(|(n, _)| n != "page[after]");
+    link(collection, kept.chain(std::iter::once(&after)))
+}
+
+fn link<'a>(
+    collection: &CollectionConfig,
+    params: impl Iterator<Item = &'a (String, String)>,
+) -> String {
+    let mut link = format!("/v1/{}", collection.name);
+    for (i, (name, value)) in params.enumerate() {
+        link.push(if i == 0 { '?' } else { '&' });
         link.push_str(&encode(name));
         link.push('=');
         link.push_str(&encode(value));
-        link.push('&');
     }
-    link.push_str("page%5Bafter%5D=");
-    link.push_str(&cursor.encode());
     link
 }
 
@@ -451,5 +464,11 @@ mod tests {
             link.starts_with("/v1/p?sort=price&filter%5Bcolor%5D=dark%20red&page%5Bafter%5D="),
             "{link}"
         );
+        assert_eq!(
+            self_link(&collection(), &q),
+            "/v1/p?sort=price&filter%5Bcolor%5D=dark%20red"
+        );
+        let plain = ListQuery::parse(Vec::new(), &collection()).unwrap();
+        assert_eq!(self_link(&collection(), &plain), "/v1/p");
     }
 }

@@ -22,13 +22,14 @@ pub(crate) struct Metrics {
     /// `(route, method, status, count)`; a handful of rows, scanned without allocating.
     requests: Mutex<Vec<Row>>,
     latency: Histogram,
-    /// `GET /v1/{collection}/{id}` answered 200 from the in-process cache without the router:
-    /// the commonest request, counted without the rows' lock.
+    /// `GET /v1/{collection}/{id}` answered 200, the commonest request: counted without the
+    /// rows' lock.
     read_hits: AtomicU64,
-    /// Document reads (`GET` and `HEAD`) answered without the router.
-    direct: AtomicU64,
-    /// Connections closed because the client sent or took nothing for `client_timeout_ms`.
+    /// Connections closed (or bodies refused) because the client sent or took nothing for
+    /// `client_timeout_ms`.
     client_timeouts: AtomicU64,
+    /// TLS handshakes that failed (no common protocol, a client certificate refused, …).
+    tls_failures: AtomicU64,
 }
 
 /// The label of a method: methods are the client's choice, so extension methods (and a
@@ -48,20 +49,24 @@ pub(crate) fn method_label(method: &str) -> &'static str {
     }
 }
 
-/// The route label of requests refused before the router saw them (framing, size, token).
+/// The route label of requests refused before the router saw them (hyper's parse errors).
 pub(crate) const UNROUTED: &str = "unrouted";
 
-/// The row [`Metrics::record_direct`] counts `GET`s into.
+/// The row [`Metrics::read_hits`] counts.
 const READ_HIT: (&str, &str, u16) = ("/v1/{collection}/{id}", "GET", 200);
 
 impl Metrics {
     /// Counts one request.
     pub(crate) fn record(&self, route: &str, method: &str, status: u16, ns: u64) {
-        self.count(route, method, status);
+        if (route, method, status) == READ_HIT {
+            self.read_hits.fetch_add(1, Relaxed);
+        } else {
+            self.count(route, method, status);
+        }
         self.observe(ns);
     }
 
-    /// Counts a request refused before it was read whole (framing, size, token): counted by
+    /// Counts a request refused before the router saw it (hyper could not parse it): counted by
     /// status, but kept out of the latency histogram, whose answers it did not wait for.
     pub(crate) fn record_refusal(&self, method: &str, status: u16) {
         self.count(UNROUTED, method, status);
@@ -81,20 +86,14 @@ impl Metrics {
         }
     }
 
-    /// Counts a read of a document answered 200 from the in-process cache without the router.
-    pub(crate) fn record_direct(&self, method: &str, ns: u64) {
-        self.direct.fetch_add(1, Relaxed);
-        if method == READ_HIT.1 {
-            self.read_hits.fetch_add(1, Relaxed);
-            self.observe(ns);
-        } else {
-            self.record(READ_HIT.0, method, READ_HIT.2, ns);
-        }
-    }
-
     /// Counts a connection closed for a client's silence.
     pub(crate) fn record_client_timeout(&self) {
         self.client_timeouts.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a failed TLS handshake.
+    pub(crate) fn record_tls_failure(&self) {
+        self.tls_failures.fetch_add(1, Relaxed);
     }
 
     /// Adds a request's latency to the histogram.
@@ -118,14 +117,9 @@ impl Metrics {
             .map(|(r, m, s, n)| ((r.clone(), m.clone(), *s), *n))
             .collect();
         let read_hits = self.read_hits.load(Relaxed);
-        let (route, method, status) = READ_HIT;
-        match rows
-            .iter_mut()
-            .find(|((r, m, s), _)| **r == *route && **m == *method && *s == status)
-        {
-            Some((_, n)) => *n += read_hits,
-            None if read_hits > 0 => rows.push(((route.into(), method.into(), status), read_hits)),
-            None => {}
+        if read_hits > 0 {
+            let (route, method, status) = READ_HIT;
+            rows.push(((route.into(), method.into(), status), read_hits));
         }
         rows.sort();
         for ((route, method, status), n) in rows {
@@ -135,12 +129,12 @@ impl Metrics {
                 "{name}{{route=\"{route}\",method=\"{method}\",status=\"{status}\"}} {n}"
             );
         }
-        let name = "larder_api_direct_reads_total";
+        let name = "larder_api_tls_handshake_failures_total";
         let _ = writeln!(
             out,
-            "# HELP {name} Document reads answered from the in-process cache without the router \
-             (also counted in larder_api_requests_total).\n# TYPE {name} counter\n{name} {}",
-            self.direct.load(Relaxed)
+            "# HELP {name} TLS handshakes that failed (client certificate refused, no common \
+             protocol, not TLS at all).\n# TYPE {name} counter\n{name} {}",
+            self.tls_failures.load(Relaxed)
         );
         let name = "larder_api_client_timeouts_total";
         let _ = writeln!(
@@ -189,8 +183,6 @@ mod tests {
         m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
         m.record("/v1/{collection}/{id}", "GET", 200, 200_000);
         m.record("/v1/{collection}", "POST", 201, 3_000_000);
-        m.record_direct("GET", 100_000);
-        m.record_direct("HEAD", 100_000);
         m.record("/v1/{collection}", "BREW", 404, 100);
         m.record_refusal("POST", 413);
         let text = m.render(&[("cache:a".into(), 1)], Some((5, 2)));
@@ -202,15 +194,17 @@ mod tests {
             text.contains("route=\"unrouted\",method=\"POST\",status=\"413\"} 1"),
             "{text}"
         );
-        assert!(text.contains("larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 3"), "{text}");
+        assert!(text.contains("larder_api_requests_total{route=\"/v1/{collection}/{id}\",method=\"GET\",status=\"200\"} 2"), "{text}");
         assert!(
             text.contains("method=\"OTHER\",status=\"404\"} 1"),
             "{text}"
         );
-        assert!(text.contains("larder_api_direct_reads_total 2"), "{text}");
-        assert!(text.contains("method=\"HEAD\",status=\"200\"} 1"), "{text}");
-        assert!(text.contains("larder_api_request_duration_seconds_count 6"));
-        assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 5"));
+        assert!(
+            text.contains("larder_api_tls_handshake_failures_total 0"),
+            "{text}"
+        );
+        assert!(text.contains("larder_api_request_duration_seconds_count 4"));
+        assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 3"));
         assert!(text.contains("larder_breaker_state{target=\"cache:a\"} 1"));
     }
 }

@@ -20,9 +20,8 @@ use crate::state::AppState;
 const ID_PATTERN: &str = "^[A-Za-z0-9._~-]{1,128}$";
 /// 1-255 visible ASCII characters, optionally quoted (the gateway strips the quotes).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^\"*[!#-~]([!-~]{0,253}[!#-~])?\"*$";
-/// Every problem the gateway answers with (the last four from its HTTP server, for requests
-/// it cannot frame).
-const GATEWAY_CODES: [ErrorCode; 18] = [
+/// Every problem the gateway answers with.
+const GATEWAY_CODES: [ErrorCode; 20] = [
     ErrorCode::InvalidArgument,
     ErrorCode::ValidationFailed,
     ErrorCode::NotFound,
@@ -38,9 +37,11 @@ const GATEWAY_CODES: [ErrorCode; 18] = [
     ErrorCode::Unavailable,
     ErrorCode::Overloaded,
     ErrorCode::Protocol,
-    ErrorCode::HeadersTooLarge,
-    ErrorCode::VersionNotSupported,
     ErrorCode::ExpectationFailed,
+    ErrorCode::Unauthenticated,
+    ErrorCode::PermissionDenied,
+    ErrorCode::RateLimited,
+    ErrorCode::RequestTimeout,
 ];
 
 /// `GET /openapi.json`: the document for `config`, rendered once.
@@ -56,12 +57,23 @@ pub(crate) fn route(config: &ApiConfig) -> MethodRouter<AppState> {
 pub(crate) fn document(config: &ApiConfig) -> Value {
     let mut paths = Map::new();
     let mut schemas = schemas::base_schemas();
+    let guard = Guard::of(config);
     for c in &config.collections {
-        paths.insert(format!("/v1/{}", c.name), collection_path(c));
-        paths.insert(format!("/v1/{}/{{id}}", c.name), item_path(c));
+        let mut list = collection_path(c);
+        guard.apply(&mut list["get"], &format!("{}:read", c.name));
+        guard.apply(&mut list["post"], &format!("{}:write", c.name));
+        let mut item = item_path(c);
+        guard.apply(&mut item["get"], &format!("{}:read", c.name));
+        guard.apply(&mut item["patch"], &format!("{}:write", c.name));
+        guard.apply(&mut item["delete"], &format!("{}:write", c.name));
+        paths.insert(format!("/v1/{}", c.name), list);
+        paths.insert(format!("/v1/{}/{{id}}", c.name), item);
         schemas.extend(schemas::collection_schemas(c));
     }
     paths.extend(service_paths());
+    if let Some(metrics) = paths.get_mut("/metrics") {
+        guard.apply(&mut metrics["get"], "admin");
+    }
     let tags: Vec<Value> = config
         .collections
         .iter()
@@ -73,13 +85,16 @@ pub(crate) fn document(config: &ApiConfig) -> Value {
         "info": {
             "title": "larder API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "JSON:API CRUD over collections of JSON documents, read through the \
-                larder cache. Errors are RFC 9457 problem documents; writes return an `ETag` \
-                for `If-Match`; creates take an `Idempotency-Key`.",
+            "description": "JSON:API 1.1 CRUD over collections of JSON documents, read through \
+                the larder cache. Errors are RFC 9457 problem documents; writes return an \
+                `ETag` for `If-Match`; creates take an `Idempotency-Key`. Operations that need a \
+                credential list the scope they need (`<collection>:read`, \
+                `<collection>:write`, `admin`).",
         },
         "tags": tags,
         "paths": paths,
         "components": {
+            "securitySchemes": guard.schemes(),
             "schemas": schemas,
             "parameters": parameters(),
             "headers": {
@@ -217,11 +232,13 @@ fn schema_ref(n: &str, kind: &str) -> String {
     format!("#/components/schemas/{n}.{kind}")
 }
 
-/// Statuses the HTTP server answers any request it cannot frame with, whatever its route.
+/// Statuses the server may answer any request with before routing it: a declared body over
+/// the limit (413), an `Expect` it cannot meet (417), a head over the limits (431, from the
+/// HTTP parser, without a body).
 const FRAMING_STATUSES: [u16; 3] = [
+    ErrorCode::TooLarge.http_status(),
     ErrorCode::ExpectationFailed.http_status(),
-    ErrorCode::HeadersTooLarge.http_status(),
-    ErrorCode::VersionNotSupported.http_status(),
+    431,
 ];
 
 /// `ok` plus a problem response for each status in `errors` and [`FRAMING_STATUSES`].
@@ -237,6 +254,68 @@ fn responses(ok: Value, errors: &[u16]) -> Value {
         );
     }
     Value::Object(out)
+}
+
+/// What guards the data: the security schemes configured and the rate limits.
+struct Guard {
+    /// `ApiKey` (the token or an API key) and `Jwt`, those configured.
+    schemes: Vec<&'static str>,
+    limited: bool,
+}
+
+impl Guard {
+    fn of(config: &ApiConfig) -> Self {
+        let mut schemes = Vec::new();
+        if !config.token.is_empty() || !config.keys.is_empty() {
+            schemes.push("ApiKey");
+        }
+        if !config.jwt.jwks.is_empty() {
+            schemes.push("Jwt");
+        }
+        Self {
+            schemes,
+            limited: !config.rate_limits.is_empty(),
+        }
+    }
+
+    /// Marks `operation` as needing `scope` (when credentials are configured) and lists the
+    /// answers the guard adds.
+    fn apply(&self, operation: &mut Value, scope: &str) {
+        let mut statuses = Vec::new();
+        if !self.schemes.is_empty() {
+            let alternatives: Vec<Value> = self
+                .schemes
+                .iter()
+                .map(|s| json!({ *s: [scope] }))
+                .collect();
+            operation["security"] = Value::Array(alternatives);
+            statuses.extend(["401", "403"]);
+        }
+        if self.limited {
+            statuses.push("429");
+        }
+        for status in statuses {
+            operation["responses"][status] =
+                json!({"$ref": format!("#/components/responses/{status}")});
+        }
+    }
+
+    fn schemes(&self) -> Value {
+        let mut out = Map::new();
+        for scheme in &self.schemes {
+            let value = match *scheme {
+                "ApiKey" => json!({"type": "http", "scheme": "bearer",
+                    "description": "An API key (or the gateway's token) as a bearer credential. \
+                        Each key carries scopes: `<collection>:read`, `<collection>:write` \
+                        (`*` for every collection), `admin`."}),
+                _ => json!({"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                    "description": "A JWT (HS256, RS256 or EdDSA) signed by a key of the \
+                        gateway's JWKS; its `scope` (or `scp`) claim lists its scopes."}),
+            };
+            out.insert((*scheme).to_owned(), value);
+        }
+        Value::Object(out)
+    }
 }
 
 /// One response per problem status, each listing the problem types it carries.
@@ -266,16 +345,26 @@ fn problem_responses() -> Value {
             "allOf": [{"$ref": "#/components/schemas/Problem"}],
             "properties": {"type": {"enum": types}, "status": {"const": status}},
         }}}});
-        let header = match status {
-            503 => Some(("Retry-After", json!({"type": "integer", "minimum": 0}))),
-            405 => Some(("Allow", json!({"type": "string"}))),
+        let retry = json!({"schema": {"type": "integer", "minimum": 0}});
+        let text = json!({"schema": {"type": "string"}});
+        let headers = match status {
+            503 | 409 => Some(json!({"Retry-After": retry})),
+            429 => Some(json!({"Retry-After": retry, "RateLimit": text.clone(),
+                               "RateLimit-Policy": text.clone()})),
+            401 | 403 => Some(json!({"WWW-Authenticate": text.clone()})),
+            405 => Some(json!({"Allow": text.clone()})),
             _ => None,
         };
-        if let Some((name, schema)) = header {
-            response["headers"] = json!({name: {"schema": schema}});
+        if let Some(headers) = headers {
+            response["headers"] = headers;
         }
         out.insert(status.to_string(), response);
     }
+    out.insert(
+        "431".into(),
+        json!({"description": "The request head is over 64 KiB or 100 header fields; answered \
+            by the HTTP parser, without a body, and the connection closed."}),
+    );
     Value::Object(out)
 }
 
@@ -330,6 +419,19 @@ fn service_paths() -> Map<String, Value> {
     problems["parameters"] = json!([{"name": "slug", "in": "path", "required": true,
                                      "schema": {"type": "string", "enum": slugs}}]);
     let paths = [
+        (
+            "/",
+            get_op(
+                "index",
+                "Where to start: the docs, the OpenAPI document and the collections",
+                json!({"200": {"description": "Links to `/docs`, `/openapi.json` and each collection.",
+                    "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["docs", "openapi", "collections"],
+                        "properties": {"name": {"type": "string"}, "docs": {"type": "string"},
+                            "openapi": {"type": "string"},
+                            "collections": {"type": "array", "items": {"type": "string"}}}}}}}}),
+            ),
+        ),
         (
             "/healthz",
             get_op(
@@ -394,6 +496,9 @@ mod tests {
             assert_eq!(schema["properties"]["status"]["const"], code.http_status());
         }
         assert!(responses["503"]["headers"]["Retry-After"].is_object());
+        assert!(responses["409"]["headers"]["Retry-After"].is_object());
+        assert!(responses["429"]["headers"]["RateLimit-Policy"].is_object());
         assert!(responses["405"]["headers"]["Allow"].is_object());
+        assert!(responses["431"]["content"].is_null());
     }
 }

@@ -4,7 +4,7 @@
 //! JSON Pointers into the request document. Server-side failures are logged once and shown
 //! without internals.
 
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use larder_proto::ErrorCode;
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub(crate) struct ApiError {
     pub(crate) retry_after: Option<u64>,
     /// Methods for `Allow` (405s).
     pub(crate) allow: Option<&'static str>,
+    /// More fields for the answer (`WWW-Authenticate`, `RateLimit`, …).
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 /// A handler's result.
@@ -43,7 +45,14 @@ impl ApiError {
             errors: Vec::new(),
             retry_after: None,
             allow: None,
+            headers: Vec::new(),
         }
+    }
+
+    /// The error with one more field in its answer.
+    pub(crate) fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.push((name, value));
+        self
     }
 
     pub(crate) fn bad_request(detail: impl Into<String>) -> Self {
@@ -127,7 +136,13 @@ impl IntoResponse for ApiError {
         }
         if self.code == ErrorCode::Unauthenticated {
             // RFC 9110 §15.5.2: a 401 names the scheme that would work.
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Bearer realm=\"larder\""),
+            );
+        }
+        for (name, value) in self.headers {
+            headers.insert(name, value);
         }
         response
     }
@@ -168,15 +183,24 @@ pub(crate) fn describe(slug: &str) -> Option<(ErrorCode, &'static str)> {
             "Too many requests in progress, or the request took too long; retry later."
         }
         ErrorCode::Unauthenticated => {
-            "Send `Authorization: Bearer <token>` with the gateway's token."
+            "Send `Authorization: Bearer <credential>`: the gateway's token, an API key, or a \
+             JWT its keys verify (`WWW-Authenticate` says whether the one sent was invalid)."
+        }
+        ErrorCode::PermissionDenied => {
+            "The credential is valid but lacks the scope this request needs \
+             (`<collection>:read`, `<collection>:write` or `admin`; `WWW-Authenticate` names it)."
+        }
+        ErrorCode::RateLimited => {
+            "The credential is over its rate limit; retry after `Retry-After` seconds \
+             (`RateLimit` and `RateLimit-Policy` describe the limit)."
+        }
+        ErrorCode::RequestTimeout => {
+            "The request body did not arrive within the gateway's client timeout."
         }
         ErrorCode::Protocol => {
-            "The bytes are not an HTTP/1.1 request this server can frame without guessing: \
-             both Content-Length and Transfer-Encoding, differing lengths, a coding other \
-             than a final chunked, bare LF line ends, or no Host."
+            "The request is not HTTP the server can read without guessing: an HTTP/1.1 \
+             request without exactly one valid `Host`, or a malformed body framing."
         }
-        ErrorCode::HeadersTooLarge => "The request line and headers are over 64 KiB or 100 fields.",
-        ErrorCode::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are served.",
         ErrorCode::ExpectationFailed => "`Expect` may only be `100-continue`.",
         _ => "See the title.",
     };

@@ -2,7 +2,9 @@
 //! update, delete), in the JSON:API format with ETags, conditional requests and idempotent
 //! creates.
 
+use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -12,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use larder_proto::ErrorCode;
 
 use crate::cache::ReadError;
+use crate::conditional;
 use crate::config::Consistency;
 use crate::db::{DbError, IdemRecord};
 use crate::doc::{self, Incoming};
@@ -26,7 +29,8 @@ const UPDATE_ATTEMPTS: usize = 5;
 
 /// A JSON:API response.
 fn document(status: StatusCode, body: String, etag: Option<i64>) -> Response {
-    let mut response = (status, body).into_response();
+    let mut response = Response::new(Body::from(body));
+    *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(JSON_API));
     if let Some(version) = etag {
@@ -35,8 +39,27 @@ fn document(status: StatusCode, body: String, etag: Option<i64>) -> Response {
     response
 }
 
+/// `"<version>"`.
 fn etag_value(version: i64) -> HeaderValue {
-    HeaderValue::from_str(&format!("\"{version}\"")).unwrap_or(HeaderValue::from_static("\"0\""))
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(version).as_bytes();
+    let mut tag = [b'"'; 24];
+    tag[1..=digits.len()].copy_from_slice(digits);
+    HeaderValue::from_bytes(&tag[..digits.len() + 2]).unwrap_or(HeaderValue::from_static("\"0\""))
+}
+
+/// The collection and id of a request for `/v1/{collection}/{id}` (the route guarantees the
+/// shape), percent-decoded as the router would decode them.
+fn doc_path(path: &str) -> ApiResult<(Cow<'_, str>, Cow<'_, str>)> {
+    path.strip_prefix("/v1/")
+        .and_then(|rest| rest.split_once('/'))
+        .map(|(name, id)| {
+            (
+                crate::auth::percent_decode(name),
+                crate::auth::percent_decode(id),
+            )
+        })
+        .ok_or_else(|| ApiError::not_found(format!("no route {path}")))
 }
 
 fn path<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
@@ -44,56 +67,39 @@ fn path<T>(path: Result<Path<T>, PathRejection>) -> ApiResult<T> {
         .map_err(|e| ApiError::not_found(format!("no such route: {e}")))
 }
 
-/// The entity tags a conditional header lists (`*` as `None`), weak markers removed.
-fn tags(headers: &HeaderMap, name: header::HeaderName) -> Option<Option<Vec<String>>> {
-    let values: Vec<&str> = headers
-        .get_all(name)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if values.is_empty() {
-        return None;
-    }
-    if values.iter().any(|v| v.trim() == "*") {
-        return Some(None);
-    }
-    let list = values
-        .iter()
-        .flat_map(|v| v.split(','))
-        .map(|t| {
-            t.trim()
-                .trim_start_matches("W/")
-                .trim_matches('"')
-                .to_owned()
-        })
-        .collect();
-    Some(Some(list))
-}
-
-/// Checks `If-Match` against the current version; `require` answers 428 without one.
+/// Checks `If-Match` against the current version (strong comparison, every tag of the list);
+/// `require` answers 428 without one.
 fn if_match(headers: &HeaderMap, version: i64, require: bool) -> ApiResult<()> {
-    match tags(headers, header::IF_MATCH) {
-        None if require => Err(ApiError::new(
-            ErrorCode::PreconditionRequired,
-            "this collection needs If-Match with the document's ETag",
-        )),
-        None | Some(None) => Ok(()),
-        Some(Some(list)) if list.iter().any(|t| *t == version.to_string()) => Ok(()),
-        Some(Some(_)) => Err(ApiError::new(
+    match conditional::condition(headers, &header::IF_MATCH) {
+        None if require => Err(precondition_required()),
+        None => Ok(()),
+        Some(condition) if condition.matches_strong(version) => Ok(()),
+        Some(_) => Err(ApiError::new(
             ErrorCode::PreconditionFailed,
             format!("the document is at version {version}; If-Match names another"),
         )),
     }
 }
 
-/// Reads the body, refusing one over the limit with 413.
+fn precondition_required() -> ApiError {
+    ApiError::new(
+        ErrorCode::PreconditionRequired,
+        "this collection needs If-Match with the document's ETag",
+    )
+}
+
+/// Reads the body, refusing one over the limit with 413 (without reading it when its declared
+/// length is over), one that does not arrive within the client timeout with 408, and one whose
+/// framing breaks off with 400.
 async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResult<Bytes> {
     let limit = state.config.max_body_bytes;
+    // The rest of the body stays unread: on HTTP/1 the connection ends with this answer.
     let too_large = || {
         ApiError::new(
             ErrorCode::TooLarge,
             format!("the body is over {limit} bytes"),
         )
+        .with_header(header::CONNECTION, HeaderValue::from_static("close"))
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -102,9 +108,29 @@ async fn read_body(state: &AppState, headers: &HeaderMap, body: Body) -> ApiResu
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
     }
-    axum::body::to_bytes(body, limit)
-        .await
-        .map_err(|_| too_large())
+    let timeout = Duration::from_millis(state.config.client_timeout_ms.clamp(1, 86_400_000));
+    match tokio::time::timeout(timeout, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => Ok(bytes),
+        Ok(Err(err)) => {
+            let err = err.into_inner();
+            if err.is::<http_body_util::LengthLimitError>() {
+                Err(too_large())
+            } else {
+                Err(ApiError::new(
+                    ErrorCode::Protocol,
+                    format!("the request body could not be read: {err}"),
+                )
+                .with_header(header::CONNECTION, HeaderValue::from_static("close")))
+            }
+        }
+        Err(_) => {
+            state.metrics.record_client_timeout();
+            Err(ApiError::new(
+                ErrorCode::RequestTimeout,
+                "the request body did not arrive in time",
+            ))
+        }
+    }
 }
 
 /// Refuses attributes PostgreSQL cannot store: U+0000 in a string would make every sorted or
@@ -125,8 +151,10 @@ fn storable(
     Ok(())
 }
 
+/// The database failed: the cause goes to the log, the client learns only to retry.
 fn unavailable(err: impl std::fmt::Display) -> ApiError {
-    ApiError::unavailable(format!("the database is unavailable: {err}"))
+    tracing::warn!(%err, "database call failed");
+    ApiError::unavailable("the database is unavailable; retry after Retry-After seconds")
 }
 
 fn db_error(err: DbError) -> ApiError {
@@ -136,19 +164,20 @@ fn db_error(err: DbError) -> ApiError {
     }
 }
 
-/// `GET /v1/{collection}/{id}`.
+/// `GET /v1/{collection}/{id}`: the commonest request, so it takes the request itself (no
+/// copied headers, no path or query extraction unless there is a query).
 pub(crate) async fn read(
     State(state): State<AppState>,
-    p: Result<Path<(String, String)>, PathRejection>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
-    // The request itself rather than a `HeaderMap`, which would be a copy of the headers.
     request: axum::extract::Request,
 ) -> ApiResult {
     let headers = request.headers();
     media::check_accept(headers)?;
-    let (name, id) = path(p)?;
+    let (name, id) = doc_path(request.uri().path())?;
     let collection = state.collection(&name)?;
-    let fields = single_fields(query, &name)?;
+    let fields = match request.uri().query() {
+        None => None,
+        Some(_) => single_fields(Query::try_from_uri(request.uri()), &name)?,
+    };
     if !doc::valid_id(&id) {
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     }
@@ -160,8 +189,8 @@ pub(crate) async fn read(
     let Some(cached) = found else {
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     };
-    if let Some(tags) = tags(headers, header::IF_NONE_MATCH)
-        && tags.is_none_or(|list| list.iter().any(|t| *t == cached.version.to_string()))
+    if conditional::condition(headers, &header::IF_NONE_MATCH)
+        .is_some_and(|condition| condition.matches_weak(cached.version))
     {
         let mut response = StatusCode::NOT_MODIFIED.into_response();
         response
@@ -226,7 +255,7 @@ pub(crate) async fn list(
         }
     }
     body.push_str("],\"links\":{\"self\":");
-    body.push_str(&serde_json::Value::String(format!("/v1/{name}")).to_string());
+    body.push_str(&serde_json::Value::String(list::self_link(&collection.config, &q)).to_string());
     if let Some(next) = next {
         body.push_str(",\"next\":");
         body.push_str(&serde_json::Value::String(next).to_string());
@@ -235,6 +264,8 @@ pub(crate) async fn list(
     if let Some(total) = total {
         body.push_str(&format!(",\"meta\":{{\"total\":{total}}}"));
     }
+    body.push(',');
+    body.push_str(doc::JSON_API_MEMBER);
     body.push('}');
     Ok(document(StatusCode::OK, body, None))
 }
@@ -256,10 +287,13 @@ pub(crate) async fn create(
     };
     let fingerprint = fingerprint(&name, &body);
     let Some(_running) = InFlight::enter(&state, &name, &key) else {
-        return Err(ApiError::new(
-            ErrorCode::IdempotencyInFlight,
-            "a request with this Idempotency-Key is still being processed",
-        ));
+        return Err(ApiError {
+            retry_after: Some(1),
+            ..ApiError::new(
+                ErrorCode::IdempotencyInFlight,
+                "a request with this Idempotency-Key is still being processed",
+            )
+        });
     };
     if let Some(record) = state
         .db
@@ -403,8 +437,8 @@ pub(crate) async fn update(
     let collection = state.collection(&name)?;
     media::check_content_type(&headers)?;
     let require = collection.config.require_if_match;
-    if require && headers.get(header::IF_MATCH).is_none() {
-        if_match(&headers, 0, true)?;
+    if require && !headers.contains_key(header::IF_MATCH) {
+        return Err(precondition_required());
     }
     let body = read_body(&state, &headers, body).await?;
     let incoming = doc::parse(&body, &name, Some(&id))?;
@@ -449,7 +483,8 @@ pub(crate) async fn update(
     Err(ApiError::unavailable("the document kept changing; retry"))
 }
 
-/// `DELETE /v1/{collection}/{id}`.
+/// `DELETE /v1/{collection}/{id}`. With `If-Match`, the document is read first and deleted
+/// only at the version that matched, so a write in between answers 412.
 pub(crate) async fn delete(
     State(state): State<AppState>,
     p: Result<Path<(String, String)>, PathRejection>,
@@ -461,19 +496,16 @@ pub(crate) async fn delete(
         return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
     }
     let require = collection.config.require_if_match;
-    let expected = match tags(&headers, header::IF_MATCH) {
-        None if require => {
-            return Err(ApiError::new(
-                ErrorCode::PreconditionRequired,
-                "this collection needs If-Match with the document's ETag",
-            ));
+    let expected = match conditional::condition(&headers, &header::IF_MATCH) {
+        None if require => return Err(precondition_required()),
+        None => None,
+        Some(_) => {
+            let Some(current) = state.db.get(&name, &id).await.map_err(db_error)? else {
+                return Err(ApiError::not_found(format!("no document {id:?} in {name}")));
+            };
+            if_match(&headers, current.version, require)?;
+            Some(current.version)
         }
-        Some(Some(list)) => Some(
-            list.first()
-                .and_then(|t| t.parse::<i64>().ok())
-                .unwrap_or(-1),
-        ),
-        None | Some(None) => None,
     };
     if state
         .db
@@ -484,13 +516,10 @@ pub(crate) async fn delete(
         state.cache.remove(&collection.config, &id).await;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
-    match state.db.get(&name, &id).await.map_err(db_error)? {
-        Some(current) => Err(ApiError::new(
+    match expected {
+        Some(_) => Err(ApiError::new(
             ErrorCode::PreconditionFailed,
-            format!(
-                "the document is at version {}; If-Match names another",
-                current.version
-            ),
+            "the document changed meanwhile; If-Match names a version it no longer has",
         )),
         None => Err(ApiError::not_found(format!("no document {id:?} in {name}"))),
     }

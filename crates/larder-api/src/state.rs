@@ -1,5 +1,6 @@
 //! What every request handler shares: the configuration, the collections with their compiled
-//! schemas, the database, the cache, the idempotency keys in progress and the metrics.
+//! schemas, the database, the cache, the credentials, rate limits and CORS rules, the
+//! idempotency keys in progress and the metrics.
 
 use std::collections::{HashMap, HashSet};
 use std::ops::Deref;
@@ -8,10 +9,14 @@ use std::sync::Arc;
 use larder_store::Clock;
 use parking_lot::Mutex;
 
+use crate::auth::Credentials;
 use crate::cache::DocCache;
 use crate::config::{ApiConfig, CollectionConfig, valid_name};
+use crate::cors::Cors;
 use crate::db::Db;
 use crate::doc::{Schema, SchemaError};
+use crate::error::ConfigError;
+use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::problem::ApiError;
 
@@ -32,6 +37,9 @@ pub(crate) struct Inner {
     pub(crate) collections: HashMap<String, Arc<Collection>>,
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    pub(crate) credentials: Credentials,
+    pub(crate) limits: Limits,
+    pub(crate) cors: Cors,
     /// The gateway's one clock (the in-process store reads it too).
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
@@ -127,23 +135,36 @@ pub(crate) fn collections(
     Ok(out)
 }
 
+/// The parts of the state that need I/O to make (the database and the cache) and the clock
+/// they were made with.
+pub(crate) struct Opened {
+    pub(crate) db: Db,
+    pub(crate) cache: Arc<DocCache>,
+    pub(crate) clock: Arc<dyn Clock>,
+}
+
 impl AppState {
-    pub(crate) fn new(
-        config: ApiConfig,
-        collections: HashMap<String, Arc<Collection>>,
-        db: Db,
-        cache: Arc<DocCache>,
-        clock: Arc<dyn Clock>,
-    ) -> Self {
-        Self(Arc::new(Inner {
-            config,
-            collections,
-            db,
-            cache,
-            clock,
+    /// The state for `config` over `opened`.
+    ///
+    /// # Errors
+    /// A collection, credential, rate limit or CORS rule that cannot work.
+    pub(crate) fn new(config: ApiConfig, opened: Opened) -> Result<Self, ConfigError> {
+        let credentials = Credentials::from_config(&config).map_err(ConfigError::Credentials)?;
+        let limits = Limits::new(&config.rate_limits, credentials.enabled())
+            .map_err(ConfigError::RateLimits)?;
+        let cors = Cors::new(&config.cors).map_err(ConfigError::Cors)?;
+        Ok(Self(Arc::new(Inner {
+            collections: collections(&config).map_err(ConfigError::Collection)?,
+            db: opened.db,
+            cache: opened.cache,
+            clock: opened.clock,
+            credentials,
+            limits,
+            cors,
             metrics: Metrics::default(),
             in_flight: Mutex::default(),
-        }))
+            config,
+        })))
     }
 
     /// The time now, in Unix milliseconds.

@@ -135,6 +135,7 @@ async fn the_document_is_openapi_3_1_and_names_every_collection_route() {
         assert_eq!(methods(item), ["delete", "get", "patch"], "{}", c.name);
     }
     for path in [
+        "/",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -220,9 +221,11 @@ async fn collection_schemas_and_parameters_come_from_the_configuration() {
         notes["get"]["responses"]["431"].is_object(),
         "every route can get 431"
     );
+    // (431 comes from hyper's parser without a body, so it is documented without content;
+    // 505 is no longer answered: hyper answers a request line that is not HTTP/1.x with 400.)
+    assert!(spec["components"]["responses"]["431"]["content"].is_null());
     for status in [
-        "400", "404", "405", "406", "409", "412", "413", "415", "417", "422", "428", "431", "503",
-        "505",
+        "400", "404", "405", "406", "409", "412", "413", "415", "417", "422", "428", "503",
     ] {
         let response = &spec["components"]["responses"][status];
         assert!(

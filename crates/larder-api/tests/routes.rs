@@ -447,7 +447,14 @@ async fn idempotent_creates_run_once() {
             let reply = call.await.unwrap();
             match reply.status.as_u16() {
                 201 => created.push(reply.raw),
-                409 => assert_eq!(reply.body["type"], "/problems/idempotency-in-flight"),
+                409 => {
+                    assert_eq!(reply.body["type"], "/problems/idempotency-in-flight");
+                    assert_eq!(
+                        reply.headers[header::RETRY_AFTER],
+                        "1",
+                        "{kind}: when to retry"
+                    );
+                }
                 other => panic!("{kind}: unexpected {other}: {:?}", reply.body),
             }
         }
@@ -582,4 +589,289 @@ async fn nul_characters_and_foreign_cursors_are_client_errors() {
         let gone = send(&app, "DELETE", &format!("/v1/{p}/a%00b"), None).await;
         assert_problem(&gone, 404, "not-found");
     }
+}
+
+fn with_header(
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+    name: &str,
+    value: &str,
+) -> Request<Body> {
+    with_body(req(method, uri, body.clone()).header(name, value), body)
+}
+
+/// Conditional requests found wrong by a new user: DELETE compared only the first tag of an
+/// `If-Match` list, and a weak tag (`W/"1"`) let a PATCH and a DELETE through. RFC 9110
+/// §13.1.1: `If-Match` compares strongly, every tag of the list.
+#[tokio::test]
+async fn if_match_is_strong_and_reads_the_whole_list() {
+    for (kind, url) in databases() {
+        let p = name("cond");
+        let app = router(&url, vec![products(&p)]).await;
+        let create = doc(&p, json!({"name": "a", "price": 1}));
+        let created = send(&app, "POST", &format!("/v1/{p}"), Some(create)).await;
+        let id = created.body["data"]["id"].as_str().unwrap().to_owned();
+        let path = format!("/v1/{p}/{id}");
+        let patch = json!({"data": {"type": p, "id": id, "attributes": {"price": 2}}});
+        for weak in [r#"W/"1""#, r#"W/"1", "7""#] {
+            let reply = call(
+                &app,
+                with_header("PATCH", &path, Some(patch.clone()), "if-match", weak),
+            )
+            .await;
+            assert_problem(&reply, 412, "precondition-failed");
+            let reply = call(&app, with_header("DELETE", &path, None, "if-match", weak)).await;
+            assert_problem(&reply, 412, "precondition-failed");
+        }
+        let reply = call(
+            &app,
+            with_header("PATCH", &path, Some(patch), "if-match", r#""7", "1""#),
+        )
+        .await;
+        assert_eq!(
+            reply.status,
+            StatusCode::OK,
+            "{kind}: the second tag matches"
+        );
+        // The document is at version 2 now: a list naming it second lets the DELETE through.
+        let stale = call(
+            &app,
+            with_header("DELETE", &path, None, "if-match", r#""1""#),
+        )
+        .await;
+        assert_problem(&stale, 412, "precondition-failed");
+        let gone = call(
+            &app,
+            with_header("DELETE", &path, None, "if-match", r#""1", "2""#),
+        )
+        .await;
+        assert_eq!(
+            gone.status,
+            StatusCode::NO_CONTENT,
+            "{kind}: {:?}",
+            gone.body
+        );
+        assert_problem(&send(&app, "GET", &path, None).await, 404, "not-found");
+        // If-None-Match compares weakly: W/"n" names version n.
+        let created = send(
+            &app,
+            "POST",
+            &format!("/v1/{p}"),
+            Some(doc(&p, json!({"name": "b", "price": 1}))),
+        )
+        .await;
+        let id = created.body["data"]["id"].as_str().unwrap();
+        let cached = call(
+            &app,
+            with_header(
+                "GET",
+                &format!("/v1/{p}/{id}"),
+                None,
+                "if-none-match",
+                r#"W/"1""#,
+            ),
+        )
+        .await;
+        assert_eq!(cached.status, StatusCode::NOT_MODIFIED, "{kind}");
+    }
+}
+
+/// JSON:API 1.1 negotiation and documents: 406 when every JSON:API type in `Accept` has
+/// parameters it cannot honour (even beside `*/*`), `profile` accepted in `Content-Type`,
+/// the version named in a top-level `jsonapi` member, `lid` accepted.
+#[tokio::test]
+async fn json_api_1_1_is_served_and_said() {
+    let (_, url) = databases().remove(0);
+    let p = name("jsonapi");
+    let app = router(&url, vec![products(&p)]).await;
+    let list = format!("/v1/{p}");
+    for accept in [
+        "application/vnd.api+json; charset=utf-8, */*",
+        "application/vnd.api+json; ext=\"https://example.com/ext\", */*",
+    ] {
+        let reply = call(&app, with_header("GET", &list, None, "accept", accept)).await;
+        assert_problem(&reply, 406, "not-acceptable");
+    }
+    let reply = call(
+        &app,
+        with_header(
+            "GET",
+            &list,
+            None,
+            "accept",
+            "application/vnd.api+json; profile=\"https://example.com/p\"",
+        ),
+    )
+    .await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body["jsonapi"]["version"], "1.1");
+    let body =
+        json!({"data": {"type": p, "lid": "local-1", "attributes": {"name": "a", "price": 1}}});
+    let created = call(
+        &app,
+        Request::builder()
+            .method("POST")
+            .uri(&list)
+            .header(
+                header::CONTENT_TYPE,
+                "application/vnd.api+json; profile=\"https://example.com/p\"",
+            )
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+    assert_eq!(created.body["jsonapi"]["version"], "1.1");
+    let id = created.body["data"]["id"].as_str().unwrap();
+    let read = send(&app, "GET", &format!("{list}/{id}"), None).await;
+    assert_eq!(read.body["jsonapi"], json!({"version": "1.1"}));
+    let ext = call(
+        &app,
+        Request::builder()
+            .method("POST")
+            .uri(&list)
+            .header(
+                header::CONTENT_TYPE,
+                "application/vnd.api+json; ext=\"https://example.com/ext\"",
+            )
+            .body(Body::from(body.to_string()))
+            .unwrap(),
+    )
+    .await;
+    assert_problem(&ext, 415, "unsupported-media-type");
+}
+
+/// A collection without a schema stored and echoed attribute names JSON:API forbids.
+#[tokio::test]
+async fn attribute_names_json_api_forbids_are_refused() {
+    let (_, url) = databases().remove(0);
+    let p = name("free");
+    let free = CollectionConfig {
+        name: p.clone(),
+        ..CollectionConfig::default()
+    };
+    let app = router(&url, vec![free]).await;
+    for bad in ["", "a@b", "_lead", "trail-", "a.b", "sp ace "] {
+        let reply = send(
+            &app,
+            "POST",
+            &format!("/v1/{p}"),
+            Some(doc(&p, json!({bad: 1}))),
+        )
+        .await;
+        assert_problem(&reply, 400, "invalid-argument");
+        assert!(
+            reply.body["errors"][0]["pointer"]
+                .as_str()
+                .unwrap()
+                .starts_with("/data/attributes/")
+        );
+    }
+    let fine = send(
+        &app,
+        "POST",
+        &format!("/v1/{p}"),
+        Some(doc(&p, json!({"a b": 1, "ünï": 2, "x-y_z": 3}))),
+    )
+    .await;
+    assert_eq!(fine.status, StatusCode::CREATED, "{:?}", fine.body);
+    let list = send(&app, "GET", &format!("/v1/{p}?page[total]=true"), None).await;
+    assert_eq!(list.body["meta"]["total"], 1, "nothing refused was stored");
+}
+
+/// A list's `links.self` named the collection only, whatever the filter, sort and page.
+#[tokio::test]
+async fn list_self_links_keep_the_query() {
+    let (_, url) = databases().remove(0);
+    let p = name("links");
+    let app = router(&url, vec![products(&p)]).await;
+    for i in 0..3 {
+        send(
+            &app,
+            "POST",
+            &format!("/v1/{p}"),
+            Some(doc(
+                &p,
+                json!({"name": format!("n{i}"), "price": i, "color": "red"}),
+            )),
+        )
+        .await;
+    }
+    let uri = format!("/v1/{p}?filter[color]=red&sort=-price&page[size]=2&fields[{p}]=name");
+    let page = send(&app, "GET", &uri, None).await;
+    let expected =
+        format!("/v1/{p}?filter%5Bcolor%5D=red&sort=-price&page%5Bsize%5D=2&fields%5B{p}%5D=name");
+    assert_eq!(page.body["links"]["self"], expected);
+    let next = page.body["links"]["next"].as_str().unwrap().to_owned();
+    let second = send(&app, "GET", &next, None).await;
+    assert_eq!(
+        second.body["links"]["self"], next,
+        "the second page's self is the next link"
+    );
+    assert_eq!(
+        send(&app, "GET", &format!("/v1/{p}"), None).await.body["links"]["self"],
+        format!("/v1/{p}")
+    );
+}
+
+/// PATCH without `data.id` answered 409; it is a malformed document.
+#[tokio::test]
+async fn an_update_without_data_id_is_malformed() {
+    let (_, url) = databases().remove(0);
+    let p = name("noid");
+    let app = router(&url, vec![products(&p)]).await;
+    let body = json!({"data": {"type": p, "id": "x", "attributes": {"name": "a", "price": 1}}});
+    send(&app, "POST", &format!("/v1/{p}"), Some(body)).await;
+    let reply = send(
+        &app,
+        "PATCH",
+        &format!("/v1/{p}/x"),
+        Some(json!({"data": {"type": p, "attributes": {"price": 2}}})),
+    )
+    .await;
+    assert_problem(&reply, 400, "invalid-argument");
+    assert_eq!(reply.body["errors"][0]["pointer"], "/data/id");
+    let other = send(
+        &app,
+        "PATCH",
+        &format!("/v1/{p}/x"),
+        Some(json!({"data": {"type": p, "id": "y", "attributes": {}}})),
+    )
+    .await;
+    assert_problem(&other, 409, "conflict");
+}
+
+/// A 503 showed the database's own error text; now the cause goes to the log only.
+#[tokio::test]
+async fn database_failures_do_not_reach_the_client() {
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let path = std::env::temp_dir().join(format!("larder-broken-{}-{n}.db", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let p = name("broken");
+    let app = router(&format!("sqlite://{}", path.display()), vec![products(&p)]).await;
+    assert!(path.exists(), "a SQLite file that did not exist is made");
+    // A row whose document is not JSON, written behind the gateway's back: sorting by an
+    // attribute makes SQLite fail with its own error ("malformed JSON").
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        "INSERT INTO larder_documents (collection, id, doc, version, created_at, updated_at) \
+         VALUES (?1, 'bad', 'not json', 1, 't', 't')",
+        [&p],
+    )
+    .unwrap();
+    let reply = send(&app, "GET", &format!("/v1/{p}?sort=price"), None).await;
+    assert_problem(&reply, 503, "unavailable");
+    let detail = reply.body["detail"].as_str().unwrap();
+    for leak in [
+        "sqlite",
+        "SQLite",
+        "malformed",
+        "JSON",
+        "error returned",
+        "database:",
+    ] {
+        assert!(!detail.contains(leak), "{detail}");
+    }
+    assert!(reply.headers.contains_key(header::RETRY_AFTER));
 }

@@ -2,10 +2,13 @@
 //! that refuse a configuration that cannot work or would expose the node without a password.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::Duration;
 
 use larder_proto::resp::Limits;
 use larder_store::{Capacity, Policy, StoreConfig};
+use larder_util::reload::Reloading;
+use larder_util::tls::TlsFiles;
 use serde::{Deserialize, Serialize};
 
 pub use crate::cluster::config::*;
@@ -82,6 +85,21 @@ pub struct CacheConfig {
     /// Read-through (and optionally write-through) origins, by key pattern; the first whose
     /// pattern matches a key serves it.
     pub origins: Vec<OriginConfig>,
+    /// TLS certificate chain (PEM, leaf first): with `tls_key`, the gRPC and RESP listeners
+    /// speak only TLS (the admin listener stays plaintext HTTP for probes and scrapers).
+    pub tls_cert: String,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: String,
+    /// CA certificates (PEM) client certificates must chain to: with it, every gRPC and RESP
+    /// client must present one (mutual TLS, as Redis's `tls-auth-clients yes`).
+    pub tls_client_ca: String,
+    /// CA certificates (PEM) the other nodes' certificates must chain to, for a clustered TLS
+    /// node's calls to them (forwarded requests, shared reads, partition pulls), where it
+    /// presents `tls_cert` as its client certificate; empty: `tls_client_ca`.
+    pub tls_ca: String,
+    /// Milliseconds between checks of the TLS files; changed files are loaded without a
+    /// restart (new connections use them).
+    pub tls_reload_ms: u64,
     /// Membership of a cluster of nodes (`[cache.cluster]`).
     pub cluster: ClusterConfig,
 }
@@ -107,9 +125,26 @@ impl Default for CacheConfig {
             reclaim_interval_ms: DEFAULT_RECLAIM_INTERVAL_MS,
             shutdown_grace_ms: DEFAULT_SHUTDOWN_GRACE_MS,
             origins: Vec::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_client_ca: String::new(),
+            tls_ca: String::new(),
+            tls_reload_ms: DEFAULT_TLS_RELOAD_MS,
             cluster: ClusterConfig::default(),
         }
     }
+}
+
+/// Default time between checks of the TLS files.
+pub const DEFAULT_TLS_RELOAD_MS: u64 = 5_000;
+
+/// The TLS configurations of a node's listeners (see [`CacheConfig::tls`]).
+#[derive(Debug, Clone)]
+pub struct ListenerTls {
+    /// gRPC: ALPN `h2`.
+    pub grpc: Arc<Reloading<rustls::ServerConfig>>,
+    /// RESP.
+    pub resp: Arc<Reloading<rustls::ServerConfig>>,
 }
 
 /// A configuration the node cannot run with; the text says how to fix it.
@@ -167,9 +202,93 @@ pub enum ConfigError {
     /// The store refused the sizing.
     #[error("store: {0}")]
     Store(#[from] larder_store::ConfigError),
+    /// TLS settings or files that cannot work.
+    #[error("TLS: {0}")]
+    Tls(String),
 }
 
 impl CacheConfig {
+    /// The TLS configurations of the gRPC listener (ALPN `h2`) and the RESP listener, re-read
+    /// when the files change; `None` without `tls_cert` and `tls_key`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Tls`] for half the settings, or files that do not load.
+    pub fn tls(&self) -> Result<Option<ListenerTls>, ConfigError> {
+        match (self.tls_cert.is_empty(), self.tls_key.is_empty()) {
+            (true, true) if self.tls_client_ca.is_empty() => return Ok(None),
+            (false, false) => {}
+            (true, true) => {
+                return Err(ConfigError::Tls(
+                    "tls_client_ca asks for client certificates, but tls_cert and tls_key \
+                     are not set"
+                        .into(),
+                ));
+            }
+            _ => {
+                return Err(ConfigError::Tls(
+                    "TLS needs both tls_cert and tls_key (--tls-cert FILE --tls-key FILE)".into(),
+                ));
+            }
+        }
+        let files = TlsFiles {
+            cert: self.tls_cert.clone().into(),
+            key: self.tls_key.clone().into(),
+            ca: self.tls_client_ca.clone().into(),
+        };
+        let load = |alpn| {
+            larder_util::tls::reloading_server(files.clone(), alpn)
+                .map_err(|e| ConfigError::Tls(e.to_string()))
+        };
+        Ok(Some(ListenerTls {
+            grpc: load(&[b"h2"])?,
+            resp: load(&[])?,
+        }))
+    }
+
+    /// The TLS configuration of a clustered node's calls to the other nodes: their
+    /// certificates checked against `tls_ca` (else `tls_client_ca`), this node's `tls_cert`
+    /// presented to those that ask; re-read when the files change. `None` when the node does
+    /// not speak TLS or is not clustered: nodes of one cluster speak TLS, or none does.
+    ///
+    /// # Errors
+    /// [`ConfigError::Tls`] for `tls_ca` without a certificate of the node's own, a clustered
+    /// TLS node without a CA to check the others by, or files that do not load.
+    pub fn peer_tls(&self) -> Result<Option<Arc<Reloading<rustls::ClientConfig>>>, ConfigError> {
+        if self.tls_cert.is_empty() || self.tls_key.is_empty() {
+            if !self.tls_ca.is_empty() {
+                return Err(ConfigError::Tls(
+                    "tls_ca checks the other nodes' certificates when this node calls them over \
+                     TLS, which needs tls_cert and tls_key"
+                        .into(),
+                ));
+            }
+            return Ok(None);
+        }
+        if !self.cluster.enabled {
+            return Ok(None);
+        }
+        let ca = if self.tls_ca.is_empty() {
+            &self.tls_client_ca
+        } else {
+            &self.tls_ca
+        };
+        if ca.is_empty() {
+            return Err(ConfigError::Tls(
+                "a clustered node with TLS calls the other nodes over TLS: set tls_ca to the CA \
+                 their certificates chain to (or tls_client_ca, when it is that CA)"
+                    .into(),
+            ));
+        }
+        let files = TlsFiles {
+            cert: self.tls_cert.clone().into(),
+            key: self.tls_key.clone().into(),
+            ca: ca.into(),
+        };
+        larder_util::tls::reloading_client(files, &[b"h2"])
+            .map(Some)
+            .map_err(|e| ConfigError::Tls(format!("calls to the other nodes: {e}")))
+    }
+
     /// The memory bound in bytes.
     ///
     /// # Errors
@@ -534,5 +653,45 @@ mod tests {
                 .to_string()
                 .contains("resp_addr")
         );
+    }
+
+    #[test]
+    fn calls_between_tls_nodes_need_a_ca_to_check_the_others_by() {
+        let files = CacheConfig {
+            tls_cert: "/nonexistent/node.pem".into(),
+            tls_key: "/nonexistent/node.key".into(),
+            ..CacheConfig::default()
+        };
+        // Not clustered: no calls to other nodes, nothing to check them by.
+        assert!(matches!(files.peer_tls(), Ok(None)));
+        let clustered = CacheConfig {
+            cluster: ClusterConfig {
+                enabled: true,
+                ..ClusterConfig::default()
+            },
+            ..files
+        };
+        let err = clustered.peer_tls().unwrap_err().to_string();
+        assert!(err.contains("set tls_ca"), "{err}");
+        // With a CA (tls_client_ca serves), the files are read: here they do not exist.
+        let with_ca = CacheConfig {
+            tls_client_ca: "/nonexistent/ca.pem".into(),
+            ..clustered.clone()
+        };
+        let err = with_ca.peer_tls().unwrap_err().to_string();
+        assert!(err.contains("calls to the other nodes"), "{err}");
+        let ca_alone = CacheConfig {
+            tls_ca: "/nonexistent/ca.pem".into(),
+            cluster: clustered.cluster.clone(),
+            ..CacheConfig::default()
+        };
+        let err = ca_alone.peer_tls().unwrap_err().to_string();
+        assert!(err.contains("needs tls_cert and tls_key"), "{err}");
+        // Plaintext nodes call each other in plaintext.
+        let plain = CacheConfig {
+            cluster: clustered.cluster,
+            ..CacheConfig::default()
+        };
+        assert!(matches!(plain.peer_tls(), Ok(None)));
     }
 }

@@ -122,6 +122,8 @@ pub async fn run_with(
     options: NodeOptions,
 ) -> Result<(), Error> {
     config.validate()?;
+    let tls = config.tls()?;
+    let peer_tls = config.peer_tls()?;
     let grace = Duration::from_millis(config.shutdown_grace_ms);
     let reclaim_every = Duration::from_millis(config.reclaim_interval_ms.max(1));
     let metrics = Metrics::new(
@@ -131,7 +133,7 @@ pub async fn run_with(
     let addrs = listeners.local_addrs()?;
     let cluster = if config.cluster.enabled {
         let me = crate::cluster::run::member(&config.cluster, addrs)?;
-        let view = ClusterView::new(me, config.cluster.clone(), &config.token);
+        let view = ClusterView::new(me, config.cluster.clone(), &config.token, peer_tls.clone());
         Some(Arc::new(view))
     } else {
         None
@@ -163,9 +165,19 @@ pub async fn run_with(
         node.clone(),
         listeners.resp,
         handoff,
+        tls.as_ref().map(|tls| tls.resp.clone()),
         shutdown.clone(),
         tracker.clone(),
     ));
+    if let Some(tls) = &tls {
+        let every = Duration::from_millis(node.config.tls_reload_ms.max(10));
+        for files in [tls.grpc.clone(), tls.resp.clone()] {
+            tracker.spawn(files.watch(every, shutdown.clone().cancelled_owned()));
+        }
+        if let Some(files) = peer_tls {
+            tracker.spawn(files.watch(every, shutdown.clone().cancelled_owned()));
+        }
+    }
     tracker.spawn(reclaim(node.clone(), reclaim_every, shutdown.clone()));
     let admin = axum::serve(
         listeners.admin,
@@ -175,12 +187,23 @@ pub async fn run_with(
     let admin = tracker.spawn(async move { admin.await });
     let grpc = tonic::transport::Server::builder()
         .trace_fn(crate::grpc::span)
-        .add_routes(crate::grpc::routes(node.clone()).await?)
-        .serve_with_incoming_shutdown(
+        .add_routes(crate::grpc::routes(node.clone()).await?);
+    let grpc = match &tls {
+        None => tracker.spawn(grpc.serve_with_incoming_shutdown(
             crate::incoming::accept(listeners.grpc, node.clone()),
             shutdown.clone().cancelled_owned(),
-        );
-    let grpc = tracker.spawn(grpc);
+        )),
+        Some(tls) => tracker.spawn(grpc.serve_with_incoming_shutdown(
+            crate::incoming::accept_tls(
+                listeners.grpc,
+                node.clone(),
+                tls.grpc.clone(),
+                shutdown.clone(),
+                tracker.clone(),
+            ),
+            shutdown.clone().cancelled_owned(),
+        )),
+    };
     tracker.close();
 
     shutdown_.cancelled().await;

@@ -11,6 +11,7 @@ use std::collections::HashMap;
 
 use larder_proto::grpc::cache::v1::cache_client::CacheClient;
 use larder_proto::grpc::cache::v1::cluster_client::ClusterClient;
+use larder_util::reload::Reloading;
 use parking_lot::RwLock;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     /// Every node a cluster table named, by gRPC address.
     members: RwLock<HashMap<String, Arc<Node>>>,
     config: ClientConfig,
+    /// TLS to the nodes (`tls_ca` set), for the members a table names as well.
+    tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
     deadline: Duration,
     /// The deadline as a `grpc-timeout` value, formatted once.
     timeout_header: AsciiMetadataValue,
@@ -97,9 +100,10 @@ impl Client {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(ConfigError::NoRuntime.into());
         }
+        let tls = config.tls()?;
         let nodes = names
             .into_iter()
-            .map(|name| Node::new(name, &config).map(Arc::new))
+            .map(|name| Node::new(name, &config, tls.as_ref()).map(Arc::new))
             .collect::<Result<Box<[_]>, _>>()?;
         let client = Self {
             inner: Arc::new(Inner {
@@ -112,6 +116,7 @@ impl Client {
                 authorization,
                 clock,
                 config,
+                tls,
             }),
         };
         Ok(client)
@@ -174,7 +179,11 @@ impl Client {
         if let Some(node) = self.inner.members.read().get(grpc) {
             return Ok(node.clone());
         }
-        let node = Arc::new(Node::new(grpc.to_owned(), &self.inner.config)?);
+        let node = Arc::new(Node::new(
+            grpc.to_owned(),
+            &self.inner.config,
+            self.inner.tls.as_ref(),
+        )?);
         let mut members = self.inner.members.write();
         Ok(members.entry(grpc.to_owned()).or_insert(node).clone())
     }
@@ -298,12 +307,26 @@ impl Inner {
 }
 
 impl Node {
-    fn new(name: String, config: &ClientConfig) -> Result<Self, Error> {
+    fn new(
+        name: String,
+        config: &ClientConfig,
+        tls: Option<&Arc<Reloading<rustls::ClientConfig>>>,
+    ) -> Result<Self, Error> {
         let endpoint = config.endpoint(&name)?;
-        let cluster = ClusterClient::new(endpoint.connect_lazy());
+        let server_name =
+            (!config.tls_server_name.is_empty()).then(|| config.tls_server_name.clone());
+        let connect = || match tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => endpoint.connect_with_connector_lazy(larder_util::tls::Connector::new(
+                tls.clone(),
+                server_name.clone(),
+                config.connect_timeout,
+            )),
+        };
+        let cluster = ClusterClient::new(connect());
         let channels = (0..config.connections_per_node)
             .map(|_| {
-                CacheClient::new(endpoint.connect_lazy())
+                CacheClient::new(connect())
                     .max_decoding_message_size(MAX_MESSAGE)
                     .max_encoding_message_size(MAX_MESSAGE)
             })

@@ -2,7 +2,11 @@
 //! turn node addresses into names and endpoints.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
+
+use larder_util::reload::Reloading;
+use larder_util::tls::TlsFiles;
 
 use serde::{Deserialize, Serialize};
 use tonic::metadata::AsciiMetadataValue;
@@ -51,6 +55,15 @@ pub struct ClientConfig {
     pub breaker_cooldown: Duration,
     /// HTTP/2 connections kept to each node; calls take them in turn.
     pub connections_per_node: usize,
+    /// CA certificates (PEM) node certificates must chain to: with it, the client speaks TLS
+    /// to every node (empty: plaintext).
+    pub tls_ca: String,
+    /// Client certificate chain (PEM) for nodes that ask for one (mutual TLS); with `tls_key`.
+    pub tls_cert: String,
+    /// Private key (PEM) of `tls_cert`.
+    pub tls_key: String,
+    /// The name node certificates are checked against (empty: each node's host).
+    pub tls_server_name: String,
 }
 
 impl Default for ClientConfig {
@@ -63,6 +76,10 @@ impl Default for ClientConfig {
             breaker_failures: DEFAULT_BREAKER_FAILURES,
             breaker_cooldown: DEFAULT_BREAKER_COOLDOWN,
             connections_per_node: DEFAULT_CONNECTIONS_PER_NODE,
+            tls_ca: String::new(),
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_server_name: String::new(),
         }
     }
 }
@@ -77,6 +94,10 @@ impl fmt::Debug for ClientConfig {
             .field("breaker_failures", &self.breaker_failures)
             .field("breaker_cooldown", &self.breaker_cooldown)
             .field("connections_per_node", &self.connections_per_node)
+            .field("tls_ca", &self.tls_ca)
+            .field("tls_cert", &self.tls_cert)
+            .field("tls_key", &self.tls_key)
+            .field("tls_server_name", &self.tls_server_name)
             .finish()
     }
 }
@@ -98,6 +119,12 @@ impl ClientConfig {
         }
         if self.connections_per_node == 0 {
             return Err(ConfigError::Zero("connections_per_node"));
+        }
+        if self.tls_cert.is_empty() != self.tls_key.is_empty() {
+            return Err(ConfigError::HalfCertificate);
+        }
+        if !self.tls_cert.is_empty() && self.tls_ca.is_empty() {
+            return Err(ConfigError::CertificateWithoutCa);
         }
         Ok(())
     }
@@ -126,6 +153,22 @@ impl ClientConfig {
         Ok((authorization, timeout))
     }
 
+    /// The TLS configuration for the nodes, re-read when its files change; `None` without
+    /// `tls_ca`.
+    pub(crate) fn tls(&self) -> Result<Option<Arc<Reloading<rustls::ClientConfig>>>, ConfigError> {
+        if self.tls_ca.is_empty() {
+            return Ok(None);
+        }
+        let files = TlsFiles {
+            cert: self.tls_cert.clone().into(),
+            key: self.tls_key.clone().into(),
+            ca: self.tls_ca.clone().into(),
+        };
+        larder_util::tls::reloading_client(files, &[b"h2"])
+            .map(Some)
+            .map_err(|e| ConfigError::TlsFiles(e.to_string()))
+    }
+
     /// The endpoint for a node's (normalized) name.
     pub(crate) fn endpoint(&self, name: &str) -> Result<Endpoint, ConfigError> {
         let endpoint =
@@ -146,8 +189,8 @@ impl ClientConfig {
 ///
 /// # Errors
 ///
-/// [`ConfigError`] for `https://` (this client speaks plaintext HTTP/2), a path, or a missing
-/// port.
+/// [`ConfigError`] for `https://` (TLS is chosen by `tls_ca`, not by the address), a path, or
+/// a missing port.
 fn node_name(address: &str) -> Result<String, ConfigError> {
     let trimmed = address.trim();
     if trimmed.starts_with("https://") {

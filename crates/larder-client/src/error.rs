@@ -59,8 +59,11 @@ pub enum ConfigError {
     /// The deadline does not make a `grpc-timeout` header.
     #[error("deadline: {0}")]
     Deadline(Arc<InvalidMetadataValue>),
-    /// A node address with `https://`.
-    #[error("node {address:?}: TLS is not supported; use host:port or http://host:port")]
+    /// A node address with `https://`: TLS is chosen by `tls_ca`, not by the address.
+    #[error(
+        "node {address:?}: use host:port or http://host:port; set tls_ca to speak TLS to the \
+         nodes"
+    )]
     Tls {
         /// The address as configured.
         address: String,
@@ -92,6 +95,15 @@ pub enum ConfigError {
     /// order of the list.
     #[error("nodes {0} and {1} have the same placement hash; list one differently")]
     SameHash(String, String),
+    /// `tls_cert` without `tls_key`, or the other way round.
+    #[error("a client certificate needs both tls_cert and tls_key")]
+    HalfCertificate,
+    /// A client certificate without the CA to check the nodes by.
+    #[error("tls_cert is for TLS, which needs tls_ca (the CA of the nodes)")]
+    CertificateWithoutCa,
+    /// The TLS files could not be read or do not fit together.
+    #[error("TLS to the nodes: {0}")]
+    TlsFiles(String),
     /// The channels need a Tokio runtime to drive them.
     #[error("Client::new must be called inside a Tokio runtime")]
     NoRuntime,
@@ -219,7 +231,8 @@ mod tests {
                 ConfigError::Tls {
                     address: "https://a:1".into(),
                 },
-                "node \"https://a:1\": TLS is not supported; use host:port or http://host:port",
+                "node \"https://a:1\": use host:port or http://host:port; set tls_ca to speak TLS \
+                 to the nodes",
             ),
             (
                 ConfigError::Port {

@@ -63,11 +63,15 @@ pub enum ErrorCode {
     VersionNotSupported,
     /// An HTTP `Expect` the server cannot meet.
     ExpectationFailed,
+    /// The caller is over its rate limit; retry after the time the answer gives.
+    RateLimited,
+    /// The client did not send what it announced (a request body) in time.
+    RequestTimeout,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 27] = [
+    pub const ALL: [ErrorCode; 29] = [
         Self::InvalidArgument,
         Self::UnknownCommand,
         Self::Protocol,
@@ -95,6 +99,8 @@ impl ErrorCode {
         Self::HeadersTooLarge,
         Self::VersionNotSupported,
         Self::ExpectationFailed,
+        Self::RateLimited,
+        Self::RequestTimeout,
     ];
 
     /// The first word of a RESP error reply (`-WRONGTYPE …`), as Redis uses them.
@@ -121,7 +127,8 @@ impl ErrorCode {
             Self::UnknownCommand => Code::Unimplemented,
             Self::WrongType | Self::NotANumber => Code::FailedPrecondition,
             Self::Overflow => Code::OutOfRange,
-            Self::OutOfMemory | Self::Overloaded => Code::ResourceExhausted,
+            Self::OutOfMemory | Self::Overloaded | Self::RateLimited => Code::ResourceExhausted,
+            Self::RequestTimeout => Code::DeadlineExceeded,
             Self::NotFound => Code::NotFound,
             Self::Conflict => Code::Aborted,
             Self::Unauthenticated | Self::WrongPassword => Code::Unauthenticated,
@@ -161,6 +168,8 @@ impl ErrorCode {
             Self::HeadersTooLarge => 431,
             Self::VersionNotSupported => 505,
             Self::ExpectationFailed => 417,
+            Self::RateLimited => 429,
+            Self::RequestTimeout => 408,
         }
     }
 
@@ -194,6 +203,8 @@ impl ErrorCode {
             Self::HeadersTooLarge => "headers-too-large",
             Self::VersionNotSupported => "version-not-supported",
             Self::ExpectationFailed => "expectation-failed",
+            Self::RateLimited => "rate-limited",
+            Self::RequestTimeout => "request-timeout",
         }
     }
 
@@ -227,6 +238,8 @@ impl ErrorCode {
             Self::HeadersTooLarge => "Request header fields too large",
             Self::VersionNotSupported => "HTTP version not supported",
             Self::ExpectationFailed => "Expectation failed",
+            Self::RateLimited => "Too many requests",
+            Self::RequestTimeout => "Request timeout",
         }
     }
 

@@ -50,10 +50,28 @@ pub(crate) enum ClusterCommand {
 }
 
 #[derive(Debug, Args)]
+#[command(
+    after_help = "Every setting can also come from the --config file or a LARDER_* \
+environment variable, e.g. LARDER_API_LISTEN=127.0.0.1:9080 or LARDER_CACHE_RESP_ADDR; \
+--print-config shows them all."
+)]
 pub(crate) struct UpArgs {
     /// Directory for the SQLite database and other state.
     #[arg(long, value_name = "DIR")]
     pub(crate) data: Option<PathBuf>,
+    /// Gateway HTTP address [default: 127.0.0.1:8080] (also LARDER_API_LISTEN).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) listen: Option<String>,
+    /// Cache node Redis-protocol address [default: 127.0.0.1:6380] (also
+    /// LARDER_CACHE_RESP_ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) resp_addr: Option<String>,
+    /// Cache node gRPC address [default: 127.0.0.1:7070] (also LARDER_CACHE_GRPC_ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) grpc_addr: Option<String>,
+    /// Cache node admin HTTP address [default: 127.0.0.1:7071] (also LARDER_CACHE_ADMIN_ADDR).
+    #[arg(long, value_name = "ADDR")]
+    pub(crate) admin_addr: Option<String>,
     /// Cache nodes to run (default 1); more than one form a cluster on this machine, node i
     /// on the configured ports plus i (RESP, gossip) or plus 2i (gRPC, admin).
     #[arg(long, value_name = "N")]
@@ -77,6 +95,14 @@ pub(crate) struct CacheArgs {
     /// Eviction policy: lru, sieve, s3fifo, tinylfu, adaptive.
     #[arg(long, value_name = "NAME")]
     pub(crate) policy: Option<String>,
+    /// TLS certificate chain (PEM); with --tls-key the gRPC and RESP listeners speak only
+    /// TLS, and both files are reloaded when they change (tls_client_ca asks clients for
+    /// certificates).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<String>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<String>,
     /// Join a cluster (gossip on 127.0.0.1:7946 unless --cluster-addr says otherwise).
     #[arg(long)]
     pub(crate) cluster: bool,
@@ -106,4 +132,11 @@ pub(crate) struct ApiArgs {
     /// Cache node gRPC addresses, comma-separated; none means an in-process cache.
     #[arg(long, value_name = "ADDR,…", value_delimiter = ',')]
     pub(crate) cache_nodes: Option<Vec<String>>,
+    /// TLS certificate chain (PEM); with --tls-key the gateway serves HTTPS (HTTP/2 and
+    /// HTTP/1.1), and reloads both files when they change.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub(crate) tls_cert: Option<String>,
+    /// Private key (PEM) of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub(crate) tls_key: Option<String>,
 }

@@ -73,11 +73,17 @@ pub(crate) fn load(
     Ok(config)
 }
 
-/// The configuration as TOML.
-/// The configuration as TOML, with secrets replaced by a marker so the output can be shared.
+/// The configuration as TOML, with secrets replaced by a marker so the output can be shared:
+/// passwords and tokens, and the password of every database URL.
 pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
     let mut shown = config.clone();
-    for secret in [&mut shown.cache.password, &mut shown.cache.token] {
+    let secrets = [
+        &mut shown.cache.password,
+        &mut shown.cache.token,
+        &mut shown.api.token,
+        &mut shown.api.cache_token,
+    ];
+    for secret in secrets {
         if !secret.is_empty() {
             *secret = REDACTED.into();
         }
@@ -85,6 +91,7 @@ pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
     for origin in &mut shown.cache.origins {
         origin.url = larder_cache::config::redact_url(&origin.url);
     }
+    shown.api.database = larder_cache::config::redact_url(&shown.api.database);
     Ok(toml::to_string(&shown)?)
 }
 
@@ -226,6 +233,8 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.cache.admin_addr, &args.admin_addr);
             set(&mut config.cache.max_memory, &args.max_memory);
             set(&mut config.cache.policy, &args.policy);
+            set(&mut config.cache.tls_cert, &args.tls_cert);
+            set(&mut config.cache.tls_key, &args.tls_key);
             let cluster = &mut config.cache.cluster;
             set(&mut cluster.addr, &args.cluster_addr);
             set(&mut cluster.seeds, &args.seeds);
@@ -237,9 +246,15 @@ fn apply_flags(config: &mut Config, command: &Option<Command>) {
             set(&mut config.api.listen, &args.listen);
             set(&mut config.api.database, &args.database);
             set(&mut config.api.cache_nodes, &args.cache_nodes);
+            set(&mut config.api.tls_cert, &args.tls_cert);
+            set(&mut config.api.tls_key, &args.tls_key);
         }
         Some(Command::Up(args)) => {
             set(&mut config.up.data, &args.data);
+            set(&mut config.api.listen, &args.listen);
+            set(&mut config.cache.resp_addr, &args.resp_addr);
+            set(&mut config.cache.grpc_addr, &args.grpc_addr);
+            set(&mut config.cache.admin_addr, &args.admin_addr);
             set(&mut config.up.nodes, &args.nodes);
         }
         Some(Command::Bench { .. } | Command::Probe(_) | Command::Cluster { .. }) | None => {}
@@ -347,6 +362,9 @@ mod tests {
     fn secrets_are_not_printed() {
         let mut config = Config::default();
         config.cache.password = "hunter2".into();
+        config.api.token = "api-t0ken".into();
+        config.api.cache_token = "node-t0ken".into();
+        config.api.database = "postgres://app:pg-pa55@db:5432/larder?sslmode=disable".into();
         config
             .cache
             .origins
@@ -355,8 +373,10 @@ mod tests {
                 ..Default::default()
             });
         let text = render(&config).unwrap();
-        assert!(!text.contains("hunter2"));
-        assert!(!text.contains("s3cret"), "{text}");
+        for secret in ["hunter2", "s3cret", "api-t0ken", "node-t0ken", "pg-pa55"] {
+            assert!(!text.contains(secret), "{secret} shown: {text}");
+        }
+        assert!(text.contains("postgres://app:***@db:5432/larder"), "{text}");
         assert!(text.contains(REDACTED));
     }
 

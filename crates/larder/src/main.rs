@@ -4,6 +4,7 @@
 mod cli;
 mod cluster;
 mod config;
+mod listen;
 mod probe;
 mod serve;
 mod telemetry;

@@ -67,7 +67,9 @@ pub(crate) fn shutdown_on_signals() -> CancellationToken {
 /// `larder cache`: runs one cache node until a signal stops it.
 pub(crate) fn cache(config: CacheConfig, telemetry: &TelemetryConfig) -> anyhow::Result<ExitCode> {
     serve(telemetry, "larder-cache", || async move {
-        let listeners = Listeners::bind(&config).await?;
+        let listeners = Listeners::bind(&config)
+            .await
+            .map_err(crate::listen::cache_error)?;
         let [resp, grpc, admin] = listeners.local_addrs()?;
         println!("larder cache node");
         println!("  redis protocol  redis://{resp}");
@@ -88,15 +90,19 @@ pub(crate) fn api(
         anyhow::bail!("`larder api` needs --database (sqlite://PATH or postgres://…)");
     }
     serve(telemetry, "larder-api", || async move {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
+        let listener = larder_api::bind(&config.listen)
             .await
-            .with_context(|| format!("listening on {}", config.listen))?;
-        let addr = listener.local_addr()?;
+            .map_err(|e| crate::listen::explain(&e, &config.listen, crate::listen::API_LISTEN))?;
+        let gateway = larder_api::Gateway::open(config, listener).await?;
+        let addr = gateway.local_addr()?;
+        let scheme = if gateway.tls() { "https" } else { "http" };
         println!("larder api gateway");
-        println!("  api   http://{addr}/v1/<collection>   (openapi: /openapi.json, docs: /docs)");
-        println!("  ops   http://{addr}/metrics  /healthz  /readyz");
+        println!(
+            "  api   {scheme}://{addr}/v1/<collection>   (openapi: /openapi.json, docs: /docs)"
+        );
+        println!("  ops   {scheme}://{addr}/metrics  /healthz  /readyz");
         let shutdown = shutdown_on_signals();
-        larder_api::run(config, listener, shutdown).await?;
+        gateway.serve(shutdown).await?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -38,7 +38,15 @@ fn sample_products() -> CollectionConfig {
 /// The configurations of the nodes and the gateway `larder up` runs.
 pub(crate) fn compose(config: &Config) -> anyhow::Result<(Vec<CacheConfig>, ApiConfig)> {
     let data = &config.up.data;
-    std::fs::create_dir_all(data).with_context(|| format!("creating {}", data.display()))?;
+    if data.exists() && !data.is_dir() {
+        anyhow::bail!(
+            "--data {} names a file; give a directory for the stack's database (it is made if \
+             it does not exist)",
+            data.display()
+        );
+    }
+    std::fs::create_dir_all(data)
+        .with_context(|| format!("cannot make the data directory {}", data.display()))?;
     let mut api = config.api.clone();
     if api.database.is_empty() {
         let path = data.join("larder.db");
@@ -47,9 +55,30 @@ pub(crate) fn compose(config: &Config) -> anyhow::Result<(Vec<CacheConfig>, ApiC
     if api.collections.is_empty() {
         api.collections.push(sample_products());
     }
+    // The stack talks to itself on loopback in plaintext: TLS settings are for separately run
+    // processes.
+    for setting in [
+        &mut api.tls_cert,
+        &mut api.tls_key,
+        &mut api.tls_client_ca,
+        &mut api.cache_tls_ca,
+        &mut api.cache_tls_cert,
+        &mut api.cache_tls_key,
+    ] {
+        setting.clear();
+    }
+    let mut base = config.cache.clone();
+    for setting in [
+        &mut base.tls_cert,
+        &mut base.tls_key,
+        &mut base.tls_client_ca,
+        &mut base.tls_ca,
+    ] {
+        setting.clear();
+    }
     let count = config.up.nodes.max(1);
     let nodes = (0..count)
-        .map(|i| node_config(&config.cache, i, count))
+        .map(|i| node_config(&base, i, count))
         .collect::<anyhow::Result<Vec<_>>>()?;
     Ok((nodes, api))
 }
@@ -92,14 +121,17 @@ fn node_config(base: &CacheConfig, i: u16, count: u16) -> anyhow::Result<CacheCo
     Ok(cache)
 }
 
-/// Runs the nodes and the gateway until a signal stops them.
+/// Runs the nodes and the gateway until a signal stops them. Everything that can fail (the
+/// listeners, the database) is set up before "larder is up" is printed.
 pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
     let (caches, mut api) = compose(config)?;
     serve(&config.telemetry, "larder", || async move {
         let shutdown = shutdown_on_signals();
         let mut bound = Vec::with_capacity(caches.len());
         for cache in &caches {
-            let listeners = Listeners::bind(cache).await?;
+            let listeners = Listeners::bind(cache)
+                .await
+                .map_err(crate::listen::cache_error)?;
             let addrs = listeners.local_addrs()?;
             bound.push((listeners, addrs));
         }
@@ -107,12 +139,18 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|(_, [_, grpc, _])| grpc.to_string())
             .collect();
-        let listener = tokio::net::TcpListener::bind(&api.listen)
+        let listener = larder_api::bind(&api.listen)
             .await
-            .with_context(|| format!("listening on {}", api.listen))?;
-        let http = listener.local_addr()?;
+            .map_err(|e| crate::listen::explain(&e, &api.listen, crate::listen::API_LISTEN))?;
+        let database = larder_cache::config::redact_url(&api.database);
+        let collections: Vec<String> = api.collections.iter().map(|c| c.name.clone()).collect();
+        let gateway = larder_api::Gateway::open(api, listener).await?;
+        let http = gateway.local_addr()?;
         println!("larder is up");
-        println!("  api        http://{http}/v1/products   (docs: http://{http}/docs)");
+        for name in &collections {
+            println!("  api        http://{http}/v1/{name}");
+        }
+        println!("  docs       http://{http}/docs   (OpenAPI: http://{http}/openapi.json)");
         println!("  api ops    http://{http}/metrics  /healthz  /readyz");
         for (i, (_, [resp, grpc, admin])) in bound.iter().enumerate() {
             let name = if bound.len() > 1 {
@@ -128,7 +166,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
                 caches[0].cluster.addr, bound[0].1[2]
             );
         }
-        println!("  database   {}", api.database);
+        println!("  database   {database}");
         let mut nodes = Vec::new();
         for (cache, (listeners, _)) in caches.into_iter().zip(bound) {
             nodes.push(tokio::spawn(larder_cache::run(
@@ -137,7 +175,7 @@ pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
                 shutdown.clone(),
             )));
         }
-        let gateway = larder_api::run(api, listener, shutdown.clone()).await;
+        let gateway = gateway.serve(shutdown.clone()).await;
         shutdown.cancel();
         for node in nodes {
             node.await.context("cache node task")??;

@@ -5,7 +5,14 @@ use serde_json::{Map, Value, json};
 
 use super::{ID_PATTERN, schema_ref};
 use crate::config::CollectionConfig;
-use crate::doc::Schema;
+use crate::doc::{JSON_API_VERSION, Schema};
+
+/// A JSON:API member name (what `doc::valid_member_name` accepts): letters, digits or any
+/// character from U+0080 first and last, `-`, `_` and space also inside. Written with negated
+/// classes so that characters beyond U+FFFF match in every regex dialect.
+const MEMBER_NAME_PATTERN: &str = "^[^\\x00-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7F]\
+    ([^\\x00-\\x1F\\x21-\\x2C\\x2E\\x2F\\x3A-\\x40\\x5B-\\x5E\\x60\\x7B-\\x7F]*\
+    [^\\x00-\\x2F\\x3A-\\x40\\x5B-\\x60\\x7B-\\x7F])?$";
 
 /// Attribute names JSON:API reserves; the gateway refuses them.
 const RESERVED: [&str; 4] = ["id", "type", "links", "relationships"];
@@ -42,6 +49,11 @@ pub(super) fn base_schemas() -> Map<String, Value> {
             "type": "object", "required": ["self"],
             "properties": {"self": {"type": "string", "format": "uri-reference"}},
         },
+        "JsonApi": {
+            "type": "object", "required": ["version"],
+            "description": "The JSON:API version the gateway serves.",
+            "properties": {"version": {"const": JSON_API_VERSION}},
+        },
     });
     match schemas {
         Value::Object(map) => map,
@@ -67,8 +79,9 @@ pub(super) fn collection_schemas(c: &CollectionConfig) -> Map<String, Value> {
         },
     });
     let list = json!({
-        "type": "object", "required": ["data", "links"],
+        "type": "object", "required": ["data", "links", "jsonapi"],
         "properties": {
+            "jsonapi": {"$ref": "#/components/schemas/JsonApi"},
             "data": {"type": "array", "items": {"$ref": schema_ref(n, "resource")}},
             "links": {"type": "object", "required": ["self"], "properties": {
                 "self": {"type": "string", "format": "uri-reference"},
@@ -78,9 +91,10 @@ pub(super) fn collection_schemas(c: &CollectionConfig) -> Map<String, Value> {
         },
     });
     let document = json!({
-        "type": "object", "required": ["data", "links"],
+        "type": "object", "required": ["data", "links", "jsonapi"],
         "properties": {"data": {"$ref": schema_ref(n, "resource")},
-                       "links": {"$ref": "#/components/schemas/SelfLink"}},
+                       "links": {"$ref": "#/components/schemas/SelfLink"},
+                       "jsonapi": {"$ref": "#/components/schemas/JsonApi"}},
     });
     [
         ("attributes", attributes),
@@ -122,7 +136,8 @@ fn request(n: &str, update: bool, attributes_required: bool) -> Value {
                     "meta": {"type": "object"},
                     "attributes": {"allOf": [
                         {"$ref": schema_ref(n, attributes)},
-                        {"type": "object", "propertyNames": {"not": {"enum": RESERVED}}},
+                        {"type": "object", "propertyNames": {
+                            "pattern": MEMBER_NAME_PATTERN, "not": {"enum": RESERVED}}},
                     ]},
                 },
             },

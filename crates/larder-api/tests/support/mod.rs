@@ -23,7 +23,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 pub fn config() -> ApiConfig {
     let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let path = std::env::temp_dir().join(format!("larder-http1-{}-{n}.db", std::process::id()));
+    let path = std::env::temp_dir().join(format!("larder-server-{}-{n}.db", std::process::id()));
     let _ = std::fs::remove_file(&path);
     ApiConfig {
         database: format!("sqlite://{}?mode=rwc", path.display()),
@@ -59,6 +59,16 @@ pub async fn start(config: ApiConfig) -> Gateway {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("the gateway did not start");
+}
+
+/// A gateway whose listener speaks TLS: started without a cleartext probe (connections made
+/// before it serves wait in the listen queue).
+pub async fn start_tls(config: ApiConfig) -> Gateway {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(larder_api::run(config, listener, stop.clone()));
+    Gateway { addr, stop, task }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -167,11 +177,6 @@ pub fn without_date(reply: &Reply) -> Reply {
     reply.headers.retain(|(n, _)| n != "date");
     reply.headers.sort();
     reply
-}
-
-/// `larder_api_direct_reads_total`: reads answered without the router.
-pub async fn direct_reads(addr: SocketAddr) -> u64 {
-    metric(addr, "larder_api_direct_reads_total").await
 }
 
 /// The value of the metric (name and labels) `series`, 0 if it has none yet.

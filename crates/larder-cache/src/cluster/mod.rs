@@ -33,6 +33,9 @@ use tokio::sync::watch;
 
 pub(crate) use config::ClusterConfig;
 use peers::Peers;
+
+/// The TLS configuration of calls to the other nodes (see `CacheConfig::peer_tls`).
+pub(crate) type PeerTls = Arc<larder_util::reload::Reloading<rustls::ClientConfig>>;
 pub use run::ClusterError;
 
 /// What a routing decision found for a slot.
@@ -125,8 +128,13 @@ pub(crate) struct ClusterView {
 
 impl ClusterView {
     /// A view for the node `me` (its id and addresses), with no table yet; node-to-node calls
-    /// carry `token`.
-    pub(crate) fn new(me: Member, config: ClusterConfig, token: &str) -> Self {
+    /// carry `token`, over TLS with `tls` when given.
+    pub(crate) fn new(
+        me: Member,
+        config: ClusterConfig,
+        token: &str,
+        tls: Option<PeerTls>,
+    ) -> Self {
         let table = Arc::new(Table::new([me.clone()]));
         let snapshot = Snapshot {
             me: table.index_of(&me.id),
@@ -141,7 +149,7 @@ impl ClusterView {
             touched: Mutex::default(),
             moving: AtomicUsize::new(0),
             metrics: ClusterMetrics::default(),
-            peers: Peers::new(token),
+            peers: Peers::new(token, tls),
             config,
             lost: Mutex::default(),
             handed: Mutex::default(),
@@ -350,7 +358,12 @@ mod tests {
 
     #[test]
     fn routing_follows_the_table_and_moves_end() {
-        let view = ClusterView::new(member("a", Status::Ready), ClusterConfig::default(), "");
+        let view = ClusterView::new(
+            member("a", Status::Ready),
+            ClusterConfig::default(),
+            "",
+            None,
+        );
         let table = Arc::new(Table::new([
             member("a", Status::Ready),
             member("b", Status::Ready),

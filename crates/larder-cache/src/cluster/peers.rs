@@ -1,5 +1,9 @@
 //! Calls from this node to the others: forwarded requests and partition pulls, over one lazy
 //! gRPC channel per peer, carrying the node token and the mark that a request was forwarded.
+//! A node that speaks TLS calls the others over TLS ([`CacheConfig::peer_tls`]), presenting
+//! its own certificate to nodes that ask for one.
+//!
+//! [`CacheConfig::peer_tls`]: crate::config::CacheConfig::peer_tls
 //!
 //! Forwarded reads are the common forwarded call, and a call costs both nodes far more than
 //! a read does, so reads for one peer queue up and go together: a task per peer sends
@@ -12,6 +16,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use larder_proto::grpc::cache::v1 as pb;
+use larder_util::reload::Reloading;
+use larder_util::tls::Connector;
 use parking_lot::Mutex;
 use pb::cache_client::CacheClient;
 use pb::cluster_client::ClusterClient;
@@ -46,6 +52,8 @@ type Waiting = (
 #[derive(Debug)]
 pub(crate) struct Peers {
     authorization: Option<AsciiMetadataValue>,
+    /// TLS to the other nodes; `None`: plaintext.
+    tls: Option<Arc<Reloading<rustls::ClientConfig>>>,
     channels: Mutex<HashMap<String, Channel>>,
     reads: Mutex<HashMap<String, mpsc::UnboundedSender<Waiting>>>,
 }
@@ -56,13 +64,14 @@ pub(crate) fn forwarded(metadata: &MetadataMap) -> bool {
 }
 
 impl Peers {
-    /// Peers called with `token` (empty: none).
-    pub(crate) fn new(token: &str) -> Self {
+    /// Peers called with `token` (empty: none), over TLS with `tls` when given.
+    pub(crate) fn new(token: &str, tls: Option<Arc<Reloading<rustls::ClientConfig>>>) -> Self {
         let authorization = (!token.is_empty())
             .then(|| format!("Bearer {token}").parse().ok())
             .flatten();
         Self {
             authorization,
+            tls,
             channels: Mutex::default(),
             reads: Mutex::default(),
         }
@@ -110,7 +119,14 @@ impl Peers {
             .map_err(|e| Status::unavailable(format!("peer {grpc}: {e}")))?
             .connect_timeout(CONNECT_TIMEOUT)
             .tcp_nodelay(true);
-        let channel = endpoint.connect_lazy();
+        let channel = match &self.tls {
+            None => endpoint.connect_lazy(),
+            Some(tls) => endpoint.connect_with_connector_lazy(Connector::new(
+                tls.clone(),
+                None,
+                CONNECT_TIMEOUT,
+            )),
+        };
         channels.insert(grpc.to_owned(), channel.clone());
         Ok(channel)
     }

@@ -51,7 +51,7 @@ impl TestNode {
             handoff_rate,
             ..ClusterConfig::default()
         };
-        let view = Arc::new(ClusterView::new(me.clone(), cluster.clone(), ""));
+        let view = Arc::new(ClusterView::new(me.clone(), cluster.clone(), "", None));
         let config = CacheConfig {
             cluster,
             origins,

@@ -17,6 +17,7 @@ use tracing::{Instrument as _, Span};
 
 use super::ctx::{Ctx, Session};
 use super::table::COMMANDS;
+use super::transport::Transport;
 use super::{Pending, count_connection, execute};
 use crate::clients::ClientEntry;
 use crate::metrics::LocalCounts;
@@ -37,15 +38,16 @@ pub(super) async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(reply)).await;
 }
 
-/// Serves one connection until the client leaves, misbehaves, or the node shuts down.
-pub(super) async fn run(
+/// Serves one connection (a plain socket or TLS over one) until the client leaves,
+/// misbehaves, or the node shuts down.
+pub(super) async fn run<S: Transport>(
     node: &Node,
-    stream: TcpStream,
+    mut stream: S,
     peer: SocketAddr,
     shutdown: &CancellationToken,
 ) {
-    let _ = stream.set_nodelay(true);
-    let local = stream.local_addr().unwrap_or(peer);
+    let _ = stream.socket().set_nodelay(true);
+    let local = stream.socket().local_addr().unwrap_or(peer);
     let guard = node.clients.register(peer, local, node.now_ms());
     count_connection(node, true);
     let mut conn = Conn {
@@ -61,7 +63,7 @@ pub(super) async fn run(
         partial_since: None,
         peer,
     };
-    if let Err(err) = conn.serve(&stream, shutdown).await {
+    if let Err(err) = conn.serve(&mut stream, shutdown).await {
         tracing::debug!(%peer, %err, "resp connection closed");
     }
     count_connection(node, false);
@@ -98,14 +100,18 @@ struct Conn<'a> {
 }
 
 impl Conn<'_> {
-    async fn serve(&mut self, stream: &TcpStream, shutdown: &CancellationToken) -> io::Result<()> {
+    async fn serve<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        shutdown: &CancellationToken,
+    ) -> io::Result<()> {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
         loop {
             let ready = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
-                ready = self.wait_readable(stream) => ready?,
+                ready = wait_readable(self.node, self.partial_since, stream) => ready?,
             };
             if !ready {
                 return Err(io::Error::new(io::ErrorKind::TimedOut, "client timed out"));
@@ -116,7 +122,9 @@ impl Conn<'_> {
             let room = self.rbuf.capacity() - self.rbuf.len();
             match stream.try_read_buf(&mut self.rbuf) {
                 Ok(0) => return Ok(()),
-                Ok(read) if read < room && self.single_threaded => forget_readable(stream),
+                Ok(read) if read < room && self.single_threaded && S::SHORT_READ_DRAINS => {
+                    forget_readable(stream.socket());
+                }
                 Ok(_) => {}
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => continue,
                 Err(err) => return Err(err),
@@ -193,30 +201,6 @@ impl Conn<'_> {
         )
     }
 
-    /// Waits until the socket is readable; `false` when a timeout ran out first: the
-    /// request timeout while part of a request is buffered, else the idle timeout if set.
-    async fn wait_readable(&self, stream: &TcpStream) -> io::Result<bool> {
-        let limit = if let Some(since) = self.partial_since {
-            Some(
-                self.node
-                    .config
-                    .request_timeout()
-                    .saturating_sub(since.elapsed()),
-            )
-        } else if self.node.config.idle_timeout_secs > 0 {
-            Some(Duration::from_secs(self.node.config.idle_timeout_secs))
-        } else {
-            None
-        };
-        match limit {
-            None => stream.readable().await.map(|()| true),
-            Some(limit) => match tokio::time::timeout(limit, stream.readable()).await {
-                Ok(ready) => ready.map(|()| true),
-                Err(_) => Ok(false),
-            },
-        }
-    }
-
     /// Runs the complete requests at the start of the read buffer and removes them from it.
     fn process(&mut self) -> Flow {
         let mut pos = 0;
@@ -260,9 +244,14 @@ impl Conn<'_> {
     }
 
     /// Writes every buffered reply; a client that does not read them in time is dropped.
-    async fn flush(&mut self, stream: &TcpStream, shutdown: &CancellationToken) -> io::Result<()> {
+    async fn flush<S: Transport>(
+        &mut self,
+        stream: &mut S,
+        shutdown: &CancellationToken,
+    ) -> io::Result<()> {
         let mut written = 0;
-        while written < self.wbuf.len() {
+        // TLS may hold bytes after all of `wbuf` was taken: push them out too.
+        while written < self.wbuf.len() || stream.pending() {
             match stream.try_write(&self.wbuf[written..]) {
                 Ok(n) => written += n,
                 Err(err) if err.kind() == io::ErrorKind::WouldBlock => {
@@ -313,6 +302,34 @@ impl BatchSummary {
         };
         span.record("otel.name", name.as_str());
         span.record("db.operation.batch.size", self.commands);
+    }
+}
+
+/// Waits until the connection is readable; `false` when a timeout ran out first: the
+/// request timeout while part of a request is buffered (since `partial_since`), else the idle
+/// timeout if set.
+async fn wait_readable<S: Transport>(
+    node: &Node,
+    partial_since: Option<Instant>,
+    stream: &mut S,
+) -> io::Result<bool> {
+    let limit = if let Some(since) = partial_since {
+        Some(
+            node.config
+                .request_timeout()
+                .saturating_sub(since.elapsed()),
+        )
+    } else if node.config.idle_timeout_secs > 0 {
+        Some(Duration::from_secs(node.config.idle_timeout_secs))
+    } else {
+        None
+    };
+    match limit {
+        None => stream.readable().await.map(|()| true),
+        Some(limit) => match tokio::time::timeout(limit, stream.readable()).await {
+            Ok(ready) => ready.map(|()| true),
+            Err(_) => Ok(false),
+        },
     }
 }
 

@@ -12,6 +12,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering::Relaxed;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -22,12 +23,18 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use larder_util::reload::Reloading;
+use tokio_rustls::TlsAcceptor;
+
 use super::conn;
+use super::transport::Tls;
 use crate::node::Node;
 
-/// A connection on its way to the thread that will serve it, with its `max_clients` slot.
+/// A connection on its way to the thread that will serve it, with its `max_clients` slot and,
+/// over TLS, the state of its finished handshake.
 pub(crate) struct Handoff {
     stream: std::net::TcpStream,
+    tls: Option<rustls::ServerConnection>,
     peer: SocketAddr,
     permit: OwnedSemaphorePermit,
 }
@@ -91,7 +98,13 @@ fn run_thread(
             tracker.spawn(async move {
                 // Registering with this thread's runtime fails only if the socket is unusable.
                 if let Ok(stream) = TcpStream::from_std(handoff.stream) {
-                    conn::run(&node, stream, handoff.peer, &shutdown).await;
+                    match handoff.tls {
+                        None => conn::run(&node, stream, handoff.peer, &shutdown).await,
+                        Some(tls) => {
+                            let stream = Tls::new(stream, tls);
+                            conn::run(&node, stream, handoff.peer, &shutdown).await;
+                        }
+                    }
                 }
                 drop(handoff.permit);
             });
@@ -104,16 +117,22 @@ fn run_thread(
 }
 
 /// Accepts RESP connections until `shutdown` is cancelled and deals them to the threads; past
-/// `max_clients` a connection is told so and closed.
+/// `max_clients` a connection is told so and closed. With `tls`, each connection's handshake
+/// runs on a task of its own (within the request timeout) before it is dealt; one that fails
+/// is closed, and one past `max_clients` is closed without a word (it could not be read).
 pub(crate) async fn accept(
     node: Arc<Node>,
     listener: TcpListener,
     threads: Vec<UnboundedSender<Handoff>>,
+    tls: Option<Arc<Reloading<rustls::ServerConfig>>>,
     shutdown: CancellationToken,
     tracker: TaskTracker,
 ) {
+    let threads = Arc::new(Dealer {
+        threads,
+        next: AtomicUsize::new(0),
+    });
     let slots = Arc::new(Semaphore::new(node.config.max_clients));
-    let mut next = 0;
     loop {
         let accepted = tokio::select! {
             biased;
@@ -131,26 +150,63 @@ pub(crate) async fn accept(
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
             node.metrics.rejected_connections.fetch_add(1, Relaxed);
-            tracker.spawn(conn::refuse(stream));
+            if tls.is_none() {
+                tracker.spawn(conn::refuse(stream));
+            }
             continue;
         };
-        let Ok(stream) = stream.into_std() else {
+        let Some(tls) = &tls else {
+            let Ok(stream) = stream.into_std() else {
+                continue;
+            };
+            if !threads.deal(stream, None, peer, permit) {
+                // The threads have stopped: the node is shutting down.
+                return;
+            }
             continue;
         };
-        let Some(thread) = threads.get(next % threads.len().max(1)) else {
-            return;
+        let (acceptor, threads) = (TlsAcceptor::from(tls.current()), threads.clone());
+        let timeout = node.config.request_timeout();
+        tracker.spawn(async move {
+            let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => stream,
+                Ok(Err(err)) => return tracing::debug!(%err, %peer, "resp TLS handshake failed"),
+                Err(_) => return tracing::debug!(%peer, "resp TLS handshake timed out"),
+            };
+            let (stream, tls) = stream.into_inner();
+            if let Ok(stream) = stream.into_std() {
+                threads.deal(stream, Some(tls), peer, permit);
+            }
+        });
+    }
+}
+
+/// The threads' senders, dealt connections in turn.
+struct Dealer {
+    threads: Vec<UnboundedSender<Handoff>>,
+    next: AtomicUsize,
+}
+
+impl Dealer {
+    /// Hands a connection to the next thread; `false` when the threads have stopped.
+    fn deal(
+        &self,
+        stream: std::net::TcpStream,
+        tls: Option<rustls::ServerConnection>,
+        peer: SocketAddr,
+        permit: OwnedSemaphorePermit,
+    ) -> bool {
+        let next = self.next.fetch_add(1, Relaxed);
+        let Some(thread) = self.threads.get(next % self.threads.len().max(1)) else {
+            return false;
         };
-        next = next.wrapping_add(1);
-        if thread
+        thread
             .send(Handoff {
                 stream,
+                tls,
                 peer,
                 permit,
             })
-            .is_err()
-        {
-            // The thread has stopped: the node is shutting down.
-            return;
-        }
+            .is_ok()
     }
 }

@@ -3,6 +3,8 @@
 
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 
 use larder_cache::CacheConfig;
