@@ -8,9 +8,11 @@
              and time until every table is settled (four ready members, nothing moving); the
              fraction of keys whose owner changed, against the ideal 1/4, keys lost, and the
              same again for SIGTERM (drain) of the fourth.
-  routing    Server CPU per GET: redis-benchmark --cluster against three clustered nodes, and
-             plain redis-benchmark against one standalone node; every node pinned to core 0,
-             the load to core 1; the rounds alternate and medians are compared.
+  routing    Server CPU per GET: plain redis-benchmark against one standalone node and against
+             a node that is a cluster of its own (the routing check on every command, nothing
+             redirected), and redis-benchmark --cluster against three clustered nodes; every
+             node pinned to core 0, the load to core 1; the rounds alternate and medians are
+             compared.
   forward    Server CPU per gRPC GET (`larder bench grpc`) on a two-node cluster, every key
              in one slot ({hash tag}) owned by node B: sent to B (direct) or to A, which
              forwards each once to B. CPU of both nodes is counted.
@@ -257,23 +259,33 @@ def redis_benchmark(args, pids):
     return rps, spent
 
 
+# A standalone node; a node in a cluster of its own (every command goes through the routing
+# check and is served here: the cost of routing alone); three clustered nodes, all on core 0,
+# under the same 50 connections (redis-benchmark --cluster spreads them, about 17 a node) and
+# under 150 (50 a node, as the standalone node has).
+SHAPES = ("alone", "one", "cluster", "cluster150")
+
+
 def routing(opts, logdir):
     hz = os.sysconf("SC_CLK_TCK")
     results = {}
     for round_ in range(opts.rounds_cpu):
-        for shape in ("alone", "cluster"):
+        for shape in SHAPES:
             if shape == "alone":
                 nodes = [Node(opts.larder, 0, [], 0, logdir, cluster=False)]
+            elif shape == "one":
+                nodes = [Node(opts.larder, 0, [], 0, logdir)]
             else:
                 nodes = [Node(opts.larder, i, seeds_of(3), 0, logdir) for i in range(3)]
             try:
                 for n in nodes:
                     n.start()
-                if shape == "cluster":
+                if shape != "alone":
                     settled(nodes, [n.id for n in nodes])
                 host, port = nodes[0].resp.rsplit(":", 1)
-                common = ["-h", host, "-p", port, "-c", "50", "-r", "100000", "-d", "32"]
-                if shape == "cluster":
+                conns = "150" if shape == "cluster150" else "50"
+                common = ["-h", host, "-p", port, "-c", conns, "-r", "100000", "-d", "32"]
+                if shape.startswith("cluster"):
                     common.append("--cluster")
                 pids = [n.pid for n in nodes]
                 redis_benchmark(common + ["-t", "set", "-n", "300000", "-P", "16"], pids)
@@ -282,19 +294,22 @@ def routing(opts, logdir):
                         common + ["-t", "get", "-n", str(n), "-P", str(pipe)], pids)
                     us = ticks / hz * 1e6 / n
                     results.setdefault((shape, pipe), []).append((rps, us))
-                    print(f"  round {round_ + 1} {shape:7} -P {pipe:2}: {rps:9.0f} GET/s, "
+                    print(f"  round {round_ + 1} {shape:10} -P {pipe:2}: {rps:9.0f} GET/s, "
                           f"{us:.3f} µs server CPU per GET", flush=True)
             finally:
                 for n in nodes:
                     n.stop()
     for pipe in (1, 16):
-        alone = statistics.median(us for _, us in results[("alone", pipe)])
-        cluster = statistics.median(us for _, us in results[("cluster", pipe)])
-        rps_a = statistics.median(r for r, _ in results[("alone", pipe)])
-        rps_c = statistics.median(r for r, _ in results[("cluster", pipe)])
-        report("routing", pipeline=pipe, alone_us=f"{alone:.3f}", cluster_us=f"{cluster:.3f}",
-               ratio=f"{cluster / alone:.3f}", alone_ops=f"{rps_a:.0f}",
-               cluster_ops=f"{rps_c:.0f}")
+        us = {k: statistics.median(u for _, u in results[(k, pipe)]) for k in SHAPES}
+        ops = {k: statistics.median(r for r, _ in results[(k, pipe)]) for k in SHAPES}
+        report("routing", pipeline=pipe, alone_us=f"{us['alone']:.3f}",
+               one_us=f"{us['one']:.3f}", cluster_us=f"{us['cluster']:.3f}",
+               one_ratio=f"{us['one'] / us['alone']:.3f}",
+               ratio=f"{us['cluster'] / us['alone']:.3f}",
+               cluster150_us=f"{us['cluster150']:.3f}",
+               ratio150=f"{us['cluster150'] / us['alone']:.3f}", alone_ops=f"{ops['alone']:.0f}",
+               one_ops=f"{ops['one']:.0f}", cluster_ops=f"{ops['cluster']:.0f}",
+               cluster150_ops=f"{ops['cluster150']:.0f}")
 
 
 def grpc_bench(opts, addr, prefix, pids):

@@ -14,6 +14,8 @@ secs="${2:-10}"
 cargo build --release --quiet -p larder -p larder-cache --example grpc_floor
 # LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison).
 larder="${LARDER_BIN:-target/release/larder}"
+# Not passed on: binaries before 4aa0b51 refuse to start beside an unknown LARDER_* variable.
+unset LARDER_BIN
 floor=target/release/examples/grpc_floor
 trap 'kill $(jobs -p) 2>/dev/null || true' EXIT
 

@@ -24,6 +24,8 @@ fi
 # LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison).
 if [ -z "${LARDER_BIN:-}" ]; then cargo build --release --quiet -p larder; fi
 larder="${LARDER_BIN:-target/release/larder}"
+# Not passed on: binaries before 4aa0b51 refuse to start beside an unknown LARDER_* variable.
+unset LARDER_BIN
 hz=$(getconf CLK_TCK)
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$out"' EXIT

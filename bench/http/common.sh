@@ -18,6 +18,8 @@ prepare() { # command:package…: installs the missing commands' packages (nginx
   # LARDER_BIN runs a binary built elsewhere (an older commit, for a before/after comparison)
   if [ -z "${LARDER_BIN:-}" ]; then cargo build --release --quiet -j1 -p larder; fi
   larder="${LARDER_BIN:-${CARGO_TARGET_DIR:-target}/release/larder}"
+  # Not passed on: binaries before 4aa0b51 refuse to start beside an unknown LARDER_* variable.
+  unset LARDER_BIN
   hz=$(getconf CLK_TCK)
   out=$(mktemp -d)
   chmod 755 "$out" # nginx's worker runs as nobody and must reach the document

@@ -1,17 +1,19 @@
 //! The router: document routes, health, metrics and problem pages, behind one stack of limits
-//! (load shedding past `max_concurrency`, a request timeout), CORS and a metrics layer; the data and the metrics behind credentials
-//! with scopes and rate limits. Every error, including unknown routes and methods, is a problem
-//! document.
+//! (load shedding past `max_concurrency`, a request timeout), CORS, a metrics layer and,
+//! outermost, the request's span when it is traced; the data and the metrics behind
+//! credentials with scopes and rate limits. Every error, including unknown routes and methods,
+//! is a problem document.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::{Path, Request, State};
+use axum::extract::{MatchedPath, Path, Request, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_proto::ErrorCode;
+use tracing::Instrument as _;
 
 use crate::auth;
 use crate::layers::{Limits, Track};
@@ -56,7 +58,9 @@ pub(crate) fn app(state: AppState) -> Router {
             crate::cors::layer,
         ));
     }
-    app.layer(Track(state.clone())).with_state(state)
+    app.layer(Track(state.clone()))
+        .layer(middleware::from_fn(trace))
+        .with_state(state)
 }
 
 /// Lets a request through when its credential has the scope it needs and its rate limit has
@@ -121,6 +125,45 @@ async fn index(State(state): State<AppState>) -> Response {
         body.to_string(),
     )
         .into_response()
+}
+
+/// The span of a traced request (see `larder_proto::trace`) around everything the router does
+/// for it, child of the caller's span when the request carries a `traceparent`; untraced
+/// requests pass straight through.
+async fn trace(request: Request, next: Next) -> Response {
+    let span = larder_proto::trace::request(
+        || larder_proto::trace::from_headers(request.headers()),
+        || {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map_or("unmatched", MatchedPath::as_str);
+            let method = crate::metrics::method_label(request.method().as_str());
+            tracing::info_span!(
+                "http",
+                otel.name = %format_args!("{method} {route}"),
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                http.request.method = method,
+                http.route = route,
+                url.path = request.uri().path(),
+                http.response.status_code = tracing::field::Empty,
+            )
+        },
+    );
+    if span.is_none() {
+        return next.run(request).await;
+    }
+    let started = Instant::now();
+    let response = next.run(request).instrument(span.clone()).await;
+    let status = response.status().as_u16();
+    span.record("http.response.status_code", status);
+    if status >= 500 {
+        span.record("otel.status_code", "ERROR");
+    }
+    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    span.in_scope(|| tracing::debug!(status, micros, "request answered"));
+    response
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

@@ -13,6 +13,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument as _;
 
 use bytes::Bytes;
 use larder_client::{Lookup, SetOpts};
@@ -220,7 +221,16 @@ impl DocCache {
             Joined::Wait(waiter) => Joining::Wait(waiter),
             Joined::Lead(ticket, waiter) => {
                 let (this, collection, id) = (self.clone(), collection.clone(), id.to_owned());
-                tokio::spawn(async move { this.fly(&collection, &id, ticket, fill).await });
+                // The load outlives the request that started it, so it has its own span.
+                let span = larder_proto::trace::child(|| {
+                    tracing::info_span!(
+                        "document load",
+                        larder.collection = %collection.name,
+                        larder.id = %id,
+                    )
+                });
+                let load = async move { this.fly(&collection, &id, ticket, fill).await };
+                tokio::spawn(load.instrument(span));
                 Joining::Wait(waiter)
             }
             Joined::Ready(result) => Joining::Ready(result),

@@ -13,6 +13,7 @@ use larder_store::Clock;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+use tracing::Instrument as _;
 
 use inline::InlineReader;
 
@@ -298,6 +299,33 @@ impl Db {
         out
     }
 
+    /// Runs `query`, inside a span of its own when the request is traced.
+    async fn traced<T>(
+        &self,
+        operation: &'static str,
+        table: &'static str,
+        collection: &str,
+        query: impl Future<Output = T>,
+    ) -> T {
+        let span = larder_proto::trace::child(|| {
+            let system = if self.is_sqlite() {
+                "sqlite"
+            } else {
+                "postgresql"
+            };
+            tracing::info_span!(
+                "db",
+                otel.name = %format_args!("{operation} {table}"),
+                otel.kind = "client",
+                db.system.name = system,
+                db.operation.name = operation,
+                db.collection.name = table,
+                larder.collection = collection,
+            )
+        });
+        query.instrument(span).await
+    }
+
     /// Answers if the database does.
     pub(crate) async fn ping(&self) -> Result<(), DbError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -306,6 +334,17 @@ impl Db {
 
     /// One document.
     pub(crate) async fn get(&self, collection: &str, id: &str) -> Result<Option<Stored>, DbError> {
+        self.traced(
+            "SELECT",
+            "larder_documents",
+            collection,
+            self.get_query(collection, id),
+        )
+        .await
+    }
+
+    /// One document.
+    async fn get_query(&self, collection: &str, id: &str) -> Result<Option<Stored>, DbError> {
         if let Some(found) = self.inline.as_ref().and_then(|r| r.get(collection, id)) {
             return Ok(found);
         }
@@ -324,6 +363,25 @@ impl Db {
     /// Inserts a new document (version 1) and, if given, the idempotency record of the
     /// request that created it, in one transaction.
     pub(crate) async fn create(
+        &self,
+        collection: &str,
+        id: &str,
+        doc: &str,
+        now: &str,
+        idem: Option<(&str, &IdemRecord, i64)>,
+    ) -> Result<(), DbError> {
+        self.traced(
+            "INSERT",
+            "larder_documents",
+            collection,
+            self.create_query(collection, id, doc, now, idem),
+        )
+        .await
+    }
+
+    /// Inserts a new document (version 1) and, if given, the idempotency record of the
+    /// request that created it, in one transaction.
+    async fn create_query(
         &self,
         collection: &str,
         id: &str,
@@ -374,6 +432,24 @@ impl Db {
         doc: &str,
         now: &str,
     ) -> Result<bool, DbError> {
+        self.traced(
+            "UPDATE",
+            "larder_documents",
+            collection,
+            self.update_query(collection, id, expected, doc, now),
+        )
+        .await
+    }
+
+    /// Replaces a document if it still has version `expected`; whether it did.
+    async fn update_query(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: i64,
+        doc: &str,
+        now: &str,
+    ) -> Result<bool, DbError> {
         let done = self
             .q(
                 "UPDATE larder_documents SET doc = $1, version = version + 1, updated_at = $2 \
@@ -391,6 +467,22 @@ impl Db {
 
     /// Deletes a document (only at version `expected`, if given); whether it did.
     pub(crate) async fn delete(
+        &self,
+        collection: &str,
+        id: &str,
+        expected: Option<i64>,
+    ) -> Result<bool, DbError> {
+        self.traced(
+            "DELETE",
+            "larder_documents",
+            collection,
+            self.delete_query(collection, id, expected),
+        )
+        .await
+    }
+
+    /// Deletes a document (only at version `expected`, if given); whether it did.
+    async fn delete_query(
         &self,
         collection: &str,
         id: &str,
@@ -418,6 +510,22 @@ impl Db {
 
     /// The live idempotency record of `key`, dropping it if it has expired.
     pub(crate) async fn idempotency(
+        &self,
+        collection: &str,
+        key: &str,
+        now_ms: i64,
+    ) -> Result<Option<IdemRecord>, DbError> {
+        self.traced(
+            "SELECT",
+            "larder_idempotency",
+            collection,
+            self.idempotency_query(collection, key, now_ms),
+        )
+        .await
+    }
+
+    /// The live idempotency record of `key`, dropping it if it has expired.
+    async fn idempotency_query(
         &self,
         collection: &str,
         key: &str,
@@ -455,6 +563,15 @@ impl Db {
 
     /// Runs a list query built by `crate::list`.
     pub(crate) async fn rows(
+        &self,
+        query: Query<'static, Any, AnyArguments>,
+    ) -> Result<Vec<AnyRow>, DbError> {
+        self.traced("SELECT", "larder_documents", "", self.rows_query(query))
+            .await
+    }
+
+    /// Runs a list query built by `crate::list`.
+    async fn rows_query(
         &self,
         query: Query<'static, Any, AnyArguments>,
     ) -> Result<Vec<AnyRow>, DbError> {

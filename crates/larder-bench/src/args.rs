@@ -23,10 +23,27 @@ pub enum Command {
 /// `larder bench trace`.
 #[derive(Debug, Args)]
 pub struct TraceArgs {
-    /// Trace file: one decimal key per line, plain or zstd-compressed (`.zst`).
+    /// Trace file: one decimal key per line, libCacheSim oracleGeneral records, or CSV; plain or
+    /// zstd-compressed (`.zst`).
     #[arg(long, value_name = "FILE")]
     pub trace: PathBuf,
-    /// Capacities in objects, comma-separated (defaults known for the shared traces).
+    /// The trace's format (`auto`: from the file name).
+    #[arg(long, value_enum, default_value_t = TraceFormat::Auto)]
+    pub format: TraceFormat,
+    /// CSV's key and size columns, counted from 1.
+    #[arg(
+        long,
+        value_name = "KEY,SIZE",
+        value_delimiter = ',',
+        default_value = "1,2"
+    )]
+    pub csv_columns: Vec<usize>,
+    /// Capacities in bytes and each object charged its size from the trace (oracleGeneral, CSV),
+    /// instead of capacities in objects of size 1.
+    #[arg(long)]
+    pub sized: bool,
+    /// Capacities in objects (or bytes with `--sized`), comma-separated (defaults known for the
+    /// shared traces).
     #[arg(long, value_name = "N,…", value_delimiter = ',')]
     pub capacity: Vec<u64>,
     /// Policy name, or `all`.
@@ -35,6 +52,26 @@ pub struct TraceArgs {
     /// Runs replayed at once (default: the number of cores).
     #[arg(long)]
     pub jobs: Option<usize>,
+    /// Key of the store's hash in every replay. The policies sample, fingerprint and count
+    /// keys by their hash, so a replay is only repeatable with a fixed key; another seed shows
+    /// how much of a result is the luck of the hash.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+/// How a trace file is laid out (`larder bench trace --format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TraceFormat {
+    /// From the file name: `oracleGeneral` in it means that format, `.csv` CSV, else keys.
+    Auto,
+    /// One decimal key per line; every object has size 1.
+    Keys,
+    /// libCacheSim's oracleGeneral: 24-byte little-endian records
+    /// `[time u32][object id u64][object size u32][next access i64]`.
+    Oracle,
+    /// Comma-separated lines with a key column and a size column (`--csv-columns`); a first
+    /// line whose size is not a number is taken for a header.
+    Csv,
 }
 
 /// `larder bench resp`.

@@ -253,6 +253,12 @@ pub enum Usage {
     /// A `--policy` that names no eviction policy.
     #[error(transparent)]
     Policy(#[from] UnknownPolicy),
+    /// `--csv-columns` is not two column numbers counted from 1.
+    #[error("--csv-columns takes two columns counted from 1: KEY,SIZE")]
+    CsvColumns,
+    /// `--sized` with a trace that has no object sizes.
+    #[error("--sized needs a trace with object sizes (oracleGeneral or CSV)")]
+    NoSizes,
 }
 
 impl Usage {
@@ -349,6 +355,32 @@ pub enum TraceError {
         /// The line, trimmed.
         text: String,
         /// Why it is not a `u64`.
+        source: ParseIntError,
+    },
+    /// The file ends inside an oracleGeneral record.
+    #[error("record {record}: the file ends {filled} bytes into a 24-byte oracleGeneral record")]
+    TornRecord {
+        /// The record's number, from 1.
+        record: usize,
+        /// Bytes of it present.
+        filled: usize,
+    },
+    /// A CSV line without the key or the size column.
+    #[error("line {line}: fewer than {needed} columns")]
+    Columns {
+        /// The line's number, from 1.
+        line: usize,
+        /// Columns the key and size columns need.
+        needed: usize,
+    },
+    /// A CSV size that is not a whole number of bytes.
+    #[error("line {line}: size {text:?} is not a whole number of bytes")]
+    Size {
+        /// The line's number, from 1.
+        line: usize,
+        /// The size field.
+        text: String,
+        /// Why it is not a `u32`.
         source: ParseIntError,
     },
 }

@@ -13,7 +13,7 @@ mod trace;
 
 pub use args::{
     BurstArgs, Command, DEFAULT_KEY_PREFIX, DEFAULT_KEYS, DEFAULT_READ_RATIO, DEFAULT_VALUE_SIZE,
-    GrpcArgs, HttpArgs, LoadArgs, Protocol, RespArgs, TraceArgs,
+    GrpcArgs, HttpArgs, LoadArgs, Protocol, RespArgs, TraceArgs, TraceFormat,
 };
 pub use error::{CpuError, Error, Peer, Result, TraceError, Usage, WireError};
 use load::report::{Progress, Summary};

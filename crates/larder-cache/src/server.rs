@@ -185,8 +185,9 @@ pub async fn run_with(
     )
     .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let admin = tracker.spawn(async move { admin.await });
-    let grpc =
-        tonic::transport::Server::builder().add_routes(crate::grpc::routes(node.clone()).await?);
+    let grpc = tonic::transport::Server::builder()
+        .trace_fn(crate::grpc::span)
+        .add_routes(crate::grpc::routes(node.clone()).await?);
     let grpc = match &tls {
         None => tracker.spawn(grpc.serve_with_incoming_shutdown(
             crate::incoming::accept(listeners.grpc, node.clone()),

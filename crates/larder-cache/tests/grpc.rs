@@ -207,8 +207,10 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
 async fn values_too_large_are_refused_with_a_clear_status() {
     let node = TestNode::start();
     let mut c = connect(&node).await;
+    // Larger than the node's whole bound (32 MB): an entry larger than one shard's share is
+    // stored, with capacity lent by the other shards.
     let huge = pb::SetRequest {
-        value: vec![0u8; 3 << 20].into(),
+        value: vec![0u8; 40 << 20].into(),
         ..set("k", "")
     };
     let err = c.set(huge).await.unwrap_err();

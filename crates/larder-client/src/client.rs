@@ -16,13 +16,14 @@ use parking_lot::RwLock;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::transport::Channel;
 use tonic::{Request, Response, Status};
+use tracing::Instrument as _;
 
-use crate::cluster::ClusterRoute;
 use crate::config::ClientConfig;
 use crate::error::{ConfigError, Error};
 use crate::placement::Placement;
+use crate::route::ClusterRoute;
 use larder_util::breaker::{Breaker, BreakerState, Transition};
-use larder_util::clock::{Clock, SystemClock};
+use larder_util::clock::Clock;
 
 /// Largest message sent or accepted: the nodes' default request bound, which they enforce.
 const MAX_MESSAGE: usize = 512 << 20;
@@ -48,8 +49,8 @@ pub(crate) struct Inner {
     /// The configured nodes: the seeds of a cluster, or the whole set for standalone nodes.
     nodes: Box<[Arc<Node>]>,
     placement: Placement,
-    /// Routing by a cluster's table, once a configured node gave one (see [`crate::cluster`]).
-    pub(crate) cluster: RwLock<Option<Arc<ClusterRoute>>>,
+    /// Routing by a cluster's table, once a configured node gave one (see [`crate::cluster`]'s `follow`).
+    pub(crate) cluster: RwLock<Option<Arc<ClusterRoute<Node>>>>,
     /// Every node a cluster table named, by gRPC address.
     members: RwLock<HashMap<String, Arc<Node>>>,
     config: ClientConfig,
@@ -83,25 +84,9 @@ pub(crate) struct Node {
 }
 
 impl Client {
-    /// A client for `config.nodes`. Nothing connects here: each channel connects on its first
-    /// call (and reconnects after failures), so this succeeds while the nodes are down.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Config`] for an empty or malformed node list, a node listed twice, a token that
-    /// is not visible ASCII, a zero deadline, timeout, breaker threshold or pool size, or when
-    /// called outside a Tokio runtime (the channels are driven by tasks spawned here).
-    pub fn new(config: ClientConfig) -> Result<Self, Error> {
-        Self::with_clock(config, Arc::new(SystemClock))
-    }
-
-    /// [`Client::new`] whose breakers time their cooldowns on `clock` (the gateway's one
-    /// clock; a [`larder_util::clock::ManualClock`] in tests).
-    ///
-    /// # Errors
-    ///
-    /// As [`Client::new`].
-    pub fn with_clock(config: ClientConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
+    /// The client's state for `config`, with its nodes made but not yet following a cluster's
+    /// table ([`Client::with_clock`] starts that).
+    pub(crate) fn assemble(config: ClientConfig, clock: Arc<dyn Clock>) -> Result<Self, Error> {
         config.check()?;
         let names = config.node_names()?;
         let placement = Placement::new(&names).map_err(|(a, b)| {
@@ -134,7 +119,6 @@ impl Client {
                 tls,
             }),
         };
-        crate::cluster::follow(&client);
         Ok(client)
     }
 
@@ -210,7 +194,7 @@ impl Client {
     }
 
     /// Installs a cluster table to route by.
-    pub(crate) fn set_route(&self, route: Option<Arc<ClusterRoute>>) {
+    pub(crate) fn set_route(&self, route: Option<Arc<ClusterRoute<Node>>>) {
         *self.inner.cluster.write() = route;
     }
 
@@ -235,14 +219,43 @@ impl Client {
         request
     }
 
-    /// Makes one call to `node`: fails fast while its breaker is open, bounds the call by the
-    /// deadline and reports the outcome to the breaker.
+    /// Makes one call of `method` to `node`: fails fast while its breaker is open, bounds the
+    /// call by the deadline and reports the outcome to the breaker. Inside a traced request
+    /// the call has its span, whose context goes to the node in `traceparent`.
     pub(crate) async fn call<M, T, F, Fut>(
         &self,
+        method: &'static str,
         node: Arc<Node>,
         message: M,
         rpc: F,
     ) -> Result<T, Error>
+    where
+        F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<T>, Status>>,
+    {
+        let span = larder_proto::trace::child(|| {
+            tracing::info_span!(
+                "cache call",
+                otel.name = %format_args!("larder.cache.v1.Cache/{method}"),
+                otel.kind = "client",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = "larder.cache.v1.Cache",
+                rpc.method = method,
+                server.address = &*node.name,
+            )
+        });
+        let result = self
+            .call_node(node, message, rpc)
+            .instrument(span.clone())
+            .await;
+        if result.is_err() && !span.is_none() {
+            span.record("otel.status_code", "ERROR");
+        }
+        result
+    }
+
+    async fn call_node<M, T, F, Fut>(&self, node: Arc<Node>, message: M, rpc: F) -> Result<T, Error>
     where
         F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
         Fut: Future<Output = Result<Response<T>, Status>>,
@@ -288,6 +301,7 @@ impl Inner {
         if let Some(authorization) = &self.authorization {
             metadata.insert("authorization", authorization.clone());
         }
+        larder_proto::trace::inject_metadata(metadata);
         request
     }
 }

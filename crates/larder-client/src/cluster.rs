@@ -13,52 +13,10 @@ use tonic::Code;
 
 use crate::Client;
 use crate::client::Node;
+use crate::route::ClusterRoute;
 
-/// Partitions in a table (1024 of 16 hash slots each, as the nodes place them).
-const PARTITIONS: usize = 1_024;
-/// Hash slots per partition.
-const SLOTS_PER_PARTITION: u16 = 16;
 /// Pause before asking the next node after a failed watch.
 const RETRY: Duration = Duration::from_millis(500);
-
-/// A cluster table, as the client routes by it.
-#[derive(Debug)]
-pub(crate) struct ClusterRoute {
-    pub(crate) epoch: u64,
-    /// Each partition's owner.
-    owners: Vec<Option<Arc<Node>>>,
-}
-
-impl ClusterRoute {
-    /// The owner of `key`'s partition.
-    pub(crate) fn owner(&self, key: &[u8]) -> Option<&Arc<Node>> {
-        let slot = larder_cluster::key_slot(key);
-        self.owners
-            .get(usize::from(slot / SLOTS_PER_PARTITION))?
-            .as_ref()
-    }
-}
-
-/// The route a table reply gives, or `None` while it places nothing.
-fn route(client: &Client, reply: &pb::TableReply) -> Option<ClusterRoute> {
-    if reply.owners.len() != PARTITIONS {
-        return None;
-    }
-    let nodes: Vec<Option<Arc<Node>>> = reply
-        .members
-        .iter()
-        .map(|m| client.member(&m.grpc).ok())
-        .collect();
-    let owners = reply
-        .owners
-        .iter()
-        .map(|&i| nodes.get(i as usize).cloned().flatten())
-        .collect();
-    Some(ClusterRoute {
-        epoch: reply.epoch,
-        owners,
-    })
-}
 
 /// Starts following the cluster's table in the background, for as long as the client lives.
 pub(crate) fn follow(client: &Client) {
@@ -106,7 +64,7 @@ async fn watch(client: &Client, node: &Node) -> Result<(), tonic::Status> {
     let request = client.authorized(pb::TableRequest {});
     let mut stream = cluster.watch(request).await?.into_inner();
     while let Some(reply) = stream.message().await? {
-        if let Some(route) = route(client, &reply) {
+        if let Some(route) = ClusterRoute::from_reply(&reply, |grpc| client.member(grpc).ok()) {
             tracing::debug!(epoch = route.epoch, via = %node.name, "routing by the cluster table");
             client.set_route(Some(Arc::new(route)));
         }

@@ -45,9 +45,11 @@
 mod client;
 mod cluster;
 mod config;
+mod connect;
 mod error;
 mod ops;
 mod placement;
+mod route;
 
 pub use client::Client;
 pub use config::{

@@ -65,7 +65,12 @@ impl Client {
         let node = self.owner(&key);
         let request = pb::GetRequest { key, lease: false };
         let reply = self
-            .call(node, request, |mut c, r| async move { c.get(r).await })
+            .call(
+                "Get",
+                node,
+                request,
+                |mut c, r| async move { c.get(r).await },
+            )
             .await?;
         Ok(reply.entry.map(entry))
     }
@@ -81,7 +86,12 @@ impl Client {
         let node = self.owner(&key);
         let request = pb::GetRequest { key, lease: true };
         let reply = self
-            .call(node, request, |mut c, r| async move { c.get(r).await })
+            .call(
+                "Get",
+                node,
+                request,
+                |mut c, r| async move { c.get(r).await },
+            )
             .await?;
         Ok(match reply.entry {
             Some(e) => Lookup::Hit(entry(e)),
@@ -107,7 +117,9 @@ impl Client {
             ttl_ms: ttl.map_or(0, ttl_ms),
         };
         let reply = self
-            .call(node, request, |mut c, r| async move { c.expire(r).await })
+            .call("Expire", node, request, |mut c, r| async move {
+                c.expire(r).await
+            })
             .await?;
         Ok(reply.found)
     }
@@ -122,7 +134,9 @@ impl Client {
         let split = self.split(keys);
         let replies = try_join_all(split.batches.into_iter().map(|(node, keys)| {
             let request = pb::GetManyRequest { keys };
-            self.call(node, request, |mut c, r| async move { c.get_many(r).await })
+            self.call("GetMany", node, request, |mut c, r| async move {
+                c.get_many(r).await
+            })
         }))
         .await?;
         let mut results: Vec<_> = replies.into_iter().map(|r| r.results.into_iter()).collect();
@@ -163,7 +177,12 @@ impl Client {
             lease: opts.lease.unwrap_or(0),
         };
         let reply = self
-            .call(node, request, |mut c, r| async move { c.set(r).await })
+            .call(
+                "Set",
+                node,
+                request,
+                |mut c, r| async move { c.set(r).await },
+            )
             .await?;
         Ok((reply.stored, reply.version))
     }
@@ -177,7 +196,9 @@ impl Client {
         let split = self.split(keys);
         let replies = try_join_all(split.batches.into_iter().map(|(node, keys)| {
             let request = pb::DeleteRequest { keys };
-            self.call(node, request, |mut c, r| async move { c.delete(r).await })
+            self.call("Delete", node, request, |mut c, r| async move {
+                c.delete(r).await
+            })
         }))
         .await?;
         Ok(replies.iter().map(|r| r.deleted).sum())
@@ -193,11 +214,9 @@ impl Client {
         let split = self.split(keys);
         let replies = try_join_all(split.batches.into_iter().map(|(node, keys)| {
             let request = pb::InvalidateRequest { keys };
-            self.call(
-                node,
-                request,
-                |mut c, r| async move { c.invalidate(r).await },
-            )
+            self.call("Invalidate", node, request, |mut c, r| async move {
+                c.invalidate(r).await
+            })
         }))
         .await?;
         Ok(replies.iter().map(|r| r.invalidated).sum())

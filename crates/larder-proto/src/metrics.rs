@@ -32,6 +32,11 @@ impl Histogram {
         self.count.fetch_add(n, Relaxed);
     }
 
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.count.load(Relaxed)
+    }
+
     /// Appends the `_bucket`, `_sum` and `_count` series of `name`, each with `labels`
     /// (`key="value",…`, or empty) besides `le`.
     pub fn render(&self, out: &mut String, name: &str, labels: &str) {

@@ -26,8 +26,13 @@ pub const DEFAULT_CAPACITY: Capacity = Capacity::Bytes(64 << 20);
 /// A byte-bounded store gets no more shards than keep each at least this large: one entry can
 /// fill at most one shard, and 1 MiB is memcached's default item limit.
 pub const MIN_SHARD_BYTES: u64 = 1 << 20;
-/// Shards per available core when the shard count is automatic.
-pub const SHARDS_PER_CORE: usize = 16;
+/// The most a byte-bounded shard is given when the shard count is automatic: half of what one
+/// shard's arena can address (8192 segments of 256 KiB), so lent capacity still fits.
+const MAX_SHARD_BYTES: u64 = 1 << 30;
+/// Shards per available core when the shard count is automatic. Each shard has fixed costs
+/// beside its entries (a partly filled arena segment, the adaptive policy's simulations), so
+/// no more shards than keep two threads on different shards nearly always.
+pub const SHARDS_PER_CORE: usize = 8;
 
 /// A store's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,11 +80,14 @@ impl StoreConfig {
         let shards = if self.shards == 0 {
             let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
             let by_cores = (cores * SHARDS_PER_CORE).next_power_of_two();
-            let by_size = match self.capacity {
-                Capacity::Bytes(bytes) => prev_power_of_two(bytes / MIN_SHARD_BYTES).max(1),
-                Capacity::Items(items) => prev_power_of_two(items / 1024).max(1),
+            let (by_size, at_least) = match self.capacity {
+                Capacity::Bytes(bytes) => (
+                    prev_power_of_two(bytes / MIN_SHARD_BYTES).max(1),
+                    bytes.div_ceil(MAX_SHARD_BYTES).next_power_of_two(),
+                ),
+                Capacity::Items(items) => (prev_power_of_two(items / 1024).max(1), 1),
             };
-            by_cores.min(by_size as usize)
+            by_cores.min(by_size as usize).max(at_least as usize)
         } else {
             self.shards
         };
@@ -119,6 +127,10 @@ mod tests {
         };
         let shards = big.effective_shards().unwrap();
         assert!(shards.is_power_of_two() && shards >= SHARDS_PER_CORE);
+        assert!(
+            (1u64 << 40) / shards as u64 <= MAX_SHARD_BYTES,
+            "{shards} shards"
+        );
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! assert_eq!(store.incr(b"visits", 5), Ok(5));
 //! ```
 
+mod arena;
 mod clock;
 mod config;
 mod error;
@@ -40,13 +41,14 @@ pub use ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };
 pub use policy::{Policy, UnknownPolicy};
-pub use store::{Store, Update, parse_i64};
+pub use store::{DEFAULT_MAX_VALUE_BYTES, Store, Update, parse_i64};
 
-/// Bytes charged per entry beyond its key and value: the 32-byte slot, the 8-byte version and
-/// the entry's share of the hash index (4-byte slot number and 1 control byte at the index's
-/// typical load). The value allocation's own rounding is not charged; see BENCHMARKS.md for
-/// the process RSS per entry.
-pub const ENTRY_OVERHEAD: u64 = 48;
+/// Bytes charged per entry beyond its key and value: its 16-byte slot and the 16-byte header
+/// of its bytes in the shard's arena (version, value length, slot number). An entry larger
+/// than a quarter of an arena segment (64 KiB) has an allocation of its own and is charged its
+/// bytes rounded up to whole 4 KiB pages instead. The hash index's 4-byte slot numbers and
+/// control bytes are not charged; see BENCHMARKS.md for the process RSS per entry.
+pub const ENTRY_OVERHEAD: u64 = 32;
 /// Extra bytes charged for an entry with an expiry: the 8-byte deadline and its 16-byte record
 /// in the expiry heap.
 pub const TTL_OVERHEAD: u64 = 24;

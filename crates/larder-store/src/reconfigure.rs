@@ -34,10 +34,14 @@ impl<H: EvictionHook> Store<H> {
             return Err(ConfigError::Capacity { capacity, shards });
         }
         let ctx = self.ctx();
-        for shard in self.shards.iter() {
+        // All shards at once, so that capacity lent between them is settled exactly.
+        let mut guards: Vec<_> = self.shards.iter().map(|shard| shard.0.write()).collect();
+        for shard in &mut guards {
             // A hook that pins everything is reported by the next write that needs room.
-            let _ = shard.0.write().rebuild(&ctx, policy, per_shard);
+            let _ = shard.rebuild(&ctx, policy, per_shard);
         }
+        self.spare.store(0, std::sync::atomic::Ordering::Relaxed);
+        drop(guards);
         *settings = (policy, per_shard * shards as u64);
         Ok(())
     }

@@ -11,13 +11,15 @@ use crate::clock::Now;
 use crate::ops::{Counters, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome};
 use crate::policy::{Policy, PolicyState, Weigher};
 use crate::slab::Slab;
-use crate::slot::{NIL, Slot};
+use crate::slot::NIL;
 use crate::{EvictionHook, MAX_KEY_LEN, StoreError};
 
 /// Expired entries reclaimed, at most, by each write on the side.
 const RECLAIM_PER_WRITE: usize = 4;
 /// Victims the hook may refuse in a row before the shard sweeps its slab for one instead.
 const PINNED_BEFORE_SWEEP: usize = 16;
+/// Index buckets a shard keeps without shrinking its index, however few entries it holds.
+const INDEX_SLACK: usize = 1024;
 
 /// The answer of a read under the shared lock.
 pub(crate) enum SharedRead<R> {
@@ -29,8 +31,11 @@ pub(crate) enum SharedRead<R> {
 
 /// What a shard operation borrows from its store.
 pub(crate) struct Ctx<'a, H> {
-    pub(crate) hasher: &'a foldhash::fast::RandomState,
+    pub(crate) hasher: &'a foldhash::fast::SeedableRandomState,
     pub(crate) hook: &'a H,
+    /// Capacity no shard holds: given back by shards above their fair share, taken by shards
+    /// below it (see `lend.rs`).
+    pub(crate) spare: &'a std::sync::atomic::AtomicU64,
 }
 
 impl<H> Ctx<'_, H> {
@@ -43,10 +48,12 @@ impl<H> Ctx<'_, H> {
 pub(crate) struct Shard {
     table: HashTable<u32>,
     slots: Slab,
-    free: u32,
     policy: PolicyState,
     weigher: Weigher,
+    /// This shard's bound now, and its fair share of the store's (the two differ while it
+    /// has lent capacity to, or borrowed it from, other shards for a large entry).
     capacity: u64,
+    fair: u64,
     used: u64,
     /// Min-heap of (expiry, slot); entries may be stale and are checked when popped.
     expiry: BinaryHeap<Reverse<(u64, u32)>>,
@@ -62,10 +69,10 @@ impl Shard {
         Self {
             table: HashTable::new(),
             slots: Slab::default(),
-            free: NIL,
             policy: PolicyState::new(policy, weigher, capacity),
             weigher,
             capacity,
+            fair: capacity,
             used: 0,
             expiry: BinaryHeap::new(),
             ttl_items: 0,
@@ -86,8 +93,8 @@ impl Shard {
     /// Looks up a live entry, expiring it on the way if its time is up.
     fn find_live(&mut self, hash: u64, key: &[u8], now: &mut Now<'_>) -> Option<u32> {
         let slots = &self.slots;
-        let idx = *self.table.find(hash, |&i| slots[i as usize].key_is(key))?;
-        match self.slots[idx as usize].expires_at() {
+        let idx = *self.table.find(hash, |&i| slots.key_is(i, key))?;
+        match self.slots.expires_at(idx) {
             Some(at) if at <= now.get() => {
                 self.remove_at(idx, hash, false);
                 self.counters.expirations += 1;
@@ -109,7 +116,7 @@ impl Shard {
         match self.find_live(hash, key, now) {
             Some(idx) => {
                 self.policy.on_hit(&mut self.slots, idx, hash, true);
-                Some(read(entry_ref(&self.slots[idx as usize])))
+                Some(read(entry_ref(&self.slots, idx)))
             }
             None => {
                 self.policy.on_miss();
@@ -133,15 +140,14 @@ impl Shard {
         read: impl FnOnce(EntryRef<'_>) -> R,
     ) -> SharedRead<R> {
         let slots = &self.slots;
-        let Some(&idx) = self.table.find(hash, |&i| slots[i as usize].key_is(key)) else {
+        let Some(&idx) = self.table.find(hash, |&i| slots.key_is(i, key)) else {
             return SharedRead::Missing;
         };
-        let slot = &slots[idx as usize];
-        if slot.expires_at().is_some_and(|at| at <= now.get()) {
+        if slots.expires_at(idx).is_some_and(|at| at <= now.get()) {
             return SharedRead::Expired;
         }
-        self.policy.on_shared_hit(slots, idx);
-        SharedRead::Hit(read(entry_ref(slot)))
+        self.policy.on_shared_hit(slots, idx, hash);
+        SharedRead::Hit(read(entry_ref(slots, idx)))
     }
 
     /// Reads a live entry without counting it or touching the policy.
@@ -170,7 +176,7 @@ impl Shard {
         read: impl FnOnce(Option<EntryRef<'_>>) -> R,
     ) -> R {
         let idx = self.find_live(hash, key, now);
-        read(idx.map(|idx| entry_ref(&self.slots[idx as usize])))
+        read(idx.map(|idx| entry_ref(&self.slots, idx)))
     }
 
     /// The accounted weight of an entry, if it could fit in this shard at all.
@@ -204,7 +210,7 @@ impl Shard {
     ) -> Result<SetOutcome, StoreError> {
         self.reclaim_expired(ctx, now, RECLAIM_PER_WRITE);
         let existing = self.find_live(hash, key, now);
-        let current = existing.map(|idx| entry_ref(&self.slots[idx as usize]));
+        let current = existing.map(|idx| entry_ref(&self.slots, idx));
         let allowed = match (opts.mode, current) {
             (SetMode::Always, _) | (SetMode::IfAbsent, None) => true,
             (SetMode::IfPresent, current) => current.is_some(),
@@ -257,6 +263,7 @@ impl Shard {
         }
         self.next_version = self.next_version.max(version.saturating_add(1));
         self.counters.sets += 1;
+        self.tidy(ctx);
         Ok(SetOutcome {
             stored: true,
             version: Some(version),
@@ -275,13 +282,15 @@ impl Shard {
         version: u64,
         expires_at: Option<u64>,
     ) -> Result<(), StoreError> {
-        let old = self.weigher.weigh(&self.slots[idx as usize]);
+        let old = self.weigher.weigh(&self.slots, idx);
         let new = self
             .weigher
             .weigh_parts(key.len(), value.len(), expires_at.is_some());
         self.make_room(ctx, new.saturating_sub(old), idx)?;
         let had_ttl = self.slots[idx as usize].has_ttl();
-        self.slots[idx as usize].write(key, value, version, expires_at);
+        self.place(ctx, idx, |slots| {
+            slots.rewrite(idx, value, version, expires_at).then_some(())
+        })?;
         self.policy.on_reweigh(&self.slots, idx, old, new);
         self.used = self.used - old + new;
         self.track_expiry(idx, had_ttl, expires_at);
@@ -302,18 +311,12 @@ impl Shard {
             .weigher
             .weigh_parts(key.len(), value.len(), expires_at.is_some());
         self.make_room(ctx, weight, NIL)?;
-        let slot = Slot::occupied(key, value, version, expires_at);
-        let idx = if self.free == NIL {
-            self.slots.push(slot) as u32
-        } else {
-            let idx = self.free;
-            self.free = self.slots[idx as usize].next;
-            self.slots[idx as usize] = slot;
-            idx
-        };
+        let idx = self.place(ctx, NIL, |slots| {
+            slots.insert(key, value, version, expires_at)
+        })?;
         let slots = &self.slots;
         self.table
-            .insert_unique(hash, idx, |&i| ctx.hash(slots[i as usize].key()));
+            .insert_unique(hash, idx, |&i| ctx.hash(slots.key(i)));
         self.used += weight;
         self.track_expiry(idx, false, expires_at);
         self.policy.on_insert(&mut self.slots, idx, hash);
@@ -335,7 +338,7 @@ impl Shard {
         if expiry == Expiry::Keep {
             return Ok(true);
         }
-        let entry = entry_ref(&self.slots[idx as usize]).to_item();
+        let entry = entry_ref(&self.slots, idx).to_item();
         let opts = SetOptions {
             expiry,
             version: Some(entry.version),
@@ -359,6 +362,7 @@ impl Shard {
         match self.find_live(hash, key, now) {
             Some(idx) => {
                 self.remove_at(idx, hash, false);
+                self.tidy(ctx);
                 true
             }
             None => false,
@@ -373,8 +377,42 @@ impl Shard {
         protect: u32,
     ) -> Result<(), StoreError> {
         let mut refusals = 0;
+        if self.used + need > self.capacity {
+            self.take_spare(ctx);
+        }
         while self.used + need > self.capacity {
-            let victim = if refusals < PINNED_BEFORE_SWEEP {
+            self.evict_one(ctx, protect, &mut refusals)?;
+        }
+        Ok(())
+    }
+
+    /// Runs `alloc` on the slab, evicting entries (never `protect`) until it finds room in
+    /// the arena: its bytes can be short of contiguous room while the bound has room enough.
+    fn place<H: EvictionHook, T>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        protect: u32,
+        mut alloc: impl FnMut(&mut Slab) -> Option<T>,
+    ) -> Result<T, StoreError> {
+        let mut refusals = 0;
+        loop {
+            if let Some(placed) = alloc(&mut self.slots) {
+                return Ok(placed);
+            }
+            self.evict_one(ctx, protect, &mut refusals)?;
+        }
+    }
+
+    /// Evicts the policy's next victim that the hook lets go (never `protect`), counting
+    /// refusals; after many in a row it sweeps the slab instead.
+    fn evict_one<H: EvictionHook>(
+        &mut self,
+        ctx: &Ctx<'_, H>,
+        protect: u32,
+        refusals: &mut usize,
+    ) -> Result<(), StoreError> {
+        loop {
+            let victim = if *refusals < PINNED_BEFORE_SWEEP {
                 let hash_of = |key: &[u8]| ctx.hash(key);
                 self.policy.victim(&mut self.slots, &hash_of)
             } else {
@@ -383,17 +421,36 @@ impl Shard {
             let Some(victim) = victim else {
                 return Err(StoreError::AllPinned);
             };
-            let slot = &self.slots[victim as usize];
-            if victim == protect || !ctx.hook.may_evict(slot.key(), &entry_ref(slot)) {
-                refusals += 1;
+            let key = self.slots.key(victim);
+            if victim == protect || !ctx.hook.may_evict(key, &entry_ref(&self.slots, victim)) {
+                *refusals += 1;
                 self.policy.on_pinned(&mut self.slots, victim);
                 continue;
             }
-            let hash = ctx.hash(slot.key());
+            let hash = ctx.hash(key);
             self.remove_at(victim, hash, true);
             self.counters.evictions += 1;
+            return Ok(());
         }
-        Ok(())
+    }
+
+    /// Gives back memory once far fewer bytes are live than held: moves the entries of the
+    /// sparsest arena segment out so the segment is released (evicting those that find no
+    /// room), and shrinks a hash index left mostly empty.
+    fn tidy<H>(&mut self, ctx: &Ctx<'_, H>) {
+        if self.slots.wants_shrink() {
+            for idx in self.slots.evacuate() {
+                let hash = ctx.hash(self.slots.key(idx));
+                self.remove_at(idx, hash, true);
+                self.counters.evictions += 1;
+            }
+        }
+        if self.table.capacity() > 4 * self.table.len() + INDEX_SLACK {
+            let slots = &self.slots;
+            self.table
+                .shrink_to(2 * self.table.len(), |&i| ctx.hash(slots.key(i)));
+        }
+        self.give_back(ctx);
     }
 
     /// After many refusals in a row, walks the slab for any entry the hook lets go, so that
@@ -402,10 +459,12 @@ impl Shard {
         let len = self.slots.len();
         for step in 0..len {
             let idx = (self.sweep_from + step) % len;
-            let slot = &self.slots[idx];
             if idx as u32 != protect
-                && slot.is_occupied()
-                && ctx.hook.may_evict(slot.key(), &entry_ref(slot))
+                && self.slots[idx].is_occupied()
+                && ctx.hook.may_evict(
+                    self.slots.key(idx as u32),
+                    &entry_ref(&self.slots, idx as u32),
+                )
             {
                 self.sweep_from = idx + 1;
                 return Some(idx as u32);
@@ -419,13 +478,11 @@ impl Shard {
             entry.remove();
         }
         self.policy.on_remove(&mut self.slots, idx, hash, evicted);
-        let slot = &mut self.slots[idx as usize];
-        self.used -= self.weigher.weigh(slot);
-        if slot.has_ttl() {
+        self.used -= self.weigher.weigh(&self.slots, idx);
+        if self.slots[idx as usize].has_ttl() {
             self.ttl_items -= 1;
         }
-        slot.release(self.free);
-        self.free = idx;
+        self.slots.release(idx);
     }
 
     fn track_expiry(&mut self, idx: u32, had_ttl: bool, expires_at: Option<u64>) {
@@ -455,21 +512,27 @@ impl Shard {
                 break;
             }
             self.expiry.pop();
-            let slot = &self.slots[idx as usize];
             // The heap keeps stale records of overwritten entries; only a matching expiry counts.
-            if slot.is_occupied() && slot.expires_at() == Some(at) {
-                let hash = ctx.hash(slot.key());
+            if self.live_expiry(idx) == Some(at) {
+                let hash = ctx.hash(self.slots.key(idx));
                 self.remove_at(idx, hash, false);
                 self.counters.expirations += 1;
                 reclaimed += 1;
             }
         }
         if self.expiry.len() > 2 * self.ttl_items + 64 {
-            let slots = &self.slots;
-            self.expiry
-                .retain(|Reverse((at, idx))| slots[*idx as usize].expires_at() == Some(*at));
+            let mut expiry = std::mem::take(&mut self.expiry);
+            expiry.retain(|Reverse((at, idx))| self.live_expiry(*idx) == Some(*at));
+            self.expiry = expiry;
         }
         reclaimed
+    }
+
+    /// The expiry of the entry in slot `idx`, if one is there.
+    fn live_expiry(&self, idx: u32) -> Option<u64> {
+        ((idx as usize) < self.slots.len() && self.slots[idx as usize].is_occupied())
+            .then(|| self.slots.expires_at(idx))
+            .flatten()
     }
 
     /// Up to `count` live keys from slot `from` on, and the slot to continue from (`None`: done).
@@ -483,10 +546,12 @@ impl Shard {
         let mut at = from;
         let mut taken = 0;
         while at < self.slots.len() {
-            let slot = &self.slots[at];
+            let idx = at as u32;
             at += 1;
-            if slot.is_occupied() && slot.expires_at().is_none_or(|t| t > now_ms) {
-                out.push(slot.key().to_vec());
+            if self.slots[idx as usize].is_occupied()
+                && self.slots.expires_at(idx).is_none_or(|t| t > now_ms)
+            {
+                out.push(self.slots.key(idx).to_vec());
                 taken += 1;
                 if taken == count {
                     return (at < self.slots.len()).then_some(at);
@@ -500,9 +565,11 @@ impl Shard {
     pub(crate) fn clear(&mut self, policy: Policy) {
         let counters = self.counters;
         let next_version = self.next_version;
+        let fair = self.fair;
         *self = Self::new(policy, self.weigher, self.capacity);
         self.counters = counters;
         self.next_version = next_version;
+        self.fair = fair;
     }
 
     /// Gives the shard a new policy and share of the capacity, keeping its entries: every
@@ -519,6 +586,7 @@ impl Shard {
         capacity: u64,
     ) -> Result<(), StoreError> {
         self.capacity = capacity;
+        self.fair = capacity;
         self.policy = PolicyState::new(policy, self.weigher, capacity);
         for idx in 0..self.slots.len() {
             let slot = &mut self.slots[idx];
@@ -526,7 +594,7 @@ impl Shard {
                 continue;
             }
             slot.reset_policy();
-            let hash = ctx.hash(slot.key());
+            let hash = ctx.hash(self.slots.key(idx as u32));
             self.policy.on_insert(&mut self.slots, idx as u32, hash);
         }
         self.make_room(ctx, 0, NIL)
@@ -535,19 +603,28 @@ impl Shard {
     /// Checks the shard's invariants; for tests.
     #[cfg(test)]
     pub(crate) fn check(&self) {
-        let live: Vec<&Slot> = self.slots.iter().filter(|s| s.is_occupied()).collect();
+        let live: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&i| self.slots[i as usize].is_occupied())
+            .collect();
         assert_eq!(live.len(), self.table.len());
-        let used: u64 = live.iter().map(|s| self.weigher.weigh(s)).sum();
+        let used: u64 = live
+            .iter()
+            .map(|&i| self.weigher.weigh(&self.slots, i))
+            .sum();
         assert_eq!(used, self.used);
         assert!(self.used <= self.capacity);
-        assert_eq!(live.iter().filter(|s| s.has_ttl()).count(), self.ttl_items);
+        let ttl = live.iter().filter(|&&i| self.slots[i as usize].has_ttl());
+        assert_eq!(ttl.count(), self.ttl_items);
     }
 }
 
-fn entry_ref(slot: &Slot) -> EntryRef<'_> {
+#[path = "lend.rs"]
+mod lend;
+
+fn entry_ref(slots: &Slab, idx: u32) -> EntryRef<'_> {
     EntryRef {
-        value: slot.value(),
-        version: slot.version(),
-        expires_at: slot.expires_at(),
+        value: slots.value(idx),
+        version: slots.version(idx),
+        expires_at: slots.expires_at(idx),
     }
 }

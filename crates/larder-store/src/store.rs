@@ -3,6 +3,7 @@
 
 use std::hash::BuildHasher;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -28,12 +29,18 @@ struct Padded(RwLock<Shard>);
 pub struct Store<H = NoHook> {
     shards: Box<[Padded]>,
     shard_bits: u32,
-    hasher: foldhash::fast::RandomState,
+    /// Keyed at random per store, so nobody can aim collisions at it; trace replay fixes the
+    /// key ([`Store::with_hash_seed`]) so that a replay gives the same result every time.
+    hasher: foldhash::fast::SeedableRandomState,
     hook: H,
     clock: Arc<dyn Clock>,
     /// The policy and the bound, which `reconfigure` changes while the store is in use.
     settings: Mutex<(Policy, u64)>,
     reads: ReadCounters,
+    /// Capacity lent by no shard (see `lend.rs`).
+    spare: AtomicU64,
+    /// The longest value accepted.
+    max_value: u64,
 }
 
 impl Store<NoHook> {
@@ -64,12 +71,36 @@ impl<H: EvictionHook> Store<H> {
         Ok(Self {
             shards,
             shard_bits: count.trailing_zeros(),
-            hasher: foldhash::fast::RandomState::default(),
+            hasher: foldhash::fast::SeedableRandomState::random(),
             hook,
             clock: Arc::new(SystemClock),
             settings: Mutex::new((config.policy, per_shard * count as u64)),
             reads: ReadCounters::default(),
+            spare: AtomicU64::new(0),
+            max_value: DEFAULT_MAX_VALUE_BYTES,
         })
+    }
+
+    /// Sets the longest value accepted (default [`DEFAULT_MAX_VALUE_BYTES`]). A value up to
+    /// this long is stored even when it is larger than one shard's share of the bound, as
+    /// long as the whole bound can hold it: the other shards lend capacity, evicting what they
+    /// must.
+    pub fn with_max_value_bytes(mut self, bytes: u64) -> Self {
+        self.max_value = bytes;
+        self
+    }
+
+    /// Keys the store's hash with `seed` instead of at random: for simulations that must give
+    /// the same result every run (the policies sample, fingerprint and count keys by their
+    /// hash, so a random key moves a hit ratio by chance). Not for a store that serves
+    /// untrusted keys, which could then aim collisions at one bucket. Call it on a new store:
+    /// the entries already in it would no longer be found.
+    pub fn with_hash_seed(mut self, seed: u64) -> Self {
+        self.hasher = foldhash::fast::SeedableRandomState::with_seed(
+            seed,
+            foldhash::SharedSeed::global_fixed(),
+        );
+        self
     }
 
     /// The clock the store reads: the one source of wall-clock time for whatever serves it.
@@ -113,6 +144,7 @@ impl<H: EvictionHook> Store<H> {
         Ctx {
             hasher: &self.hasher,
             hook: &self.hook,
+            spare: &self.spare,
         }
     }
 
@@ -185,7 +217,8 @@ impl<H: EvictionHook> Store<H> {
     /// Writes `value` under `key` as `opts` say.
     ///
     /// # Errors
-    /// [`StoreError::TooLarge`] for an entry bigger than one shard's share of the capacity,
+    /// [`StoreError::TooLarge`] for a value longer than the maximum
+    /// ([`Store::with_max_value_bytes`]) or an entry bigger than the whole bound,
     /// [`StoreError::KeyTooLong`], or [`StoreError::AllPinned`] when the hook kept every
     /// entry that could make room. The store is unchanged on error.
     pub fn set(
@@ -194,10 +227,14 @@ impl<H: EvictionHook> Store<H> {
         value: &[u8],
         opts: SetOptions,
     ) -> Result<SetOutcome, StoreError> {
+        self.check_value(key, value.len(), opts.expiry != Expiry::Never)?;
         let (hash, shard) = self.route(key);
-        shard
+        let result = shard
             .write()
-            .set(&self.ctx(), hash, key, value, &opts, &mut self.now())
+            .set(&self.ctx(), hash, key, value, &opts, &mut self.now());
+        self.or_lend(hash, result, |shard, ctx, now| {
+            shard.set(ctx, hash, key, value, &opts, now)
+        })
     }
 
     /// Removes `key`; returns whether it held a live entry.
@@ -289,23 +326,29 @@ impl<H: EvictionHook> Store<H> {
         value: &[u8],
         expiry: Expiry,
     ) -> Result<CasOutcome, StoreError> {
+        self.check_value(key, value.len(), expiry != Expiry::Never)?;
         let (hash, shard) = self.route(key);
-        let mut shard = shard.write();
-        let mut now = self.now();
-        match shard.peek_with(hash, key, &mut now, |e| e.version) {
+        let cas = |shard: &mut Shard, ctx: &Ctx<'_, H>, now: &mut Now<'_>| match shard.peek_with(
+            hash,
+            key,
+            now,
+            |e| e.version,
+        ) {
             Some(version) if version == expected => {
                 let opts = SetOptions {
                     mode: SetMode::IfPresent,
                     expiry,
                     ..SetOptions::default()
                 };
-                let outcome = shard.set(&self.ctx(), hash, key, value, &opts, &mut now)?;
+                let outcome = shard.set(ctx, hash, key, value, &opts, now)?;
                 Ok(outcome
                     .version
                     .map_or(CasOutcome::Mismatch(None), CasOutcome::Swapped))
             }
             other => Ok(CasOutcome::Mismatch(other)),
-        }
+        };
+        let result = cas(&mut shard.write(), &self.ctx(), &mut self.now());
+        self.or_lend(hash, result, cas)
     }
 
     /// One page of a scan over live keys. Start with cursor 0; a returned cursor of 0 means the
@@ -397,9 +440,13 @@ impl<H: EvictionHook> Store<H> {
 
     #[cfg(test)]
     pub(crate) fn check(&self) {
+        let mut capacity = self.spare.load(std::sync::atomic::Ordering::Relaxed);
         for shard in self.shards.iter() {
-            shard.0.read().check();
+            let shard = shard.0.read();
+            shard.check();
+            capacity += shard.capacity();
         }
+        assert_eq!(capacity, self.settings.lock().1, "capacity is conserved");
     }
 }
 
@@ -422,8 +469,11 @@ pub fn parse_i64(bytes: &[u8]) -> Option<i64> {
 #[path = "store_tests.rs"]
 mod tests;
 
+#[path = "lending.rs"]
+mod lending;
 #[path = "reconfigure.rs"]
 mod reconfigure;
+pub use lending::DEFAULT_MAX_VALUE_BYTES;
 #[path = "update.rs"]
 mod update;
 pub use update::Update;

@@ -5,6 +5,9 @@ use std::time::Duration;
 use super::*;
 use crate::{ENTRY_OVERHEAD, MAX_KEY_LEN, ManualClock, TTL_OVERHEAD};
 
+/// Bytes of an entry's header in the arena.
+const HEADER_BYTES: u64 = 16;
+
 fn store(capacity: Capacity, policy: Policy) -> Store {
     Store::new(StoreConfig {
         capacity,
@@ -548,4 +551,147 @@ fn small_store() -> Store {
         policy: Policy::default(),
     })
     .unwrap()
+}
+
+/// Hit ratio (%) of a look-aside cache of `capacity` items replaying `keys`.
+fn replay_hit_ratio(keys: &[u64], policy: Policy, capacity: u64) -> f64 {
+    let store = store(Capacity::Items(capacity), policy);
+    for key in keys {
+        let key = key.to_le_bytes();
+        if store.get_with(&key, |_| ()).is_none() {
+            store.set(&key, b"", SetOptions::default()).unwrap();
+        }
+    }
+    100.0 * store.stats().hits as f64 / keys.len() as f64
+}
+
+/// SplitMix64 steps, for workloads that do not depend on a crate.
+fn next_random(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+#[test]
+fn adaptive_keeps_up_with_the_better_of_s3fifo_and_tinylfu() {
+    let mut state = 7;
+    // Frequency: a skewed popularity over 20,000 keys (the cube of a uniform draw), with a
+    // one-off scan of new keys every 5,000 requests.
+    let mut skewed = Vec::new();
+    for i in 0..200_000u64 {
+        let u = (next_random(&mut state) >> 11) as f64 / (1u64 << 53) as f64;
+        skewed.push((u * u * u * 20_000.0) as u64);
+        if i % 5_000 == 0 {
+            skewed.extend((0..300).map(|j| 1_000_000 + i + j));
+        }
+    }
+    // Recency: a working set of 400 keys that drifts to new keys over time.
+    let drifting: Vec<u64> = (0..200_000u64)
+        .map(|i| i / 20 + next_random(&mut state) % 400)
+        .collect();
+    // Keys that come back two or three times, 100 to 450 requests apart: a cache of 500 keeps
+    // them only if its main queue fills while it warms up.
+    let mut returning = Vec::new();
+    let mut due = std::collections::BinaryHeap::new();
+    let mut fresh = 0u64;
+    while returning.len() < 40_000 {
+        let now = returning.len() as u64;
+        match due.peek() {
+            Some(&std::cmp::Reverse((at, key, left))) if at <= now => {
+                due.pop();
+                returning.push(key);
+                if left > 0 {
+                    due.push(std::cmp::Reverse((
+                        now + 100 + next_random(&mut state) % 350,
+                        key,
+                        left - 1,
+                    )));
+                }
+            }
+            _ => {
+                fresh += 1;
+                returning.push(fresh);
+                let left = 1 + next_random(&mut state) % 2;
+                due.push(std::cmp::Reverse((
+                    now + 100 + next_random(&mut state) % 350,
+                    fresh,
+                    left,
+                )));
+            }
+        }
+    }
+    for (name, keys) in [
+        ("skewed", &skewed),
+        ("drifting", &drifting),
+        ("returning", &returning),
+    ] {
+        let s3fifo = replay_hit_ratio(keys, Policy::S3Fifo, 500);
+        let tinylfu = replay_hit_ratio(keys, Policy::TinyLfu, 500);
+        let adaptive = replay_hit_ratio(keys, Policy::Adaptive, 500);
+        let peer = if name == "passes" {
+            s3fifo
+        } else {
+            s3fifo.max(tinylfu)
+        };
+        assert!(
+            adaptive >= peer - 1.0,
+            "{name}: adaptive {adaptive:.2}, s3fifo {s3fifo:.2}, tinylfu {tinylfu:.2}"
+        );
+    }
+}
+
+#[test]
+fn an_entry_larger_than_a_shard_borrows_from_the_others_within_the_bound() {
+    let store = small_store();
+    for i in 0..20_000u32 {
+        store
+            .set(&i.to_le_bytes(), &[1; 300], SetOptions::default())
+            .unwrap();
+    }
+    // Five times one shard's share, in a store of eight shards that are all full.
+    let big = vec![7u8; 5 << 20];
+    store.set(b"big", &big, SetOptions::default()).unwrap();
+    assert_eq!(store.get(b"big").unwrap().value, big);
+    let stats = store.stats();
+    assert!(
+        stats.used <= stats.capacity,
+        "{} over {}",
+        stats.used,
+        stats.capacity
+    );
+    store.check();
+    // Once it is gone, the other shards take their share back and fill up again.
+    assert!(store.delete(b"big"));
+    for i in 20_000..60_000u32 {
+        store
+            .set(&i.to_le_bytes(), &[1; 300], SetOptions::default())
+            .unwrap();
+    }
+    let stats = store.stats();
+    assert!(
+        stats.used > stats.capacity / 10 * 9,
+        "refilled only to {}",
+        stats.used
+    );
+    store.check();
+}
+
+#[test]
+fn values_beyond_the_maximum_or_the_bound_are_refused() {
+    let store = small_store().with_max_value_bytes(1 << 20);
+    let err = store
+        .set(b"k", &vec![0; (1 << 20) + 1], SetOptions::default())
+        .unwrap_err();
+    assert!(matches!(err, StoreError::TooLarge { .. }), "{err}");
+    let store = small_store().with_max_value_bytes(64 << 20);
+    assert_eq!(
+        store.set(b"k", &vec![0; 9 << 20], SetOptions::default()),
+        Err(StoreError::TooLarge {
+            size: (HEADER_BYTES + 1 + (9 << 20)).next_multiple_of(4096) + 16,
+            limit: 8 << 20
+        })
+    );
+    store.check();
 }

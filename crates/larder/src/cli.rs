@@ -14,6 +14,9 @@ pub(crate) struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long, global = true)]
     pub(crate) print_config: bool,
+    /// Log lines as `human` text or one `json` object per line (`[telemetry] log_format`).
+    #[arg(long, global = true, value_name = "FORMAT")]
+    pub(crate) log_format: Option<crate::telemetry::LogFormat>,
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

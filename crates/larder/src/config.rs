@@ -9,6 +9,7 @@ use larder_cache::CacheConfig;
 use serde::{Deserialize, Serialize};
 
 use crate::cli::Command;
+use crate::telemetry::{LogFormat, TelemetryConfig};
 
 /// Default data directory of `larder up`.
 pub(crate) const DEFAULT_DATA_DIR: &str = "./larder-data";
@@ -23,6 +24,8 @@ pub(crate) struct Config {
     pub(crate) api: ApiConfig,
     /// `larder up`.
     pub(crate) up: UpConfig,
+    /// Logs and traces.
+    pub(crate) telemetry: TelemetryConfig,
 }
 
 /// `larder up`.
@@ -45,7 +48,11 @@ impl Default for UpConfig {
 }
 
 /// Builds the effective configuration from the file, the environment and the command's flags.
-pub(crate) fn load(file: Option<&Path>, command: &Option<Command>) -> anyhow::Result<Config> {
+pub(crate) fn load(
+    file: Option<&Path>,
+    command: &Option<Command>,
+    log_format: Option<LogFormat>,
+) -> anyhow::Result<Config> {
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -55,9 +62,13 @@ pub(crate) fn load(file: Option<&Path>, command: &Option<Command>) -> anyhow::Re
         }
         None => toml::Table::new(),
     };
+    apply_otel_env(&mut table, std::env::vars())?;
     apply_env(&mut table, std::env::vars())?;
     let mut config: Config = table.try_into().context("invalid configuration")?;
     apply_flags(&mut config, command);
+    if let Some(format) = log_format {
+        config.telemetry.log_format = format;
+    }
     validate(&config)?;
     Ok(config)
 }
@@ -87,6 +98,27 @@ pub(crate) fn render(config: &Config) -> anyhow::Result<String> {
 /// What `--print-config` shows in place of a password or token.
 const REDACTED: &str = "(set; not shown)";
 
+/// The standard `OTEL_*` variables, below `LARDER_TELEMETRY_*` (applied after them).
+fn apply_otel_env(
+    table: &mut toml::Table,
+    vars: impl Iterator<Item = (String, String)>,
+) -> anyhow::Result<()> {
+    let settings = crate::telemetry::otel_env(vars)?;
+    if settings.is_empty() {
+        return Ok(());
+    }
+    let section = table
+        .entry("telemetry")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    let toml::Value::Table(section) = section else {
+        bail!("telemetry is not a section");
+    };
+    for (name, value) in settings {
+        section.insert(name.to_owned(), value);
+    }
+    Ok(())
+}
+
 fn apply_env(
     table: &mut toml::Table,
     vars: impl Iterator<Item = (String, String)>,
@@ -96,14 +128,14 @@ fn apply_env(
         let Some(rest) = name.strip_prefix("LARDER_") else {
             continue;
         };
-        // Only `LARDER_CACHE_*`, `LARDER_API_*` and `LARDER_UP_*` are settings, and a typo in
+        // Only `LARDER_CACHE_*`, `LARDER_API_*`, `LARDER_UP_*` and `LARDER_TELEMETRY_*` are settings, and a typo in
         // them is refused below. Other `LARDER_*` names belong to whatever runs the binary (the
         // test suite's LARDER_TEST_POSTGRES_URL, the scripts' LARDER_BIN, a deploy's
         // LARDER_COMMIT) and are none of its business.
         let rest = rest.to_ascii_lowercase();
         let Some((section, field)) = rest
             .split_once('_')
-            .filter(|(section, _)| ["cache", "api", "up"].contains(section))
+            .filter(|(section, _)| ["cache", "api", "up", "telemetry"].contains(section))
         else {
             continue;
         };
@@ -163,6 +195,12 @@ fn typed(
                 .trim()
                 .parse()
                 .with_context(|| format!("{value:?} is not an integer"))?,
+        ),
+        Some(toml::Value::Float(_)) => toml::Value::Float(
+            value
+                .trim()
+                .parse()
+                .with_context(|| format!("{value:?} is not a number"))?,
         ),
         Some(toml::Value::Boolean(_)) => toml::Value::Boolean(
             value
@@ -228,6 +266,10 @@ fn validate(config: &Config) -> anyhow::Result<()> {
         .cache
         .validate()
         .context("invalid [cache] configuration")?;
+    config
+        .telemetry
+        .validate()
+        .context("invalid [telemetry] configuration")?;
     Ok(())
 }
 
@@ -272,6 +314,36 @@ mod tests {
         apply_env(&mut table, vars.into_iter()).unwrap();
         let config: Config = table.try_into().unwrap();
         assert_eq!(config, Config::default());
+    }
+
+    #[test]
+    fn telemetry_comes_from_otel_variables_then_larder_ones() {
+        let mut table: toml::Table = "[telemetry]\nsample_ratio = 0.5\n".parse().unwrap();
+        let otel = [
+            (
+                "OTEL_EXPORTER_OTLP_ENDPOINT".to_owned(),
+                "http://127.0.0.1:4317".to_owned(),
+            ),
+            ("OTEL_TRACES_SAMPLER".to_owned(), "traceidratio".to_owned()),
+            ("OTEL_TRACES_SAMPLER_ARG".to_owned(), "0.25".to_owned()),
+        ];
+        apply_otel_env(&mut table, otel.into_iter()).unwrap();
+        let larder = [
+            (
+                "LARDER_TELEMETRY_SAMPLE_RATIO".to_owned(),
+                "0.01".to_owned(),
+            ),
+            ("LARDER_TELEMETRY_LOG_FORMAT".to_owned(), "json".to_owned()),
+        ];
+        apply_env(&mut table, larder.into_iter()).unwrap();
+        let config: Config = table.try_into().unwrap();
+        let telemetry = &config.telemetry;
+        assert_eq!(telemetry.otlp_endpoint, "http://127.0.0.1:4317");
+        assert_eq!(telemetry.sample_ratio, 0.01);
+        assert!(!telemetry.parent_based);
+        assert_eq!(telemetry.log_format, LogFormat::Json);
+        let bad = [("LARDER_TELEMETRY_SAMPLE_RATIO".to_owned(), "x".to_owned())];
+        assert!(apply_env(&mut toml::Table::new(), bad.into_iter()).is_err());
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod config;
 mod listen;
 mod probe;
 mod serve;
+mod telemetry;
 mod up;
 
 use std::process::ExitCode;
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     raise_open_files();
-    let config = config::load(cli.config.as_deref(), &cli.command)?;
+    let config = config::load(cli.config.as_deref(), &cli.command, cli.log_format)?;
     if cli.print_config {
         print!("{}", config::render(&config)?);
         return Ok(ExitCode::SUCCESS);
@@ -55,8 +56,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             what: cli::ClusterCommand::Status(args),
         }) => cluster::status(&args, &config.cache.token),
         Some(Command::Up(_)) => up::run(&config),
-        Some(Command::Cache(_)) => serve::cache(config.cache),
-        Some(Command::Api(_)) => serve::api(config.api),
+        Some(Command::Cache(_)) => serve::cache(config.cache, &config.telemetry),
+        Some(Command::Api(_)) => serve::api(config.api, &config.telemetry),
         None => {
             eprintln!("larder: no command given; try `larder --help`");
             Ok(ExitCode::from(2))

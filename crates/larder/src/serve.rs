@@ -1,21 +1,33 @@
-//! Running servers from the binary: the tokio runtime, logging, and one shutdown token that
-//! SIGINT and SIGTERM cancel.
+//! Running servers from the binary: the tokio runtime, logs and traces, and one shutdown
+//! token that SIGINT and SIGTERM cancel.
 
+use std::future::Future;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use larder_cache::{CacheConfig, Listeners};
 use tokio_util::sync::CancellationToken;
 
-/// Starts logging to stderr; `RUST_LOG` picks the level (default `info`).
-pub(crate) fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+use crate::telemetry::{self, TelemetryConfig};
+
+/// Runs `server` on a new runtime with logs and traces started (`service` names the process
+/// in exported spans); spans still buffered are exported before the runtime goes.
+pub(crate) fn serve<F>(
+    config: &TelemetryConfig,
+    service: &str,
+    server: impl FnOnce() -> F,
+) -> anyhow::Result<ExitCode>
+where
+    F: Future<Output = anyhow::Result<ExitCode>>,
+{
+    let runtime = runtime()?;
+    let telemetry = {
+        let _inside = runtime.enter();
+        telemetry::start(config, service)?
+    };
+    let result = runtime.block_on(server());
+    drop(telemetry);
+    result
 }
 
 /// Builds the runtime every server command runs on.
@@ -53,9 +65,8 @@ pub(crate) fn shutdown_on_signals() -> CancellationToken {
 }
 
 /// `larder cache`: runs one cache node until a signal stops it.
-pub(crate) fn cache(config: CacheConfig) -> anyhow::Result<ExitCode> {
-    init_tracing();
-    runtime()?.block_on(async move {
+pub(crate) fn cache(config: CacheConfig, telemetry: &TelemetryConfig) -> anyhow::Result<ExitCode> {
+    serve(telemetry, "larder-cache", || async move {
         let listeners = Listeners::bind(&config)
             .await
             .map_err(crate::listen::cache_error)?;
@@ -71,12 +82,14 @@ pub(crate) fn cache(config: CacheConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// `larder api`: runs the gateway alone against the configured database and cache nodes.
-pub(crate) fn api(config: larder_api::ApiConfig) -> anyhow::Result<ExitCode> {
-    init_tracing();
+pub(crate) fn api(
+    config: larder_api::ApiConfig,
+    telemetry: &TelemetryConfig,
+) -> anyhow::Result<ExitCode> {
     if config.database.is_empty() {
         anyhow::bail!("`larder api` needs --database (sqlite://PATH or postgres://…)");
     }
-    runtime()?.block_on(async move {
+    serve(telemetry, "larder-api", || async move {
         let listener = larder_api::bind(&config.listen)
             .await
             .map_err(|e| crate::listen::explain(&e, &config.listen, crate::listen::API_LISTEN))?;

@@ -11,7 +11,7 @@ use larder_cache::{CacheConfig, Listeners};
 use serde_json::json;
 
 use crate::config::Config;
-use crate::serve::{init_tracing, runtime, shutdown_on_signals};
+use crate::serve::{serve, shutdown_on_signals};
 
 /// The sample collection `larder up` serves when none is configured.
 fn sample_products() -> CollectionConfig {
@@ -124,9 +124,8 @@ fn node_config(base: &CacheConfig, i: u16, count: u16) -> anyhow::Result<CacheCo
 /// Runs the nodes and the gateway until a signal stops them. Everything that can fail (the
 /// listeners, the database) is set up before "larder is up" is printed.
 pub(crate) fn run(config: &Config) -> anyhow::Result<ExitCode> {
-    init_tracing();
     let (caches, mut api) = compose(config)?;
-    runtime()?.block_on(async move {
+    serve(&config.telemetry, "larder", || async move {
         let shutdown = shutdown_on_signals();
         let mut bound = Vec::with_capacity(caches.len());
         for cache in &caches {

@@ -130,36 +130,9 @@ fn three() -> Vec<Node> {
     nodes
 }
 
-/// One HTTP GET: (status, body).
-fn http_get(addr: &str, path: &str) -> (u16, String) {
-    let Ok(mut stream) = TcpStream::connect(addr) else {
-        return (0, String::new());
-    };
-    stream
-        .set_read_timeout(Some(Duration::from_secs(5)))
-        .unwrap();
-    let head = format!("GET {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
-    if stream.write_all(head.as_bytes()).is_err() {
-        return (0, String::new());
-    }
-    let mut raw = String::new();
-    let _ = stream.read_to_string(&mut raw);
-    let status = raw
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    (
-        status,
-        raw.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
-}
-
 /// The ids of the ready members a node's `/cluster` lists.
 fn ready_members(admin: &str) -> HashSet<String> {
-    let (status, body) = http_get(admin, "/cluster");
+    let (status, body) = http(admin, "GET", "/cluster", "");
     if status != 200 {
         return HashSet::new();
     }
@@ -178,7 +151,7 @@ fn ready_members(admin: &str) -> HashSet<String> {
 
 /// A sample of a node's `/metrics`.
 fn metric(admin: &str, name: &str) -> f64 {
-    let (_, body) = http_get(admin, "/metrics");
+    let (_, body) = http(admin, "GET", "/metrics", "");
     body.lines()
         .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
         .unwrap_or(0.0)
@@ -443,8 +416,12 @@ impl Drop for Gateway {
     }
 }
 
+/// One HTTP/1.1 request: (status, body), or (0, "") when the server cannot be reached or
+/// closes without an answer (a node being killed).
 fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).unwrap();
+    let Ok(mut stream) = TcpStream::connect(addr) else {
+        return (0, String::new());
+    };
     stream
         .set_read_timeout(Some(Duration::from_secs(10)))
         .unwrap();
@@ -453,20 +430,17 @@ fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
          Content-Type: application/vnd.api+json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    stream.write_all(head.as_bytes()).unwrap();
     let mut raw = String::new();
-    stream.read_to_string(&mut raw).unwrap();
+    if stream.write_all(head.as_bytes()).is_err() || stream.read_to_string(&mut raw).is_err() {
+        return (0, String::new());
+    }
     let status = raw
         .split(' ')
         .nth(1)
         .and_then(|s| s.parse().ok())
         .unwrap_or(0);
-    (
-        status,
-        raw.split_once("\r\n\r\n")
-            .map(|(_, b)| b.to_owned())
-            .unwrap_or_default(),
-    )
+    let body = raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned());
+    (status, body.unwrap_or_default())
 }
 
 #[test]

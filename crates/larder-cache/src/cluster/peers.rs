@@ -177,6 +177,7 @@ fn forwarded_request<T>(
     if let Ok(epoch) = epoch.to_string().parse() {
         metadata.insert(FORWARDED, epoch);
     }
+    larder_proto::trace::inject_metadata(metadata);
     request
 }
 

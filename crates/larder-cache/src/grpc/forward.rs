@@ -5,6 +5,9 @@
 //! together in request order.
 
 use std::future::Future;
+use std::time::Instant;
+
+use bytes::Bytes;
 
 use larder_cluster::Member;
 use larder_proto::grpc::cache::v1 as pb;
@@ -15,6 +18,28 @@ use tonic::{Request, Response, Status};
 use super::CacheService;
 use crate::cluster::ClusterView;
 use crate::cluster::peers::forwarded;
+
+/// A request about one key.
+pub(super) trait Keyed {
+    fn key(&self) -> &[u8];
+}
+
+macro_rules! keyed {
+    ($($request:ty),*) => {$(
+        impl Keyed for $request {
+            fn key(&self) -> &[u8] {
+                &self.key
+            }
+        }
+    )*};
+}
+
+keyed!(
+    pb::SetRequest,
+    pb::ExpireRequest,
+    pb::IncrRequest,
+    pb::CompareAndSetRequest
+);
 
 /// Keys (or items) of one request grouped by where they go.
 #[derive(Debug, Default)]
@@ -42,6 +67,60 @@ impl CacheService {
         let view = self.node.cluster.as_ref()?;
         let owner = view.forward_target(key, forwarded(request.metadata()))?;
         Some(self.send_to(&owner, request.get_ref().clone(), call).await)
+    }
+
+    /// A call about one key (`Set`, `Expire`, `Incr`, `CompareAndSet`): sent on to the key's
+    /// owner with `call` when that is another node, answered here by `local` otherwise, and
+    /// counted as `method`.
+    pub(super) async fn one_key<M, R, F, Fut>(
+        &self,
+        method: usize,
+        request: Request<M>,
+        call: F,
+        local: impl AsyncFnOnce(&M) -> Result<R, Status>,
+    ) -> Result<Response<R>, Status>
+    where
+        M: Clone + Keyed,
+        F: FnOnce(CacheClient<Channel>, Request<M>) -> Fut,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let started = Instant::now();
+        let result = match self
+            .route_one(&request, request.get_ref().key(), call)
+            .await
+        {
+            Some(forwarded) => forwarded,
+            None => local(request.get_ref()).await,
+        };
+        self.done(method, started, result)
+    }
+
+    /// A call that counts what it did to many keys (`Delete`, `Invalidate`): the keys this
+    /// node serves go to `local`, the others to their owners (`message` builds each owner's
+    /// request, `call` sends it, `count` reads its answer), and the counts are added. An
+    /// owner's failure fails the call.
+    pub(super) async fn count_keys<M, R, F, Fut>(
+        &self,
+        metadata: &tonic::metadata::MetadataMap,
+        keys: &[Bytes],
+        local: impl Fn(&[u8]) -> bool,
+        message: impl Fn(Vec<Bytes>) -> M,
+        call: F,
+        count: impl Fn(&R) -> u64,
+    ) -> Result<u64, Status>
+    where
+        F: Fn(CacheClient<Channel>, Request<M>) -> Fut + Copy,
+        Fut: Future<Output = Result<Response<R>, Status>>,
+    {
+        let split = self.split(metadata, keys.iter().map(|k| &k[..]));
+        let mut total = split.local.iter().filter(|&&i| local(&keys[i])).count() as u64;
+        for (owner, indices) in split.remote {
+            let reply = self
+                .send_to(&owner, message(pick(keys, &indices)), call)
+                .await?;
+            total += count(&reply);
+        }
+        Ok(total)
     }
 
     /// Sends `message` to `member`, marked as forwarded.

@@ -40,6 +40,9 @@ pub(crate) const METHODS: [&str; 11] = [
     "GetEach",
 ];
 
+/// A connection to another node's `Cache` service.
+type Client = pb::cache_client::CacheClient<tonic::transport::Channel>;
+
 /// The `Cache` service of one node.
 #[derive(Debug, Clone)]
 pub(crate) struct CacheService {
@@ -88,6 +91,28 @@ fn reflection(itself: &str) -> tonic_reflection::server::Builder<'static> {
         .with_service_name(itself)
 }
 
+/// The span of one call (`Span::none()` unless it is traced, see `larder_proto::trace`),
+/// child of the caller's span when its metadata carries a `traceparent`.
+pub(crate) fn span(request: &tonic::codegen::http::Request<()>) -> tracing::Span {
+    larder_proto::trace::request(
+        || larder_proto::trace::from_headers(request.headers()),
+        || {
+            let path = request.uri().path().trim_start_matches('/');
+            let (service, method) = path.split_once('/').unwrap_or((path, ""));
+            tracing::info_span!(
+                "grpc",
+                otel.name = path,
+                otel.kind = "server",
+                otel.status_code = tracing::field::Empty,
+                rpc.system = "grpc",
+                rpc.service = service,
+                rpc.method = method,
+                rpc.grpc.status_code = tracing::field::Empty,
+            )
+        },
+    )
+}
+
 /// Checks `authorization: Bearer <token>` when a token is configured ([`larder_util::auth`]).
 fn authorize<T>(token: &str, request: &Request<T>) -> Result<(), Status> {
     let given = request.metadata().get("authorization");
@@ -108,6 +133,14 @@ impl CacheService {
     ) -> Result<Response<T>, Status> {
         let ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         self.node.metrics.grpc_call(method, result.is_ok(), ns);
+        if larder_proto::trace::on() {
+            let span = tracing::Span::current();
+            let code = result.as_ref().err().map_or(tonic::Code::Ok, Status::code);
+            span.record("rpc.grpc.status_code", code as i32);
+            if result.is_err() {
+                span.record("otel.status_code", "ERROR");
+            }
+        }
         result.map(Response::new)
     }
 
@@ -258,16 +291,9 @@ impl Cache for CacheService {
         &self,
         request: Request<pb::SetRequest>,
     ) -> Result<Response<pb::SetResponse>, Status> {
-        let started = Instant::now();
-        let key = &request.get_ref().key;
-        if let Some(forwarded) = self
-            .route_one(&request, key, |mut c, r| async move { c.set(r).await })
+        let call = |mut c: Client, r| async move { c.set(r).await };
+        self.one_key(2, request, call, async |req| self.set_one(req).await)
             .await
-        {
-            return self.done(2, started, forwarded);
-        }
-        let result = self.set_one(request.get_ref()).await;
-        self.done(2, started, result)
     }
 
     async fn set_many(
@@ -315,94 +341,59 @@ impl Cache for CacheService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
-        let keys = &request.get_ref().keys;
-        let split = self.split(request.metadata(), keys.iter().map(|k| &k[..]));
-        let mut deleted = split
-            .local
-            .iter()
-            .filter(|&&i| self.node.delete(&keys[i]))
-            .count() as u64;
-        for (owner, indices) in split.remote {
-            let message = pb::DeleteRequest {
-                keys: forward::pick(keys, &indices),
-            };
-            let reply = self
-                .send_to(&owner, message, |mut c, r| async move { c.delete(r).await })
-                .await;
-            match reply {
-                Ok(reply) => deleted += reply.deleted,
-                Err(status) => return self.done(4, started, Err(status)),
-            }
-        }
-        self.done(4, started, Ok(pb::DeleteResponse { deleted }))
+        let result = self
+            .count_keys(
+                request.metadata(),
+                &request.get_ref().keys,
+                |key| self.node.delete(key),
+                |keys| pb::DeleteRequest { keys },
+                |mut c: Client, r| async move { c.delete(r).await },
+                |reply| reply.deleted,
+            )
+            .await
+            .map(|deleted| pb::DeleteResponse { deleted });
+        self.done(4, started, result)
     }
 
     async fn expire(
         &self,
         request: Request<pb::ExpireRequest>,
     ) -> Result<Response<pb::ExpireResponse>, Status> {
-        let started = Instant::now();
-        let req = request.get_ref();
-        if let Some(forwarded) = self
-            .route_one(
-                &request,
-                &req.key,
-                |mut c, r| async move { c.expire(r).await },
-            )
-            .await
-        {
-            return self.done(5, started, forwarded);
-        }
-        let result = self
-            .node
-            .expire(&req.key, ttl(req.ttl_ms))
-            .map(|found| pb::ExpireResponse { found })
-            .map_err(status);
-        self.done(5, started, result)
+        let call = |mut c: Client, r| async move { c.expire(r).await };
+        self.one_key(5, request, call, async |req| {
+            self.node
+                .expire(&req.key, ttl(req.ttl_ms))
+                .map(|found| pb::ExpireResponse { found })
+                .map_err(status)
+        })
+        .await
     }
 
     async fn incr(
         &self,
         request: Request<pb::IncrRequest>,
     ) -> Result<Response<pb::IncrResponse>, Status> {
-        let started = Instant::now();
-        let req = request.get_ref();
-        if let Some(forwarded) = self
-            .route_one(
-                &request,
-                &req.key,
-                |mut c, r| async move { c.incr(r).await },
-            )
-            .await
-        {
-            return self.done(6, started, forwarded);
-        }
-        let result = self
-            .node
-            .incr(&req.key, req.delta)
-            .map(|value| pb::IncrResponse { value })
-            .map_err(status);
-        self.done(6, started, result)
+        let call = |mut c: Client, r| async move { c.incr(r).await };
+        self.one_key(6, request, call, async |req| {
+            self.node
+                .incr(&req.key, req.delta)
+                .map(|value| pb::IncrResponse { value })
+                .map_err(status)
+        })
+        .await
     }
 
     async fn compare_and_set(
         &self,
         request: Request<pb::CompareAndSetRequest>,
     ) -> Result<Response<pb::CompareAndSetResponse>, Status> {
-        let started = Instant::now();
-        let req = request.get_ref();
-        if let Some(forwarded) = self
-            .route_one(&request, &req.key, |mut c, r| async move {
-                c.compare_and_set(r).await
-            })
-            .await
-        {
-            return self.done(7, started, forwarded);
-        }
-        let result = self
-            .node
-            .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
-            .map(|outcome| match outcome {
+        let call = |mut c: Client, r| async move { c.compare_and_set(r).await };
+        self.one_key(7, request, call, async |req| {
+            let outcome = self
+                .node
+                .compare_and_set(&req.key, req.expected_version, &req.value, ttl(req.ttl_ms))
+                .map_err(status)?;
+            Ok(match outcome {
                 CasOutcome::Swapped(version) => pb::CompareAndSetResponse {
                     swapped: true,
                     version,
@@ -412,8 +403,8 @@ impl Cache for CacheService {
                     version: version.unwrap_or(0),
                 },
             })
-            .map_err(status);
-        self.done(7, started, result)
+        })
+        .await
     }
 
     async fn stats(
@@ -440,30 +431,18 @@ impl Cache for CacheService {
         request: Request<pb::InvalidateRequest>,
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
         let started = Instant::now();
-        let keys = &request.get_ref().keys;
-        let split = self.split(request.metadata(), keys.iter().map(|k| &k[..]));
-        let mut invalidated = split
-            .local
-            .iter()
-            .filter(|&&i| self.node.invalidate(&keys[i]))
-            .count() as u64;
-        for (owner, indices) in split.remote {
-            let message = pb::InvalidateRequest {
-                keys: forward::pick(keys, &indices),
-            };
-            let reply = self
-                .send_to(
-                    &owner,
-                    message,
-                    |mut c, r| async move { c.invalidate(r).await },
-                )
-                .await;
-            match reply {
-                Ok(reply) => invalidated += reply.invalidated,
-                Err(status) => return self.done(9, started, Err(status)),
-            }
-        }
-        self.done(9, started, Ok(pb::InvalidateResponse { invalidated }))
+        let result = self
+            .count_keys(
+                request.metadata(),
+                &request.get_ref().keys,
+                |key| self.node.invalidate(key),
+                |keys| pb::InvalidateRequest { keys },
+                |mut c: Client, r| async move { c.invalidate(r).await },
+                |reply| reply.invalidated,
+            )
+            .await
+            .map(|invalidated| pb::InvalidateResponse { invalidated });
+        self.done(9, started, result)
     }
 }
 

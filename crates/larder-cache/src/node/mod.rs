@@ -68,7 +68,11 @@ impl Node {
         options: NodeOptions,
         cluster: Option<Arc<ClusterView>>,
     ) -> Result<Self, ConfigError> {
-        let mut store = Store::new(config.store()?)?;
+        let limits = config.resp_limits()?;
+        // The longest value RESP accepts is the longest the store keeps, whatever the wire:
+        // one larger than a shard's share borrows from the others (`Store::with_max_value_bytes`).
+        let max_value = u64::try_from(limits.max_bulk_len).unwrap_or(u64::MAX);
+        let mut store = Store::new(config.store()?)?.with_max_value_bytes(max_value);
         if let Some(clock) = options.clock {
             store = store.with_clock(clock);
         }
@@ -82,7 +86,7 @@ impl Node {
             origins,
             recorder,
             leases: Leases::default(),
-            limits: config.resp_limits()?,
+            limits,
             max_request: config.max_request_bytes()?,
             metrics,
             clients: Arc::default(),

@@ -132,6 +132,7 @@ impl GrpcOrigin {
     fn request<T>(&self, message: T) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.timeout);
+        larder_proto::trace::inject_metadata(request.metadata_mut());
         request
     }
 }

@@ -190,7 +190,11 @@ impl HttpOrigin {
         Ok(version)
     }
 
-    async fn send(&self, request: Request<Full<Bytes>>) -> Result<Response<Incoming>, HttpError> {
+    async fn send(
+        &self,
+        mut request: Request<Full<Bytes>>,
+    ) -> Result<Response<Incoming>, HttpError> {
+        larder_proto::trace::inject_headers(request.headers_mut());
         self.client.request(request).await.map_err(HttpError::Send)
     }
 

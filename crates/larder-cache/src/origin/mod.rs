@@ -34,6 +34,7 @@ use larder_store::{Clock, EntryRef, SetMode, SetOptions, Store};
 use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 use parking_lot::Mutex;
 use tokio::runtime::Handle;
+use tracing::{Instrument as _, Span};
 
 use crate::node::mutation::{MutationKind, Recorder};
 use config::OriginConfig;
@@ -346,8 +347,9 @@ impl Origins {
                 Ok(done)
             }
             Joined::Lead(ticket, done) => {
+                let span = origin_span("origin load", origin, &key);
                 self.runtime
-                    .spawn(fly(self.clone(), origin.clone(), ticket));
+                    .spawn(fly(self.clone(), origin.clone(), ticket).instrument(span));
                 Ok(done)
             }
             Joined::Ready(result) => Err(result),
@@ -437,8 +439,9 @@ impl Origins {
             Box::<[u8]>::from(key),
             Bytes::copy_from_slice(value),
         );
+        let span = origin_span("origin write", &origin, &key);
         self.runtime
-            .spawn(async move { this.write_now(&origin, &key, &value).await })
+            .spawn(async move { this.write_now(&origin, &key, &value).await }.instrument(span))
     }
 
     async fn write_now(
@@ -578,6 +581,21 @@ async fn fly(origins: Arc<Origins>, origin: Arc<Origin>, ticket: Ticket<Box<[u8]
         }
         Err(err) => Err(err),
     });
+}
+
+/// The span of a load or write of `key` inside a traced request ([`Span::none`] otherwise); the
+/// key is shown up to 128 bytes.
+fn origin_span(what: &'static str, origin: &Origin, key: &[u8]) -> Span {
+    larder_proto::trace::child(|| {
+        let shown = String::from_utf8_lossy(&key[..key.len().min(128)]);
+        tracing::info_span!(
+            "origin",
+            otel.name = %format_args!("{what} {}", origin.name()),
+            otel.kind = "client",
+            origin = origin.name(),
+            key = %shown,
+        )
+    })
 }
 
 /// The answer of a load that never reported.

@@ -13,6 +13,7 @@ use tokio::io::{AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio_util::sync::CancellationToken;
+use tracing::{Instrument as _, Span};
 
 use super::ctx::{Ctx, Session};
 use super::table::COMMANDS;
@@ -60,6 +61,7 @@ pub(super) async fn run<S: Transport>(
         local: LocalCounts::default(),
         single_threaded: Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread,
         partial_since: None,
+        peer,
     };
     if let Err(err) = conn.serve(&mut stream, shutdown).await {
         tracing::debug!(%peer, %err, "resp connection closed");
@@ -94,6 +96,7 @@ struct Conn<'a> {
     single_threaded: bool,
     /// When the partly received request at the start of the read buffer began arriving.
     partial_since: Option<Instant>,
+    peer: SocketAddr,
 }
 
 impl Conn<'_> {
@@ -136,24 +139,35 @@ impl Conn<'_> {
             let started = Instant::now();
             self.entry.last_ms.store(self.node.now_ms(), Relaxed);
             let mut mark = started;
+            // One span per batch, and none unless the batch is traced.
+            let span = self.batch_span();
+            let mut traced = BatchSummary::default();
             loop {
-                let flow = self.process();
+                let flow = span.in_scope(|| self.process());
                 self.local.exec_ns += nanos(mark.elapsed());
                 self.flush(stream, shutdown).await?;
                 mark = Instant::now();
                 let waited = nanos(mark.duration_since(started));
+                if !span.is_none() {
+                    traced.add(&self.local);
+                }
                 self.node.metrics.flush(&mut self.local, waited);
                 match flow {
                     Flow::Read => break,
                     Flow::Drain => {}
-                    Flow::Close => return Ok(()),
+                    Flow::Close => {
+                        traced.record(&span);
+                        return Ok(());
+                    }
                     Flow::Wait((index, deferred)) => {
                         let protocol = self.session.protocol;
-                        let ok = deferred.finish(self.node, protocol, &mut self.wbuf).await;
+                        let finish = deferred.finish(self.node, protocol, &mut self.wbuf);
+                        let ok = finish.instrument(span.clone()).await;
                         self.local.add(index, ok);
                     }
                 }
             }
+            traced.record(&span);
             // The request timeout runs from the first byte of a request, not from the last
             // read, so trickling a byte at a time cannot keep a request open forever.
             self.partial_since = match (self.rbuf.is_empty(), self.partial_since) {
@@ -167,6 +181,24 @@ impl Conn<'_> {
                 self.argv.shrink_to(KEPT_ARGS);
             }
         }
+    }
+
+    /// The span of the batch about to run, or [`Span::none`] unless it is traced.
+    fn batch_span(&self) -> Span {
+        larder_proto::trace::request(
+            || None,
+            || {
+                tracing::info_span!(
+                    "resp",
+                    otel.name = tracing::field::Empty,
+                    otel.kind = "server",
+                    db.system.name = "redis",
+                    network.peer.address = %self.peer.ip(),
+                    network.peer.port = self.peer.port(),
+                    db.operation.batch.size = tracing::field::Empty,
+                )
+            },
+        )
     }
 
     /// Runs the complete requests at the start of the read buffer and removes them from it.
@@ -241,6 +273,35 @@ impl Conn<'_> {
             self.wbuf = Vec::with_capacity(READ_CHUNK);
         }
         Ok(())
+    }
+}
+
+/// What a traced batch ran: how many commands, and the first one's table index.
+#[derive(Debug, Default)]
+struct BatchSummary {
+    commands: u64,
+    first: Option<usize>,
+}
+
+impl BatchSummary {
+    fn add(&mut self, local: &LocalCounts) {
+        let (commands, first) = local.summary();
+        self.commands += commands;
+        self.first = self.first.or(first);
+    }
+
+    /// Names the span after its command (`GET`), or `pipeline` for more than one.
+    fn record(&self, span: &Span) {
+        if span.is_none() {
+            return;
+        }
+        let name = match (self.commands, self.first.and_then(|i| COMMANDS.get(i))) {
+            (1, Some(spec)) => spec.name.to_ascii_uppercase(),
+            (1, None) => "unknown".to_owned(),
+            _ => "pipeline".to_owned(),
+        };
+        span.record("otel.name", name.as_str());
+        span.record("db.operation.batch.size", self.commands);
     }
 }
 

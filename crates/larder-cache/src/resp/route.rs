@@ -30,11 +30,11 @@ pub(crate) fn check(
     if std::mem::take(&mut ctx.session.asking) {
         return None;
     }
-    let snapshot = snapshot(ctx, view);
+    let snapshot = snapshot(&mut ctx.session.route, view);
     match snapshot.route(slot) {
         Route::Local => {
-            let reads = command.flags.contains(&"readonly");
             let from = snapshot.moving_from(slot)?;
+            let reads = command.flags.contains(&"readonly");
             if reads && !ctx.node.contains(first) && !view.touched(first) {
                 view.metrics.redirects[1].fetch_add(1, Relaxed);
                 return Some(format!("ASK {slot} {}", from.resp));
@@ -52,17 +52,17 @@ pub(crate) fn check(
     }
 }
 
-/// The connection's snapshot, taken again only when the view's version moved.
-fn snapshot(ctx: &mut Ctx<'_>, view: &ClusterView) -> Arc<crate::cluster::Snapshot> {
+/// The connection's snapshot, taken again only when the view's version moved: a command
+/// routes by a borrowed one, so the shared snapshot's count is not touched per command.
+fn snapshot<'s>(
+    route: &'s mut Option<(u64, Arc<crate::cluster::Snapshot>)>,
+    view: &ClusterView,
+) -> &'s crate::cluster::Snapshot {
     let version = view.version();
-    match &ctx.session.route {
-        Some((seen, snapshot)) if *seen == version => snapshot.clone(),
-        _ => {
-            let snapshot = view.snapshot();
-            ctx.session.route = Some((version, snapshot.clone()));
-            snapshot
-        }
+    if matches!(route, Some((seen, _)) if *seen != version) {
+        *route = None;
     }
+    &route.get_or_insert_with(|| (version, view.snapshot())).1
 }
 
 /// The argument positions holding keys, for a command line of `argc` words (Redis's first,

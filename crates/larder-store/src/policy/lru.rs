@@ -18,12 +18,12 @@ impl Lru {
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.list.push_head(slots, idx, weight);
     }
 
     pub(crate) fn on_hit(&mut self, slots: &mut Slab, idx: u32) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.list.move_to_head(slots, idx, weight);
     }
 
@@ -32,7 +32,7 @@ impl Lru {
     }
 
     pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.list.unlink(slots, idx, weight);
     }
 

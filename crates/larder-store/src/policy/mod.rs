@@ -5,6 +5,7 @@
 //! stays in place until the shard has asked the eviction hook; if the hook pins it, the policy
 //! is told (`on_pinned`) and asked again.
 
+mod duel;
 mod ghost;
 mod list;
 mod lru;
@@ -16,8 +17,8 @@ mod tinylfu;
 use std::fmt;
 use std::str::FromStr;
 
+use crate::arena;
 use crate::slab::Slab;
-use crate::slot::Slot;
 
 /// Which eviction policy a store uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
@@ -31,8 +32,9 @@ pub enum Policy {
     /// W-TinyLFU with a hill-climbing adaptive window.
     TinyLfu,
     /// S3-FIFO with a loop rule that shrinks the small queue when it earns nothing, stricter
-    /// promotion and a larger ghost; the default, as it does best on the shared traces
-    /// (see BENCHMARKS.md).
+    /// promotion, a larger ghost, and three modes that miniature simulations choose between
+    /// per workload (recency, a frequency-sketch admission test, a narrow small queue); the
+    /// default, as it does best across the shared traces (see BENCHMARKS.md).
     #[default]
     Adaptive,
 }
@@ -84,6 +86,11 @@ impl FromStr for Policy {
     }
 }
 
+/// Bytes of a slot (`slot.rs`).
+const SLOT: u64 = 16;
+/// Bytes of an expiry-heap record.
+const HEAP_RECORD: u64 = 16;
+
 /// How an entry is charged against the capacity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Weigher {
@@ -94,18 +101,30 @@ pub(crate) enum Weigher {
 }
 
 impl Weigher {
-    pub(crate) fn weigh(self, slot: &Slot) -> u64 {
-        self.weigh_parts(slot.key_len(), slot.value_len(), slot.has_ttl())
+    pub(crate) fn weigh(self, slots: &Slab, idx: u32) -> u64 {
+        match self {
+            Weigher::Items => 1,
+            Weigher::Bytes => {
+                let slot = &slots[idx as usize];
+                Self::bytes(slots.charged_len(idx), slot.has_ttl())
+            }
+        }
     }
 
     pub(crate) fn weigh_parts(self, key_len: usize, value_len: usize, has_ttl: bool) -> u64 {
         match self {
             Weigher::Items => 1,
             Weigher::Bytes => {
-                let ttl = if has_ttl { crate::TTL_OVERHEAD } else { 0 };
-                (key_len + value_len) as u64 + crate::ENTRY_OVERHEAD + ttl
+                let len = arena::entry_len(key_len, value_len, has_ttl);
+                Self::bytes(arena::charged_len(len), has_ttl)
             }
         }
+    }
+
+    /// An entry's bytes in the arena (expiry included), its slot, and its expiry-heap record.
+    fn bytes(charged_len: u64, has_ttl: bool) -> u64 {
+        let heap = if has_ttl { HEAP_RECORD } else { 0 };
+        charged_len + SLOT + heap
     }
 }
 
@@ -114,7 +133,7 @@ impl Weigher {
 pub(crate) enum PolicyState {
     Lru(lru::Lru),
     Sieve(sieve::Sieve),
-    S3Fifo(s3fifo::S3Fifo),
+    S3Fifo(Box<s3fifo::S3Fifo>),
     TinyLfu(Box<tinylfu::TinyLfu>),
 }
 
@@ -123,8 +142,10 @@ impl PolicyState {
         match policy {
             Policy::Lru => Self::Lru(lru::Lru::new(weigher)),
             Policy::Sieve => Self::Sieve(sieve::Sieve::new(weigher)),
-            Policy::S3Fifo => Self::S3Fifo(s3fifo::S3Fifo::new(weigher, capacity, false)),
-            Policy::Adaptive => Self::S3Fifo(s3fifo::S3Fifo::new(weigher, capacity, true)),
+            Policy::S3Fifo => Self::S3Fifo(Box::new(s3fifo::S3Fifo::new(weigher, capacity, false))),
+            Policy::Adaptive => {
+                Self::S3Fifo(Box::new(s3fifo::S3Fifo::new(weigher, capacity, true)))
+            }
             Policy::TinyLfu => Self::TinyLfu(Box::new(tinylfu::TinyLfu::new(weigher, capacity))),
         }
     }
@@ -145,10 +166,10 @@ impl PolicyState {
     }
 
     /// Records a read hit under the shared lock; only for policies with `shared_hits`.
-    pub(crate) fn on_shared_hit(&self, slots: &Slab, idx: u32) {
+    pub(crate) fn on_shared_hit(&self, slots: &Slab, idx: u32, hash: u64) {
         match self {
             Self::Sieve(p) => p.on_hit(slots, idx),
-            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx, hash),
             Self::Lru(_) | Self::TinyLfu(_) => {}
         }
     }
@@ -158,7 +179,7 @@ impl PolicyState {
         match self {
             Self::Lru(p) => p.on_hit(slots, idx),
             Self::Sieve(p) => p.on_hit(slots, idx),
-            Self::S3Fifo(p) => p.on_hit(slots, idx),
+            Self::S3Fifo(p) => p.on_hit(slots, idx, hash),
             Self::TinyLfu(p) => p.on_hit(slots, idx, hash, read),
         }
     }
@@ -199,7 +220,7 @@ impl PolicyState {
         match self {
             Self::Lru(p) => p.victim(),
             Self::Sieve(p) => p.victim(slots),
-            Self::S3Fifo(p) => p.victim(slots),
+            Self::S3Fifo(p) => p.victim(slots, hash_of),
             Self::TinyLfu(p) => p.victim(slots, hash_of),
         }
     }

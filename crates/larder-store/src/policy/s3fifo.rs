@@ -5,29 +5,48 @@
 //! small, which sends a returning key straight to main. While main is below its share (warm-up),
 //! entries leaving small move to main instead of being dropped.
 //!
-//! The adaptive variant (`Policy::Adaptive`) changes four things, each measured on the shared
+//! The adaptive variant (`Policy::Adaptive`) changes these things, each measured on the shared
 //! traces (BENCHMARKS.md):
 //! * the hits an entry needs in small to be promoted (one or two) follow the evidence: after
 //!   two while entries hit once rarely come back, after one while they mostly do;
-//! * entries leaving small fill an under-full main only while the loop rule is active, not
-//!   during warm-up;
 //! * the ghost remembers as many keys as the whole cache holds, not only main;
 //! * a **loop rule**: every `capacity` inserts, if the small queue earned nothing (no hit on an
 //!   entry in small, no key back from the ghost) it halves, and the ghost with it, so that on a
 //!   loop or scan larger than the cache nearly all of it freezes a part of the working set (as
-//!   LIRS does); as soon as small earns again it doubles back towards its 10% share.
+//!   LIRS does); as soon as small earns again it doubles back towards its 10% share;
+//! * two **modes** for an entry leaving small without the hits it needs: *recency* lets any
+//!   such entry fill a main queue below its share (warm-up), as S3-FIFO does; *frequency* lets
+//!   only entries seen before (a count-min sketch of recent inserts) fill it, and once main is
+//!   full admits an entry whose estimated frequency beats main's next victim (TinyLFU's test
+//!   at S3-FIFO's door). A mode also sets the small queue's share of the capacity: S3-FIFO's
+//!   10%, or a narrow 1% with which a scan or a loop passes through the cache leaving the rest
+//!   of it alone (as LIRS keeps only 1% for blocks not yet proven). Which mode runs is
+//!   decided by a [`Duel`]: miniature simulations of this policy, one per mode, replay a
+//!   hash-sampled share of the same requests, and the mode whose simulation hit more over
+//!   recent history is the one the cache uses.
 
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::{Weigher, ghost::Ghost, list::List};
+use super::duel::Duel;
+use super::{Weigher, ghost::Ghost, list::List, sketch::Sketch};
 use crate::slab::Slab;
 use crate::slot::Slot;
 
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
-/// Share of the capacity given to the small queue.
-const SMALL_SHARE: f64 = 0.10;
+/// Share of the capacity given to the small queue, in thousandths (S3-FIFO's 10%).
+const SMALL_SHARE: u64 = 100;
+/// The small queue's share in the narrow recency mode, in thousandths: 1%, what LIRS gives to
+/// blocks not yet proven and where W-TinyLFU starts its window. (2% did slightly worse on the
+/// shared traces: BENCHMARKS.md.)
+const NARROW_SMALL_SHARE: u64 = 10;
+/// Entries per 8-byte word of the frequency sketch (16 four-bit counters): two, so that each
+/// entry has eight counters across the sketch's four rows. TinyLFU as Caffeine sizes it gives
+/// each entry a word; half that costs 4 bytes per entry instead of 8. Against a word per entry
+/// on the shared traces it did better on some cells and worse on others, within the spread that
+/// the per-store hash key gives from run to run (BENCHMARKS.md).
+const SKETCH_ENTRIES_PER_WORD: u64 = 2;
 /// Inserts that make one sample of the small queue's usefulness, at the least.
 const MIN_SAMPLE: u64 = 1_000;
 /// Below this many earnings per insert in a sample, the small queue shrinks.
@@ -52,6 +71,38 @@ const ONCE_MIN_EVIDENCE: u64 = 64;
 /// (measured on the traces: 0.1–0.3 lose OLTP cells, 0.5–0.7 keep them).
 const ONCE_RETURN_SHARE: f64 = 0.7;
 
+/// What the adaptive variant does with an entry that leaves small without the hits it needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Mode {
+    /// Admit it to a full main if its estimated frequency beats main's next victim's.
+    admit: bool,
+    /// Let it fill a main below its share even if it was never seen before.
+    fill_unproven: bool,
+    /// The small queue's share of the capacity, in thousandths.
+    small: u64,
+}
+
+impl Mode {
+    /// S3-FIFO's own rule: any entry may fill an under-full main; none is admitted to a full one.
+    pub(crate) const RECENCY: Mode = Mode {
+        admit: false,
+        fill_unproven: true,
+        small: SMALL_SHARE,
+    };
+    /// A frequency sketch decides: seen-before entries fill main, and beat its victim to enter.
+    pub(crate) const FREQUENCY: Mode = Mode {
+        admit: true,
+        fill_unproven: false,
+        small: SMALL_SHARE,
+    };
+    /// Recency with a narrow small queue, so that a scan or a loop longer than the cache churns
+    /// only that queue while main keeps what it holds.
+    pub(crate) const NARROW: Mode = Mode {
+        small: NARROW_SMALL_SHARE,
+        ..Mode::RECENCY
+    };
+}
+
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
     small: List,
@@ -69,11 +120,34 @@ pub(crate) struct S3Fifo {
     promote_at: u8,
     once: Once,
     weigher: Weigher,
+    /// Adaptive: the mode in use, a sketch of recent inserts, and the duel that picks the mode
+    /// (`None` in the duel's own simulations).
+    mode: Mode,
+    sketch: Option<Sketch>,
+    duel: Option<Box<Duel>>,
 }
 
 impl S3Fifo {
     pub(crate) fn new(weigher: Weigher, capacity: u64, adaptive: bool) -> Self {
-        let small_share = ((capacity as f64 * SMALL_SHARE) as u64).max(1);
+        let mut policy = Self::with_mode(weigher, capacity, adaptive, Mode::RECENCY);
+        if adaptive {
+            policy.duel = Some(Box::new(Duel::new(weigher, capacity)));
+        }
+        policy
+    }
+
+    /// The adaptive variant fixed to `mode`, without a duel: one of a duel's simulations.
+    pub(crate) fn simulation(capacity: u64, mode: Mode) -> Self {
+        Self::with_mode(Weigher::Items, capacity, true, mode)
+    }
+
+    fn with_mode(weigher: Weigher, capacity: u64, adaptive: bool, mode: Mode) -> Self {
+        let small_share = share(capacity, mode.small);
+        // A byte-bounded cache does not know its size in entries yet, and has no use for a
+        // sketch until it runs in frequency mode: it makes one then (`on_insert`).
+        let sketch = (adaptive && weigher == Weigher::Items).then(|| {
+            Sketch::new(usize::try_from(capacity / SKETCH_ENTRIES_PER_WORD).unwrap_or(usize::MAX))
+        });
         Self {
             small: List::default(),
             main: List::default(),
@@ -87,12 +161,33 @@ impl S3Fifo {
             promote_at: if adaptive { 2 } else { 1 },
             once: Once::default(),
             weigher,
+            mode,
+            sketch,
+            duel: None,
         }
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
         self.sample();
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let entries = self.small.len + self.main.len + 1;
+        if let Some(duel) = &self.duel {
+            let full = self.small.weight + self.main.weight >= self.capacity - self.capacity / 16;
+            duel.on_request(hash, entries, full);
+            let mode = duel.mode();
+            if mode.small != self.mode.small {
+                self.resize_small(mode.small);
+            }
+            self.mode = mode;
+        }
+        let words = entries / SKETCH_ENTRIES_PER_WORD as usize;
+        if self.sketch.is_none() && self.adaptive && self.mode.admit {
+            self.sketch = Some(Sketch::new(words));
+        }
+        if let Some(sketch) = &mut self.sketch {
+            sketch.fit(words);
+            sketch.increment(hash);
+        }
+        let weight = self.weigher.weigh(slots, idx);
         let slot = &mut slots[idx as usize];
         slot.set_freq(0);
         if let Some(tag) = self.ghost.take(hash) {
@@ -127,9 +222,24 @@ impl S3Fifo {
         self.sampled = 0;
     }
 
+    /// Gives the small queue the share of a newly chosen mode. A smaller share takes effect at
+    /// once; a larger one only caps the loop rule, which grows the queue by doubling while it
+    /// earns. Growing it at once would evict main's coldest entries for unproven ones, which on
+    /// a loop is the working set that main holds (measured: a loop trace lost 8.6 points when
+    /// the duel moved between shares).
+    fn resize_small(&mut self, thousandths: u64) {
+        self.small_share = share(self.capacity, thousandths);
+        self.small_target = self.small_target.min(self.small_share);
+    }
+
     /// A hit needs only the shard's shared lock: it bumps the entry's frequency (a write only
     /// when the count changes) and counts what the small queue earned.
-    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32) {
+    pub(crate) fn on_hit(&self, slots: &Slab, idx: u32, hash: u64) {
+        if let Some(duel) = &self.duel
+            && duel.samples(hash)
+        {
+            duel.on_request(hash, self.small.len + self.main.len, true);
+        }
         let slot = &slots[idx as usize];
         if slot.bump_freq() && slot.queue() == SMALL {
             self.small_earned.fetch_add(1, Relaxed);
@@ -145,7 +255,7 @@ impl S3Fifo {
     }
 
     pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         let in_small = slots[idx as usize].queue() == SMALL;
         self.list_of(&slots[idx as usize])
             .unlink(slots, idx, weight);
@@ -158,7 +268,11 @@ impl S3Fifo {
         }
     }
 
-    pub(crate) fn victim(&mut self, slots: &mut Slab) -> Option<u32> {
+    pub(crate) fn victim(
+        &mut self,
+        slots: &mut Slab,
+        hash_of: &dyn Fn(&[u8]) -> u64,
+    ) -> Option<u32> {
         let promote_at = self.promote_at;
         loop {
             if self.small.is_empty() && self.main.is_empty() {
@@ -166,9 +280,7 @@ impl S3Fifo {
             }
             if self.small.weight >= self.small_target || self.main.is_empty() {
                 let tail = self.small.tail;
-                let main_has_room = self.may_fill_main()
-                    && self.main.weight < self.capacity.saturating_sub(self.small_target);
-                if slots[tail as usize].freq() < promote_at && !main_has_room {
+                if slots[tail as usize].freq() < promote_at && !self.passes(slots, tail, hash_of) {
                     return Some(tail);
                 }
                 self.promote(slots, tail);
@@ -179,7 +291,7 @@ impl S3Fifo {
                     return Some(tail);
                 }
                 slots[tail as usize].set_freq(freq - 1);
-                let weight = self.weigher.weigh(&slots[tail as usize]);
+                let weight = self.weigher.weigh(slots, tail);
                 self.main.move_to_head(slots, tail, weight);
             }
         }
@@ -189,7 +301,7 @@ impl S3Fifo {
         if slots[idx as usize].queue() == SMALL {
             self.promote(slots, idx);
         } else {
-            let weight = self.weigher.weigh(&slots[idx as usize]);
+            let weight = self.weigher.weigh(slots, idx);
             self.main.move_to_head(slots, idx, weight);
         }
     }
@@ -218,12 +330,33 @@ impl S3Fifo {
         }
     }
 
-    /// Whether an entry leaving small may move to a main queue that is below its share instead
-    /// of being evicted. S3-FIFO does so while warming up. The adaptive variant does so only
-    /// while the loop rule has shrunk small: warm-up entries are unproven, and letting them
-    /// into main costs up to 1.4 points on the scan-heavy arc-p3 trace.
-    fn may_fill_main(&self) -> bool {
-        !self.adaptive || self.small_target < self.small_share
+    /// Whether `tail`, leaving small without the hits it needs, moves to main all the same.
+    /// S3-FIFO lets it fill a main queue below its share (warm-up); the adaptive variant does so
+    /// in recency mode and while the loop rule has shrunk small, and in frequency mode only for
+    /// an entry seen before, and then admits it to a full main if it beats main's victim.
+    fn passes(&self, slots: &Slab, tail: u32, hash_of: &dyn Fn(&[u8]) -> u64) -> bool {
+        let under = self.main.weight < self.capacity.saturating_sub(self.small_target);
+        if !self.adaptive {
+            return under;
+        }
+        if under && (self.mode.fill_unproven || self.small_target < self.small_share) {
+            return true;
+        }
+        let Some(sketch) = self.sketch.as_ref().filter(|_| self.mode.admit) else {
+            return false;
+        };
+        // Hits not yet folded into the sketch sit in the slot's two-bit count.
+        let estimate = |idx: u32| {
+            let freq = slots[idx as usize].freq();
+            u32::from(sketch.frequency(hash_of(slots.key(idx)))) + u32::from(freq)
+        };
+        let candidate = estimate(tail);
+        if under {
+            // Seen before (the sketch counts this insert too), or hit once in small.
+            return candidate >= 2;
+        }
+        // Ties go to the incumbent, as in `tinylfu`.
+        !self.main.is_empty() && candidate > estimate(self.main.tail)
     }
 
     /// How many evicted keys the ghost remembers: as many as main holds (the paper), or as the
@@ -237,7 +370,7 @@ impl S3Fifo {
     }
 
     fn promote(&mut self, slots: &mut Slab, idx: u32) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.small.unlink(slots, idx, weight);
         let once = self.adaptive && slots[idx as usize].freq() == 1;
         slots[idx as usize].set_mark(once);
@@ -252,5 +385,29 @@ impl S3Fifo {
         } else {
             &mut self.main
         }
+    }
+}
+
+/// `thousandths` of `capacity`, at least 1.
+fn share(capacity: u64, thousandths: u64) -> u64 {
+    (capacity.saturating_mul(thousandths) / 1000).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_narrower_mode_shrinks_small_at_once_and_a_wider_one_lets_it_grow() {
+        let mut policy = S3Fifo::simulation(1_000, Mode::RECENCY);
+        assert_eq!((policy.small_target, policy.small_share), (100, 100));
+        policy.resize_small(Mode::NARROW.small);
+        assert_eq!((policy.small_target, policy.small_share), (10, 10));
+        policy.resize_small(Mode::RECENCY.small);
+        assert_eq!(
+            (policy.small_target, policy.small_share),
+            (10, 100),
+            "main is not evicted to make room for a wider small queue"
+        );
     }
 }

@@ -24,7 +24,7 @@ impl Sieve {
 
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32) {
         slots[idx as usize].set_visited(false);
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.list.push_head(slots, idx, weight);
     }
 
@@ -41,7 +41,7 @@ impl Sieve {
         if self.hand == idx {
             self.hand = slots[idx as usize].prev;
         }
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         self.list.unlink(slots, idx, weight);
     }
 

@@ -45,6 +45,15 @@ impl Sketch {
         }
     }
 
+    /// As [`Sketch::ensure_capacity`], and also starts over smaller once the cache holds far
+    /// fewer entries than the sketch was sized for, so it gives memory back.
+    pub(crate) fn fit(&mut self, entries: usize) {
+        let wanted = entries.max(16).next_power_of_two();
+        if entries > self.words.len() || self.words.len() > 4 * wanted {
+            *self = Self::new(entries);
+        }
+    }
+
     pub(crate) fn frequency(&self, hash: u64) -> u8 {
         SEEDS
             .iter()

@@ -70,7 +70,7 @@ impl TinyLfu {
     }
 
     pub(crate) fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         slots[idx as usize].set_queue(WINDOW);
         self.window.push_head(slots, idx, weight);
         self.sketch
@@ -85,7 +85,7 @@ impl TinyLfu {
             self.climber.hits += 1;
             self.maybe_climb();
         }
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         match slots[idx as usize].queue() {
             WINDOW => self.window.move_to_head(slots, idx, weight),
             PROBATION => {
@@ -108,7 +108,7 @@ impl TinyLfu {
 
     pub(crate) fn on_remove(&mut self, slots: &mut Slab, idx: u32) {
         self.pinned_streak = 0;
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         let queue = slots[idx as usize].queue();
         self.list_of(queue).unlink(slots, idx, weight);
     }
@@ -129,12 +129,10 @@ impl TinyLfu {
             if victim == NIL {
                 return Some(candidate);
             }
-            let candidate_freq = self
-                .sketch
-                .frequency(hash_of(slots[candidate as usize].key()));
-            let victim_freq = self.sketch.frequency(hash_of(slots[victim as usize].key()));
+            let candidate_freq = self.sketch.frequency(hash_of(slots.key(candidate)));
+            let victim_freq = self.sketch.frequency(hash_of(slots.key(victim)));
             if self.admit(candidate_freq, victim_freq) {
-                let weight = self.weigher.weigh(&slots[candidate as usize]);
+                let weight = self.weigher.weigh(slots, candidate);
                 self.window.unlink(slots, candidate, weight);
                 slots[candidate as usize].set_queue(PROBATION);
                 self.probation.push_head(slots, candidate, weight);
@@ -151,7 +149,7 @@ impl TinyLfu {
 
     pub(crate) fn on_pinned(&mut self, slots: &mut Slab, idx: u32) {
         self.pinned_streak += 1;
-        let weight = self.weigher.weigh(&slots[idx as usize]);
+        let weight = self.weigher.weigh(slots, idx);
         match slots[idx as usize].queue() {
             // A kept window entry joins the main cache so the window's next duel has another.
             WINDOW => {
@@ -180,7 +178,7 @@ impl TinyLfu {
         self.protected.push_head(slots, idx, weight);
         while self.protected.weight > self.protected_max && self.protected.len > 1 {
             let demoted = self.protected.tail;
-            let weight = self.weigher.weigh(&slots[demoted as usize]);
+            let weight = self.weigher.weigh(slots, demoted);
             self.protected.unlink(slots, demoted, weight);
             slots[demoted as usize].set_queue(PROBATION);
             self.probation.push_head(slots, demoted, weight);
@@ -192,7 +190,7 @@ impl TinyLfu {
         let main_max = self.capacity.saturating_sub(self.window_max as u64);
         while self.window.weight as f64 > self.window_max && self.window.len > 1 {
             let tail = self.window.tail;
-            let weight = self.weigher.weigh(&slots[tail as usize]);
+            let weight = self.weigher.weigh(slots, tail);
             if self.probation.weight + self.protected.weight + weight > main_max {
                 break;
             }

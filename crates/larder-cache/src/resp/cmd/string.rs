@@ -582,6 +582,35 @@ mod tests {
     }
 
     #[test]
+    fn the_store_keeps_values_up_to_max_bulk_whatever_the_wire() {
+        use larder_store::{SetOptions, StoreError};
+        let h = Harness::with_config(crate::config::CacheConfig {
+            max_memory: "16mb".into(),
+            max_bulk: "1kb".into(),
+            ..crate::config::CacheConfig::default()
+        });
+        let store = &h.node.store;
+        assert!(
+            store
+                .set(b"fits", &[b'v'; 1024], SetOptions::default())
+                .is_ok()
+        );
+        assert!(matches!(
+            store.set(b"long", &[b'v'; 1025], SetOptions::default()),
+            Err(StoreError::TooLarge { .. })
+        ));
+        let h = Harness::new();
+        let five_mb = vec![b'v'; 5 << 20];
+        assert!(
+            h.node
+                .store
+                .set(b"big", &five_mb, SetOptions::default())
+                .is_ok(),
+            "a value larger than a 1 MiB shard's share of 16 MB is kept"
+        );
+    }
+
+    #[test]
     fn replies_past_max_request_are_refused_whole() {
         let mut h = Harness::with_config(crate::config::CacheConfig {
             max_memory: "16mb".into(),
