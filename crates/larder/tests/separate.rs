@@ -6,71 +6,27 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
-const LARDER: &str = env!("CARGO_BIN_EXE_larder");
+mod support;
+
+use support::{LARDER, Process};
+
 const DOCS: usize = 40;
 
-/// A `larder` process, killed when dropped, and the `host:port` addresses its banner named.
-struct Process {
-    child: Child,
-    addrs: Vec<String>,
-    /// Kept open so the process never writes to a closed pipe.
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Process {
-    /// Starts `larder args…` and reads its banner until it has named `count` addresses (the
-    /// banner is printed once every listener is bound: the readiness signal).
-    fn start(args: &[&str], count: usize) -> Self {
-        let mut child = Command::new(LARDER)
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut addrs = Vec::new();
-        let mut line = String::new();
-        while addrs.len() < count {
-            line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "{args:?} exited");
-            for word in line.split_whitespace() {
-                let addr = word
-                    .strip_prefix("redis://")
-                    .or_else(|| word.strip_prefix("http://"))
-                    .map(|rest| rest.split('/').next().unwrap_or(rest));
-                if let Some(addr) = addr {
-                    addrs.push(addr.to_owned());
-                }
-            }
-        }
-        Self {
-            child,
-            addrs,
-            _stdout: stdout,
-        }
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `larder args…`; see [`support::Process::spawn`].
+fn start(args: &[&str], count: usize) -> Process {
+    let mut command = Command::new(LARDER);
+    command.args(args).stderr(Stdio::null());
+    Process::spawn(command, count)
 }
 
 /// A cache node on `grpc` (port 0: any), with `max_memory`; its RESP and gRPC addresses.
 fn cache_node(grpc: &str, max_memory: &str) -> (Process, String, String) {
-    let node = Process::start(
+    let node = start(
         &[
             "cache",
             "--resp-addr",
@@ -167,7 +123,7 @@ fn every_document_is_served_after_the_node_loses_it() {
     let database = format!("sqlite://{}?mode=rwc", dir.join("larder.db").display());
 
     let (node, node_resp, node_grpc) = cache_node("127.0.0.1:0", "2mb");
-    let gateway = Process::start(
+    let gateway = start(
         &[
             "api",
             "--config",
@@ -221,7 +177,7 @@ fn every_document_is_served_after_the_node_loses_it() {
     read_all(&api, &ids, "after eviction");
 
     // Lost with the node: a new one on the same address starts empty.
-    node.stop();
+    drop(node); // killed and waited for
     let (node, node_resp, _) = cache_node(&node_grpc, "2mb");
     assert_eq!(held(&node_resp, &ids), 0);
     read_all(&api, &ids, "after the node restarted");

@@ -8,10 +8,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -23,7 +23,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::{
 };
 use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
-const LARDER: &str = env!("CARGO_BIN_EXE_larder");
+mod support;
+
+use support::{LARDER, Process};
 
 /// One exported span: the process's `service.name` and the span's ids, name and attributes.
 #[derive(Debug, Clone)]
@@ -124,56 +126,19 @@ impl Receiver {
     }
 }
 
-/// A `larder` process exporting to `endpoint`, killed when dropped, with the addresses its
-/// banner named.
-struct Process {
-    child: Child,
-    addrs: Vec<String>,
-    _stdout: BufReader<ChildStdout>,
-}
-
-impl Process {
-    fn start(args: &[&str], count: usize, endpoint: &str, log: &Path) -> Self {
-        let mut child = Command::new(LARDER)
-            .args(args)
-            .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
-            .env("OTEL_BSP_SCHEDULE_DELAY", "100")
-            .env("RUST_LOG", "info,larder_api=debug")
-            .env_remove("OTEL_SERVICE_NAME")
-            .env_remove("OTEL_TRACES_SAMPLER")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut addrs = Vec::new();
-        let mut line = String::new();
-        while addrs.len() < count {
-            line.clear();
-            assert!(stdout.read_line(&mut line).unwrap() > 0, "{args:?} exited");
-            for word in line.split_whitespace() {
-                let addr = word
-                    .strip_prefix("redis://")
-                    .or_else(|| word.strip_prefix("http://"))
-                    .map(|rest| rest.split('/').next().unwrap_or(rest));
-                if let Some(addr) = addr {
-                    addrs.push(addr.to_owned());
-                }
-            }
-        }
-        Self {
-            child,
-            addrs,
-            _stdout: stdout,
-        }
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Starts `larder args…` exporting to `endpoint`, logging to `log`; see
+/// [`support::Process::spawn`].
+fn start(args: &[&str], count: usize, endpoint: &str, log: &Path) -> Process {
+    let mut command = Command::new(LARDER);
+    command
+        .args(args)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", endpoint)
+        .env("OTEL_BSP_SCHEDULE_DELAY", "100")
+        .env("RUST_LOG", "info,larder_api=debug")
+        .env_remove("OTEL_SERVICE_NAME")
+        .env_remove("OTEL_TRACES_SAMPLER")
+        .stderr(std::fs::File::create(log).unwrap());
+    Process::spawn(command, count)
 }
 
 /// One HTTP/1.1 exchange with extra header lines: (status, body).
@@ -258,7 +223,7 @@ fn one_get_is_one_trace_across_the_gateway_the_node_and_the_database() {
         "--admin-addr",
         "127.0.0.1:0",
     ];
-    let node = Process::start(&node_args, 3, &endpoint, &dir.join("node.log"));
+    let node = start(&node_args, 3, &endpoint, &dir.join("node.log"));
     let (node_resp, node_grpc) = (node.addrs[0].clone(), node.addrs[1].clone());
     let api_log = dir.join("api.log");
     let api_args = [
@@ -274,7 +239,7 @@ fn one_get_is_one_trace_across_the_gateway_the_node_and_the_database() {
         "--log-format",
         "json",
     ];
-    let gateway = Process::start(&api_args, 1, &endpoint, &api_log);
+    let gateway = start(&api_args, 1, &endpoint, &api_log);
     let api = gateway.addrs[0].clone();
 
     let body = r#"{"data":{"type":"books","attributes":{"title":"traced"}}}"#;
@@ -361,6 +326,7 @@ fn one_get_is_one_trace_across_the_gateway_the_node_and_the_database() {
     let header = format!("traceparent: 00-{caller_trace}-00f067aa0ba902b7-01\r\n");
     let (status, _) = http(&api, "GET", &format!("/v1/books/{id}"), &header, "");
     assert_eq!(status, 200);
+    // Each process exports on its own schedule: wait for both spans.
     let spans = receiver.wait_for("the caller's trace", |spans| {
         find(
             spans,
@@ -369,6 +335,7 @@ fn one_get_is_one_trace_across_the_gateway_the_node_and_the_database() {
             "larder.cache.v1.Cache/Get",
         )
         .is_some()
+            && find(spans, "larder-api", caller_trace, route).is_some()
     });
     let child = find(&spans, "larder-api", caller_trace, route).unwrap();
     assert_eq!(child.parent, "00f067aa0ba902b7");
