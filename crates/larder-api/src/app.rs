@@ -192,12 +192,16 @@ async fn metrics(State(state): State<AppState>) -> Response {
                 .collect()
         })
         .unwrap_or_default();
+    let mut text = state.metrics.render(&breakers, state.db.inline_counts());
+    if let Some(near) = state.cache.near() {
+        near.render(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&breakers, state.db.inline_counts()),
+        text,
     )
         .into_response()
 }

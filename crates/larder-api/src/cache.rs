@@ -10,6 +10,11 @@
 //! nodes, a miss comes with a fill lease that any change of the key on the node retires
 //! (`Lookup::Miss`), and a refresh of a stale entry only re-times it when the database still
 //! holds the same version, and drops it otherwise.
+//!
+//! In front of the nodes sits the near-cache ([`crate::near`]): reads are tracked on the key's
+//! node, answered from the near copy while the nodes' lease is live, and dropped when a node
+//! pushes an invalidation. A `strong` write waits for every gateway holding a copy to drop it
+//! (or for its lease to lapse) before it is answered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,8 +25,9 @@ use larder_client::{Lookup, SetOpts};
 use larder_store::{Clock, Expiry, Freshness, SetMode, SetOptions, Store};
 use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 
-use crate::config::CollectionConfig;
+use crate::config::{CollectionConfig, Consistency};
 use crate::db::Db;
+use crate::near::NearCache;
 
 /// Distinct documents loading at once; past it, reads go to the database without joining.
 const MAX_FLIGHTS: usize = 16_384;
@@ -55,7 +61,15 @@ pub(crate) struct DocCache {
 #[derive(Debug)]
 enum Tier {
     Local(Store),
-    Remote(larder_client::Client),
+    Remote(larder_client::Client, Option<Near>),
+}
+
+/// The near-cache in front of the nodes, and the tracking that keeps it fresh (its streams
+/// stop when this is dropped).
+#[derive(Debug)]
+struct Near {
+    cache: Arc<NearCache>,
+    tracking: larder_client::Tracking,
 }
 
 /// What joining a load came to.
@@ -111,9 +125,22 @@ impl DocCache {
         Ok(Self::with(Tier::Local(store), db, clock))
     }
 
-    /// Cache nodes reached through `client`.
-    pub(crate) fn remote(db: Db, client: larder_client::Client, clock: Arc<dyn Clock>) -> Self {
-        Self::with(Tier::Remote(client), db, clock)
+    /// Cache nodes reached through `client`, with a near-cache of `near_bytes` in front of
+    /// them (0: none).
+    pub(crate) fn remote(
+        db: Db,
+        client: larder_client::Client,
+        near_bytes: u64,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, larder_store::ConfigError> {
+        let near = if near_bytes == 0 {
+            None
+        } else {
+            let cache = Arc::new(NearCache::new(near_bytes, clock.clone())?);
+            let tracking = client.track(cache.clone());
+            Some(Near { cache, tracking })
+        };
+        Ok(Self::with(Tier::Remote(client, near), db, clock))
     }
 
     fn with(tier: Tier, db: Db, clock: Arc<dyn Clock>) -> Self {
@@ -128,8 +155,16 @@ impl DocCache {
     /// The cache nodes' client, if reads go to nodes.
     pub(crate) fn client(&self) -> Option<&larder_client::Client> {
         match &self.tier {
-            Tier::Remote(client) => Some(client),
+            Tier::Remote(client, _) => Some(client),
             Tier::Local(_) => None,
+        }
+    }
+
+    /// The near-cache, if reads from nodes keep copies.
+    pub(crate) fn near(&self) -> Option<&NearCache> {
+        match &self.tier {
+            Tier::Remote(_, Some(near)) => Some(&near.cache),
+            _ => None,
         }
     }
 
@@ -142,31 +177,19 @@ impl DocCache {
         let key = key(&collection.name, id);
         let (cached, miss) = match &self.tier {
             Tier::Local(store) => (local_entry(store, &key), Fill::Local),
-            Tier::Remote(client) => match client.get_or_lease(key.clone()).await {
-                Ok(Lookup::Hit(entry)) => {
-                    let now = self.clock.now_ms();
-                    let expires_at = (entry.ttl_ms > 0).then(|| now.saturating_add(entry.ttl_ms));
-                    let version = i64::try_from(entry.version).unwrap_or(i64::MAX);
-                    let cached = Cached {
-                        doc: entry.value,
-                        version,
-                    };
-                    (Some((cached, expires_at)), Fill::None)
+            Tier::Remote(client, near) => {
+                if let Some(hit) = near.as_ref().and_then(|n| near_hit(n, collection, &key)) {
+                    return Ok(Some(hit));
                 }
-                Ok(Lookup::Miss(lease)) => (None, lease.map_or(Fill::None, Fill::Lease)),
-                // The breaker or the deadline: the database answers, and nothing is filled.
-                Err(err) => {
-                    tracing::debug!(%err, "cache unavailable; reading the database");
-                    (None, Fill::None)
-                }
-            },
+                self.read_node(client, near.as_ref(), &key).await
+            }
         };
         let Some((doc, expires_at)) = cached else {
             return self.load(collection, id, key, miss).await;
         };
         let stale = match &self.tier {
             Tier::Local(_) => Fill::Local,
-            Tier::Remote(_) => Fill::Refresh(doc.version),
+            Tier::Remote(..) => Fill::Refresh(doc.version),
         };
         let now = self.clock.now_ms();
         match collection.windows().freshness(expires_at, now) {
@@ -179,6 +202,58 @@ impl DocCache {
                 Err(_) => Ok(Some(doc)),
                 result => result,
             },
+        }
+    }
+
+    /// Reads `key` from its node, tracked when there is a near-cache, and keeps a copy of a
+    /// hit the node tracked.
+    async fn read_node(
+        &self,
+        client: &larder_client::Client,
+        near: Option<&Near>,
+        key: &str,
+    ) -> (Option<(Cached, Option<u64>)>, Fill) {
+        let fill = near.map(|n| n.cache.begin(key));
+        let found = match near {
+            Some(_) => client.get_or_lease_tracked(key.to_owned()).await,
+            None => client.get_or_lease(key.to_owned()).await.map(|l| (l, false)),
+        };
+        let (lookup, tracked) = match found {
+            Ok(found) => found,
+            // The breaker or the deadline: the database answers, and nothing is filled.
+            Err(err) => {
+                tracing::debug!(%err, "cache unavailable; reading the database");
+                if let (Some(near), Some(fill)) = (near, fill) {
+                    near.cache.cancel(fill);
+                }
+                return (None, Fill::None);
+            }
+        };
+        match lookup {
+            Lookup::Hit(entry) => {
+                let now = self.clock.now_ms();
+                let expires_at = (entry.ttl_ms > 0).then(|| now.saturating_add(entry.ttl_ms));
+                if let (Some(near), Some(fill)) = (near, fill) {
+                    if tracked {
+                        near.cache
+                            .finish(fill, &entry.value, entry.version, expires_at);
+                    } else {
+                        near.cache.cancel(fill);
+                    }
+                }
+                let version = i64::try_from(entry.version).unwrap_or(i64::MAX);
+                let cached = Cached {
+                    doc: entry.value,
+                    version,
+                };
+                (Some((cached, expires_at)), Fill::None)
+            }
+            Lookup::Miss(lease) => {
+                if let (Some(near), Some(fill)) = (near, fill) {
+                    near.cache.cancel(fill);
+                }
+                (None, lease.map_or(Fill::None, Fill::Lease))
+            }
         }
     }
 
@@ -215,7 +290,7 @@ impl DocCache {
                     .filter(|(_, at)| windows.freshness(*at, now) == Freshness::Fresh)
                     .map(|(doc, _)| Ok(Some(doc)))
             }
-            Tier::Remote(_) => None,
+            Tier::Remote(..) => None,
         };
         match self.flights.join(&key, check) {
             Joined::Wait(waiter) => Joining::Wait(waiter),
@@ -248,7 +323,7 @@ impl DocCache {
     ) {
         let result = self.read_db(&collection.name, id).await;
         let key = ticket.key().clone();
-        if let Tier::Remote(client) = &self.tier {
+        if let Tier::Remote(client, _) = &self.tier {
             fill_node(client, collection, &key, &result, fill).await;
         }
         ticket.land(|current| {
@@ -292,17 +367,25 @@ impl DocCache {
             Tier::Local(store) => {
                 keep(store, collection, &key, &cached, SetMode::IfNewerVersion);
             }
-            Tier::Remote(client) => {
+            Tier::Remote(client, near) => {
+                if let Some(near) = near {
+                    near.cache.invalidate([key.as_bytes()], 0);
+                }
+                let strong = collection.consistency == Consistency::Strong;
                 let opts = SetOpts {
                     ttl: Some(Duration::from_millis(collection.cache_ttl_ms())),
                     if_newer_version: Some(version.unsigned_abs()),
                     lease: None,
+                    // The node answers once every gateway holding a copy has dropped it.
+                    await_invalidation: strong && near.is_some(),
                 };
                 let key = Bytes::from(key);
                 if let Err(err) = client.set(key.clone(), cached.doc, opts).await {
                     // The next read loads from the database, so nothing is lost.
                     tracing::debug!(%err, "cache update failed; invalidating");
-                    let _ = client.invalidate(&[key]).await;
+                    if client.invalidate(&[key]).await.is_err() && strong {
+                        outlive_leases(near.as_ref()).await;
+                    }
                 }
             }
         }
@@ -316,24 +399,59 @@ impl DocCache {
             Tier::Local(store) => {
                 store.delete(key.as_bytes());
             }
-            Tier::Remote(client) => {
-                if let Err(err) = client.invalidate(&[Bytes::from(key.clone())]).await {
+            Tier::Remote(client, near) => {
+                if let Some(near) = near {
+                    near.cache.invalidate([key.as_bytes()], 0);
+                }
+                let keys = [Bytes::from(key.clone())];
+                let strong = collection.consistency == Consistency::Strong;
+                let done = if strong && near.is_some() {
+                    client.invalidate_awaiting(&keys).await
+                } else {
+                    client.invalidate(&keys).await
+                };
+                if let Err(err) = done {
                     tracing::warn!(%err, key, "cache invalidation failed");
+                    if strong {
+                        outlive_leases(near.as_ref()).await;
+                    }
                 }
             }
         }
     }
 }
 
+/// The near copy of `key`, when it may be served: the nodes' lease is live and the copy is
+/// fresh (a stale one goes to the node, which refreshes it as the windows say).
+fn near_hit(near: &Near, collection: &CollectionConfig, key: &str) -> Option<Cached> {
+    if !near.tracking.serving() {
+        return None;
+    }
+    let (cached, expires_at) = near.cache.get_with(key, copy_entry)?;
+    let now = near.cache.now_ms();
+    (collection.windows().freshness(expires_at, now) == Freshness::Fresh).then_some(cached)
+}
+
+/// A strong write whose node could not be told: other gateways may hold copies the node can
+/// no longer invalidate, and they stop serving them once their lease on that node lapses.
+/// Waiting that long before answering keeps the write from being read older afterwards.
+async fn outlive_leases(near: Option<&Near>) {
+    if let Some(near) = near {
+        tokio::time::sleep(near.tracking.lease()).await;
+    }
+}
+
+fn copy_entry(entry: larder_store::EntryRef<'_>) -> (Cached, Option<u64>) {
+    let cached = Cached {
+        doc: Bytes::copy_from_slice(entry.value),
+        version: i64::try_from(entry.version).unwrap_or(i64::MAX),
+    };
+    (cached, entry.expires_at)
+}
+
 /// The in-process entry under `key`, copied, with its expiry.
 fn local_entry(store: &Store, key: &str) -> Option<(Cached, Option<u64>)> {
-    store.get_with(key.as_bytes(), |entry| {
-        let cached = Cached {
-            doc: Bytes::copy_from_slice(entry.value),
-            version: i64::try_from(entry.version).unwrap_or(i64::MAX),
-        };
-        (cached, entry.expires_at)
-    })
+    store.get_with(key.as_bytes(), copy_entry)
 }
 
 /// Puts what a load read on the key's node, as `fill` says; a failure only costs a later
@@ -353,6 +471,7 @@ async fn fill_node(
                 ttl: Some(ttl),
                 if_newer_version: Some(doc.version.unsigned_abs()),
                 lease: Some(lease),
+                ..SetOpts::default()
             };
             client.set(key, doc.doc.clone(), opts).await.map(drop)
         }

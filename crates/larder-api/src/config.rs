@@ -20,6 +20,8 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Default memory of the in-process cache used without cache nodes.
 pub const DEFAULT_LOCAL_CACHE_BYTES: u64 = 64 << 20;
+/// Default [`ApiConfig::near_cache_bytes`]: 64 MiB.
+pub const DEFAULT_NEAR_CACHE_BYTES: u64 = 64 << 20;
 /// Default time between checks of the TLS and JWKS files for changes.
 pub const DEFAULT_RELOAD_MS: u64 = 5_000;
 /// Default page size of list requests.
@@ -52,6 +54,9 @@ pub struct ApiConfig {
     pub cache_deadline_ms: u64,
     /// Bytes of the in-process cache used when `cache_nodes` is empty.
     pub local_cache_bytes: u64,
+    /// Bytes of the near-cache in front of `cache_nodes`: copies of what the nodes answered,
+    /// kept fresh by the invalidations the nodes push (0: every read goes to a node).
+    pub near_cache_bytes: u64,
     /// Largest request body in bytes; bigger ones get 413.
     pub max_body_bytes: usize,
     /// Milliseconds a request may take; slower ones get 503.
@@ -206,6 +211,7 @@ impl Default for ApiConfig {
             cache_tls_server_name: String::new(),
             cache_deadline_ms: 250,
             local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
+            near_cache_bytes: DEFAULT_NEAR_CACHE_BYTES,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,

@@ -25,6 +25,7 @@ mod limits;
 mod list;
 mod media;
 mod metrics;
+mod near;
 mod openapi;
 mod problem;
 mod routes;
@@ -293,7 +294,8 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
         };
         let client = larder_client::Client::with_clock(client_config, clock.clone())
             .map_err(|e| Error::Config(ConfigError::Client(e)))?;
-        cache::DocCache::remote(db.clone(), client, clock.clone())
+        cache::DocCache::remote(db.clone(), client, config.near_cache_bytes, clock.clone())
+            .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?
     };
     let opened = state::Opened {
         db,

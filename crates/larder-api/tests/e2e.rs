@@ -15,12 +15,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use larder_api::{ApiConfig, CollectionConfig};
-use larder_cache::CacheConfig;
 use larder_store::{Clock, ManualClock, SystemClock};
 use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
+
+mod support;
+use support::start_node;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -48,24 +50,6 @@ fn collection() -> CollectionConfig {
         ),
         ..CollectionConfig::default()
     }
-}
-
-/// A cache node as `larder cache` starts one: no origins of its own (the gateway loads what it
-/// misses), on `grpc` (port 0 for any).
-async fn start_node(grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
-    let config = CacheConfig {
-        resp_addr: "127.0.0.1:0".into(),
-        grpc_addr: grpc.into(),
-        admin_addr: "127.0.0.1:0".into(),
-        max_memory: "32mb".into(),
-        shutdown_grace_ms: 500,
-        ..CacheConfig::default()
-    };
-    let listeners = larder_cache::Listeners::bind(&config).await.unwrap();
-    let [_, grpc, admin] = listeners.local_addrs().unwrap();
-    let stop = CancellationToken::new();
-    tokio::spawn(larder_cache::run(config, listeners, stop.clone()));
-    (grpc, admin, stop)
 }
 
 /// A gateway on a listener bound here, so requests can be sent at once (they wait in the

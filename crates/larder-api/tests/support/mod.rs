@@ -36,6 +36,24 @@ pub fn config() -> ApiConfig {
     }
 }
 
+/// A cache node as `larder cache` starts one: no origins of its own (the gateway loads what it
+/// misses), on `grpc` (port 0 for any). Answers its gRPC and admin addresses.
+pub async fn start_node(grpc: &str) -> (SocketAddr, SocketAddr, CancellationToken) {
+    let config = larder_cache::CacheConfig {
+        resp_addr: "127.0.0.1:0".into(),
+        grpc_addr: grpc.into(),
+        admin_addr: "127.0.0.1:0".into(),
+        max_memory: "32mb".into(),
+        shutdown_grace_ms: 500,
+        ..larder_cache::CacheConfig::default()
+    };
+    let listeners = larder_cache::Listeners::bind(&config).await.unwrap();
+    let [_, grpc, admin] = listeners.local_addrs().unwrap();
+    let stop = CancellationToken::new();
+    tokio::spawn(larder_cache::run(config, listeners, stop.clone()));
+    (grpc, admin, stop)
+}
+
 pub struct Gateway {
     pub addr: SocketAddr,
     pub stop: CancellationToken,
