@@ -297,6 +297,7 @@ impl DocCache {
                     ttl: Some(Duration::from_millis(collection.cache_ttl_ms())),
                     if_newer_version: Some(version.unsigned_abs()),
                     lease: None,
+                    await_invalidation: false,
                 };
                 let key = Bytes::from(key);
                 if let Err(err) = client.set(key.clone(), cached.doc, opts).await {
@@ -353,6 +354,7 @@ async fn fill_node(
                 ttl: Some(ttl),
                 if_newer_version: Some(doc.version.unsigned_abs()),
                 lease: Some(lease),
+                await_invalidation: false,
             };
             client.set(key, doc.doc.clone(), opts).await.map(drop)
         }
