@@ -47,6 +47,7 @@ pub(super) async fn start(
     let mode = Mode {
         broadcast: hello.broadcast,
         prefixes: hello.prefixes,
+        noloop: 0,
     };
     let (inbox, notices) = Inbox::new(QUEUE);
     let subscriber = node

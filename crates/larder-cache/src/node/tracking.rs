@@ -70,6 +70,23 @@ pub(crate) struct Mode {
     pub(crate) broadcast: bool,
     /// With `broadcast`: the key prefixes (empty: every key).
     pub(crate) prefixes: Vec<Bytes>,
+    /// Not told of changes its own connection made (RESP `NOLOOP`): the RESP client id whose
+    /// writes are skipped, 0 for none.
+    pub(crate) noloop: u64,
+}
+
+thread_local! {
+    /// The RESP client whose command is changing keys on this thread, for `NOLOOP`.
+    static WRITER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` as RESP client `id`'s command: a `NOLOOP` subscriber of that client is not told
+/// of the changes it makes.
+pub(crate) fn as_writer<R>(id: u64, f: impl FnOnce() -> R) -> R {
+    let previous = WRITER.with(|w| w.replace(id));
+    let made = f();
+    WRITER.with(|w| w.set(previous));
+    made
 }
 
 /// One subscriber of the table.
@@ -80,6 +97,7 @@ pub(crate) struct Subscriber {
     /// Switched to broadcast of every key because the table was full.
     fell_back: AtomicBool,
     closed: AtomicBool,
+    undelivered: AtomicBool,
     inbox: Inbox,
     /// gRPC subscribers: how long after a ping they may serve their copies. RESP subscribers
     /// have no lease and no acks, and writes do not wait for them.
@@ -93,9 +111,14 @@ pub(crate) struct Subscriber {
 }
 
 impl Subscriber {
-    /// The table's id of this subscriber.
-    pub(crate) fn id(&self) -> u64 {
-        self.id
+    /// Whether it asked to be told of every change (of its prefixes).
+    pub(crate) fn chose_broadcast(&self) -> bool {
+        self.mode.broadcast
+    }
+
+    /// Tells it to drop every copy (its tracking is being turned off or restarted).
+    pub(crate) fn flush_now(&self) {
+        self.notify(Notice::Flush);
     }
 
     /// Whether it is told of every change (it asked to, or the table was full).
@@ -117,13 +140,23 @@ impl Subscriber {
     }
 
     fn notify(&self, notice: Notice) {
-        if self.closed.load(Relaxed) {
+        if self.closed.load(Relaxed)
+            || (self.mode.noloop != 0 && WRITER.with(std::cell::Cell::get) == self.mode.noloop)
+        {
             return;
         }
         // Counted before it is queued, so a barrier that reads the count after this change
         // covers it (see `Tracking::barrier`).
         self.queued.fetch_add(1, SeqCst);
-        self.inbox.send(notice);
+        if !self.inbox.send(notice) {
+            self.undelivered.store(true, Relaxed);
+        }
+    }
+
+    /// Whether a notice could not be queued (the queue was full, or its reader is gone:
+    /// a RESP redirection's target closed).
+    pub(crate) fn undelivered(&self) -> bool {
+        self.undelivered.load(Relaxed)
     }
 
     /// Queues a pong behind every notice queued so far.
@@ -199,6 +232,11 @@ impl Tracking {
         self.live.load(Relaxed) != 0
     }
 
+    /// How many subscribers are live (gRPC streams and RESP connections).
+    pub(crate) fn subscribers(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
     /// How many keys the table remembers.
     pub(crate) fn tracked_keys(&self) -> usize {
         self.tracked_keys.load(Relaxed)
@@ -215,6 +253,7 @@ impl Tracking {
             id: self.next_id.fetch_add(1, Relaxed),
             fell_back: AtomicBool::new(false),
             closed: AtomicBool::new(false),
+            undelivered: AtomicBool::new(false),
             inbox,
             lease,
             queued: AtomicU64::new(0),
