@@ -7,6 +7,7 @@ The node's addresses come from LARDER_RESP_ADDR and LARDER_GRPC_ADDR (set by .ci
 import os
 import sys
 import tempfile
+import time
 
 import grpc
 import pytest
@@ -138,3 +139,41 @@ def test_grpc_health_and_reflection():
             response = next(stub.ServerReflectionInfo(iter([request])))
             names = {s.name for s in response.list_services_response.service}
             assert {"larder.cache.v1.Cache", "grpc.health.v1.Health"} <= names, (version, names)
+
+
+def test_client_side_caching_sees_another_connections_write(monkeypatch):
+    """redis-py's client-side cache over RESP3 (CLIENT TRACKING, invalidate pushes): a value
+    written by another connection replaces the cached copy.
+
+    redis-py (5.1 to 6.x) enables its cache only for servers whose HELLO reports Redis 7.4 or
+    later; larder reports 7.2.0, the command set it implements, and CLIENT TRACKING is Redis
+    6's. The test lowers that gate rather than the node overstating its version."""
+    from redis.cache import CacheConfig
+    from redis.connection import CacheProxyConnection
+
+    assert CacheProxyConnection.MIN_ALLOWED_VERSION == "7.4.0"
+    monkeypatch.setattr(CacheProxyConnection, "MIN_ALLOWED_VERSION", "7.2.0")
+
+    cached = redis.Redis(host=RESP_HOST, port=int(RESP_PORT), protocol=3,
+                         cache_config=CacheConfig(), decode_responses=True)
+    other = redis.Redis(host=RESP_HOST, port=int(RESP_PORT), decode_responses=True)
+    try:
+        other.set("csc:k", "v1")
+        assert cached.get("csc:k") == "v1"
+        cache = cached.get_cache()
+        assert cache.size == 1, "the read was cached"
+        assert cached.get("csc:k") == "v1"
+        other.set("csc:k", "v2")
+        # The push races the writer's reply; the client applies it before its next read.
+        deadline = time.monotonic() + 5
+        while cached.get("csc:k") != "v2":
+            assert time.monotonic() < deadline, "the cached copy was never invalidated"
+            time.sleep(0.01)
+        other.delete("csc:k")
+        deadline = time.monotonic() + 5
+        while cached.get("csc:k") is not None:
+            assert time.monotonic() < deadline, "the delete was never seen"
+            time.sleep(0.01)
+    finally:
+        cached.close()
+        other.close()

@@ -216,7 +216,10 @@ impl DocCache {
         let fill = near.map(|n| n.cache.begin(key));
         let found = match near {
             Some(_) => client.get_or_lease_tracked(key.to_owned()).await,
-            None => client.get_or_lease(key.to_owned()).await.map(|l| (l, false)),
+            None => client
+                .get_or_lease(key.to_owned())
+                .await
+                .map(|l| (l, false)),
         };
         let (lookup, tracked) = match found {
             Ok(found) => found,

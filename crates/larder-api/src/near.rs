@@ -122,8 +122,8 @@ impl NearCache {
         expires_at: Option<u64>,
     ) -> bool {
         let mut pending = self.shard(&fill.key).lock();
-        let current = pending.get(&fill.key) == Some(&fill.token)
-            && self.epoch.load(SeqCst) == fill.epoch;
+        let current =
+            pending.get(&fill.key) == Some(&fill.token) && self.epoch.load(SeqCst) == fill.epoch;
         if !current {
             return false;
         }

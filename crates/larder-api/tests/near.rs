@@ -98,7 +98,8 @@ impl Conn {
 
     /// Writes `n` into the document and answers the version the write was acknowledged with.
     async fn write(&mut self, name: &str, id: &str, n: u64) -> i64 {
-        let body = format!(r#"{{"data":{{"type":"{name}","id":"{id}","attributes":{{"n":{n}}}}}}}"#);
+        let body =
+            format!(r#"{{"data":{{"type":"{name}","id":"{id}","attributes":{{"n":{n}}}}}}}"#);
         let reply = self
             .send("PATCH", &format!("/v1/{name}/{id}"), Some(&body))
             .await;
@@ -265,7 +266,11 @@ async fn a_node_that_goes_away_takes_the_near_copies_with_it() {
     .await;
     let written = to_a.write(&name, "one", 7).await;
     assert_eq!(written, 2);
-    assert_eq!(to_b.read(&name, "one").await, 2, "read older after the write");
+    assert_eq!(
+        to_b.read(&name, "one").await,
+        2,
+        "read older after the write"
+    );
 
     let (_, _, stop_node) = start_node(&node.to_string()).await;
     let hits = metric(b.addr, "larder_api_near_cache_hits_total").await;
@@ -301,7 +306,11 @@ async fn an_eventual_write_reaches_the_other_gateways_copy_soon() {
         to_b.read(&name, "one").await == 2
     })
     .await;
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     a.stop.cancel();
     b.stop.cancel();
     stop_node.cancel();

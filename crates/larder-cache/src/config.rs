@@ -39,6 +39,10 @@ pub const DEFAULT_REQUEST_TIMEOUT_MS: u64 = 10_000;
 pub const DEFAULT_RECLAIM_INTERVAL_MS: u64 = 100;
 /// Default time given to in-flight requests at shutdown.
 pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
+/// Default bound of the tracking table: keys remembered for client-side caching subscribers.
+pub const DEFAULT_TRACKING_MAX_KEYS: usize = 1_000_000;
+/// Default lease of a Watch subscriber: how long after a ping it may serve its copies.
+pub const DEFAULT_TRACKING_LEASE_MS: u64 = 1_000;
 
 /// The cache node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -100,6 +104,13 @@ pub struct CacheConfig {
     /// Milliseconds between checks of the TLS files; changed files are loaded without a
     /// restart (new connections use them).
     pub tls_reload_ms: u64,
+    /// Most keys the tracking table remembers for client-side caching (Watch subscribers,
+    /// RESP `CLIENT TRACKING`); a subscriber whose read cannot be recorded once it is full is
+    /// switched to broadcast (told of every change) instead of losing invalidations.
+    pub tracking_max_keys: usize,
+    /// Milliseconds a Watch subscriber may serve its copies after a ping the node answered;
+    /// a write that awaits invalidation waits at most this long for a silent subscriber.
+    pub tracking_lease_ms: u64,
     /// Membership of a cluster of nodes (`[cache.cluster]`).
     pub cluster: ClusterConfig,
 }
@@ -130,6 +141,8 @@ impl Default for CacheConfig {
             tls_client_ca: String::new(),
             tls_ca: String::new(),
             tls_reload_ms: DEFAULT_TLS_RELOAD_MS,
+            tracking_max_keys: DEFAULT_TRACKING_MAX_KEYS,
+            tracking_lease_ms: DEFAULT_TRACKING_LEASE_MS,
             cluster: ClusterConfig::default(),
         }
     }
@@ -369,6 +382,9 @@ impl CacheConfig {
         self.max_request_bytes()?;
         if self.max_clients == 0 {
             return Err(ConfigError::Zero("max_clients"));
+        }
+        if self.tracking_lease_ms == 0 {
+            return Err(ConfigError::Zero("tracking_lease_ms"));
         }
         crate::origin::check(&self.origins).map_err(ConfigError::Origin)?;
         let listeners = [

@@ -211,6 +211,7 @@ pub async fn run_with(
         crate::cluster::run::leave(view, membership).await;
     }
     stop.cancel();
+    node.tracking.close();
     tracing::info!("cache node shutting down");
     // The RESP threads give their connections `grace` and are then joined; wait a little longer.
     let deadline = grace + Duration::from_millis(500);

@@ -40,6 +40,7 @@ async fn get_set_and_versions() {
         .get(pb::GetRequest {
             key: "k".into(),
             lease: false,
+            track: 0,
         })
         .await
         .unwrap()
@@ -53,6 +54,7 @@ async fn get_set_and_versions() {
         .get(pb::GetRequest {
             key: "nope".into(),
             lease: false,
+            track: 0,
         })
         .await
         .unwrap()
@@ -145,6 +147,7 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
         .get(pb::GetRequest {
             key: "a".into(),
             lease: false,
+            track: 0,
         })
         .await
         .unwrap()
@@ -229,6 +232,7 @@ async fn the_token_is_required_when_configured() {
         .get(pb::GetRequest {
             key: "k".into(),
             lease: false,
+            track: 0,
         })
         .await
         .unwrap_err();

@@ -343,6 +343,7 @@ async fn two_hundred_concurrent_gets_of_a_missing_key_cause_one_query() {
                 c.get(pb::GetRequest {
                     key: "doc/books/1".into(),
                     lease: false,
+                    track: 0,
                 })
                 .await
                 .map(|r| r.into_inner().entry.map(|e| (e.value, e.version)))
@@ -431,6 +432,7 @@ async fn not_found_is_remembered_briefly_and_errors_are_never_cached() {
             .get(pb::GetRequest {
                 key: "doc/books/10".into(),
                 lease: false,
+                track: 0,
             })
             .await
             .unwrap_err();
@@ -487,6 +489,7 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
                 lease: false,
+                track: 0,
             })
             .await
             .unwrap()
@@ -506,6 +509,7 @@ async fn stale_values_are_served_in_the_window_and_refreshed_once() {
                 .get(pb::GetRequest {
                     key: "doc/books/1".into(),
                     lease: false,
+                    track: 0,
                 })
                 .await
                 .unwrap()
@@ -564,6 +568,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
                 lease: false,
+                track: 0,
             })
             .await
             .unwrap()
@@ -585,6 +590,7 @@ async fn stale_if_error_serves_until_the_window_ends_then_unavailable() {
             .get(pb::GetRequest {
                 key: "doc/books/1".into(),
                 lease: false,
+                track: 0,
             })
             .await
             .unwrap_err();
@@ -846,6 +852,7 @@ async fn change_during_a_load(db: &Db, change: Change) {
             g.get(pb::GetRequest {
                 key: "doc/books/1".into(),
                 lease: false,
+                track: 0,
             })
             .await
         })
@@ -861,7 +868,13 @@ async fn change_during_a_load(db: &Db, change: Change) {
     let held = match change {
         Change::GrpcInvalidate => {
             let keys = vec!["doc/books/1".into()];
-            let reply = g.invalidate(pb::InvalidateRequest { keys }).await.unwrap();
+            let reply = g
+                .invalidate(pb::InvalidateRequest {
+                    keys,
+                    await_invalidation: false,
+                })
+                .await
+                .unwrap();
             reply.into_inner().invalidated > 0
         }
         Change::GrpcExpire => {

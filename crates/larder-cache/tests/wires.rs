@@ -102,6 +102,7 @@ fn set(key: &str, value: &str, mode: pb::SetMode, ttl_ms: u64, keep_ttl: bool) -
         keep_ttl,
         version: 0,
         lease: 0,
+        await_invalidation: false,
     })
 }
 
@@ -375,6 +376,7 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
             .get(pb::GetRequest {
                 key: bytes(key),
                 lease: false,
+                track: 0,
             })
             .await
         {
@@ -400,7 +402,13 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
         },
         Op::Delete(keys) => {
             let keys = keys.into_iter().map(bytes).collect();
-            match client.delete(pb::DeleteRequest { keys }).await {
+            match client
+                .delete(pb::DeleteRequest {
+                    keys,
+                    await_invalidation: false,
+                })
+                .await
+            {
                 Ok(r) => Reply::Int(i64::try_from(r.into_inner().deleted).unwrap()),
                 Err(s) => failed(s),
             }
@@ -427,7 +435,13 @@ async fn run_grpc(client: &mut CacheClient<Channel>, op: Op) -> Reply {
         }
         Op::Invalidate(keys) => {
             let keys = keys.into_iter().map(bytes).collect();
-            match client.invalidate(pb::InvalidateRequest { keys }).await {
+            match client
+                .invalidate(pb::InvalidateRequest {
+                    keys,
+                    await_invalidation: false,
+                })
+                .await
+            {
                 Ok(r) => Reply::Int(i64::try_from(r.into_inner().invalidated).unwrap()),
                 Err(s) => failed(s),
             }
@@ -453,6 +467,7 @@ async fn state(client: &mut CacheClient<Channel>, key: &str) -> Option<(Vec<u8>,
     let req = pb::GetRequest {
         key: Bytes::from(key.to_owned()),
         lease: false,
+        track: 0,
     };
     let entry = client.get(req).await.unwrap().into_inner().entry?;
     Some((entry.value.to_vec(), entry.ttl_ms > 0))

@@ -71,7 +71,10 @@ fn key(i: usize) -> Bytes {
 }
 
 fn index(key: &[u8]) -> Option<usize> {
-    std::str::from_utf8(key.strip_prefix(b"lag/")?).ok()?.parse().ok()
+    std::str::from_utf8(key.strip_prefix(b"lag/")?)
+        .ok()?
+        .parse()
+        .ok()
 }
 
 fn percentile(sorted: &[i64], p: f64) -> i64 {

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use std::collections::HashMap;
@@ -63,6 +63,8 @@ pub(crate) struct Inner {
     authorization: Option<AsciiMetadataValue>,
     /// The clock the breakers time their cooldowns on.
     clock: Arc<dyn Clock>,
+    /// The Watch subscriber id tracked reads name while [`Client::track`] runs (0: none).
+    subscriber: AtomicU64,
 }
 
 /// Shows the node's name.
@@ -117,6 +119,7 @@ impl Client {
                 clock,
                 config,
                 tls,
+                subscriber: AtomicU64::new(0),
             }),
         };
         Ok(client)
@@ -191,6 +194,37 @@ impl Client {
     /// The configured nodes.
     pub(crate) fn seeds(&self) -> &[Arc<Node>] {
         &self.inner.nodes
+    }
+
+    /// The configured nodes and every member a cluster's table named.
+    pub(crate) fn all_nodes(&self) -> Vec<Arc<Node>> {
+        let mut nodes = self.inner.nodes.to_vec();
+        for member in self.inner.members.read().values() {
+            if !nodes.iter().any(|n| n.name == member.name) {
+                nodes.push(member.clone());
+            }
+        }
+        nodes
+    }
+
+    /// The subscriber id tracked reads name (0: tracking is off).
+    pub(crate) fn subscriber(&self) -> u64 {
+        self.inner.subscriber.load(Ordering::Relaxed)
+    }
+
+    /// Tracked reads name `subscriber` from now on.
+    pub(crate) fn set_subscriber(&self, subscriber: u64) {
+        self.inner.subscriber.store(subscriber, Ordering::Relaxed);
+    }
+
+    /// Tracked reads stop naming `subscriber`, unless a newer tracking replaced it.
+    pub(crate) fn clear_subscriber(&self, subscriber: u64) {
+        let _ = self.inner.subscriber.compare_exchange(
+            subscriber,
+            0,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
     }
 
     /// Installs a cluster table to route by.
@@ -339,6 +373,11 @@ impl Node {
             next: AtomicUsize::new(0),
             breaker: Breaker::new(config.breaker_failures, cooldown),
         })
+    }
+
+    /// A channel for a long-lived stream: no message size bound beyond the nodes'.
+    pub(crate) fn watch_client(&self) -> CacheClient<Channel> {
+        self.pick()
     }
 
     /// The next channel in turn.

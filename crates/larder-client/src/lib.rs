@@ -50,6 +50,7 @@ mod error;
 mod ops;
 mod placement;
 mod route;
+mod tracking;
 
 pub use client::Client;
 pub use config::{
@@ -59,3 +60,4 @@ pub use config::{
 pub use error::{ConfigError, Error};
 pub use larder_util::breaker::BreakerState;
 pub use ops::{Entry, Lookup, SetOpts};
+pub use tracking::{Invalidations, Tracking};

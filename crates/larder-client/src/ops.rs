@@ -40,6 +40,9 @@ pub struct SetOpts {
     /// A fill under the lease [`Client::get_or_lease`] gave: written only if no change of the
     /// key reached the node since (then the answer is `(false, _)`).
     pub lease: Option<u64>,
+    /// Answer only once every tracking subscriber the write invalidated has applied the
+    /// invalidation, or its lease has lapsed (see [`Client::track`]).
+    pub await_invalidation: bool,
 }
 
 /// What [`Client::get_or_lease`] found.
@@ -63,7 +66,11 @@ impl Client {
     pub async fn get(&self, key: impl Into<Bytes>) -> Result<Option<Entry>, Error> {
         let key = key.into();
         let node = self.owner(&key);
-        let request = pb::GetRequest { key, lease: false };
+        let request = pb::GetRequest {
+            key,
+            lease: false,
+            track: 0,
+        };
         let reply = self
             .call(
                 "Get",
@@ -84,7 +91,11 @@ impl Client {
     pub async fn get_or_lease(&self, key: impl Into<Bytes>) -> Result<Lookup, Error> {
         let key = key.into();
         let node = self.owner(&key);
-        let request = pb::GetRequest { key, lease: true };
+        let request = pb::GetRequest {
+            key,
+            lease: true,
+            track: 0,
+        };
         let reply = self
             .call(
                 "Get",
@@ -93,10 +104,36 @@ impl Client {
                 |mut c, r| async move { c.get(r).await },
             )
             .await?;
-        Ok(match reply.entry {
-            Some(e) => Lookup::Hit(entry(e)),
-            None => Lookup::Miss((reply.lease != 0).then_some(reply.lease)),
-        })
+        Ok(lookup(reply))
+    }
+
+    /// Like [`Client::get_or_lease`], but the read is tracked when tracking is on
+    /// ([`Client::track`]); the bool says whether the node recorded it (keep a copy only then).
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::get`].
+    pub async fn get_or_lease_tracked(
+        &self,
+        key: impl Into<Bytes>,
+    ) -> Result<(Lookup, bool), Error> {
+        let key = key.into();
+        let node = self.owner(&key);
+        let request = pb::GetRequest {
+            key,
+            lease: true,
+            track: self.subscriber(),
+        };
+        let reply = self
+            .call(
+                "Get",
+                node,
+                request,
+                |mut c, r| async move { c.get(r).await },
+            )
+            .await?;
+        let tracked = reply.tracked;
+        Ok((lookup(reply), tracked))
     }
 
     /// Sets the time to live of `key` (`None`: no expiry); answers whether it held a live
@@ -175,6 +212,7 @@ impl Client {
             ttl_ms: opts.ttl.map_or(0, ttl_ms),
             keep_ttl: false,
             lease: opts.lease.unwrap_or(0),
+            await_invalidation: opts.await_invalidation,
         };
         let reply = self
             .call(
@@ -195,7 +233,10 @@ impl Client {
     pub async fn delete(&self, keys: &[Bytes]) -> Result<u64, Error> {
         let split = self.split(keys);
         let replies = try_join_all(split.batches.into_iter().map(|(node, keys)| {
-            let request = pb::DeleteRequest { keys };
+            let request = pb::DeleteRequest {
+                keys,
+                await_invalidation: false,
+            };
             self.call("Delete", node, request, |mut c, r| async move {
                 c.delete(r).await
             })
@@ -211,9 +252,30 @@ impl Client {
     ///
     /// As [`Client::delete`].
     pub async fn invalidate(&self, keys: &[Bytes]) -> Result<u64, Error> {
+        self.invalidate_keys(keys, false).await
+    }
+
+    /// Invalidates and waits for the subscribers (`await_invalidation`): answers once every
+    /// tracking subscriber the change invalidated has applied it, or its lease has lapsed.
+    ///
+    /// # Errors
+    ///
+    /// As [`Client::delete`].
+    pub async fn invalidate_awaiting(&self, keys: &[Bytes]) -> Result<u64, Error> {
+        self.invalidate_keys(keys, true).await
+    }
+
+    async fn invalidate_keys(
+        &self,
+        keys: &[Bytes],
+        await_invalidation: bool,
+    ) -> Result<u64, Error> {
         let split = self.split(keys);
         let replies = try_join_all(split.batches.into_iter().map(|(node, keys)| {
-            let request = pb::InvalidateRequest { keys };
+            let request = pb::InvalidateRequest {
+                keys,
+                await_invalidation,
+            };
             self.call("Invalidate", node, request, |mut c, r| async move {
                 c.invalidate(r).await
             })
@@ -251,6 +313,13 @@ struct Split {
     batches: Vec<(Arc<Node>, Vec<Bytes>)>,
     /// For each requested key, the index of its batch.
     batch_of_key: Vec<usize>,
+}
+
+fn lookup(reply: pb::GetResponse) -> Lookup {
+    match reply.entry {
+        Some(e) => Lookup::Hit(entry(e)),
+        None => Lookup::Miss((reply.lease != 0).then_some(reply.lease)),
+    }
 }
 
 fn entry(e: pb::Entry) -> Entry {

@@ -198,6 +198,7 @@ async fn grpc_clients(
         let mut request = tonic::Request::new(GetRequest {
             key: key.clone(),
             lease: false,
+            track: 0,
         });
         if let Some(bearer) = &bearer {
             request

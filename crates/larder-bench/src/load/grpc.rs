@@ -229,7 +229,11 @@ impl Slot {
 
     async fn get(&mut self) -> Result<Done, Status> {
         let key = self.random_key();
-        let request = self.request(GetRequest { key, lease: false });
+        let request = self.request(GetRequest {
+            key,
+            lease: false,
+            track: 0,
+        });
         let reply = self.client.get(request).await?.into_inner();
         Ok(Done {
             ops: 1,

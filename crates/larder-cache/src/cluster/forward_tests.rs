@@ -46,6 +46,7 @@ fn get(key: &str) -> pb::GetRequest {
     pb::GetRequest {
         key: key.as_bytes().to_vec().into(),
         lease: false,
+        track: 0,
     }
 }
 

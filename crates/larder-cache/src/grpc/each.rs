@@ -121,7 +121,7 @@ mod tests {
                 value: vec![b'x'; size].into(),
                 ..pb::Entry::default()
             }),
-            lease: 0,
+            ..pb::GetResponse::default()
         })
     }
 

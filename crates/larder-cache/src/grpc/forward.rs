@@ -193,6 +193,7 @@ impl CacheService {
             return forward_get(view, &owner, get).await;
         }
         let result = self.get_one(&get).await.map_err(super::status);
+        let tracked = matches!(&result, Ok(reply) if reply.tracked);
         if forwarded || !matches!(&result, Ok(reply) if reply.entry.is_none()) {
             return result;
         }
@@ -205,9 +206,11 @@ impl CacheService {
         let asked = pb::GetRequest {
             key: get.key,
             lease: false,
+            track: 0,
         };
+        // The read was tracked here, the key's owner now, whatever the previous owner says.
         match forward_get(view, &from, asked).await {
-            Ok(found) if found.entry.is_some() => Ok(found),
+            Ok(found) if found.entry.is_some() => Ok(pb::GetResponse { tracked, ..found }),
             _ => result,
         }
     }

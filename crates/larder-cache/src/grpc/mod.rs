@@ -4,6 +4,7 @@
 
 mod each;
 mod forward;
+mod watch;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +27,7 @@ use crate::node::write::SetResult;
 use crate::origin::Served;
 
 /// gRPC method names, in the order the service counts them.
-pub(crate) const METHODS: [&str; 11] = [
+pub(crate) const METHODS: [&str; 12] = [
     "Get",
     "GetMany",
     "Set",
@@ -38,6 +39,7 @@ pub(crate) const METHODS: [&str; 11] = [
     "Stats",
     "Invalidate",
     "GetEach",
+    "Watch",
 ];
 
 /// A connection to another node's `Cache` service.
@@ -167,6 +169,13 @@ impl CacheService {
             ttl_ms: self.ttl_left(entry.expires_at),
             stale,
         };
+        // Recorded before the read, so that a change the read does not see is notified.
+        let tracked = req.track != 0
+            && self
+                .node
+                .tracking
+                .named(req.track)
+                .is_some_and(|subscriber| self.node.tracking.track(&subscriber, &req.key));
         let (read, lease) = if req.lease {
             self.node.read_leased(&req.key, found)
         } else {
@@ -177,7 +186,11 @@ impl CacheService {
             Read::Missing => None,
             Read::Load(pending) => pending.finish().await?.map(|s| self.entry(s)),
         };
-        Ok(pb::GetResponse { entry, lease })
+        Ok(pb::GetResponse {
+            entry,
+            lease,
+            tracked,
+        })
     }
 
     async fn set_one(&self, req: &pb::SetRequest) -> Result<pb::SetResponse, Status> {
@@ -187,6 +200,9 @@ impl CacheService {
                 .node
                 .fill(&req.key, &req.value, opts, req.lease)
                 .map_err(status)?;
+            if req.await_invalidation {
+                self.node.tracking.barrier().wait().await;
+            }
             return Ok(pb::SetResponse {
                 stored: outcome.stored,
                 version: outcome.version.unwrap_or(0),
@@ -202,6 +218,9 @@ impl CacheService {
                 version: pending.finish().await.map_err(status)?,
             },
         };
+        if req.await_invalidation {
+            self.node.tracking.barrier().wait().await;
+        }
         Ok(response)
     }
 }
@@ -341,17 +360,24 @@ impl Cache for CacheService {
         request: Request<pb::DeleteRequest>,
     ) -> Result<Response<pb::DeleteResponse>, Status> {
         let started = Instant::now();
+        let await_invalidation = request.get_ref().await_invalidation;
         let result = self
             .count_keys(
                 request.metadata(),
                 &request.get_ref().keys,
                 |key| self.node.delete(key),
-                |keys| pb::DeleteRequest { keys },
+                |keys| pb::DeleteRequest {
+                    keys,
+                    await_invalidation,
+                },
                 |mut c: Client, r| async move { c.delete(r).await },
                 |reply| reply.deleted,
             )
             .await
             .map(|deleted| pb::DeleteResponse { deleted });
+        if await_invalidation {
+            self.node.tracking.barrier().wait().await;
+        }
         self.done(4, started, result)
     }
 
@@ -431,18 +457,36 @@ impl Cache for CacheService {
         request: Request<pb::InvalidateRequest>,
     ) -> Result<Response<pb::InvalidateResponse>, Status> {
         let started = Instant::now();
+        let await_invalidation = request.get_ref().await_invalidation;
         let result = self
             .count_keys(
                 request.metadata(),
                 &request.get_ref().keys,
                 |key| self.node.invalidate(key),
-                |keys| pb::InvalidateRequest { keys },
+                |keys| pb::InvalidateRequest {
+                    keys,
+                    await_invalidation,
+                },
                 |mut c: Client, r| async move { c.invalidate(r).await },
                 |reply| reply.invalidated,
             )
             .await
             .map(|invalidated| pb::InvalidateResponse { invalidated });
+        if await_invalidation {
+            self.node.tracking.barrier().wait().await;
+        }
         self.done(9, started, result)
+    }
+
+    type WatchStream = watch::Events;
+
+    async fn watch(
+        &self,
+        request: Request<tonic::Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let started = Instant::now();
+        let result = watch::start(self.node.clone(), request.into_inner()).await;
+        self.done(11, started, result)
     }
 }
 

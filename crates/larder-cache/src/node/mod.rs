@@ -12,10 +12,11 @@ pub(crate) mod error;
 mod lease;
 pub(crate) mod mutation;
 pub(crate) mod read;
+pub(crate) mod tracking;
 pub(crate) mod write;
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use larder_proto::resp::Limits;
 use larder_store::{Clock, Store};
@@ -28,6 +29,7 @@ use crate::origin::Origins;
 use lease::Leases;
 use mutation::Recorder;
 pub use mutation::{Mutation, MutationKind, MutationSink};
+use tracking::Tracking;
 
 /// What a node is built with besides its configuration: where time comes from and where its
 /// mutation records go.
@@ -47,6 +49,8 @@ pub(crate) struct Node {
     /// Read-through origins, if any are configured.
     pub(crate) origins: Option<Arc<Origins>>,
     recorder: Recorder,
+    /// Who read which key, for client-side caching (gRPC `Watch`, RESP `CLIENT TRACKING`).
+    pub(crate) tracking: Arc<Tracking>,
     leases: Leases,
     pub(crate) config: CacheConfig,
     pub(crate) limits: Limits,
@@ -77,7 +81,11 @@ impl Node {
             store = store.with_clock(clock);
         }
         let store = Arc::new(store);
-        let recorder = Recorder::new(options.mutations);
+        let tracking = Arc::new(Tracking::new(
+            config.tracking_max_keys,
+            Duration::from_millis(config.tracking_lease_ms.max(1)),
+        ));
+        let recorder = Recorder::new(options.mutations, tracking.clone());
         let origins = Origins::new(&config.origins, store.clone(), recorder.clone())
             .map_err(ConfigError::Origin)?;
         Ok(Self {
@@ -85,6 +93,7 @@ impl Node {
             store,
             origins,
             recorder,
+            tracking,
             leases: Leases::default(),
             limits,
             max_request: config.max_request_bytes()?,

@@ -1,11 +1,15 @@
 //! What every change of a node's keys emits: a [`Mutation`] record to the node's
-//! [`MutationSink`], if one is attached. Replication consumes these records; with no sink
-//! attached, recording costs a test of `Option::is_none`.
+//! [`MutationSink`], if one is attached, and an invalidation to the subscribers of the
+//! tracking table that read the key. Replication consumes these records; with no sink
+//! attached and no subscriber, recording costs a test of `Option::is_none` and one relaxed
+//! atomic load.
 
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use larder_store::Store;
+
+use super::tracking::Tracking;
 
 /// What a write did to a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,15 +47,17 @@ pub trait MutationSink: Send + Sync + Debug + 'static {
     fn record(&self, mutation: &Mutation<'_>);
 }
 
-/// Sends records to the node's sink, if it has one; cheap to clone.
-#[derive(Debug, Clone, Default)]
+/// Sends records to the node's sink, if it has one, and invalidations to the tracking table;
+/// cheap to clone.
+#[derive(Debug, Clone)]
 pub(crate) struct Recorder {
     sink: Option<Arc<dyn MutationSink>>,
+    tracking: Arc<Tracking>,
 }
 
 impl Recorder {
-    pub(crate) fn new(sink: Option<Arc<dyn MutationSink>>) -> Self {
-        Self { sink }
+    pub(crate) fn new(sink: Option<Arc<dyn MutationSink>>, tracking: Arc<Tracking>) -> Self {
+        Self { sink, tracking }
     }
 
     /// Records one change.
@@ -62,6 +68,13 @@ impl Recorder {
         version: u64,
         expires_at: Option<u64>,
     ) {
+        if self.tracking.active() {
+            if kind == MutationKind::Flush {
+                self.tracking.flushed();
+            } else {
+                self.tracking.changed(key, version);
+            }
+        }
         if let Some(sink) = &self.sink {
             sink.record(&Mutation {
                 key,
@@ -75,7 +88,7 @@ impl Recorder {
     /// Records a change whose version and expiry the operation did not return: they are read
     /// back from `store`, and only when a sink is attached.
     pub(crate) fn record_current(&self, store: &Store, key: &[u8], kind: MutationKind) {
-        if self.sink.is_some() {
+        if self.sink.is_some() || self.tracking.active() {
             let (version, expires_at) = store
                 .peek_with(key, |e| (e.version, e.expires_at))
                 .unwrap_or((0, None));

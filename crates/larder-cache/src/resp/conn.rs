@@ -17,11 +17,14 @@ use tracing::{Instrument as _, Span};
 
 use super::ctx::{Ctx, Session};
 use super::table::COMMANDS;
+use super::tracking;
 use super::transport::Transport;
 use super::{Pending, count_connection, execute};
 use crate::clients::ClientEntry;
 use crate::metrics::LocalCounts;
 use crate::node::Node;
+use crate::node::tracking::Notice;
+use tokio::sync::mpsc;
 
 /// Bytes read per call at least.
 const READ_CHUNK: usize = 16 << 10;
@@ -62,9 +65,13 @@ pub(super) async fn run<S: Transport>(
         single_threaded: Handle::current().runtime_flavor() == RuntimeFlavor::CurrentThread,
         partial_since: None,
         peer,
+        notices: None,
     };
     if let Err(err) = conn.serve(&mut stream, shutdown).await {
         tracing::debug!(%peer, %err, "resp connection closed");
+    }
+    if let Some(tracked) = conn.session.tracking.take() {
+        node.tracking.unsubscribe(&tracked.subscriber);
     }
     count_connection(node, false);
 }
@@ -97,6 +104,9 @@ struct Conn<'a> {
     /// When the partly received request at the start of the read buffer began arriving.
     partial_since: Option<Instant>,
     peer: SocketAddr,
+    /// Tracking notices for this connection, once it has an inbox, and the token that cuts
+    /// it off when the inbox overflows.
+    notices: Option<(mpsc::Receiver<Notice>, CancellationToken)>,
 }
 
 impl Conn<'_> {
@@ -111,6 +121,18 @@ impl Conn<'_> {
             let ready = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
+                () = self.entry.inbox_made.notified() => {
+                    self.notices = self.entry.take_inbox().or(self.notices.take());
+                    continue;
+                }
+                notice = next_notice(&mut self.notices) => {
+                    let Some(notice) = notice else {
+                        return Err(io::Error::other("fell behind its invalidations"));
+                    };
+                    self.push(notice);
+                    self.flush(stream, shutdown).await?;
+                    continue;
+                }
                 ready = wait_readable(self.node, self.partial_since, stream) => ready?,
             };
             if !ready {
@@ -180,6 +202,14 @@ impl Conn<'_> {
                 self.args.shrink_to(KEPT_ARGS, READ_CHUNK);
                 self.argv.shrink_to(KEPT_ARGS);
             }
+        }
+    }
+
+    /// Writes the invalidation messages of `first` and the notices queued behind it.
+    fn push(&mut self, first: Notice) {
+        if let Some((queued, _)) = &mut self.notices {
+            let (protocol, subscribed) = (self.session.protocol, self.session.subscribed);
+            tracking::write_notices(&mut self.wbuf, protocol, subscribed, first, queued);
         }
     }
 
@@ -329,6 +359,24 @@ async fn wait_readable<S: Transport>(
         Some(limit) => match tokio::time::timeout(limit, stream.readable()).await {
             Ok(ready) => ready.map(|()| true),
             Err(_) => Ok(false),
+        },
+    }
+}
+
+/// The next tracking notice, `None` once the inbox overflowed (the connection is cut off);
+/// never ready for a connection without an inbox.
+async fn next_notice(
+    notices: &mut Option<(mpsc::Receiver<Notice>, CancellationToken)>,
+) -> Option<Notice> {
+    let Some((queued, cut)) = notices else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        biased;
+        () = cut.cancelled() => None,
+        notice = queued.recv() => match notice {
+            Some(notice) => Some(notice),
+            None => std::future::pending().await,
         },
     }
 }

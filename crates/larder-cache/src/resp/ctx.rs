@@ -13,6 +13,7 @@ use larder_proto::resp::encode;
 
 use super::deferred::Deferred;
 pub(crate) use super::error::{CmdError, CmdResult};
+use super::tracking::Tracked;
 use crate::clients::ClientEntry;
 use crate::cluster::Snapshot;
 use crate::node::Node;
@@ -28,6 +29,12 @@ pub(crate) struct Session {
     pub(crate) asking: bool,
     /// The cluster snapshot this connection routes by, and its version.
     pub(crate) route: Option<(u64, Arc<Snapshot>)>,
+    /// `CLIENT TRACKING ON`'s state.
+    pub(crate) tracking: Option<Box<Tracked>>,
+    /// `CLIENT CACHING`'s answer, for the next command only.
+    pub(crate) caching: Option<bool>,
+    /// Subscribed to `__redis__:invalidate`.
+    pub(crate) subscribed: bool,
 }
 
 impl Session {
@@ -39,6 +46,9 @@ impl Session {
             closing: false,
             asking: false,
             route: None,
+            tracking: None,
+            caching: None,
+            subscribed: false,
         }
     }
 }

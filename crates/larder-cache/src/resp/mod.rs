@@ -10,6 +10,7 @@ mod error;
 pub(crate) mod route;
 pub(crate) mod table;
 pub(crate) mod threads;
+pub(crate) mod tracking;
 mod transport;
 
 use std::sync::atomic::Ordering::Relaxed;
@@ -60,6 +61,18 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
         encode::error(ctx.out, redirect.as_bytes());
         local.add(index, false);
         return None;
+    } else if let Some(refused) = subscribed_refuses(ctx, &spec) {
+        Err(refused)
+    } else if ctx.session.tracking.is_some() {
+        tracking::before(ctx, &spec, argv);
+        let noloop = ctx.session.tracking.as_ref().is_some_and(|t| t.noloop);
+        let result = if noloop {
+            crate::node::tracking::as_writer(ctx.client.id, || (spec.handler)(ctx, argv))
+        } else {
+            (spec.handler)(ctx, argv)
+        };
+        tracking::after(ctx, &spec, argv);
+        result
     } else {
         (spec.handler)(ctx, argv)
     };
@@ -80,6 +93,28 @@ fn execute(ctx: &mut Ctx<'_>, argv: &[&[u8]], local: &mut LocalCounts) -> Option
             None
         }
     }
+}
+
+/// A RESP2 connection subscribed to invalidations takes only the pub/sub commands, PING,
+/// QUIT and RESET, as Redis's subscribed mode.
+fn subscribed_refuses(ctx: &Ctx<'_>, spec: &ctx::Command) -> Option<CmdError> {
+    if !ctx.session.subscribed || ctx.session.protocol == larder_proto::resp::Protocol::Resp3 {
+        return None;
+    }
+    if matches!(
+        spec.name,
+        "subscribe" | "unsubscribe" | "psubscribe" | "punsubscribe" | "ping" | "quit" | "reset"
+    ) {
+        return None;
+    }
+    Some(CmdError::new(
+        larder_proto::ErrorCode::InvalidArgument,
+        format!(
+            "Can't execute '{}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET \
+             are allowed in this context",
+            spec.name
+        ),
+    ))
 }
 
 /// Redis's text for an unknown command: the name and the first arguments, each cut short.

@@ -17,6 +17,7 @@ pub(crate) static COMMANDS: LazyLock<Table> = LazyLock::new(|| {
         ("connection", cmd::connection::COMMANDS),
         ("server", cmd::server::COMMANDS),
         ("cluster", cmd::cluster::COMMANDS),
+        ("pubsub", cmd::pubsub::COMMANDS),
     ])
 });
 

@@ -8,6 +8,7 @@ use larder_proto::ErrorCode;
 
 use crate::clients::ClientEntry;
 use crate::resp::cmd::container::{HELP, dispatch};
+use crate::resp::cmd::tracking;
 use crate::resp::ctx::{CmdError, CmdResult, CommandSpec, Ctx, Table, parse_u64, spec};
 
 const FLAGS: &[&str] = &["noscript", "loading", "stale"];
@@ -33,15 +34,10 @@ pub(crate) static SUBCOMMANDS: &[CommandSpec] = &[
         "2.6.9",
         setname,
     ),
-    spec(
-        "getredir",
-        2,
-        FLAGS,
-        (0, 0, 0),
-        "Replies the client id tracking notifications are redirected to: -1, none.",
-        "6.0.0",
-        getredir,
-    ),
+    tracking::TRACKING,
+    tracking::CACHING,
+    tracking::GETREDIR,
+    tracking::TRACKINGINFO,
     spec(
         "getname",
         2,
@@ -136,12 +132,6 @@ fn setname(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
     check_name(argv[2])?;
     set_name(ctx, argv[2]);
     ctx.ok();
-    Ok(())
-}
-
-/// Client-side caching's redirection: larder does not track keys yet, so there is none.
-fn getredir(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
-    ctx.int(-1);
     Ok(())
 }
 
@@ -366,7 +356,7 @@ mod tests {
         assert_eq!(h.run(&["CLIENT", "SETNAME", ""]), "+OK\r\n");
         h.check(&[("CLIENT GETNAME", "$-1\r\n")]);
         let help = h.run(&["CLIENT", "HELP"]);
-        assert!(help.starts_with("*21\r\n+CLIENT <subcommand>"), "{help}");
+        assert!(help.starts_with("*27\r\n+CLIENT <subcommand>"), "{help}");
         h.check(&[("CLIENT GETREDIR", ":-1\r\n")]);
         assert!(help.contains("+SETNAME\r\n"), "{help}");
     }

@@ -530,7 +530,7 @@ mod tests {
         ]);
         let docs = h.run(&["COMMAND", "DOCS", "client"]);
         assert!(
-            docs.contains("$11\r\nsubcommands\r\n*20\r\n$9\r\nclient|id\r\n"),
+            docs.contains("$11\r\nsubcommands\r\n*26\r\n$9\r\nclient|id\r\n"),
             "{docs}"
         );
         let list = h.run(&["COMMAND", "LIST"]);

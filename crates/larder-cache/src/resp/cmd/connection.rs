@@ -284,6 +284,8 @@ fn reset(ctx: &mut Ctx<'_>, _argv: &[&[u8]]) -> CmdResult {
     set_protocol(ctx, Protocol::Resp2);
     ctx.session.authed = ctx.node.config.password.is_empty();
     ctx.session.asking = false;
+    ctx.session.subscribed = false;
+    super::tracking::stop(ctx);
     ctx.client.meta.lock().name.clear();
     ctx.simple(b"RESET");
     Ok(())

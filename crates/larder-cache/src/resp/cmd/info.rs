@@ -105,7 +105,7 @@ fn clients(out: &mut String, ctx: &Ctx<'_>) {
     field(out, "cluster_connections", 0);
     field(out, "maxclients", ctx.node.config.max_clients);
     field(out, "blocked_clients", 0);
-    field(out, "tracking_clients", 0);
+    field(out, "tracking_clients", ctx.node.tracking.subscribers());
 }
 
 fn memory(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
@@ -167,6 +167,7 @@ fn counters(out: &mut String, ctx: &Ctx<'_>, stats: &StoreStats) {
     field(out, "keyspace_hits", counters.hits);
     field(out, "keyspace_misses", counters.misses);
     field(out, "total_error_replies", failed);
+    field(out, "tracking_total_keys", ctx.node.tracking.tracked_keys());
 }
 
 /// larder does not replicate yet: a primary without replicas and an empty stream.

@@ -9,8 +9,10 @@ pub(crate) mod expiry;
 pub(crate) mod glob;
 pub(crate) mod keyspace;
 pub(crate) mod origin;
+pub(crate) mod pubsub;
 pub(crate) mod server;
 pub(crate) mod string;
+pub(crate) mod tracking;
 
 #[cfg(test)]
 pub(crate) mod testing;

@@ -1,0 +1,518 @@
+//! The tracking table of server-assisted client-side caching, shared by gRPC `Watch` and RESP
+//! `CLIENT TRACKING`: which subscriber read which key, and the notices every change of a
+//! tracked key sends them. See docs/ARCHITECTURE.md, "Invalidation push".
+//!
+//! A key read with tracking is remembered for its readers until it next changes; then each
+//! gets a [`Notice::Key`] and the key leaves the table (read it again to track it again).
+//! Broadcast subscribers get every change (of their prefixes). When the table is full, a
+//! subscriber whose read cannot be recorded becomes a broadcast subscriber of every key
+//! rather than miss a change. With no subscriber, a change costs one relaxed atomic load.
+
+use std::collections::HashMap;
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
+use std::sync::Arc;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
+use std::time::Duration;
+
+use bytes::Bytes;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::{Notify, mpsc};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Shards of the key table, each under its own lock.
+const SHARDS: usize = 16;
+
+/// What a subscriber is told, in the order it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// The key changed, was deleted, evicted or expired; its new version (0: gone).
+    Key(Bytes, u64),
+    /// Every key was dropped.
+    Flush,
+    /// The answer to a gRPC ping, queued behind every notice sent before the ping arrived.
+    Pong(u64),
+}
+
+/// Where a subscriber's notices go: a bounded queue, and the token that disconnects whoever
+/// reads it when it overflows.
+#[derive(Debug, Clone)]
+pub(crate) struct Inbox {
+    tx: mpsc::Sender<Notice>,
+    /// Cancelled when the queue overflowed or a subscriber missed its ack deadline.
+    pub(crate) cut: CancellationToken,
+}
+
+impl Inbox {
+    /// A queue of `capacity` notices and its receiving end.
+    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<Notice>) {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        let cut = CancellationToken::new();
+        (Self { tx, cut }, rx)
+    }
+
+    /// Queues `notice`; a full or closed queue cuts the reader off.
+    pub(crate) fn send(&self, notice: Notice) -> bool {
+        let sent = self.tx.try_send(notice).is_ok();
+        if !sent {
+            self.cut.cancel();
+        }
+        sent
+    }
+}
+
+/// How a subscriber is told.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Mode {
+    /// Told of every change of every key under `prefixes`, not only of keys it read.
+    pub(crate) broadcast: bool,
+    /// With `broadcast`: the key prefixes (empty: every key).
+    pub(crate) prefixes: Vec<Bytes>,
+    /// Not told of changes its own connection made (RESP `NOLOOP`): the RESP client id whose
+    /// writes are skipped, 0 for none.
+    pub(crate) noloop: u64,
+}
+
+thread_local! {
+    /// The RESP client whose command is changing keys on this thread, for `NOLOOP`.
+    static WRITER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs `f` as RESP client `id`'s command: a `NOLOOP` subscriber of that client is not told
+/// of the changes it makes.
+pub(crate) fn as_writer<R>(id: u64, f: impl FnOnce() -> R) -> R {
+    let previous = WRITER.with(|w| w.replace(id));
+    let made = f();
+    WRITER.with(|w| w.set(previous));
+    made
+}
+
+/// One subscriber of the table.
+#[derive(Debug)]
+pub(crate) struct Subscriber {
+    id: u64,
+    mode: Mode,
+    /// Switched to broadcast of every key because the table was full.
+    fell_back: AtomicBool,
+    closed: AtomicBool,
+    undelivered: AtomicBool,
+    inbox: Inbox,
+    /// gRPC subscribers: how long after a ping they may serve their copies. RESP subscribers
+    /// have no lease and no acks, and writes do not wait for them.
+    lease: Option<Duration>,
+    /// Invalidation notices queued so far, and applied so far (acked).
+    queued: AtomicU64,
+    applied: AtomicU64,
+    applied_changed: Notify,
+    /// When the latest ping arrived, in nanoseconds since the table's epoch.
+    last_ping_ns: AtomicU64,
+}
+
+impl Subscriber {
+    /// Whether it asked to be told of every change (of its prefixes).
+    pub(crate) fn chose_broadcast(&self) -> bool {
+        self.mode.broadcast
+    }
+
+    /// Tells it to drop every copy (its tracking is being turned off or restarted).
+    pub(crate) fn flush_now(&self) {
+        self.notify(Notice::Flush);
+    }
+
+    /// Whether it is told of every change (it asked to, or the table was full).
+    pub(crate) fn broadcasting(&self) -> bool {
+        self.mode.broadcast || self.fell_back.load(Relaxed)
+    }
+
+    /// Whether it is told of changes of `key` without having read it.
+    fn covers(&self, key: &[u8]) -> bool {
+        self.fell_back.load(Relaxed)
+            || (self.mode.broadcast
+                && (self.mode.prefixes.is_empty()
+                    || self.mode.prefixes.iter().any(|p| key.starts_with(p))))
+    }
+
+    /// The broadcast prefixes it registered.
+    pub(crate) fn prefixes(&self) -> &[Bytes] {
+        &self.mode.prefixes
+    }
+
+    fn notify(&self, notice: Notice) {
+        if self.closed.load(Relaxed)
+            || (self.mode.noloop != 0 && WRITER.with(std::cell::Cell::get) == self.mode.noloop)
+        {
+            return;
+        }
+        // Counted before it is queued, so a barrier that reads the count after this change
+        // covers it (see `Tracking::barrier`).
+        self.queued.fetch_add(1, SeqCst);
+        if !self.inbox.send(notice) {
+            self.undelivered.store(true, Relaxed);
+        }
+    }
+
+    /// Whether a notice could not be queued (the queue was full, or its reader is gone:
+    /// a RESP redirection's target closed).
+    pub(crate) fn undelivered(&self) -> bool {
+        self.undelivered.load(Relaxed)
+    }
+
+    /// Queues a pong behind every notice queued so far.
+    pub(crate) fn pong(&self, nonce: u64) {
+        self.inbox.send(Notice::Pong(nonce));
+    }
+
+    /// Records that the subscriber applied `count` invalidation notices in all.
+    pub(crate) fn applied(&self, count: u64) {
+        self.applied.fetch_max(count, SeqCst);
+        self.applied_changed.notify_waiters();
+    }
+}
+
+/// The tracking table of one node.
+#[derive(Debug)]
+pub(crate) struct Tracking {
+    /// Live subscribers (the write path's only cost when it is 0).
+    live: AtomicUsize,
+    /// Broadcasting subscribers among them.
+    broadcasting: AtomicUsize,
+    keys: Box<[Mutex<HashMap<Bytes, Vec<u64>>>]>,
+    hasher: RandomState,
+    tracked_keys: AtomicUsize,
+    max_keys: usize,
+    lease: Duration,
+    subscribers: RwLock<HashMap<u64, Arc<Subscriber>>>,
+    /// gRPC subscribers by the id their client chose.
+    named: Mutex<HashMap<u64, Arc<Subscriber>>>,
+    next_id: AtomicU64,
+    epoch: Instant,
+    /// Cancelled when the node shuts down: every Watch stream ends.
+    closing: CancellationToken,
+}
+
+impl Tracking {
+    /// A table of at most `max_keys` keys whose gRPC subscribers have leases of `lease`.
+    pub(crate) fn new(max_keys: usize, lease: Duration) -> Self {
+        Self {
+            live: AtomicUsize::new(0),
+            broadcasting: AtomicUsize::new(0),
+            keys: (0..SHARDS).map(|_| Mutex::default()).collect(),
+            hasher: RandomState::new(),
+            tracked_keys: AtomicUsize::new(0),
+            max_keys,
+            lease,
+            subscribers: RwLock::default(),
+            named: Mutex::default(),
+            next_id: AtomicU64::new(1),
+            epoch: Instant::now(),
+            closing: CancellationToken::new(),
+        }
+    }
+
+    /// Ends every Watch stream (the node is shutting down).
+    pub(crate) fn close(&self) {
+        self.closing.cancel();
+    }
+
+    /// Cancelled once the node shuts down.
+    pub(crate) fn closing(&self) -> &CancellationToken {
+        &self.closing
+    }
+
+    /// The lease of gRPC subscribers.
+    pub(crate) fn lease(&self) -> Duration {
+        self.lease
+    }
+
+    /// Whether any subscriber is live: the one check a change makes without them.
+    #[inline]
+    pub(crate) fn active(&self) -> bool {
+        self.live.load(Relaxed) != 0
+    }
+
+    /// How many subscribers are live (gRPC streams and RESP connections).
+    pub(crate) fn subscribers(&self) -> usize {
+        self.live.load(Relaxed)
+    }
+
+    /// How many keys the table remembers.
+    pub(crate) fn tracked_keys(&self) -> usize {
+        self.tracked_keys.load(Relaxed)
+    }
+
+    /// Adds a subscriber whose notices go to `inbox`; `lease` for gRPC subscribers.
+    pub(crate) fn subscribe(
+        &self,
+        mode: Mode,
+        inbox: Inbox,
+        lease: Option<Duration>,
+    ) -> Arc<Subscriber> {
+        let subscriber = Arc::new(Subscriber {
+            id: self.next_id.fetch_add(1, Relaxed),
+            fell_back: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            undelivered: AtomicBool::new(false),
+            inbox,
+            lease,
+            queued: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            applied_changed: Notify::new(),
+            last_ping_ns: AtomicU64::new(self.since_epoch(Instant::now())),
+            mode,
+        });
+        if subscriber.mode.broadcast {
+            self.broadcasting.fetch_add(1, SeqCst);
+        }
+        self.subscribers
+            .write()
+            .insert(subscriber.id, subscriber.clone());
+        self.live.fetch_add(1, SeqCst);
+        subscriber
+    }
+
+    /// Adds the gRPC subscriber its client calls `name`, replacing (and cutting off) a
+    /// previous one of that name.
+    pub(crate) fn subscribe_named(&self, name: u64, mode: Mode, inbox: Inbox) -> Arc<Subscriber> {
+        let subscriber = self.subscribe(mode, inbox, Some(self.lease));
+        let previous = self.named.lock().insert(name, subscriber.clone());
+        if let Some(previous) = previous {
+            previous.inbox.cut.cancel();
+            self.unsubscribe(&previous);
+        }
+        subscriber
+    }
+
+    /// Removes the gRPC subscriber `name` if it is still `subscriber`.
+    pub(crate) fn unsubscribe_named(&self, name: u64, subscriber: &Arc<Subscriber>) {
+        {
+            let mut named = self.named.lock();
+            if named.get(&name).is_some_and(|s| Arc::ptr_eq(s, subscriber)) {
+                named.remove(&name);
+            }
+        }
+        self.unsubscribe(subscriber);
+    }
+
+    /// Removes a subscriber. Its keys leave the table lazily, when they change or when the
+    /// table fills. It stays listed (closed) until its lease has surely lapsed, so a write that
+    /// awaits invalidation still waits for what it may not have applied.
+    pub(crate) fn unsubscribe(&self, subscriber: &Arc<Subscriber>) {
+        if subscriber.closed.swap(true, SeqCst) {
+            return;
+        }
+        self.live.fetch_sub(1, SeqCst);
+        if subscriber.broadcasting() {
+            self.broadcasting.fetch_sub(1, SeqCst);
+        }
+        let unapplied = subscriber.applied.load(SeqCst) < subscriber.queued.load(SeqCst);
+        if subscriber.lease.is_none() || !unapplied {
+            self.subscribers.write().remove(&subscriber.id);
+        }
+    }
+
+    /// The gRPC subscriber its client calls `name`, if its stream is open.
+    pub(crate) fn named(&self, name: u64) -> Option<Arc<Subscriber>> {
+        self.named.lock().get(&name).cloned()
+    }
+
+    /// Records that `subscriber` read `key`, before the read: a change after this is
+    /// notified, and the read sees any change before it. Whether the read is tracked (false
+    /// only for a closed subscriber or a broadcast one whose prefixes miss the key).
+    pub(crate) fn track(&self, subscriber: &Subscriber, key: &[u8]) -> bool {
+        if subscriber.closed.load(Relaxed) {
+            return false;
+        }
+        if subscriber.broadcasting() {
+            return subscriber.covers(key);
+        }
+        let mut shard = self.keys[self.shard(key)].lock();
+        if let Some(readers) = shard.get_mut(key) {
+            if !readers.contains(&subscriber.id) {
+                readers.push(subscriber.id);
+            }
+            return true;
+        }
+        if self.tracked_keys.load(Relaxed) >= self.max_keys {
+            drop(shard);
+            self.sweep();
+            if self.tracked_keys.load(Relaxed) >= self.max_keys {
+                self.fall_back(subscriber);
+                return true;
+            }
+            shard = self.keys[self.shard(key)].lock();
+        }
+        let readers = shard.entry(Bytes::copy_from_slice(key)).or_default();
+        if readers.is_empty() {
+            self.tracked_keys.fetch_add(1, Relaxed);
+        }
+        if !readers.contains(&subscriber.id) {
+            readers.push(subscriber.id);
+        }
+        true
+    }
+
+    /// Switches `subscriber` to broadcast of every key: the table cannot take its reads.
+    fn fall_back(&self, subscriber: &Subscriber) {
+        if !subscriber.fell_back.swap(true, SeqCst) && !subscriber.mode.broadcast {
+            self.broadcasting.fetch_add(1, SeqCst);
+            tracing::warn!(
+                subscriber = subscriber.id,
+                "tracking table full, subscriber switched to broadcast"
+            );
+        }
+    }
+
+    /// Drops closed subscribers from the key table.
+    fn sweep(&self) {
+        let live: Vec<u64> = {
+            let subscribers = self.subscribers.read();
+            subscribers
+                .values()
+                .filter(|s| !s.closed.load(Relaxed))
+                .map(|s| s.id)
+                .collect()
+        };
+        for shard in &self.keys {
+            let mut shard = shard.lock();
+            shard.retain(|_, readers| {
+                readers.retain(|id| live.contains(id));
+                if readers.is_empty() {
+                    self.tracked_keys.fetch_sub(1, Relaxed);
+                }
+                !readers.is_empty()
+            });
+        }
+    }
+
+    /// `key` changed (its version is now `version`, 0 when gone): its readers and the
+    /// broadcast subscribers that cover it are told, and it leaves the table.
+    pub(crate) fn changed(&self, key: &[u8], version: u64) {
+        if !self.active() {
+            return;
+        }
+        let readers = self.keys[self.shard(key)].lock().remove(key);
+        let broadcasting = self.broadcasting.load(SeqCst) != 0;
+        if readers.is_none() && !broadcasting {
+            return;
+        }
+        if readers.is_some() {
+            self.tracked_keys.fetch_sub(1, Relaxed);
+        }
+        let readers = readers.unwrap_or_default();
+        let key = Bytes::copy_from_slice(key);
+        let subscribers = self.subscribers.read();
+        for id in &readers {
+            if let Some(subscriber) = subscribers.get(id) {
+                subscriber.notify(Notice::Key(key.clone(), version));
+            }
+        }
+        if broadcasting {
+            for subscriber in subscribers.values() {
+                if subscriber.covers(&key) && !readers.contains(&subscriber.id) {
+                    subscriber.notify(Notice::Key(key.clone(), version));
+                }
+            }
+        }
+    }
+
+    /// Every key was dropped: every subscriber is told, and the table empties.
+    pub(crate) fn flushed(&self) {
+        if !self.active() {
+            return;
+        }
+        for shard in &self.keys {
+            let mut shard = shard.lock();
+            self.tracked_keys.fetch_sub(shard.len(), Relaxed);
+            shard.clear();
+        }
+        for subscriber in self.subscribers.read().values() {
+            subscriber.notify(Notice::Flush);
+        }
+    }
+
+    /// Notes that `subscriber` pinged now.
+    pub(crate) fn pinged(&self, subscriber: &Subscriber) {
+        let now = self.since_epoch(Instant::now());
+        subscriber.last_ping_ns.fetch_max(now, SeqCst);
+    }
+
+    /// What a write that awaits invalidation waits for, taken after the write: every gRPC
+    /// subscriber with notices not yet applied, until it applies them or its lease lapses.
+    /// This covers every notice the write sent, and possibly earlier ones too.
+    pub(crate) fn barrier(&self) -> Barrier {
+        let mut waits = Vec::new();
+        if self.subscribers.read().is_empty() {
+            return Barrier { waits };
+        }
+        let now = Instant::now();
+        let mut lapsed = Vec::new();
+        for subscriber in self.subscribers.read().values() {
+            let Some(lease) = subscriber.lease else {
+                continue;
+            };
+            let target = subscriber.queued.load(SeqCst);
+            let last_ping = self.epoch + Duration::from_nanos(subscriber.last_ping_ns.load(SeqCst));
+            let deadline = (last_ping + lease).max(now) + lease / 20;
+            if subscriber.applied.load(SeqCst) >= target {
+                if subscriber.closed.load(Relaxed) {
+                    lapsed.push(subscriber.id);
+                }
+                continue;
+            }
+            if subscriber.closed.load(Relaxed) && last_ping + lease + lease / 20 < now {
+                lapsed.push(subscriber.id);
+                continue;
+            }
+            waits.push((subscriber.clone(), target, deadline));
+        }
+        if !lapsed.is_empty() {
+            let mut subscribers = self.subscribers.write();
+            for id in lapsed {
+                subscribers.remove(&id);
+            }
+        }
+        Barrier { waits }
+    }
+
+    fn since_epoch(&self, at: Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    fn shard(&self, key: &[u8]) -> usize {
+        (self.hasher.hash_one(key) as usize) % SHARDS
+    }
+}
+
+/// The subscribers an awaited write waits for ([`Tracking::barrier`]).
+#[derive(Debug)]
+#[must_use = "a barrier does nothing unless waited for"]
+pub(crate) struct Barrier {
+    waits: Vec<(Arc<Subscriber>, u64, Instant)>,
+}
+
+impl Barrier {
+    /// Waits until every subscriber applied what it was sent, or its deadline passed; one that
+    /// missed its deadline is cut off.
+    pub(crate) async fn wait(self) {
+        for (subscriber, target, deadline) in self.waits {
+            loop {
+                let changed = subscriber.applied_changed.notified();
+                if subscriber.applied.load(SeqCst) >= target {
+                    break;
+                }
+                if tokio::time::timeout_at(deadline, changed).await.is_err() {
+                    if subscriber.applied.load(SeqCst) < target {
+                        tracing::info!(
+                            subscriber = subscriber.id,
+                            "subscriber missed its invalidation deadline, disconnected"
+                        );
+                        subscriber.inbox.cut.cancel();
+                    }
+                    break;
+                }
+            }
+        }
+    }
+}
