@@ -6,8 +6,9 @@
 #   nginx       the same document bytes as a static file (bench/http/nginx.conf: one worker)
 #   go          shared/peers/go-fastjson-api (net/http, documents in a map), GOMAXPROCS=1
 #   larder-api  `larder api` with its in-process cache (bench/http/api.toml)
-#   larder-up   `larder up`: the gateway and a cache node in one process, every GET a gRPC
-#               Get to the node over loopback; its CPU includes the node's work
+#   larder-up   `larder up`: the gateway and a cache node in one process; GETs are answered
+#               from the gateway's near-cache, kept fresh by the node's invalidation stream
+#               (a near miss is a gRPC Get to the node); its CPU includes the node's work
 # Larder runs with TOKIO_WORKER_THREADS=1. Each server gets a 2 s wrk warm-up, then a measured
 # wrk run with --latency; CPU is user+sys from /proc/PID/stat over the measured run (nginx:
 # master plus worker) divided by wrk's request count. Any non-2xx response or socket error
@@ -190,6 +191,9 @@ for larder in ("larder-api", "larder-up"):
             l, p = med[larder], med[peer]
             print(f"{larder}/{peer}: cpu per request {l['cpu'] / p['cpu']:.2f}x  req/s {l['rps'] / p['rps']:.2f}x  "
                   f"p99 {l['p99'] / p['p99']:.2f}x")
+if "larder-up" in med and "larder-api" in med:
+    print(f"larder-up/larder-api: cpu per request {med['larder-up']['cpu'] / med['larder-api']['cpu']:.2f}x"
+          f"  p99 {med['larder-up']['p99'] / med['larder-api']['p99']:.2f}x")
 if "larder-up" in runs:
     print("larder-up node hits / wrk requests per round: "
           + " ".join(f"{r['hits'] / r['n']:.3f}" for r in runs["larder-up"]))

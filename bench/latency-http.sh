@@ -7,7 +7,8 @@
 #       nginx       the same document bytes as a static file (bench/http/nginx.conf: one worker)
 #       go          shared/peers/go-fastjson-api (net/http, documents in a map), GOMAXPROCS=1
 #       larder-api  `larder api` with its in-process cache (bench/http/api.toml)
-#       larder-up   `larder up`: gateway and cache node in one process, each GET a gRPC Get
+#       larder-up   `larder up`: gateway and cache node in one process, GETs answered from
+#                   the gateway's near-cache (a near miss is a gRPC Get)
 #  2. cache-miss GET: `larder api` with its in-process cache over a SQLite file seeded with M
 #     documents of `products` (ids 0…M-1); `--paths-from M` reads ids 0, 1, 2, … in order, so
 #     every request is the first read of its id: a cache miss answered from SQLite (whose file
