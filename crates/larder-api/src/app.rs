@@ -197,7 +197,13 @@ async fn metrics(State(state): State<AppState>) -> Response {
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        state.metrics.render(&breakers, state.db.inline_counts()),
+        {
+            let mut text = state.metrics.render(&breakers, state.db.inline_counts());
+            if let Some(peers) = &state.peers {
+                peers.render(&mut text);
+            }
+            text
+        },
     )
         .into_response()
 }

@@ -20,6 +20,9 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 10_000;
 pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 /// Default memory of the in-process cache used without cache nodes.
 pub const DEFAULT_LOCAL_CACHE_BYTES: u64 = 64 << 20;
+/// Default lease of a gateway's in-process cache over PostgreSQL: how long it may serve its
+/// copies without hearing from the database.
+pub const DEFAULT_LOCAL_CACHE_LEASE_MS: u64 = 1_000;
 /// Default time between checks of the TLS and JWKS files for changes.
 pub const DEFAULT_RELOAD_MS: u64 = 5_000;
 /// Default page size of list requests.
@@ -52,6 +55,11 @@ pub struct ApiConfig {
     pub cache_deadline_ms: u64,
     /// Bytes of the in-process cache used when `cache_nodes` is empty.
     pub local_cache_bytes: u64,
+    /// Over PostgreSQL, milliseconds the in-process cache may serve its copies after the
+    /// gateway last heard back from the database; it renews this every quarter lease. A
+    /// `strong` write waits at most about this long for a gateway that stopped answering, and
+    /// an `eventual` one is stale elsewhere at most this long.
+    pub local_cache_lease_ms: u64,
     /// Largest request body in bytes; bigger ones get 413.
     pub max_body_bytes: usize,
     /// Milliseconds a request may take; slower ones get 503.
@@ -206,6 +214,7 @@ impl Default for ApiConfig {
             cache_tls_server_name: String::new(),
             cache_deadline_ms: 250,
             local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
+            local_cache_lease_ms: DEFAULT_LOCAL_CACHE_LEASE_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,

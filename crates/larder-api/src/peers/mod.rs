@@ -1,0 +1,419 @@
+//! Gateways over one PostgreSQL database keeping their in-process caches right: every
+//! committed write is announced on a channel (`pg_notify` in its transaction, so only once
+//! it commits); each gateway listens on a connection of its own, drops what changed and
+//! acknowledges; it serves cached copies only under a lease it renews by hearing its own
+//! pings come back; a strong write is answered once every live peer has acknowledged it or
+//! its lease has lapsed. The design and its argument are in `docs/ARCHITECTURE.md`
+//! ("Gateways without cache nodes").
+
+mod metrics;
+mod table;
+mod wire;
+
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::{Duration, SystemTime};
+
+use parking_lot::Mutex;
+use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+use tokio_util::sync::{CancellationToken, DropGuard};
+
+use crate::cache::DocCache;
+use crate::db::DbError;
+use table::{Settled, Table};
+pub(crate) use wire::CHANNEL;
+use wire::Message;
+
+/// Longest wait before the listener connects again after losing its connection.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Whether the local cache may serve its copies: until the lease this gateway last renewed.
+/// Shared by the listener, which renews and revokes it, and the cache, which reads it.
+#[derive(Debug)]
+pub(crate) struct Lease {
+    base: Instant,
+    /// Milliseconds after `base` the lease runs to; 0 for none.
+    until_ms: AtomicU64,
+}
+
+impl Lease {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            until_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether cached copies may be served now.
+    pub(crate) fn live(&self) -> bool {
+        let now = millis(self.base, Instant::now());
+        now < self.until_ms.load(Relaxed)
+    }
+
+    fn set(&self, until: Option<Instant>) {
+        let ms = until.map_or(0, |u| millis(self.base, u).max(1));
+        self.until_ms.store(ms, Relaxed);
+    }
+}
+
+fn millis(base: Instant, at: Instant) -> u64 {
+    u64::try_from(at.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
+}
+
+/// One gateway among its peers; the tasks stop when this is dropped.
+#[derive(Debug)]
+pub(crate) struct Peers {
+    shared: Arc<Shared>,
+    _stop: DropGuard,
+}
+
+#[derive(Debug)]
+struct Shared {
+    me: String,
+    lease_time: Duration,
+    options: PgConnectOptions,
+    /// Pings, acknowledgements and goodbyes (not the listener's connection).
+    pool: PgPool,
+    table: Mutex<Table>,
+    /// Woken on every event a strong write may be waiting for.
+    changed: Notify,
+    seq: AtomicU64,
+    lease: Arc<Lease>,
+    cache: Arc<DocCache>,
+    stats: metrics::Stats,
+}
+
+/// A write about to be made, announced in its transaction ([`Note::payload`]).
+#[derive(Debug)]
+pub(crate) struct Note {
+    shared: Arc<Shared>,
+    seq: u64,
+    strong: bool,
+    payload: String,
+}
+
+impl Note {
+    /// What the transaction notifies on [`CHANNEL`].
+    pub(crate) fn payload(&self) -> &str {
+        &self.payload
+    }
+}
+
+impl Drop for Note {
+    fn drop(&mut self) {
+        if self.strong {
+            self.shared.table.lock().end(self.seq);
+        }
+    }
+}
+
+impl Peers {
+    /// A lease, revoked, for the cache to read before [`Peers::start`] renews it.
+    pub(crate) fn lease() -> Arc<Lease> {
+        Arc::new(Lease::new())
+    }
+
+    /// Starts listening on the PostgreSQL database at `url` for `cache`, with leases of
+    /// `lease_ms` (the listener connects in the background and retries).
+    ///
+    /// # Errors
+    /// [`DbError::Opening`] for a URL sqlx cannot read.
+    pub(crate) fn start(
+        url: &str,
+        lease_ms: u64,
+        lease: Arc<Lease>,
+        cache: Arc<DocCache>,
+    ) -> Result<Self, DbError> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|e| DbError::Opening(format!("cannot read the database URL: {e}")))?;
+        let me = uuid::Uuid::now_v7().simple().to_string();
+        let lease_time = Duration::from_millis(lease_ms.max(10));
+        let pool = PgPoolOptions::new()
+            .max_connections(2)
+            .acquire_timeout(lease_time)
+            .connect_lazy_with(options.clone().application_name(&format!("larder {me}")));
+        let shared = Arc::new(Shared {
+            table: Mutex::new(Table::new(&me, lease_time)),
+            me,
+            lease_time,
+            options,
+            pool,
+            changed: Notify::new(),
+            seq: AtomicU64::new(0),
+            lease,
+            cache,
+            stats: metrics::Stats::default(),
+        });
+        let stop = CancellationToken::new();
+        tokio::spawn(listen(shared.clone(), stop.clone()));
+        tokio::spawn(ping(shared.clone(), stop.clone()));
+        Ok(Self {
+            shared,
+            _stop: stop.drop_guard(),
+        })
+    }
+
+    /// The note of a write of `collection/id` at `version` (0: a delete); a `strong` one is
+    /// waited for by [`Peers::settle`].
+    pub(crate) fn note(&self, collection: &str, id: &str, version: i64, strong: bool) -> Note {
+        let shared = &self.shared;
+        let seq = shared.seq.fetch_add(1, Relaxed) + 1;
+        let emitted_us = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let payload = Message::Change {
+            writer: &shared.me,
+            seq,
+            emitted_us,
+            version,
+            collection,
+            id,
+        }
+        .encode();
+        if strong {
+            shared.table.lock().begin(seq, Instant::now());
+        }
+        Note {
+            shared: shared.clone(),
+            seq,
+            strong,
+            payload,
+        }
+    }
+
+    /// Returns once no peer can serve a copy older than the committed write `note`: every
+    /// live peer acknowledged it or its lease lapsed (at most a lease and a tenth). An
+    /// eventual write returns at once.
+    pub(crate) async fn settle(&self, note: Note) {
+        if !note.strong {
+            return;
+        }
+        let shared = &self.shared;
+        shared.table.lock().committed(note.seq, Instant::now());
+        loop {
+            let changed = shared.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            let settled = shared.table.lock().check(note.seq, Instant::now());
+            match settled {
+                Settled::Done(by) => {
+                    shared.stats.settled(by);
+                    return;
+                }
+                Settled::Wait(until) => {
+                    tokio::select! {
+                        () = changed => {}
+                        () = tokio::time::sleep_until(until) => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Tells the peers this gateway stops, so that its writes' peers wait for it no longer.
+    pub(crate) async fn bye(&self) {
+        let shared = &self.shared;
+        shared.lease.set(None);
+        let payload = Message::Bye { from: &shared.me }.encode();
+        if let Err(err) = notify(&shared.pool, &payload).await {
+            tracing::debug!(%err, "goodbye not sent");
+        }
+    }
+
+    /// Appends this gateway's peer metrics to the Prometheus text `out`.
+    pub(crate) fn render(&self, out: &mut String) {
+        let shared = &self.shared;
+        let live = shared.table.lock().live(Instant::now()).len();
+        shared
+            .stats
+            .render(out, &shared.me, live, shared.lease.live());
+    }
+}
+
+/// `SELECT pg_notify` of `payload` on [`CHANNEL`].
+async fn notify(pool: &PgPool, payload: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(payload)
+        .execute(pool)
+        .await
+        .map(drop)
+}
+
+/// Listens, connecting again whenever the connection is lost; the local cache is flushed
+/// and serves nothing from the loss until a fresh lease.
+async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        let connected = tokio::select! {
+            () = stop.cancelled() => return,
+            connected = connect(&shared) => connected,
+        };
+        let mut listener = match connected {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(%err, "change listener cannot connect; the local cache serves nothing");
+                tokio::select! {
+                    () = stop.cancelled() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(MAX_BACKOFF);
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(50);
+        // Whatever changed while nothing listened is unknown: start empty.
+        shared.cache.flush_local();
+        shared.table.lock().listening(Instant::now());
+        loop {
+            let received = tokio::select! {
+                () = stop.cancelled() => return,
+                received = listener.try_recv() => received,
+            };
+            match received {
+                Ok(Some(first)) => {
+                    let mut batch = vec![first];
+                    batch.extend(std::iter::from_fn(|| listener.next_buffered()));
+                    handle(&shared, &batch);
+                }
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(%err, "change listener failed");
+                    break;
+                }
+            }
+        }
+        tracing::warn!("change listener lost its connection; flushing the local cache");
+        shared.table.lock().lost();
+        shared.lease.set(None);
+        shared.cache.flush_local();
+        shared.changed.notify_waiters();
+    }
+}
+
+/// A listener connection of its own (not pooled with anything else), listening.
+async fn connect(shared: &Shared) -> Result<PgListener, sqlx::Error> {
+    let options = shared
+        .options
+        .clone()
+        .application_name(&format!("larder listener {}", shared.me));
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .max_lifetime(None)
+        .idle_timeout(None)
+        .acquire_timeout(Duration::from_secs(5))
+        .connect_with(options)
+        .await?;
+    let mut listener = PgListener::connect_with(&pool).await?;
+    listener.listen(CHANNEL).await?;
+    Ok(listener)
+}
+
+/// Handles notifications in the order they committed: drops what others changed, records
+/// pings, echoes, acknowledgements and goodbyes, then acknowledges the changes dropped.
+fn handle(shared: &Arc<Shared>, batch: &[PgNotification]) {
+    let now = Instant::now();
+    let mut acks: Vec<(&str, Vec<u64>)> = Vec::new();
+    {
+        let mut table = shared.table.lock();
+        for notification in batch {
+            match Message::parse(notification.payload()) {
+                Some(Message::Change { writer, seq, .. }) if writer == shared.me => {
+                    table.on_echo(seq, now);
+                }
+                Some(Message::Change {
+                    writer,
+                    seq,
+                    emitted_us,
+                    collection,
+                    id,
+                    ..
+                }) => {
+                    shared.cache.forget_local(collection, id);
+                    shared.stats.received(emitted_us);
+                    match acks.iter_mut().find(|(w, _)| *w == writer) {
+                        Some((_, seqs)) => seqs.push(seq),
+                        None => acks.push((writer, vec![seq])),
+                    }
+                }
+                Some(Message::Ack { from, writer, seqs }) if writer == shared.me => {
+                    table.on_ack(from, &seqs);
+                }
+                Some(Message::Ping { from, seq }) => {
+                    table.on_ping(from, seq, now);
+                    if from == shared.me {
+                        shared.lease.set(table.lease_until());
+                    }
+                }
+                Some(Message::Bye { from }) => table.on_bye(from),
+                Some(Message::Ack { .. }) | None => {}
+            }
+        }
+    }
+    shared.changed.notify_waiters();
+    let payloads: Vec<String> = acks
+        .iter()
+        .flat_map(|(writer, seqs)| wire::acks(&shared.me, writer, seqs))
+        .collect();
+    if !payloads.is_empty() {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            for payload in payloads {
+                if let Err(err) = notify(&shared.pool, &payload).await {
+                    // The writer waits for the lease instead.
+                    tracing::debug!(%err, "acknowledgement not sent");
+                }
+            }
+        });
+    }
+}
+
+/// Pings every quarter lease while the listener listens.
+async fn ping(shared: Arc<Shared>, stop: CancellationToken) {
+    let mut every = tokio::time::interval(shared.lease_time / 4);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let Some(seq) = shared.table.lock().ping_due(Instant::now()) else {
+            continue;
+        };
+        let payload = Message::Ping {
+            from: &shared.me,
+            seq,
+        }
+        .encode();
+        if let Err(err) = notify(&shared.pool, &payload).await {
+            tracing::debug!(%err, "ping not sent");
+            shared.table.lock().ping_failed(seq);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_lease_is_live_until_it_runs_out_or_is_revoked() {
+        let lease = Lease {
+            base: Instant::now() - Duration::from_secs(10),
+            until_ms: AtomicU64::new(0),
+        };
+        assert!(!lease.live(), "none at first");
+        lease.set(Some(Instant::now() + Duration::from_secs(60)));
+        assert!(lease.live());
+        lease.set(Some(Instant::now() - Duration::from_millis(1)));
+        assert!(!lease.live());
+        lease.set(Some(Instant::now() + Duration::from_secs(60)));
+        lease.set(None);
+        assert!(!lease.live());
+    }
+}
