@@ -265,7 +265,7 @@ async fn strong_writes_are_never_read_older_through_the_other_gateway() {
     let done = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut readers = Vec::new();
-    for r in 0..4u64 {
+    for r in 0..2u64 {
         let (acked, done) = (acked.clone(), done.clone());
         readers.push(tokio::spawn(async move {
             let mut clients = [Client::to(addrs[0]).await, Client::to(addrs[1]).await];
@@ -295,25 +295,23 @@ async fn strong_writes_are_never_read_older_through_the_other_gateway() {
             clients[0].create("docs", &id).await;
             acked[w as usize].store(1, Ordering::SeqCst);
             for round in 0..ROUNDS / WORKERS {
-                // Fill the caches at random, so that copies exist to go stale.
-                for _ in 0..rng.below(3) {
-                    let via = rng.below(2) as usize;
-                    clients[via].version("docs", &id).await;
-                }
+                // The other gateway holds a copy from the last round's read (or from its
+                // read of the round before, where this one wrote): the write must reach it
+                // before it is answered. A quarter of the time the writer is read too.
                 let writer = rng.below(2) as usize;
                 let version = clients[writer].update("docs", &id, round).await;
                 acked[w as usize].store(version, Ordering::SeqCst);
-                let other = 1 - writer;
-                let seen = clients[other].version("docs", &id).await;
-                assert_eq!(
-                    seen, version,
-                    "worker {w} round {round}: written via {writer}"
-                );
-                let seen = clients[writer].version("docs", &id).await;
-                assert_eq!(
-                    seen, version,
-                    "worker {w} round {round}: read back via {writer}"
-                );
+                let mut via = vec![1 - writer];
+                if rng.below(4) == 0 {
+                    via.insert(rng.below(2) as usize, writer);
+                }
+                for via in via {
+                    let seen = clients[via].version("docs", &id).await;
+                    assert_eq!(
+                        seen, version,
+                        "worker {w} round {round}: via {writer}, read via {via}"
+                    );
+                }
             }
         }));
     }
