@@ -90,7 +90,14 @@ fn config(url: &str) -> ApiConfig {
 
 struct Gateway {
     addr: SocketAddr,
-    _stop: tokio_util::sync::DropGuard,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<Result<(), larder_api::Error>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 async fn start(url: &str) -> Gateway {
@@ -100,11 +107,8 @@ async fn start(url: &str) -> Gateway {
         .await
         .unwrap();
     let stop = CancellationToken::new();
-    tokio::spawn(gateway.serve(stop.clone()));
-    Gateway {
-        addr,
-        _stop: stop.drop_guard(),
-    }
+    let task = tokio::spawn(gateway.serve(stop.clone()));
+    Gateway { addr, stop, task }
 }
 
 /// One HTTP/1.1 connection to a gateway.
@@ -515,6 +519,29 @@ async fn a_gateway_whose_listener_is_killed_flushes_and_serves_fresh_data_again(
     // And B is a peer again: a strong write through A reaches it.
     assert_eq!(a.update("docs", "x", 3).await, 3);
     assert_eq!(b.version("docs", "x").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateway_that_stops_says_goodbye_and_is_waited_for_no_more() {
+    let Some(url) = fresh_database().await else {
+        return;
+    };
+    let ga = start(&url).await;
+    let mut gb = start(&url).await;
+    let mut a = Client::to(ga.addr).await;
+    let mut b = Client::to(gb.addr).await;
+    warm(&mut [&mut a, &mut b]).await;
+    a.create("docs", "x").await;
+    assert_eq!(b.version("docs", "x").await, 1);
+    drop(b);
+    gb.stop.cancel();
+    (&mut gb.task).await.unwrap().unwrap();
+    // Without the goodbye A would wait out B's lease.
+    let started = Instant::now();
+    assert_eq!(a.update("docs", "x", 1).await, 2);
+    let took = started.elapsed();
+    assert!(took < GRACE / 2, "{took:?}");
+    assert_eq!(a.metric("larder_api_peers_live").await, 0.0);
 }
 
 #[tokio::test]

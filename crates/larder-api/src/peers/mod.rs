@@ -18,8 +18,9 @@ use std::time::{Duration, SystemTime};
 use parking_lot::Mutex;
 use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
+use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::{CancellationToken, DropGuard};
+use tokio_util::sync::CancellationToken;
 
 use crate::cache::DocCache;
 use crate::db::DbError;
@@ -67,7 +68,15 @@ fn millis(base: Instant, at: Instant) -> u64 {
 #[derive(Debug)]
 pub(crate) struct Peers {
     shared: Arc<Shared>,
-    _stop: DropGuard,
+    stop: CancellationToken,
+    /// The pinging task, awaited before saying goodbye (so no ping follows it).
+    pinger: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Peers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
 }
 
 #[derive(Debug)]
@@ -150,10 +159,11 @@ impl Peers {
         });
         let stop = CancellationToken::new();
         tokio::spawn(listen(shared.clone(), stop.clone()));
-        tokio::spawn(ping(shared.clone(), stop.clone()));
+        let pinger = tokio::spawn(ping(shared.clone(), stop.clone()));
         Ok(Self {
             shared,
-            _stop: stop.drop_guard(),
+            stop,
+            pinger: Mutex::new(Some(pinger)),
         })
     }
 
@@ -214,10 +224,16 @@ impl Peers {
         }
     }
 
-    /// Tells the peers this gateway stops, so that its writes' peers wait for it no longer.
+    /// Stops listening and pinging, and tells the peers, so that their writes wait for this
+    /// gateway no longer.
     pub(crate) async fn bye(&self) {
         let shared = &self.shared;
+        self.stop.cancel();
         shared.lease.set(None);
+        let pinger = self.pinger.lock().take();
+        if let Some(pinger) = pinger {
+            let _ = pinger.await;
+        }
         let payload = Message::Bye { from: &shared.me }.encode();
         if let Err(err) = notify(&shared.pool, &payload).await {
             tracing::debug!(%err, "goodbye not sent");
