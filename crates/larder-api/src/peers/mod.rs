@@ -6,6 +6,7 @@
 //! its lease has lapsed. The design and its argument are in `docs/ARCHITECTURE.md`
 //! ("Gateways without cache nodes").
 
+mod listener;
 mod metrics;
 mod table;
 mod wire;
@@ -16,7 +17,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, SystemTime};
 
 use parking_lot::Mutex;
-use sqlx::postgres::{PgConnectOptions, PgListener, PgNotification, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -24,12 +25,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::DocCache;
 use crate::db::DbError;
+use listener::{listen, notify, ping};
 use table::{Settled, Table};
 pub(crate) use wire::CHANNEL;
 use wire::Message;
-
-/// Longest wait before the listener connects again after losing its connection.
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
 
 /// Whether the local cache may serve its copies: until the lease this gateway last renewed.
 /// Shared by the listener, which renews and revokes it, and the cache, which reads it.
@@ -247,169 +246,6 @@ impl Peers {
         shared
             .stats
             .render(out, &shared.me, live, shared.lease.live());
-    }
-}
-
-/// `SELECT pg_notify` of `payload` on [`CHANNEL`].
-async fn notify(pool: &PgPool, payload: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(payload)
-        .execute(pool)
-        .await
-        .map(drop)
-}
-
-/// Listens, connecting again whenever the connection is lost; the local cache is flushed
-/// and serves nothing from the loss until a fresh lease.
-async fn listen(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        let connected = tokio::select! {
-            () = stop.cancelled() => return,
-            connected = connect(&shared) => connected,
-        };
-        let mut listener = match connected {
-            Ok(listener) => listener,
-            Err(err) => {
-                tracing::warn!(%err, "change listener cannot connect; the local cache serves nothing");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-                continue;
-            }
-        };
-        backoff = Duration::from_millis(50);
-        // Whatever changed while nothing listened is unknown: start empty.
-        shared.cache.flush_local();
-        shared.table.lock().listening(Instant::now());
-        loop {
-            let received = tokio::select! {
-                () = stop.cancelled() => return,
-                received = listener.try_recv() => received,
-            };
-            match received {
-                Ok(Some(first)) => {
-                    let mut batch = vec![first];
-                    batch.extend(std::iter::from_fn(|| listener.next_buffered()));
-                    handle(&shared, &batch);
-                }
-                Ok(None) => break,
-                Err(err) => {
-                    tracing::warn!(%err, "change listener failed");
-                    break;
-                }
-            }
-        }
-        tracing::warn!("change listener lost its connection; flushing the local cache");
-        shared.table.lock().lost();
-        shared.lease.set(None);
-        shared.cache.flush_local();
-        shared.changed.notify_waiters();
-    }
-}
-
-/// A listener connection of its own (not pooled with anything else), listening.
-async fn connect(shared: &Shared) -> Result<PgListener, sqlx::Error> {
-    let options = shared
-        .options
-        .clone()
-        .application_name(&format!("larder listener {}", shared.me));
-    let pool = PgPoolOptions::new()
-        .max_connections(1)
-        .min_connections(0)
-        .max_lifetime(None)
-        .idle_timeout(None)
-        .acquire_timeout(Duration::from_secs(5))
-        .connect_with(options)
-        .await?;
-    let mut listener = PgListener::connect_with(&pool).await?;
-    listener.listen(CHANNEL).await?;
-    Ok(listener)
-}
-
-/// Handles notifications in the order they committed: drops what others changed, records
-/// pings, echoes, acknowledgements and goodbyes, then acknowledges the changes dropped.
-fn handle(shared: &Arc<Shared>, batch: &[PgNotification]) {
-    let now = Instant::now();
-    let mut acks: Vec<(&str, Vec<u64>)> = Vec::new();
-    {
-        let mut table = shared.table.lock();
-        for notification in batch {
-            match Message::parse(notification.payload()) {
-                Some(Message::Change { writer, seq, .. }) if writer == shared.me => {
-                    table.on_echo(seq, now);
-                }
-                Some(Message::Change {
-                    writer,
-                    seq,
-                    emitted_us,
-                    collection,
-                    id,
-                    ..
-                }) => {
-                    shared.cache.forget_local(collection, id);
-                    shared.stats.received(emitted_us);
-                    match acks.iter_mut().find(|(w, _)| *w == writer) {
-                        Some((_, seqs)) => seqs.push(seq),
-                        None => acks.push((writer, vec![seq])),
-                    }
-                }
-                Some(Message::Ack { from, writer, seqs }) if writer == shared.me => {
-                    table.on_ack(from, &seqs);
-                }
-                Some(Message::Ping { from, seq }) => {
-                    table.on_ping(from, seq, now);
-                    if from == shared.me {
-                        shared.lease.set(table.lease_until());
-                    }
-                }
-                Some(Message::Bye { from }) => table.on_bye(from),
-                Some(Message::Ack { .. }) | None => {}
-            }
-        }
-    }
-    shared.changed.notify_waiters();
-    let payloads: Vec<String> = acks
-        .iter()
-        .flat_map(|(writer, seqs)| wire::acks(&shared.me, writer, seqs))
-        .collect();
-    if !payloads.is_empty() {
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            for payload in payloads {
-                if let Err(err) = notify(&shared.pool, &payload).await {
-                    // The writer waits for the lease instead.
-                    tracing::debug!(%err, "acknowledgement not sent");
-                }
-            }
-        });
-    }
-}
-
-/// Pings every quarter lease while the listener listens.
-async fn ping(shared: Arc<Shared>, stop: CancellationToken) {
-    let mut every = tokio::time::interval(shared.lease_time / 4);
-    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            _ = every.tick() => {}
-        }
-        let Some(seq) = shared.table.lock().ping_due(Instant::now()) else {
-            continue;
-        };
-        let payload = Message::Ping {
-            from: &shared.me,
-            seq,
-        }
-        .encode();
-        if let Err(err) = notify(&shared.pool, &payload).await {
-            tracing::debug!(%err, "ping not sent");
-            shared.table.lock().ping_failed(seq);
-        }
     }
 }
 
