@@ -239,10 +239,12 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
-    /// The cache is updated before the write is answered.
+    /// The cache is updated before the write is answered; over PostgreSQL, no gateway's
+    /// in-process cache serves an older copy once it is answered.
     #[default]
     Strong,
-    /// The cache is updated right after the answer, asynchronously.
+    /// The cache is updated right after the answer, asynchronously; over PostgreSQL, other
+    /// gateways' in-process caches serve older copies for at most `local_cache_lease_ms`.
     Eventual,
 }
 
