@@ -196,6 +196,9 @@ async fn metrics(State(state): State<AppState>) -> Response {
     if let Some(near) = state.cache.near() {
         near.render(&mut text);
     }
+    if let Some(peers) = &state.peers {
+        peers.render(&mut text);
+    }
     (
         [(
             header::CONTENT_TYPE,

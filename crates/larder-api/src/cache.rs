@@ -28,6 +28,7 @@ use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 use crate::config::{CollectionConfig, Consistency};
 use crate::db::Db;
 use crate::near::NearCache;
+use crate::peers::Lease;
 
 /// Distinct documents loading at once; past it, reads go to the database without joining.
 const MAX_FLIGHTS: usize = 16_384;
@@ -56,6 +57,9 @@ pub(crate) struct DocCache {
     db: Db,
     clock: Arc<dyn Clock>,
     flights: Arc<Flights<String, LoadResult>>,
+    /// In process over PostgreSQL: copies are served only while this lease is live
+    /// ([`crate::peers`]); `None` serves them always (SQLite, one gateway).
+    lease: Option<Arc<Lease>>,
 }
 
 #[derive(Debug)]
@@ -149,6 +153,38 @@ impl DocCache {
             db,
             clock,
             flights: Arc::new(Flights::new(MAX_FLIGHTS)),
+            lease: None,
+        }
+    }
+
+    /// The same in-process cache, serving its copies only while `lease` is live.
+    pub(crate) fn with_lease(self, lease: Arc<Lease>) -> Self {
+        Self {
+            lease: Some(lease),
+            ..self
+        }
+    }
+
+    /// Whether in-process copies may be served now.
+    fn local_serving(&self) -> bool {
+        self.lease.as_ref().is_none_or(|lease| lease.live())
+    }
+
+    /// Drops the in-process copy of a document another gateway changed, and keeps a load in
+    /// flight from storing what it read before.
+    pub(crate) fn forget_local(&self, collection: &str, id: &str) {
+        if let Tier::Local(store) = &self.tier {
+            let key = key(collection, id);
+            self.flights.retire(&key);
+            store.delete(key.as_bytes());
+        }
+    }
+
+    /// Drops every in-process copy, and keeps every load in flight from storing.
+    pub(crate) fn flush_local(&self) {
+        if let Tier::Local(store) = &self.tier {
+            self.flights.retire_all();
+            store.clear();
         }
     }
 
@@ -176,6 +212,10 @@ impl DocCache {
     ) -> LoadResult {
         let key = key(&collection.name, id);
         let (cached, miss) = match &self.tier {
+            // No lease: neither served nor filled, the database answers.
+            Tier::Local(_) if !self.local_serving() => {
+                return self.read_db(&collection.name, id).await;
+            }
             Tier::Local(store) => (local_entry(store, &key), Fill::Local),
             Tier::Remote(client, near) => {
                 if let Some(hit) = near.as_ref().and_then(|n| near_hit(n, collection, &key)) {
@@ -286,14 +326,14 @@ impl DocCache {
     ) -> Joining {
         // In process, a load may have stored the document between the look and the lock.
         let check = || match &self.tier {
-            Tier::Local(store) => {
+            Tier::Local(store) if self.local_serving() => {
                 let now = self.clock.now_ms();
                 let windows = collection.windows();
                 local_entry(store, &key)
                     .filter(|(_, at)| windows.freshness(*at, now) == Freshness::Fresh)
                     .map(|(doc, _)| Ok(Some(doc)))
             }
-            Tier::Remote(..) => None,
+            Tier::Local(_) | Tier::Remote(..) => None,
         };
         match self.flights.join(&key, check) {
             Joined::Wait(waiter) => Joining::Wait(waiter),

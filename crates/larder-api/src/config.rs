@@ -22,6 +22,9 @@ pub const DEFAULT_IDEMPOTENCY_TTL_SECS: u64 = 24 * 3600;
 pub const DEFAULT_LOCAL_CACHE_BYTES: u64 = 64 << 20;
 /// Default [`ApiConfig::near_cache_bytes`]: 64 MiB.
 pub const DEFAULT_NEAR_CACHE_BYTES: u64 = 64 << 20;
+/// Default lease of a gateway's in-process cache over PostgreSQL: how long it may serve its
+/// copies without hearing from the database.
+pub const DEFAULT_LOCAL_CACHE_LEASE_MS: u64 = 1_000;
 /// Default time between checks of the TLS and JWKS files for changes.
 pub const DEFAULT_RELOAD_MS: u64 = 5_000;
 /// Default page size of list requests.
@@ -57,6 +60,11 @@ pub struct ApiConfig {
     /// Bytes of the near-cache in front of `cache_nodes`: copies of what the nodes answered,
     /// kept fresh by the invalidations the nodes push (0: every read goes to a node).
     pub near_cache_bytes: u64,
+    /// Over PostgreSQL, milliseconds the in-process cache may serve its copies after the
+    /// gateway last heard back from the database; it renews this every quarter lease. A
+    /// `strong` write waits at most about this long for a gateway that stopped answering, and
+    /// an `eventual` one is stale elsewhere at most this long.
+    pub local_cache_lease_ms: u64,
     /// Largest request body in bytes; bigger ones get 413.
     pub max_body_bytes: usize,
     /// Milliseconds a request may take; slower ones get 503.
@@ -212,6 +220,7 @@ impl Default for ApiConfig {
             cache_deadline_ms: 250,
             local_cache_bytes: DEFAULT_LOCAL_CACHE_BYTES,
             near_cache_bytes: DEFAULT_NEAR_CACHE_BYTES,
+            local_cache_lease_ms: DEFAULT_LOCAL_CACHE_LEASE_MS,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             request_timeout_ms: DEFAULT_REQUEST_TIMEOUT_MS,
             max_concurrency: DEFAULT_MAX_CONCURRENCY,
@@ -236,10 +245,12 @@ impl Default for ApiConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Consistency {
-    /// The cache is updated before the write is answered.
+    /// The cache is updated before the write is answered; over PostgreSQL, no gateway's
+    /// in-process cache serves an older copy once it is answered.
     #[default]
     Strong,
-    /// The cache is updated right after the answer, asynchronously.
+    /// The cache is updated right after the answer, asynchronously; over PostgreSQL, other
+    /// gateways' in-process caches serve older copies for at most `local_cache_lease_ms`.
     Eventual,
 }
 

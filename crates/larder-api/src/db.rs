@@ -4,6 +4,8 @@
 //! beside them and are written in the same transaction as the document they created.
 
 mod inline;
+mod lock;
+mod notify;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -15,6 +17,7 @@ use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 use tracing::Instrument as _;
 
+use crate::peers::Note;
 use inline::InlineReader;
 
 /// Migrations, in order; each runs once and is recorded in `larder_migrations`.
@@ -153,6 +156,8 @@ pub(crate) struct Db {
     sqlite: bool,
     /// Point reads without sqlx's thread hand-off (SQLite on a WAL file only).
     inline: Option<Arc<InlineReader>>,
+    /// The lock that keeps other gateways off a SQLite file (see [`lock`]).
+    _lock: Option<Arc<std::fs::File>>,
 }
 
 impl Db {
@@ -182,6 +187,7 @@ impl Db {
             pool,
             sqlite,
             inline: None,
+            _lock: None,
         };
         let file = if sqlite {
             db.sqlite_file().await?
@@ -192,6 +198,9 @@ impl Db {
             // In memory it vanishes with the pool's connections; a temporary database (an
             // empty path) is even private to each connection.
             return Err(DbError::InMemory);
+        }
+        if let Some(path) = &file {
+            db._lock = Some(Arc::new(lock::exclusive(path)?));
         }
         let applied_ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
         db.migrate(applied_ms).await.map_err(|e| match e {
@@ -361,7 +370,7 @@ impl Db {
     }
 
     /// Inserts a new document (version 1) and, if given, the idempotency record of the
-    /// request that created it, in one transaction.
+    /// request that created it, in one transaction that announces `note`.
     pub(crate) async fn create(
         &self,
         collection: &str,
@@ -369,12 +378,13 @@ impl Db {
         doc: &str,
         now: &str,
         idem: Option<(&str, &IdemRecord, i64)>,
+        note: Option<&Note>,
     ) -> Result<(), DbError> {
         self.traced(
             "INSERT",
             "larder_documents",
             collection,
-            self.create_query(collection, id, doc, now, idem),
+            self.create_query(collection, id, doc, now, idem, note),
         )
         .await
     }
@@ -388,6 +398,7 @@ impl Db {
         doc: &str,
         now: &str,
         idem: Option<(&str, &IdemRecord, i64)>,
+        note: Option<&Note>,
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         if let Some((key, record, expires_at)) = idem {
@@ -419,11 +430,13 @@ impl Db {
         .bind(now.to_owned())
         .execute(&mut *tx)
         .await?;
+        self.announce(&mut tx, note).await?;
         tx.commit().await?;
         Ok(())
     }
 
-    /// Replaces a document if it still has version `expected`; whether it did.
+    /// Replaces a document if it still has version `expected`; whether it did. A replacement
+    /// announces `note` in its transaction.
     pub(crate) async fn update(
         &self,
         collection: &str,
@@ -431,12 +444,13 @@ impl Db {
         expected: i64,
         doc: &str,
         now: &str,
+        note: Option<&Note>,
     ) -> Result<bool, DbError> {
         self.traced(
             "UPDATE",
             "larder_documents",
             collection,
-            self.update_query(collection, id, expected, doc, now),
+            self.update_query(collection, id, expected, doc, now, note),
         )
         .await
     }
@@ -449,7 +463,9 @@ impl Db {
         expected: i64,
         doc: &str,
         now: &str,
+        note: Option<&Note>,
     ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = self
             .q(
                 "UPDATE larder_documents SET doc = $1, version = version + 1, updated_at = $2 \
@@ -460,23 +476,30 @@ impl Db {
             .bind(collection.to_owned())
             .bind(id.to_owned())
             .bind(expected)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await?;
-        Ok(done.rows_affected() == 1)
+        let replaced = done.rows_affected() == 1;
+        if replaced {
+            self.announce(&mut tx, note).await?;
+        }
+        tx.commit().await?;
+        Ok(replaced)
     }
 
-    /// Deletes a document (only at version `expected`, if given); whether it did.
+    /// Deletes a document (only at version `expected`, if given); whether it did. A deletion
+    /// announces `note` in its transaction.
     pub(crate) async fn delete(
         &self,
         collection: &str,
         id: &str,
         expected: Option<i64>,
+        note: Option<&Note>,
     ) -> Result<bool, DbError> {
         self.traced(
             "DELETE",
             "larder_documents",
             collection,
-            self.delete_query(collection, id, expected),
+            self.delete_query(collection, id, expected, note),
         )
         .await
     }
@@ -487,25 +510,32 @@ impl Db {
         collection: &str,
         id: &str,
         expected: Option<i64>,
+        note: Option<&Note>,
     ) -> Result<bool, DbError> {
+        let mut tx = self.pool.begin().await?;
         let done = match expected {
             Some(version) => {
                 self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2 AND version = $3")
                     .bind(collection.to_owned())
                     .bind(id.to_owned())
                     .bind(version)
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
             }
             None => {
                 self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2")
                     .bind(collection.to_owned())
                     .bind(id.to_owned())
-                    .execute(&self.pool)
+                    .execute(&mut *tx)
                     .await?
             }
         };
-        Ok(done.rows_affected() == 1)
+        let deleted = done.rows_affected() == 1;
+        if deleted {
+            self.announce(&mut tx, note).await?;
+        }
+        tx.commit().await?;
+        Ok(deleted)
     }
 
     /// The live idempotency record of `key`, dropping it if it has expired.
@@ -629,7 +659,7 @@ mod tests {
         let reader = db.inline.clone().expect("a WAL file gets inline reads");
         assert_eq!(reader.get("things", "a"), Some(None));
 
-        db.create("things", "a", r#"{"v":1}"#, "t0", None)
+        db.create("things", "a", r#"{"v":1}"#, "t0", None, None)
             .await
             .unwrap();
         let first = Stored {
@@ -642,7 +672,7 @@ mod tests {
 
         // A write through sqlx is visible to the very next inline read.
         assert!(
-            db.update("things", "a", 1, r#"{"v":2}"#, "t1")
+            db.update("things", "a", 1, r#"{"v":2}"#, "t1", None)
                 .await
                 .unwrap()
         );
@@ -653,7 +683,7 @@ mod tests {
         assert_eq!(reader.get("things", "a"), Some(Some(second.clone())));
         assert_eq!(through_sqlx(&db, "a").await, Some(second));
 
-        assert!(db.delete("things", "a", Some(2)).await.unwrap());
+        assert!(db.delete("things", "a", Some(2), None).await.unwrap());
         assert_eq!(reader.get("things", "a"), Some(None));
         assert_eq!(through_sqlx(&db, "a").await, None);
         // Five reads answered inline (four direct, one `db.get`); each `through_sqlx` handed

@@ -27,6 +27,7 @@ mod media;
 mod metrics;
 mod near;
 mod openapi;
+mod peers;
 mod problem;
 mod routes;
 mod server;
@@ -153,7 +154,7 @@ impl Gateway {
             return Err(Error::Config(ConfigError::NoConnections));
         }
         let tls = tls(&config)?;
-        let state = build(config, options).await?;
+        let state = build(config, options, true).await?;
         Ok(Self {
             state,
             listener,
@@ -196,9 +197,12 @@ impl Gateway {
         }
         watched.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
         let app = app::app(state.clone());
-        let served = server::serve(listener, app, state, tls, shutdown).await;
+        let served = server::serve(listener, app, state.clone(), tls, shutdown).await;
         for task in watched {
             task.abort();
+        }
+        if let Some(peers) = &state.peers {
+            peers.bye().await;
         }
         Ok(served?)
     }
@@ -267,8 +271,13 @@ pub async fn run_with(
         .await
 }
 
-/// Opens the database and the cache and compiles the collections.
-async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, Error> {
+/// Opens the database and the cache and compiles the collections; over PostgreSQL with
+/// `with_peers`, joins the other gateways over the database ([`peers`]).
+async fn build(
+    config: ApiConfig,
+    options: Options,
+    with_peers: bool,
+) -> Result<state::AppState, Error> {
     let clock = options.clock.unwrap_or_else(|| Arc::new(SystemClock));
     if config.database.is_empty() {
         return Err(Error::Config(ConfigError::NoDatabase));
@@ -278,9 +287,17 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
     let db = db::Db::open(&config.database, clock.as_ref())
         .await
         .map_err(|e| Error::Database(e.into()))?;
+    // Gateways with cache nodes are kept right by the nodes' invalidations (the near-cache);
+    // only gateways without them announce to and listen for each other.
+    let lease = (with_peers && !db.is_sqlite() && config.cache_nodes.is_empty())
+        .then(peers::Peers::lease);
     let cache = if config.cache_nodes.is_empty() {
-        cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
-            .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?
+        let cache = cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
+            .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?;
+        match &lease {
+            Some(lease) => cache.with_lease(lease.clone()),
+            None => cache,
+        }
     } else {
         let client_config = larder_client::ClientConfig {
             nodes: config.cache_nodes.clone(),
@@ -297,15 +314,31 @@ async fn build(config: ApiConfig, options: Options) -> Result<state::AppState, E
         cache::DocCache::remote(db.clone(), client, config.near_cache_bytes, clock.clone())
             .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?
     };
+    let cache = Arc::new(cache);
+    let peers = match lease {
+        Some(lease) => Some(
+            peers::Peers::start(
+                &config.database,
+                config.local_cache_lease_ms,
+                lease,
+                cache.clone(),
+            )
+            .map_err(|e| Error::Database(e.into()))?,
+        ),
+        None => None,
+    };
     let opened = state::Opened {
         db,
-        cache: Arc::new(cache),
+        cache,
+        peers,
         clock,
     };
     state::AppState::new(config, opened).map_err(Error::Config)
 }
 
-/// The router over a configuration, for tests that call it without a socket.
+/// The router over a configuration, for tests that call it without a socket. It does not
+/// join other gateways over PostgreSQL (its in-process cache assumes it is the only writer);
+/// [`Gateway`] does.
 ///
 /// # Errors
 /// As [`run`].
@@ -318,5 +351,5 @@ pub async fn router(config: ApiConfig) -> Result<axum::Router, Error> {
 /// # Errors
 /// As [`run`].
 pub async fn router_with(config: ApiConfig, options: Options) -> Result<axum::Router, Error> {
-    Ok(app::app(build(config, options).await?))
+    Ok(app::app(build(config, options, false).await?))
 }

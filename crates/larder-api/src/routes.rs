@@ -15,11 +15,12 @@ use larder_proto::ErrorCode;
 
 use crate::cache::ReadError;
 use crate::conditional;
-use crate::config::Consistency;
+use crate::config::{CollectionConfig, Consistency};
 use crate::db::{DbError, IdemRecord};
 use crate::doc::{self, Incoming};
 use crate::list::{self, ListQuery};
 use crate::media::{self, JSON_API};
+use crate::peers::Note;
 use crate::problem::{ApiError, ApiResult};
 use crate::state::{AppState, Collection, InFlight};
 use crate::time::rfc3339;
@@ -401,7 +402,12 @@ async fn create_now(
         i64::try_from(state.config.idempotency_ttl_secs.saturating_mul(1000)).unwrap_or(i64::MAX),
     );
     let idem_row = idem.map(|(key, _)| (key, &record, expires));
-    match state.db.create(name, &id, &stored, &now, idem_row).await {
+    let note = state.note(&collection.config, &id, 1);
+    let created = state
+        .db
+        .create(name, &id, &stored, &now, idem_row, note.as_ref())
+        .await;
+    match created {
         Ok(()) => {}
         Err(DbError::Conflict) => {
             return Err(ApiError::new(
@@ -417,7 +423,7 @@ async fn create_now(
         }
         Err(err) => return Err(unavailable(err)),
     }
-    state.cache_write(collection, &id, stored, 1).await;
+    state.cache_write(collection, &id, stored, 1, note).await;
     let mut response = document(StatusCode::CREATED, record.body, Some(1));
     if let Ok(value) = HeaderValue::from_str(&location) {
         response.headers_mut().insert(header::LOCATION, value);
@@ -461,14 +467,17 @@ pub(crate) async fn update(
         let now = rfc3339(state.now_ms());
         let version = current.version + 1;
         let stored = doc::render(&name, &id, &attributes, version, &created, &now);
+        let note = state.note(&collection.config, &id, version);
         if state
             .db
-            .update(&name, &id, current.version, &stored, &now)
+            .update(&name, &id, current.version, &stored, &now, note.as_ref())
             .await
             .map_err(db_error)?
         {
             let body = doc::single(&stored, &name, &id);
-            state.cache_write(&collection, &id, stored, version).await;
+            state
+                .cache_write(&collection, &id, stored, version, note)
+                .await;
             return Ok(document(StatusCode::OK, body, Some(version)));
         }
         // Another writer got there first: with If-Match that is a failed precondition,
@@ -507,13 +516,15 @@ pub(crate) async fn delete(
             Some(current.version)
         }
     };
+    let note = state.note(&collection.config, &id, 0);
     if state
         .db
-        .delete(&name, &id, expected)
+        .delete(&name, &id, expected, note.as_ref())
         .await
         .map_err(db_error)?
     {
         state.cache.remove(&collection.config, &id).await;
+        state.settle(note).await;
         return Ok(StatusCode::NO_CONTENT.into_response());
     }
     match expected {
@@ -526,9 +537,50 @@ pub(crate) async fn delete(
 }
 
 impl AppState {
-    /// Updates the cache after a committed write: before answering (`strong`) or right after
-    /// (`eventual`).
+    /// The note announcing a write of `id` at `version` (0: a delete) to the other gateways
+    /// over the database, if this gateway has peers ([`crate::peers`]).
+    pub(crate) fn note(
+        &self,
+        collection: &CollectionConfig,
+        id: &str,
+        version: i64,
+    ) -> Option<Note> {
+        let strong = collection.consistency == Consistency::Strong;
+        let peers = self.peers.as_ref()?;
+        Some(peers.note(&collection.name, id, version, strong))
+    }
+
+    /// Waits, after a committed write, until no other gateway can serve an older copy
+    /// (`strong`; at once for `eventual`).
+    pub(crate) async fn settle(&self, note: Option<Note>) {
+        if let (Some(peers), Some(note)) = (&self.peers, note) {
+            peers.settle(note).await;
+        }
+    }
+
+    /// Updates the cache after a committed write, before answering (`strong`) or right after
+    /// (`eventual`), then waits for the other gateways as [`AppState::settle`].
     pub(crate) async fn cache_write(
+        &self,
+        collection: &Arc<Collection>,
+        id: &str,
+        doc: String,
+        version: i64,
+        note: Option<Note>,
+    ) {
+        if note.is_some() && self.cache.client().is_none() {
+            // Other gateways write too: a copy stored now could land after a newer write's
+            // copy was dropped, so it is dropped instead, and the next read loads it.
+            self.cache.forget_local(&collection.config.name, id);
+            return self.settle(note).await;
+        }
+        self.write_through(collection, id, doc, version).await;
+        self.settle(note).await;
+    }
+
+    /// Stores a committed write in the cache: before answering (`strong`) or right after
+    /// (`eventual`).
+    async fn write_through(
         &self,
         collection: &Arc<Collection>,
         id: &str,

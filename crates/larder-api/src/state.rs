@@ -18,6 +18,7 @@ use crate::doc::{Schema, SchemaError};
 use crate::error::ConfigError;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
+use crate::peers::Peers;
 use crate::problem::ApiError;
 
 /// A collection and its compiled schema.
@@ -37,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) collections: HashMap<String, Arc<Collection>>,
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    /// The other gateways over a PostgreSQL database (`None` on SQLite, and for [`crate::router`]).
+    pub(crate) peers: Option<Peers>,
     pub(crate) credentials: Credentials,
     pub(crate) limits: Limits,
     pub(crate) cors: Cors,
@@ -140,6 +143,7 @@ pub(crate) fn collections(
 pub(crate) struct Opened {
     pub(crate) db: Db,
     pub(crate) cache: Arc<DocCache>,
+    pub(crate) peers: Option<Peers>,
     pub(crate) clock: Arc<dyn Clock>,
 }
 
@@ -157,6 +161,7 @@ impl AppState {
             collections: collections(&config).map_err(ConfigError::Collection)?,
             db: opened.db,
             cache: opened.cache,
+            peers: opened.peers,
             clock: opened.clock,
             credentials,
             limits,

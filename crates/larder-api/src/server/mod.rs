@@ -277,7 +277,7 @@ mod tests {
             }],
             ..ApiConfig::default()
         };
-        let state = crate::build(config, crate::Options::default())
+        let state = crate::build(config, crate::Options::default(), false)
             .await
             .unwrap();
         let (events, feed) = mpsc::channel(1);

@@ -1,0 +1,25 @@
+//! Announcing a write to the other gateways over PostgreSQL (see [`crate::peers`]): the
+//! notification is sent in the write's transaction, so it is delivered when, and only if,
+//! the write commits.
+
+use sqlx::{Any, Transaction};
+
+use super::{Db, DbError};
+use crate::peers::{CHANNEL, Note};
+
+impl Db {
+    /// Notifies `note`, if any, inside `tx`.
+    pub(super) async fn announce(
+        &self,
+        tx: &mut Transaction<'static, Any>,
+        note: Option<&Note>,
+    ) -> Result<(), DbError> {
+        let Some(note) = note else { return Ok(()) };
+        self.q("SELECT pg_notify($1, $2)")
+            .bind(CHANNEL)
+            .bind(note.payload().to_owned())
+            .execute(&mut **tx)
+            .await?;
+        Ok(())
+    }
+}
