@@ -289,8 +289,8 @@ async fn build(
         .map_err(|e| Error::Database(e.into()))?;
     // Gateways with cache nodes are kept right by the nodes' invalidations (the near-cache);
     // only gateways without them announce to and listen for each other.
-    let lease = (with_peers && !db.is_sqlite() && config.cache_nodes.is_empty())
-        .then(peers::Peers::lease);
+    let lease =
+        (with_peers && !db.is_sqlite() && config.cache_nodes.is_empty()).then(peers::Peers::lease);
     let cache = if config.cache_nodes.is_empty() {
         let cache = cache::DocCache::local(db.clone(), config.local_cache_bytes, clock.clone())
             .map_err(|e| Error::Config(ConfigError::LocalCache(e)))?;
