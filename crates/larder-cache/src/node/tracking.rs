@@ -25,6 +25,9 @@ use tokio_util::sync::CancellationToken;
 /// Shards of the key table, each under its own lock.
 const SHARDS: usize = 16;
 
+/// One shard of the key table: each tracked key and the subscribers that read it.
+type Readers = HashMap<Bytes, Vec<u64>>;
+
 /// What a subscriber is told, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Notice {
@@ -178,7 +181,7 @@ pub(crate) struct Tracking {
     live: AtomicUsize,
     /// Broadcasting subscribers among them.
     broadcasting: AtomicUsize,
-    keys: Box<[Mutex<HashMap<Bytes, Vec<u64>>>]>,
+    keys: Box<[Mutex<Readers>]>,
     hasher: RandomState,
     tracked_keys: AtomicUsize,
     max_keys: usize,

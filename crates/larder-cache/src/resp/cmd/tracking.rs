@@ -70,11 +70,14 @@ struct Options {
 }
 
 fn options(argv: &[&[u8]]) -> Result<Options, CmdError> {
-    let mut opts = Options::default();
-    opts.on = match argv[2] {
+    let on = match argv[2] {
         on if on.eq_ignore_ascii_case(b"on") => true,
         off if off.eq_ignore_ascii_case(b"off") => false,
         _ => return Err(CmdError::syntax()),
+    };
+    let mut opts = Options {
+        on,
+        ..Options::default()
     };
     let mut rest = argv[3..].iter();
     while let Some(&option) = rest.next() {
