@@ -488,6 +488,13 @@ impl Tracking {
     }
 }
 
+/// Evictions and expirations are changes too: the key is gone.
+impl larder_store::RemovalListener for Tracking {
+    fn removed(&self, key: &[u8], _why: larder_store::Removal) {
+        self.changed(key, 0);
+    }
+}
+
 /// The subscribers an awaited write waits for ([`Tracking::barrier`]).
 #[derive(Debug)]
 #[must_use = "a barrier does nothing unless waited for"]
