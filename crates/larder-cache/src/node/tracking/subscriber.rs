@@ -21,6 +21,9 @@ pub(crate) enum Notice {
     Flush,
     /// The answer to a gRPC ping, queued behind every notice sent before the ping arrived.
     Pong(u64),
+    /// A RESP tracking connection's redirection target (this client id) is gone: a notice
+    /// for it could not be delivered.
+    RedirectBroken(u64),
 }
 
 /// Where a subscriber's notices go: a bounded queue, and the token that disconnects whoever
@@ -41,13 +44,26 @@ impl Inbox {
     }
 
     /// Queues `notice`; a full or closed queue cuts the reader off.
-    pub(crate) fn send(&self, notice: Notice) -> bool {
-        let sent = self.tx.try_send(notice).is_ok();
-        if !sent {
-            self.cut.cancel();
+    pub(crate) fn send(&self, notice: Notice) -> Sent {
+        match self.tx.try_send(notice) {
+            Ok(()) => Sent::Queued,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                self.cut.cancel();
+                Sent::Overflowed
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
         }
-        sent
     }
+}
+
+/// What became of a notice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Sent {
+    Queued,
+    /// The queue was full: its reader is cut off.
+    Overflowed,
+    /// Its reader is gone.
+    Gone,
 }
 
 /// How a subscriber is told.
@@ -60,6 +76,9 @@ pub(crate) struct Mode {
     /// Not told of changes its own connection made (RESP `NOLOOP`): the RESP client id whose
     /// writes are skipped, 0 for none.
     pub(crate) noloop: u64,
+    /// A RESP redirection: the tracking connection's own inbox, told when the target
+    /// (this client id) is gone, as Redis's `tracking-redir-broken` push.
+    pub(crate) redirected_from: Option<(Inbox, u64)>,
 }
 
 thread_local! {
@@ -135,8 +154,15 @@ impl Subscriber {
         // Counted before it is queued, so a barrier that reads the count after this change
         // covers it (see `Tracking::barrier`).
         self.queued.fetch_add(1, SeqCst);
-        if !self.inbox.send(notice) {
-            self.undelivered.store(true, Relaxed);
+        match self.inbox.send(notice) {
+            Sent::Queued => {}
+            Sent::Overflowed => self.undelivered.store(true, Relaxed),
+            Sent::Gone => {
+                self.undelivered.store(true, Relaxed);
+                if let Some((home, target)) = &self.mode.redirected_from {
+                    home.send(Notice::RedirectBroken(*target));
+                }
+            }
         }
     }
 

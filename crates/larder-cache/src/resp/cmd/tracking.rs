@@ -181,6 +181,9 @@ fn tracking(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         broadcast: opts.bcast,
         prefixes: opts.prefixes,
         noloop: if opts.noloop { ctx.client.id } else { 0 },
+        redirected_from: redirect
+            .as_ref()
+            .map(|target| (ctx.client.inbox(), target.id)),
     };
     // Turning it on again starts over: the copies made so far are dropped first, since the
     // keys recorded for them are not carried over.
