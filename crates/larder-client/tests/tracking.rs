@@ -176,3 +176,26 @@ async fn reads_are_not_tracked_once_tracking_stops() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_reconnects_to_a_restarted_node_and_serves_again() {
+    let mut node = support::node_on("127.0.0.1:0".parse().unwrap());
+    let addr = node.grpc;
+    let reader = client(&[&node]);
+    let sink = Arc::new(Sink::default());
+    let tracking = reader.track(sink.clone());
+    serving(&tracking).await;
+    tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || !tracking.serving()).await);
+    let flushes = sink.told().len();
+
+    let _restarted = support::node_on(addr);
+    serving(&tracking).await;
+    // Flushed on the break and again on the new stream.
+    assert!(sink.told().len() > flushes);
+    let (_, tracked) = reader.get_or_lease_tracked("k").await.unwrap();
+    assert!(tracked, "reads are tracked on the new stream");
+}
