@@ -226,6 +226,7 @@ async fn stream(client: &Client, node: &Node, shared: &Shared, lease: &AtomicU64
     };
     let lease_for = Duration::from_millis(lease_ms);
     let mut pings = tokio::time::interval(lease_for / 4);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut nonce = 0u64;
     loop {
