@@ -1,6 +1,7 @@
 //! A subscriber of the tracking table: where its notices go ([`Inbox`]), how it is told
 //! ([`Mode`]), what it has applied, and the [`Barrier`] an awaited write waits on.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
 use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::time::Duration;
@@ -9,8 +10,6 @@ use bytes::Bytes;
 use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
-
-use std::sync::Arc;
 
 /// What a subscriber is told, in the order it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,7 +42,7 @@ impl Inbox {
         (Self { tx, cut }, rx)
     }
 
-    /// Queues `notice`; a full or closed queue cuts the reader off.
+    /// Queues `notice`; a full queue cuts its reader off.
     pub(crate) fn send(&self, notice: Notice) -> Sent {
         match self.tx.try_send(notice) {
             Ok(()) => Sent::Queued,
@@ -59,6 +58,7 @@ impl Inbox {
 /// What became of a notice.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Sent {
+    /// It is in the queue.
     Queued,
     /// The queue was full: its reader is cut off.
     Overflowed,
@@ -89,10 +89,15 @@ thread_local! {
 /// Runs `f` as RESP client `id`'s command: a `NOLOOP` subscriber of that client is not told
 /// of the changes it makes.
 pub(crate) fn as_writer<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    let previous = WRITER.with(|w| w.replace(id));
-    let made = f();
-    WRITER.with(|w| w.set(previous));
-    made
+    /// Puts the previous writer back, even if `f` unwinds.
+    struct Restore(u64);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            WRITER.with(|w| w.set(self.0));
+        }
+    }
+    let _restore = Restore(WRITER.with(|w| w.replace(id)));
+    f()
 }
 
 /// One subscriber of the table.
