@@ -55,6 +55,13 @@ impl Cache for Floor {
     async fn get_each(&self, _: Request<pb::GetEachRequest>) -> Reply<Self::GetEachStream> {
         Ok(Response::new(futures_util::stream::empty()))
     }
+    type WatchStream = futures_util::stream::Empty<Result<pb::WatchEvent, Status>>;
+    async fn watch(
+        &self,
+        _: Request<tonic::Streaming<pb::WatchRequest>>,
+    ) -> Reply<Self::WatchStream> {
+        Ok(Response::new(futures_util::stream::empty()))
+    }
 }
 
 fn main() {

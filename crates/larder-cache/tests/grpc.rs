@@ -184,6 +184,7 @@ async fn batch_calls_ttl_incr_cas_and_stats() {
     let deleted = c
         .delete(pb::DeleteRequest {
             keys: vec!["a".into(), "zzz".into()],
+            await_invalidation: false,
         })
         .await
         .unwrap()
@@ -251,7 +252,8 @@ async fn the_token_is_required_when_configured() {
         authed
             .get(pb::GetRequest {
                 key: "k".into(),
-                lease: false
+                lease: false,
+                track: 0,
             })
             .await
             .unwrap()

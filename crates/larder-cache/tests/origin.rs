@@ -753,6 +753,7 @@ async fn invalidate_drops_the_key_so_the_next_read_reloads() {
         let reply = g
             .invalidate(pb::InvalidateRequest {
                 keys: vec!["doc/books/1".into()],
+                await_invalidation: false,
             })
             .await
             .unwrap()

@@ -279,7 +279,14 @@ impl Setup {
         let key = Bytes::copy_from_slice(key);
         self.runtime.block_on(async move {
             let mut client: CacheClient<Channel> = CacheClient::connect(addr).await.unwrap();
-            match client.get(pb::GetRequest { key, lease: false }).await {
+            match client
+                .get(pb::GetRequest {
+                    key,
+                    lease: false,
+                    track: 0,
+                })
+                .await
+            {
                 Ok(reply) => Ok(reply.into_inner().entry),
                 Err(status) => Err(status.code()),
             }

@@ -249,3 +249,78 @@ async fn a_grpc_write_invalidates_a_resp_reader() {
     .unwrap();
     reader.expect(&push(&["shared"])).await;
 }
+
+#[tokio::test]
+async fn redirect_to_a_resp3_connection_and_tracking_ends_with_the_connection() {
+    let node = TestNode::start();
+    let mut target = resp3(&node).await;
+    let target_id = target.id().await;
+    let mut reader = Raw::connect(&node).await;
+    let mut writer = Raw::connect(&node).await;
+    reader
+        .run(
+            &["CLIENT", "TRACKING", "ON", "REDIRECT", &target_id],
+            "+OK\r\n",
+        )
+        .await;
+    reader.run(&["GET", "k"], "$-1\r\n").await;
+    writer.run(&["SET", "k", "1"], "+OK\r\n").await;
+    // A RESP3 target gets the push without subscribing.
+    target.expect(&push(&["k"])).await;
+
+    writer.send(&["INFO", "clients"]).await;
+    let info = writer.read_some().await;
+    assert!(info.contains("tracking_clients:1\r\n"), "{info}");
+    drop(reader);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        writer.send(&["INFO", "clients"]).await;
+        if writer.read_some().await.contains("tracking_clients:0\r\n") {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "tracking outlived its connection"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+impl Raw {
+    /// Whatever one read returns (a short reply arrives in one piece on loopback).
+    async fn read_some(&mut self) -> String {
+        let mut chunk = [0u8; 8192];
+        let n = timeout(Duration::from_secs(5), self.stream.read(&mut chunk))
+            .await
+            .unwrap()
+            .unwrap();
+        String::from_utf8_lossy(&chunk[..n]).into_owned()
+    }
+}
+
+#[tokio::test]
+async fn a_gone_redirection_target_is_reported_to_a_resp3_tracker() {
+    let node = TestNode::start();
+    let mut target = Raw::connect(&node).await;
+    let target_id = target.id().await;
+    let mut reader = resp3(&node).await;
+    let mut writer = Raw::connect(&node).await;
+    reader
+        .run(
+            &["CLIENT", "TRACKING", "ON", "REDIRECT", &target_id],
+            "+OK\r\n",
+        )
+        .await;
+    reader.run(&["GET", "k"], "_\r\n").await;
+    drop(target);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    writer.run(&["SET", "k", "1"], "+OK\r\n").await;
+    reader
+        .expect(&format!(
+            ">2\r\n$21\r\ntracking-redir-broken\r\n:{target_id}\r\n"
+        ))
+        .await;
+    reader.send(&["CLIENT", "TRACKINGINFO"]).await;
+    let info = reader.read_some().await;
+    assert!(info.contains("broken_redirect"), "{info}");
+}

@@ -339,3 +339,36 @@ impl Watcher {
             .map(|_| ())
     }
 }
+
+#[tokio::test]
+async fn expiry_and_eviction_invalidate_tracked_keys() {
+    let node = TestNode::with(CacheConfig {
+        reclaim_interval_ms: 10,
+        max_memory: "1mb".into(),
+        shards: 1,
+        policy: "lru".into(),
+        ..config()
+    });
+    let mut c = connect(&node).await;
+    let mut watcher = Watcher::subscriber(&node, 2).await;
+    let short = pb::SetRequest {
+        ttl_ms: 50,
+        ..set("short", "v", false)
+    };
+    c.set(short).await.unwrap();
+    assert!(c.get(get("short", 2)).await.unwrap().into_inner().tracked);
+    // The expiry sweep removes it: told, with nothing left.
+    let (_, keys) = watcher.invalidated().await;
+    assert_eq!(keys, vec![(Bytes::from("short"), 0)]);
+
+    c.set(set("first", "v", false)).await.unwrap();
+    assert!(c.get(get("first", 2)).await.unwrap().into_inner().tracked);
+    let big = "x".repeat(64 << 10);
+    for i in 0..40 {
+        c.set(set(&format!("filler{i}"), &big, false))
+            .await
+            .unwrap();
+    }
+    let (_, keys) = watcher.invalidated().await;
+    assert_eq!(keys, vec![(Bytes::from("first"), 0)]);
+}

@@ -196,15 +196,21 @@ impl Client {
         &self.inner.nodes
     }
 
-    /// The configured nodes and every member a cluster's table named.
-    pub(crate) fn all_nodes(&self) -> Vec<Arc<Node>> {
-        let mut nodes = self.inner.nodes.to_vec();
-        for member in self.inner.members.read().values() {
-            if !nodes.iter().any(|n| n.name == member.name) {
-                nodes.push(member.clone());
+    /// The nodes reads go to: the owners in the cluster's table once there is one, else the
+    /// configured nodes.
+    pub(crate) fn read_nodes(&self) -> Vec<Arc<Node>> {
+        if let Some(route) = &*self.inner.cluster.read() {
+            let mut nodes: Vec<Arc<Node>> = Vec::new();
+            for owner in route.owners() {
+                if !nodes.iter().any(|n| Arc::ptr_eq(n, owner)) {
+                    nodes.push(owner.clone());
+                }
+            }
+            if !nodes.is_empty() {
+                return nodes;
             }
         }
-        nodes
+        self.inner.nodes.to_vec()
     }
 
     /// The subscriber id tracked reads name (0: tracking is off).

@@ -11,6 +11,12 @@
 //! * **Circuit breaker** per node: `breaker_failures` consecutive availability failures open
 //!   it, calls then fail fast with [`Error::Unavailable`] without touching the network, and one
 //!   trial call after `breaker_cooldown` closes it again if it succeeds.
+//! * **Client-side caching**: [`Client::track`] keeps a `Watch` stream to every node, through
+//!   which the nodes push invalidations of the keys read with
+//!   [`Client::get_or_lease_tracked`] to an [`Invalidations`] sink; [`Tracking::serving`]
+//!   says whether copies may be served now, and writes with `await_invalidation`
+//!   ([`SetOpts::await_invalidation`], [`Client::invalidate_awaiting`]) answer only once
+//!   every subscriber applied them or its lease lapsed.
 //!
 //! # Routing
 //!

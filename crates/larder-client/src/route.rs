@@ -40,6 +40,11 @@ impl<N> ClusterRoute<N> {
         })
     }
 
+    /// Every partition's owner, in partition order (an owner of many appears many times).
+    pub(crate) fn owners(&self) -> impl Iterator<Item = &Arc<N>> {
+        self.owners.iter().flatten()
+    }
+
     /// The owner of `key`'s partition.
     pub(crate) fn owner(&self, key: &[u8]) -> Option<&Arc<N>> {
         let slot = larder_cluster::key_slot(key);

@@ -6,8 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::BuildHasher as _;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::SeqCst;
-use std::sync::atomic::{AtomicU64, AtomicUsize};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -80,8 +80,6 @@ struct Shared {
     leases: Mutex<HashMap<Arc<str>, Arc<AtomicU64>>>,
     /// The earliest of them: copies may be served before it.
     serving_until: AtomicU64,
-    /// Streams running.
-    streams: AtomicUsize,
     /// The longest lease any node has announced, in milliseconds (0: none yet).
     longest_lease_ms: AtomicU64,
 }
@@ -139,7 +137,6 @@ impl Client {
             epoch: Instant::now(),
             leases: Mutex::default(),
             serving_until: AtomicU64::new(0),
-            streams: AtomicUsize::new(0),
             longest_lease_ms: AtomicU64::new(0),
         });
         let (stop, stopped) = watch::channel(false);
@@ -151,27 +148,37 @@ impl Client {
     }
 }
 
-/// Starts a stream to every node as it appears, until tracking stops.
+/// Keeps a stream to every node reads go to (the owners in the cluster's table, or the
+/// configured nodes), starting streams as nodes appear and stopping them as they go, until
+/// tracking stops.
 async fn discover(client: Client, shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) {
+    // Each stream stops when its sender here is dropped.
+    let mut links: HashMap<Arc<str>, watch::Sender<bool>> = HashMap::new();
     loop {
-        for node in client.all_nodes() {
-            let lease = {
-                let mut leases = shared.leases.lock();
-                if leases.contains_key(&node.name) {
-                    continue;
-                }
-                let lease = Arc::new(AtomicU64::new(0));
-                leases.insert(node.name.clone(), lease.clone());
-                shared.serving_until.store(0, SeqCst);
-                lease
-            };
-            shared.streams.fetch_add(1, SeqCst);
+        let nodes = client.read_nodes();
+        links.retain(|name, _| nodes.iter().any(|n| n.name == *name));
+        {
+            let mut leases = shared.leases.lock();
+            leases.retain(|name, _| links.contains_key(name));
+        }
+        for node in nodes {
+            if links.contains_key(&node.name) {
+                continue;
+            }
+            let lease = Arc::new(AtomicU64::new(0));
+            shared
+                .leases
+                .lock()
+                .insert(node.name.clone(), lease.clone());
+            shared.serving_until.store(0, SeqCst);
+            let (link, unlinked) = watch::channel(false);
+            links.insert(node.name.clone(), link);
             tokio::spawn(follow(
                 client.clone(),
                 node,
                 shared.clone(),
                 lease,
-                stopped.clone(),
+                unlinked,
             ));
         }
         tokio::select! {
@@ -211,7 +218,6 @@ async fn follow(
         }
         retry = (retry * 2).min(RETRY_MAX);
     }
-    shared.streams.fetch_sub(1, SeqCst);
 }
 
 /// One stream's life: hello, ready, then events, acks and pings until it breaks; why it did.
@@ -238,11 +244,17 @@ async fn stream(client: &Client, node: &Node, shared: &Shared, lease: &AtomicU64
     shared.longest_lease_ms.fetch_max(lease_ms, SeqCst);
     let lease_for = Duration::from_millis(lease_ms);
     let mut pings = tokio::time::interval(lease_for / 4);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut sent: VecDeque<(u64, Instant)> = VecDeque::new();
     let mut nonce = 0u64;
     loop {
         tokio::select! {
             _ = pings.tick() => {
+                // A node that stopped answering (a stream that silently broke) is left: the
+                // lease lapsed long ago, and reconnecting finds out.
+                if sent.front().is_some_and(|&(_, at)| at.elapsed() > lease_for * 2) {
+                    return "no pong within two leases".into();
+                }
                 nonce += 1;
                 sent.push_back((nonce, Instant::now()));
                 if requests.try_send(pb::WatchRequest { msg: Some(Msg::Ping(nonce)) }).is_err() {

@@ -176,3 +176,88 @@ async fn reads_are_not_tracked_once_tracking_stops() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tracking_reconnects_to_a_restarted_node_and_serves_again() {
+    let mut node = support::node_on("127.0.0.1:0".parse().unwrap());
+    let addr = node.grpc;
+    let reader = client(&[&node]);
+    let sink = Arc::new(Sink::default());
+    let tracking = reader.track(sink.clone());
+    serving(&tracking).await;
+    tokio::task::spawn_blocking(move || node.stop())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(eventually(Duration::from_secs(2), || !tracking.serving()).await);
+    let flushes = sink.told().len();
+
+    let _restarted = support::node_on(addr);
+    serving(&tracking).await;
+    // Flushed on the break and again on the new stream.
+    assert!(sink.told().len() > flushes);
+    let (_, tracked) = reader.get_or_lease_tracked("k").await.unwrap();
+    assert!(tracked, "reads are tracked on the new stream");
+}
+
+/// A clustered node `id` gossiping on `gossip` through `seed`.
+fn clustered(id: &str, gossip: u16, seed: u16) -> TestNode {
+    TestNode::with(CacheConfig {
+        cluster: larder_cache::config::ClusterConfig {
+            enabled: true,
+            node_id: id.to_owned(),
+            addr: format!("127.0.0.1:{gossip}"),
+            seeds: vec![format!("127.0.0.1:{seed}")],
+            drain_deadline_ms: 200,
+            ..larder_cache::config::ClusterConfig::default()
+        },
+        ..node_config()
+    })
+}
+
+fn free_udp() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_a_cluster_tracking_watches_every_owner_the_table_names() {
+    let (ga, gb) = (free_udp(), free_udp());
+    let a = clustered("a", ga, ga);
+    let b = clustered("b", gb, ga);
+    // The reader knows only `a`; the table names `b` too.
+    let reader = client(&[&a]);
+    let writer = client(&[&a]);
+    let until = Instant::now() + Duration::from_secs(30);
+    let (on_a, on_b) = loop {
+        let _ = reader.get("probe").await;
+        let _ = writer.get("probe").await;
+        let keys: Vec<String> = (0..64).map(|i| format!("k{i}")).collect();
+        let on = |grpc: &str| {
+            keys.iter()
+                .find(|k| reader.node_for(k.as_bytes()) == grpc)
+                .cloned()
+        };
+        if let (Some(x), Some(y)) = (on(&a.grpc.to_string()), on(&b.grpc.to_string())) {
+            break (x, y);
+        }
+        assert!(Instant::now() < until, "no table naming both nodes in time");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let sink = Arc::new(Sink::default());
+    let tracking = reader.track(sink.clone());
+    serving(&tracking).await;
+    for key in [&on_a, &on_b] {
+        let (_, tracked) = reader.get_or_lease_tracked(key.clone()).await.unwrap();
+        assert!(tracked, "{key} not tracked");
+    }
+    let keys = [Bytes::from(on_a.clone()), Bytes::from(on_b.clone())];
+    writer.invalidate_awaiting(&keys).await.unwrap();
+    let told = sink.keys();
+    for key in &keys {
+        assert!(told.contains(&(key.clone(), 0)), "{key:?} not in {told:?}");
+    }
+}

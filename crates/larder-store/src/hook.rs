@@ -36,6 +36,23 @@ pub trait EvictionHook: Send + Sync + 'static {
     fn may_evict(&self, key: &[u8], entry: &EntryRef<'_>) -> bool;
 }
 
+/// Why the store removed an entry on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    /// Evicted to make room.
+    Evicted,
+    /// Its time was up (found by the expiry sweep).
+    Expired,
+}
+
+/// Told of every entry the store removes on its own (evictions, expiry sweeps), not of
+/// deletes and overwrites, which whoever made them knows of. Called under the shard's lock:
+/// keep it quick, and never call the store from it.
+pub trait RemovalListener: Send + Sync + std::fmt::Debug + 'static {
+    /// `key` left the store.
+    fn removed(&self, key: &[u8], why: Removal);
+}
+
 /// The default hook: every entry may be evicted.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoHook;

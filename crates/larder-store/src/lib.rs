@@ -36,7 +36,7 @@ pub use config::{
 };
 pub use error::StoreError;
 pub use freshness::{Freshness, Windows};
-pub use hook::{EvictionHook, NoHook};
+pub use hook::{EvictionHook, NoHook, Removal, RemovalListener};
 pub use ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };

@@ -36,11 +36,19 @@ pub(crate) struct Ctx<'a, H> {
     /// Capacity no shard holds: given back by shards above their fair share, taken by shards
     /// below it (see `lend.rs`).
     pub(crate) spare: &'a std::sync::atomic::AtomicU64,
+    /// Told of evictions and expirations.
+    pub(crate) removals: Option<&'a dyn crate::RemovalListener>,
 }
 
 impl<H> Ctx<'_, H> {
     pub(crate) fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
+    }
+
+    fn removed(&self, key: &[u8], why: crate::Removal) {
+        if let Some(listener) = self.removals {
+            listener.removed(key, why);
+        }
     }
 }
 
@@ -428,6 +436,7 @@ impl Shard {
                 continue;
             }
             let hash = ctx.hash(key);
+            ctx.removed(key, crate::Removal::Evicted);
             self.remove_at(victim, hash, true);
             self.counters.evictions += 1;
             return Ok(());
@@ -440,6 +449,7 @@ impl Shard {
     fn tidy<H>(&mut self, ctx: &Ctx<'_, H>) {
         if self.slots.wants_shrink() {
             for idx in self.slots.evacuate() {
+                ctx.removed(self.slots.key(idx), crate::Removal::Evicted);
                 let hash = ctx.hash(self.slots.key(idx));
                 self.remove_at(idx, hash, true);
                 self.counters.evictions += 1;
@@ -514,6 +524,7 @@ impl Shard {
             self.expiry.pop();
             // The heap keeps stale records of overwritten entries; only a matching expiry counts.
             if self.live_expiry(idx) == Some(at) {
+                ctx.removed(self.slots.key(idx), crate::Removal::Expired);
                 let hash = ctx.hash(self.slots.key(idx));
                 self.remove_at(idx, hash, false);
                 self.counters.expirations += 1;

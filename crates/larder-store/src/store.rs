@@ -10,7 +10,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::StoreError;
 use crate::clock::{Clock, Now, SystemClock};
 use crate::config::{Capacity, ConfigError, StoreConfig};
-use crate::hook::{EvictionHook, NoHook};
+use crate::hook::{EvictionHook, NoHook, RemovalListener};
 use crate::ops::{
     CasOutcome, EntryRef, Expiry, Item, SetMode, SetOptions, SetOutcome, StoreStats, TtlState,
 };
@@ -41,6 +41,8 @@ pub struct Store<H = NoHook> {
     spare: AtomicU64,
     /// The longest value accepted.
     max_value: u64,
+    /// Told of evictions and expirations, if set.
+    removals: Option<Arc<dyn RemovalListener>>,
 }
 
 impl Store<NoHook> {
@@ -78,6 +80,7 @@ impl<H: EvictionHook> Store<H> {
             reads: ReadCounters::default(),
             spare: AtomicU64::new(0),
             max_value: DEFAULT_MAX_VALUE_BYTES,
+            removals: None,
         })
     }
 
@@ -100,6 +103,12 @@ impl<H: EvictionHook> Store<H> {
             seed,
             foldhash::SharedSeed::global_fixed(),
         );
+        self
+    }
+
+    /// Tells `listener` of every entry the store evicts or expires on its own.
+    pub fn with_removal_listener(mut self, listener: Arc<dyn RemovalListener>) -> Self {
+        self.removals = Some(listener);
         self
     }
 
@@ -145,6 +154,7 @@ impl<H: EvictionHook> Store<H> {
             hasher: &self.hasher,
             hook: &self.hook,
             spare: &self.spare,
+            removals: self.removals.as_deref(),
         }
     }
 

@@ -695,3 +695,47 @@ fn values_beyond_the_maximum_or_the_bound_are_refused() {
     );
     store.check();
 }
+
+/// Keeps what a [`RemovalListener`] is told.
+#[derive(Debug, Default)]
+struct Removals(parking_lot::Mutex<Vec<(Vec<u8>, crate::Removal)>>);
+
+impl crate::RemovalListener for Removals {
+    fn removed(&self, key: &[u8], why: crate::Removal) {
+        self.0.lock().push((key.to_vec(), why));
+    }
+}
+
+#[test]
+fn the_removal_listener_hears_of_evictions_and_expirations_only() {
+    let removals = Arc::new(Removals::default());
+    let (store, _clock) = clocked(Capacity::Items(2));
+    let store = store.with_removal_listener(removals.clone());
+    set(&store, "a", "1");
+    set(&store, "b", "1");
+    assert!(store.delete(b"b"));
+    set(&store, "a", "2");
+    assert!(
+        removals.0.lock().is_empty(),
+        "deletes and overwrites are not told"
+    );
+    set(&store, "b", "1");
+    set(&store, "c", "1");
+    let evicted = removals.0.lock().clone();
+    assert_eq!(evicted.len(), 1);
+    assert_eq!(evicted[0].1, crate::Removal::Evicted);
+    assert!(store.get(&evicted[0].0).is_none());
+
+    let removals = Arc::new(Removals::default());
+    let (store, clock) = clocked(Capacity::Items(10));
+    let store = store.with_removal_listener(removals.clone());
+    store
+        .set(b"t", b"v", SetOptions::ttl(Duration::from_millis(10)))
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    assert_eq!(store.reclaim_expired(100), 1);
+    assert_eq!(
+        *removals.0.lock(),
+        vec![(b"t".to_vec(), crate::Removal::Expired)]
+    );
+}

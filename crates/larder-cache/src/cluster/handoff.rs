@@ -7,6 +7,12 @@
 //! owner sends at a bounded rate, so neither node's traffic waits on the move. A partition
 //! this node loses is kept for `keep_lost_ms` for its new owner to pull, then dropped, so a
 //! partition that comes back later never brings stale entries with it.
+//!
+//! Client-side caching: the keys subscribers read here of a partition this node loses will
+//! change on another node, which does not know who read them. So a node that loses a
+//! partition tells every subscriber to drop every copy (a flush) as it installs the table,
+//! and answers a pull's last batch only once its subscribers applied that (or their leases
+//! lapsed), as a write that awaits invalidation.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -39,6 +45,7 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
     let table = Arc::new(table);
     let mut moving: HashMap<u16, Member> = HashMap::new();
     let mut regained = Vec::new();
+    let mut loses = false;
     {
         let mut lost = view.lost.lock();
         for partition in 0..PARTITIONS {
@@ -65,6 +72,7 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
                 // Its new owner may have pulled it already (it can hear of the change first):
                 // a mark of that stays, so the entries go at the next sweep.
                 lost.insert(partition, Instant::now());
+                loses = true;
             }
         }
     }
@@ -87,6 +95,10 @@ pub(crate) fn apply(view: &Arc<ClusterView>, node: &Arc<Node>, table: Table) {
         "cluster table changed"
     );
     view.install(table, moving);
+    if loses {
+        // Writes of those keys go to their new owners from now on.
+        node.tracking.flushed();
+    }
     if !regained.is_empty() {
         // What this node kept of a partition it owned earlier may be stale: drop it first.
         drop_partitions(node, &regained.into_iter().collect());
@@ -208,6 +220,8 @@ pub(crate) async fn send(
         }
         cursor = next;
     }
+    // The handoff completes only once no subscriber keeps a copy this node tracked.
+    node.tracking.barrier().wait().await;
     let reply = pb::PullReply {
         entries: batch,
         done: partitions.iter().map(|&p| u32::from(p)).collect(),

@@ -221,3 +221,40 @@ async fn a_pull_that_comes_before_the_old_owner_hears_of_the_change_still_lets_i
         assert_eq!(a.value(key).is_some(), !moved.contains(&key), "{key}");
     }
 }
+
+#[tokio::test(flavor = "current_thread")]
+async fn a_node_losing_partitions_flushes_its_subscribers_and_completes_once_they_applied_it() {
+    use crate::node::tracking::{Inbox, Mode, Notice};
+
+    let a = TestNode::start("a", 0).await;
+    let b = TestNode::start("b", 0).await;
+    let alone = Table::new([a.member(Status::Ready)]);
+    a.apply(&alone);
+    let keys = keys(200);
+    fill(&a, &keys);
+    let both = Table::new([a.member(Status::Ready), b.member(Status::Ready)]);
+    let moving = owned_by(&both, "b", &keys);
+
+    // A Watch subscriber of `a` that read a key which moves to `b`.
+    let (inbox, mut notices) = Inbox::new(16);
+    let subscriber = a.node.tracking.subscribe_named(7, Mode::default(), inbox);
+    assert!(a.node.tracking.track(&subscriber, moving[0].as_bytes()));
+
+    a.apply(&both);
+    assert_eq!(notices.try_recv().unwrap(), Notice::Flush);
+    let started = Instant::now();
+    b.apply(&both);
+    // The pull's last batch waits for the subscriber: not yet applied.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        b.view.snapshot().moving_count() > 0,
+        "completed before the subscriber applied"
+    );
+    subscriber.applied(1);
+    b.settled().await;
+    assert!(started.elapsed() < a.node.tracking.lease());
+    assert_eq!(
+        b.value(moving[0]).map(|v| v.0),
+        a.value(moving[0]).map(|v| v.0)
+    );
+}

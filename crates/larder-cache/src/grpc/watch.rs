@@ -47,7 +47,7 @@ pub(super) async fn start(
     let mode = Mode {
         broadcast: hello.broadcast,
         prefixes: hello.prefixes,
-        noloop: 0,
+        ..Mode::default()
     };
     let (inbox, notices) = Inbox::new(QUEUE);
     let subscriber = node
@@ -165,6 +165,8 @@ impl Watch {
                         next = notices.try_recv().ok();
                     }
                 }
+                // Only RESP redirections break this way.
+                Notice::RedirectBroken(_) => next = notices.try_recv().ok(),
                 Notice::Flush | Notice::Pong(_) => {
                     if !self.invalidated(&mut keys).await {
                         return false;

@@ -76,15 +76,18 @@ impl Node {
         // The longest value RESP accepts is the longest the store keeps, whatever the wire:
         // one larger than a shard's share borrows from the others (`Store::with_max_value_bytes`).
         let max_value = u64::try_from(limits.max_bulk_len).unwrap_or(u64::MAX);
-        let mut store = Store::new(config.store()?)?.with_max_value_bytes(max_value);
-        if let Some(clock) = options.clock {
-            store = store.with_clock(clock);
-        }
-        let store = Arc::new(store);
         let tracking = Arc::new(Tracking::new(
             config.tracking_max_keys,
             Duration::from_millis(config.tracking_lease_ms.max(1)),
         ));
+        // Evictions and expirations invalidate tracked keys like any change.
+        let mut store = Store::new(config.store()?)?
+            .with_max_value_bytes(max_value)
+            .with_removal_listener(tracking.clone());
+        if let Some(clock) = options.clock {
+            store = store.with_clock(clock);
+        }
+        let store = Arc::new(store);
         let recorder = Recorder::new(options.mutations, tracking.clone());
         let origins = Origins::new(&config.origins, store.clone(), recorder.clone())
             .map_err(ConfigError::Origin)?;

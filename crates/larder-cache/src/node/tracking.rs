@@ -18,158 +18,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use parking_lot::{Mutex, RwLock};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::Notify;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
+
+mod subscriber;
+
+pub(crate) use subscriber::{Barrier, Inbox, Mode, Notice, Subscriber, as_writer};
 
 /// Shards of the key table, each under its own lock.
 const SHARDS: usize = 16;
 
-/// What a subscriber is told, in the order it happened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum Notice {
-    /// The key changed, was deleted, evicted or expired; its new version (0: gone).
-    Key(Bytes, u64),
-    /// Every key was dropped.
-    Flush,
-    /// The answer to a gRPC ping, queued behind every notice sent before the ping arrived.
-    Pong(u64),
-}
-
-/// Where a subscriber's notices go: a bounded queue, and the token that disconnects whoever
-/// reads it when it overflows.
-#[derive(Debug, Clone)]
-pub(crate) struct Inbox {
-    tx: mpsc::Sender<Notice>,
-    /// Cancelled when the queue overflowed or a subscriber missed its ack deadline.
-    pub(crate) cut: CancellationToken,
-}
-
-impl Inbox {
-    /// A queue of `capacity` notices and its receiving end.
-    pub(crate) fn new(capacity: usize) -> (Self, mpsc::Receiver<Notice>) {
-        let (tx, rx) = mpsc::channel(capacity.max(1));
-        let cut = CancellationToken::new();
-        (Self { tx, cut }, rx)
-    }
-
-    /// Queues `notice`; a full or closed queue cuts the reader off.
-    pub(crate) fn send(&self, notice: Notice) -> bool {
-        let sent = self.tx.try_send(notice).is_ok();
-        if !sent {
-            self.cut.cancel();
-        }
-        sent
-    }
-}
-
-/// How a subscriber is told.
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Mode {
-    /// Told of every change of every key under `prefixes`, not only of keys it read.
-    pub(crate) broadcast: bool,
-    /// With `broadcast`: the key prefixes (empty: every key).
-    pub(crate) prefixes: Vec<Bytes>,
-    /// Not told of changes its own connection made (RESP `NOLOOP`): the RESP client id whose
-    /// writes are skipped, 0 for none.
-    pub(crate) noloop: u64,
-}
-
-thread_local! {
-    /// The RESP client whose command is changing keys on this thread, for `NOLOOP`.
-    static WRITER: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
-}
-
-/// Runs `f` as RESP client `id`'s command: a `NOLOOP` subscriber of that client is not told
-/// of the changes it makes.
-pub(crate) fn as_writer<R>(id: u64, f: impl FnOnce() -> R) -> R {
-    let previous = WRITER.with(|w| w.replace(id));
-    let made = f();
-    WRITER.with(|w| w.set(previous));
-    made
-}
-
-/// One subscriber of the table.
-#[derive(Debug)]
-pub(crate) struct Subscriber {
-    id: u64,
-    mode: Mode,
-    /// Switched to broadcast of every key because the table was full.
-    fell_back: AtomicBool,
-    closed: AtomicBool,
-    undelivered: AtomicBool,
-    inbox: Inbox,
-    /// gRPC subscribers: how long after a ping they may serve their copies. RESP subscribers
-    /// have no lease and no acks, and writes do not wait for them.
-    lease: Option<Duration>,
-    /// Invalidation notices queued so far, and applied so far (acked).
-    queued: AtomicU64,
-    applied: AtomicU64,
-    applied_changed: Notify,
-    /// When the latest ping arrived, in nanoseconds since the table's epoch.
-    last_ping_ns: AtomicU64,
-}
-
-impl Subscriber {
-    /// Whether it asked to be told of every change (of its prefixes).
-    pub(crate) fn chose_broadcast(&self) -> bool {
-        self.mode.broadcast
-    }
-
-    /// Tells it to drop every copy (its tracking is being turned off or restarted).
-    pub(crate) fn flush_now(&self) {
-        self.notify(Notice::Flush);
-    }
-
-    /// Whether it is told of every change (it asked to, or the table was full).
-    pub(crate) fn broadcasting(&self) -> bool {
-        self.mode.broadcast || self.fell_back.load(Relaxed)
-    }
-
-    /// Whether it is told of changes of `key` without having read it.
-    fn covers(&self, key: &[u8]) -> bool {
-        self.fell_back.load(Relaxed)
-            || (self.mode.broadcast
-                && (self.mode.prefixes.is_empty()
-                    || self.mode.prefixes.iter().any(|p| key.starts_with(p))))
-    }
-
-    /// The broadcast prefixes it registered.
-    pub(crate) fn prefixes(&self) -> &[Bytes] {
-        &self.mode.prefixes
-    }
-
-    fn notify(&self, notice: Notice) {
-        if self.closed.load(Relaxed)
-            || (self.mode.noloop != 0 && WRITER.with(std::cell::Cell::get) == self.mode.noloop)
-        {
-            return;
-        }
-        // Counted before it is queued, so a barrier that reads the count after this change
-        // covers it (see `Tracking::barrier`).
-        self.queued.fetch_add(1, SeqCst);
-        if !self.inbox.send(notice) {
-            self.undelivered.store(true, Relaxed);
-        }
-    }
-
-    /// Whether a notice could not be queued (the queue was full, or its reader is gone:
-    /// a RESP redirection's target closed).
-    pub(crate) fn undelivered(&self) -> bool {
-        self.undelivered.load(Relaxed)
-    }
-
-    /// Queues a pong behind every notice queued so far.
-    pub(crate) fn pong(&self, nonce: u64) {
-        self.inbox.send(Notice::Pong(nonce));
-    }
-
-    /// Records that the subscriber applied `count` invalidation notices in all.
-    pub(crate) fn applied(&self, count: u64) {
-        self.applied.fetch_max(count, SeqCst);
-        self.applied_changed.notify_waiters();
-    }
-}
+/// One shard of the key table: each tracked key and the subscribers that read it.
+type Readers = HashMap<Bytes, Vec<u64>>;
 
 /// The tracking table of one node.
 #[derive(Debug)]
@@ -178,7 +39,7 @@ pub(crate) struct Tracking {
     live: AtomicUsize,
     /// Broadcasting subscribers among them.
     broadcasting: AtomicUsize,
-    keys: Box<[Mutex<HashMap<Bytes, Vec<u64>>>]>,
+    keys: Box<[Mutex<Readers>]>,
     hasher: RandomState,
     tracked_keys: AtomicUsize,
     max_keys: usize,
@@ -485,34 +346,125 @@ impl Tracking {
     }
 }
 
-/// The subscribers an awaited write waits for ([`Tracking::barrier`]).
-#[derive(Debug)]
-#[must_use = "a barrier does nothing unless waited for"]
-pub(crate) struct Barrier {
-    waits: Vec<(Arc<Subscriber>, u64, Instant)>,
+/// Evictions and expirations are changes too: the key is gone.
+impl larder_store::RemovalListener for Tracking {
+    fn removed(&self, key: &[u8], _why: larder_store::Removal) {
+        self.changed(key, 0);
+    }
 }
 
-impl Barrier {
-    /// Waits until every subscriber applied what it was sent, or its deadline passed; one that
-    /// missed its deadline is cut off.
-    pub(crate) async fn wait(self) {
-        for (subscriber, target, deadline) in self.waits {
-            loop {
-                let changed = subscriber.applied_changed.notified();
-                if subscriber.applied.load(SeqCst) >= target {
-                    break;
-                }
-                if tokio::time::timeout_at(deadline, changed).await.is_err() {
-                    if subscriber.applied.load(SeqCst) < target {
-                        tracing::info!(
-                            subscriber = subscriber.id,
-                            "subscriber missed its invalidation deadline, disconnected"
-                        );
-                        subscriber.inbox.cut.cancel();
-                    }
-                    break;
-                }
-            }
-        }
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEASE: Duration = Duration::from_millis(1_000);
+
+    fn table(max_keys: usize) -> Tracking {
+        Tracking::new(max_keys, LEASE)
+    }
+
+    fn reader(
+        tracking: &Tracking,
+        mode: Mode,
+    ) -> (Arc<Subscriber>, tokio::sync::mpsc::Receiver<Notice>) {
+        let (inbox, rx) = Inbox::new(8);
+        (tracking.subscribe(mode, inbox, Some(LEASE)), rx)
+    }
+
+    fn key(k: &str, version: u64) -> Notice {
+        Notice::Key(Bytes::from(k.to_owned()), version)
+    }
+
+    #[tokio::test]
+    async fn a_change_tells_each_reader_once_and_nothing_without_readers() {
+        let tracking = table(10);
+        tracking.changed(b"k", 1);
+        assert!(!tracking.active());
+        let (a, mut rx_a) = reader(&tracking, Mode::default());
+        let (b, mut rx_b) = reader(&tracking, Mode::default());
+        assert!(tracking.track(&a, b"k") && tracking.track(&b, b"k") && tracking.track(&a, b"k"));
+        assert_eq!(tracking.tracked_keys(), 1);
+        tracking.changed(b"other", 1);
+        tracking.changed(b"k", 7);
+        tracking.changed(b"k", 8);
+        assert_eq!(rx_a.try_recv().unwrap(), key("k", 7));
+        assert_eq!(rx_b.try_recv().unwrap(), key("k", 7));
+        assert!(rx_a.try_recv().is_err() && rx_b.try_recv().is_err());
+        assert_eq!(tracking.tracked_keys(), 0);
+
+        tracking.unsubscribe(&a);
+        assert!(!tracking.track(&a, b"k"));
+        tracking.flushed();
+        assert_eq!(rx_b.try_recv().unwrap(), Notice::Flush);
+        assert!(rx_a.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn a_full_table_switches_the_reader_to_broadcast_after_sweeping_the_closed() {
+        let tracking = table(2);
+        let (gone, _rx) = reader(&tracking, Mode::default());
+        assert!(tracking.track(&gone, b"a") && tracking.track(&gone, b"b"));
+        tracking.unsubscribe(&gone);
+        let (live, mut rx) = reader(&tracking, Mode::default());
+        // The closed subscriber's keys are swept to make room.
+        assert!(tracking.track(&live, b"c"));
+        assert!(!live.broadcasting());
+        assert!(tracking.track(&live, b"d"));
+        assert!(tracking.track(&live, b"e"));
+        assert!(live.broadcasting());
+        tracking.changed(b"never-read", 3);
+        assert_eq!(rx.try_recv().unwrap(), key("never-read", 3));
+        // A tracked key is told once, not once as a reader and once as a broadcaster.
+        tracking.changed(b"c", 4);
+        assert_eq!(rx.try_recv().unwrap(), key("c", 4));
+        assert!(rx.try_recv().is_err());
+    }
+
+    #[tokio::test]
+    async fn noloop_skips_the_subscribers_own_writes() {
+        let tracking = table(10);
+        let mode = Mode {
+            noloop: 42,
+            ..Mode::default()
+        };
+        let (sub, mut rx) = reader(&tracking, mode);
+        tracking.track(&sub, b"k");
+        as_writer(42, || tracking.changed(b"k", 2));
+        assert!(rx.try_recv().is_err());
+        tracking.track(&sub, b"k");
+        as_writer(7, || tracking.changed(b"k", 3));
+        assert_eq!(rx.try_recv().unwrap(), key("k", 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_barrier_waits_for_the_ack_or_the_lease() {
+        let tracking = table(10);
+        let (sub, mut rx) = reader(&tracking, Mode::default());
+        // Nothing outstanding: nothing to wait for.
+        tokio::time::timeout(Duration::from_millis(1), tracking.barrier().wait())
+            .await
+            .unwrap();
+
+        tracking.track(&sub, b"k");
+        tracking.changed(b"k", 1);
+        let barrier = tokio::spawn(tracking.barrier().wait());
+        tokio::time::sleep(LEASE / 2).await;
+        assert!(!barrier.is_finished());
+        sub.applied(1);
+        tokio::time::timeout(Duration::from_millis(1), barrier)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(rx.try_recv().unwrap(), key("k", 1));
+
+        // No ack: the barrier ends once the lease of the last ping has lapsed, and the
+        // subscriber is cut off.
+        tracking.pinged(&sub);
+        let pinged = Instant::now();
+        tracking.track(&sub, b"k");
+        tracking.changed(b"k", 2);
+        tracking.barrier().wait().await;
+        assert!(pinged.elapsed() >= LEASE && pinged.elapsed() <= LEASE + LEASE / 10);
+        assert!(sub.inbox.cut.is_cancelled());
     }
 }

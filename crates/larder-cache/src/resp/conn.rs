@@ -117,12 +117,17 @@ impl Conn<'_> {
     ) -> io::Result<()> {
         let cancelled = shutdown.cancelled();
         tokio::pin!(cancelled);
+        // Registered once, not per batch: an inbox is made at most once per connection.
+        let entry = self.entry;
+        let inbox_made = entry.inbox_made.notified();
+        tokio::pin!(inbox_made);
         loop {
             let ready = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
-                () = self.entry.inbox_made.notified() => {
-                    self.notices = self.entry.take_inbox().or(self.notices.take());
+                () = &mut inbox_made, if self.notices.is_none() => {
+                    self.notices = entry.take_inbox();
+                    inbox_made.set(entry.inbox_made.notified());
                     continue;
                 }
                 notice = next_notice(&mut self.notices) => {
@@ -371,13 +376,12 @@ async fn next_notice(
     let Some((queued, cut)) = notices else {
         return std::future::pending().await;
     };
-    tokio::select! {
-        biased;
-        () = cut.cancelled() => None,
-        notice = queued.recv() => match notice {
-            Some(notice) => Some(notice),
-            None => std::future::pending().await,
-        },
+    // An overflow leaves the queue full, so it is noticed with the next notice, without a
+    // waiter on the token.
+    match queued.recv().await {
+        Some(_) if cut.is_cancelled() => None,
+        Some(notice) => Some(notice),
+        None => std::future::pending().await,
     }
 }
 

@@ -115,6 +115,15 @@ pub(crate) fn write_notices(
                 }
                 keys.clear();
             }
+            Notice::RedirectBroken(target) => {
+                if protocol == Protocol::Resp3 {
+                    message(out, protocol, &keys);
+                    keys.clear();
+                    encode::push(out, protocol, 2);
+                    encode::bulk(out, b"tracking-redir-broken");
+                    encode::integer(out, i64::try_from(target).unwrap_or(i64::MAX));
+                }
+            }
             Notice::Pong(_) => {}
         }
         if taken < NOTICES_PER_WRITE {
@@ -196,6 +205,14 @@ mod tests {
         );
         // A RESP2 connection that did not subscribe cannot be told.
         assert_eq!(written(Protocol::Resp2, false, vec![key("k")]), "");
+        assert_eq!(
+            written(Protocol::Resp3, false, vec![Notice::RedirectBroken(9)]),
+            ">2\r\n$21\r\ntracking-redir-broken\r\n:9\r\n"
+        );
+        assert_eq!(
+            written(Protocol::Resp2, false, vec![Notice::RedirectBroken(9)]),
+            ""
+        );
     }
 
     #[test]

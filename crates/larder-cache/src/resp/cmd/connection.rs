@@ -103,6 +103,17 @@ pub(crate) static COMMANDS: &[CommandSpec] = &[
 ];
 
 fn ping(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
+    // A subscribed RESP2 connection reads only arrays: Redis answers `[pong, message]`.
+    if ctx.session.subscribed && ctx.protocol() == larder_proto::resp::Protocol::Resp2 {
+        let message: &[u8] = argv.get(1).copied().unwrap_or_default();
+        if argv.len() > 2 {
+            return Err(CmdError::arity("ping"));
+        }
+        ctx.array(2);
+        ctx.bulk(b"pong");
+        ctx.bulk(message);
+        return Ok(());
+    }
     match argv {
         [_] => ctx.simple(b"PONG"),
         [_, message] => ctx.bulk(message),

@@ -70,11 +70,14 @@ struct Options {
 }
 
 fn options(argv: &[&[u8]]) -> Result<Options, CmdError> {
-    let mut opts = Options::default();
-    opts.on = match argv[2] {
+    let on = match argv[2] {
         on if on.eq_ignore_ascii_case(b"on") => true,
         off if off.eq_ignore_ascii_case(b"off") => false,
         _ => return Err(CmdError::syntax()),
+    };
+    let mut opts = Options {
+        on,
+        ..Options::default()
     };
     let mut rest = argv[3..].iter();
     while let Some(&option) = rest.next() {
@@ -178,6 +181,9 @@ fn tracking(ctx: &mut Ctx<'_>, argv: &[&[u8]]) -> CmdResult {
         broadcast: opts.bcast,
         prefixes: opts.prefixes,
         noloop: if opts.noloop { ctx.client.id } else { 0 },
+        redirected_from: redirect
+            .as_ref()
+            .map(|target| (ctx.client.inbox(), target.id)),
     };
     // Turning it on again starts over: the copies made so far are dropped first, since the
     // keys recorded for them are not carried over.
