@@ -21,7 +21,7 @@ const ID_PATTERN: &str = "^[A-Za-z0-9._~-]{1,128}$";
 /// 1-255 visible ASCII characters, optionally quoted (the gateway strips the quotes).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^\"*[!#-~]([!-~]{0,253}[!#-~])?\"*$";
 /// Every problem the gateway answers with.
-const GATEWAY_CODES: [ErrorCode; 20] = [
+const GATEWAY_CODES: [ErrorCode; 21] = [
     ErrorCode::InvalidArgument,
     ErrorCode::ValidationFailed,
     ErrorCode::NotFound,
@@ -42,6 +42,7 @@ const GATEWAY_CODES: [ErrorCode; 20] = [
     ErrorCode::PermissionDenied,
     ErrorCode::RateLimited,
     ErrorCode::RequestTimeout,
+    ErrorCode::Gone,
 ];
 
 /// `GET /openapi.json`: the document for `config`, rendered once.
