@@ -3,6 +3,7 @@
 //! the dialect collection schemas are written in, so each collection's schema is embedded as
 //! it is (component `<name>.attributes`).
 
+mod feed;
 mod schemas;
 
 use axum::body::Bytes;
@@ -69,6 +70,9 @@ pub(crate) fn document(config: &ApiConfig) -> Value {
         guard.apply(&mut item["delete"], &format!("{}:write", c.name));
         paths.insert(format!("/v1/{}", c.name), list);
         paths.insert(format!("/v1/{}/{{id}}", c.name), item);
+        let mut changes = feed::changes_path(&c.name);
+        guard.apply(&mut changes["get"], &format!("{}:read", c.name));
+        paths.insert(format!("/v1/{}/changes", c.name), changes);
         schemas.extend(schemas::collection_schemas(c));
     }
     paths.extend(service_paths());
