@@ -16,7 +16,8 @@ cd "$(dirname "$0")/.."
 rate="${1:-10000}" secs="${2:-10}" subscribers="${3:-100}" connections="${4:-32}"
 profile="${PROFILE:-release}"
 port="${PORT:-8195}"
-cargo build --profile "$profile" --quiet -j2 -p larder -p larder-api --example feed_load
+cargo build --profile "$profile" --quiet -j2 -p larder
+cargo build --profile "$profile" --quiet -j2 -p larder-api --example feed_load
 dir="${CARGO_TARGET_DIR:-target}/$profile"
 out=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$out"' EXIT
@@ -28,6 +29,7 @@ fi
 pid=$!
 for _ in $(seq 1 100); do
   (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+  kill -0 "$pid" 2>/dev/null || { echo "the gateway did not start" >&2; cat "$out/log" >&2; exit 1; }
   sleep 0.1
 done
 hz=$(getconf CLK_TCK)
