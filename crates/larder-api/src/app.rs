@@ -31,6 +31,11 @@ pub(crate) fn app(state: AppState) -> Router {
     // API's description stay open.
     let mut guarded = Router::new()
         .route("/v1/{collection}", get(routes::list).post(routes::create))
+        // A static segment wins over `{id}`: no document may have the id `changes`.
+        .route(
+            "/v1/{collection}/changes",
+            get(crate::feed::stream::changes),
+        )
         .route(
             "/v1/{collection}/{id}",
             get(routes::read)
@@ -224,8 +229,10 @@ async fn not_found(uri: Uri) -> ApiError {
 
 async fn method_not_allowed(uri: Uri) -> Response {
     let segments = uri.path().trim_matches('/').split('/').count();
+    let feed = uri.path().trim_end_matches('/').ends_with("/changes");
     let allow = match (uri.path().starts_with("/v1/"), segments) {
         (true, 2) => "GET, HEAD, POST",
+        (true, 3) if feed => "GET, HEAD",
         (true, 3) => "GET, HEAD, PATCH, DELETE",
         _ => "GET, HEAD",
     };

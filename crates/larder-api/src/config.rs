@@ -25,6 +25,12 @@ pub const DEFAULT_NEAR_CACHE_BYTES: u64 = 64 << 20;
 /// Default lease of a gateway's in-process cache over PostgreSQL: how long it may serve its
 /// copies without hearing from the database.
 pub const DEFAULT_LOCAL_CACHE_LEASE_MS: u64 = 1_000;
+/// Default time an entry of the change log (`GET /v1/{collection}/changes`) is kept.
+pub const DEFAULT_CHANGES_RETENTION_SECS: u64 = 24 * 3600;
+/// Default time between two reads of the change log for writes of other gateways.
+pub const DEFAULT_CHANGES_POLL_MS: u64 = 20;
+/// Default time between two comment lines on an idle change feed.
+pub const DEFAULT_CHANGES_HEARTBEAT_MS: u64 = 15_000;
 /// Default time between checks of the TLS and JWKS files for changes.
 pub const DEFAULT_RELOAD_MS: u64 = 5_000;
 /// Default page size of list requests.
@@ -80,6 +86,16 @@ pub struct ApiConfig {
     pub max_connections: usize,
     /// Seconds an `Idempotency-Key` and its response are kept.
     pub idempotency_ttl_secs: u64,
+    /// Seconds an entry of the change log is kept: a feed client can resume with
+    /// `Last-Event-ID` within this time of the event, later it gets 410. Older entries are
+    /// dropped once a minute.
+    pub changes_retention_secs: u64,
+    /// Milliseconds between two reads of the change log for writes committed by other
+    /// gateways on the same database (this gateway's own writes wake the feed at once).
+    pub changes_poll_ms: u64,
+    /// Milliseconds between two comment lines on a change feed with no events, which keep
+    /// proxies from closing the stream as idle.
+    pub changes_heartbeat_ms: u64,
     /// A bearer token with every scope (`Authorization: Bearer <token>`; empty: none): the
     /// simplest credential. `keys` and `jwt` give credentials with scopes. With any credential
     /// configured, `/v1/…` and `/metrics` need one; the probes, the problem pages and the API's
@@ -192,6 +208,7 @@ impl Default for CorsConfig {
                 "If-Match",
                 "If-None-Match",
                 "Idempotency-Key",
+                "Last-Event-ID",
             ]),
             expose: strings(&[
                 "ETag",
@@ -227,6 +244,9 @@ impl Default for ApiConfig {
             client_timeout_ms: DEFAULT_CLIENT_TIMEOUT_MS,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             idempotency_ttl_secs: DEFAULT_IDEMPOTENCY_TTL_SECS,
+            changes_retention_secs: DEFAULT_CHANGES_RETENTION_SECS,
+            changes_poll_ms: DEFAULT_CHANGES_POLL_MS,
+            changes_heartbeat_ms: DEFAULT_CHANGES_HEARTBEAT_MS,
             token: String::new(),
             keys: Vec::new(),
             jwt: JwtConfig::default(),

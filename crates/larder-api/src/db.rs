@@ -1,8 +1,10 @@
 //! The database: SQLite or PostgreSQL through sqlx's `Any` driver, one code path for both.
 //! Documents live in one table keyed by `(collection, id)`; each row holds the serialized
 //! JSON:API resource object (`doc`), its version, and timestamps. Idempotency records live
-//! beside them and are written in the same transaction as the document they created.
+//! beside them and are written in the same transaction as the document they created. Every
+//! write also records itself in the change log ([`changes`]) in its transaction.
 
+mod changes;
 mod inline;
 mod lock;
 mod notify;
@@ -15,15 +17,18 @@ use larder_store::Clock;
 use sqlx::any::{AnyArguments, AnyPoolOptions, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
+use tokio::sync::Notify;
 use tracing::Instrument as _;
 
 use crate::peers::Note;
+pub(crate) use changes::{Change, Op, Page};
 use inline::InlineReader;
 
 /// Migrations, in order; each runs once and is recorded in `larder_migrations`.
-const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    "CREATE TABLE IF NOT EXISTS larder_documents (
+const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        "CREATE TABLE IF NOT EXISTS larder_documents (
         collection TEXT NOT NULL,
         id TEXT NOT NULL,
         doc TEXT NOT NULL,
@@ -43,7 +48,9 @@ const MIGRATIONS: &[(i64, &str)] = &[(
         expires_at BIGINT NOT NULL,
         PRIMARY KEY (collection, idem_key)
     )",
-)];
+    ),
+    (2, changes::SCHEMA),
+];
 
 /// Why a database call failed. A cause's text is part of the error's, so it is not also its
 /// `source()`.
@@ -158,12 +165,16 @@ pub(crate) struct Db {
     inline: Option<Arc<InlineReader>>,
     /// The lock that keeps other gateways off a SQLite file (see [`lock`]).
     _lock: Option<Arc<std::fs::File>>,
+    /// The gateway's clock: the time of change log entries.
+    clock: Arc<dyn Clock>,
+    /// Woken after each committed write, for the change feed's tailer.
+    changed: Arc<Notify>,
 }
 
 impl Db {
     /// Connects and applies the migrations. A SQLite file that does not exist yet is made
     /// (unless the URL sets its own `mode`).
-    pub(crate) async fn open(url: &str, clock: &dyn Clock) -> Result<Self, DbError> {
+    pub(crate) async fn open(url: &str, clock: Arc<dyn Clock>) -> Result<Self, DbError> {
         sqlx::any::install_default_drivers();
         let sqlite = url.starts_with("sqlite:");
         if !sqlite && !url.starts_with("postgres://") && !url.starts_with("postgresql://") {
@@ -188,6 +199,8 @@ impl Db {
             sqlite,
             inline: None,
             _lock: None,
+            clock,
+            changed: Arc::default(),
         };
         let file = if sqlite {
             db.sqlite_file().await?
@@ -202,7 +215,7 @@ impl Db {
         if let Some(path) = &file {
             db._lock = Some(Arc::new(lock::exclusive(path)?));
         }
-        let applied_ms = i64::try_from(clock.now_ms()).unwrap_or(i64::MAX);
+        let applied_ms = i64::try_from(db.clock.now_ms()).unwrap_or(i64::MAX);
         db.migrate(applied_ms).await.map_err(|e| match e {
             DbError::Unavailable(text) if sqlite => opening(&url, text),
             other => other,
@@ -242,6 +255,11 @@ impl Db {
     /// `(served, handed_on)` of the inline SQLite reads (see [`inline`]); `None` without them.
     pub(crate) fn inline_counts(&self) -> Option<(u64, u64)> {
         self.inline.as_ref().map(|reader| reader.counts())
+    }
+
+    /// What is woken after each committed write (one waiter: the change feed's tailer).
+    pub(crate) fn changed(&self) -> Arc<Notify> {
+        self.changed.clone()
     }
 
     /// Whether this is SQLite (for the few statements that differ).
@@ -431,7 +449,10 @@ impl Db {
         .execute(&mut *tx)
         .await?;
         self.announce(&mut tx, note).await?;
+        self.record_change(&mut tx, collection, id, Op::Create, 1)
+            .await?;
         tx.commit().await?;
+        self.changed.notify_one();
         Ok(())
     }
 
@@ -478,12 +499,15 @@ impl Db {
             .bind(expected)
             .execute(&mut *tx)
             .await?;
-        let replaced = done.rows_affected() == 1;
-        if replaced {
-            self.announce(&mut tx, note).await?;
+        if done.rows_affected() != 1 {
+            return Ok(false);
         }
+        self.announce(&mut tx, note).await?;
+        self.record_change(&mut tx, collection, id, Op::Update, expected + 1)
+            .await?;
         tx.commit().await?;
-        Ok(replaced)
+        self.changed.notify_one();
+        Ok(true)
     }
 
     /// Deletes a document (only at version `expected`, if given); whether it did. A deletion
@@ -513,29 +537,32 @@ impl Db {
         note: Option<&Note>,
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
+        // The version deleted comes back for the change log.
         let done = match expected {
             Some(version) => {
-                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2 AND version = $3")
+                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2 AND version = $3 \
+                        RETURNING version")
                     .bind(collection.to_owned())
                     .bind(id.to_owned())
                     .bind(version)
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?
             }
             None => {
-                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2")
+                self.q("DELETE FROM larder_documents WHERE collection = $1 AND id = $2 RETURNING version")
                     .bind(collection.to_owned())
                     .bind(id.to_owned())
-                    .execute(&mut *tx)
+                    .fetch_optional(&mut *tx)
                     .await?
             }
         };
-        let deleted = done.rows_affected() == 1;
-        if deleted {
-            self.announce(&mut tx, note).await?;
-        }
+        let Some(row) = done else { return Ok(false) };
+        self.announce(&mut tx, note).await?;
+        self.record_change(&mut tx, collection, id, Op::Delete, row.get(0))
+            .await?;
         tx.commit().await?;
-        Ok(deleted)
+        self.changed.notify_one();
+        Ok(true)
     }
 
     /// The live idempotency record of `key`, dropping it if it has expired.
@@ -639,7 +666,7 @@ mod tests {
         }
         Db::open(
             &format!("sqlite://{}?mode=rwc", path.display()),
-            &SystemClock,
+            Arc::new(SystemClock),
         )
         .await
         .unwrap()
@@ -705,7 +732,7 @@ mod tests {
     #[tokio::test]
     async fn databases_that_are_not_files_are_refused_clearly() {
         for url in ["sqlite::memory:", "sqlite://x.db?mode=memory", "sqlite://"] {
-            let err = Db::open(url, &SystemClock)
+            let err = Db::open(url, Arc::new(SystemClock))
                 .await
                 .expect_err(url)
                 .to_string();

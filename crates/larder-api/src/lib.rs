@@ -18,6 +18,7 @@ mod db;
 mod doc;
 mod docs_page;
 mod error;
+mod feed;
 #[doc(hidden)]
 pub mod fuzzing;
 mod layers;
@@ -196,6 +197,8 @@ impl Gateway {
             watched.push(tokio::spawn(jwks.watch(every, stop)));
         }
         watched.push(tokio::spawn(housekeeping(state.clone(), shutdown.clone())));
+        // The feed's streams end on shutdown, so their connections can drain.
+        tokio::spawn(state.feed.clone().stop_on(shutdown.clone()));
         let app = app::app(state.clone());
         let served = server::serve(listener, app, state.clone(), tls, shutdown).await;
         for task in watched {
@@ -208,7 +211,8 @@ impl Gateway {
     }
 }
 
-/// Drops expired idempotency records and idle rate-limit buckets once a minute.
+/// Drops expired idempotency records, change log entries past their retention and idle
+/// rate-limit buckets once a minute.
 async fn housekeeping(state: state::AppState, stop: CancellationToken) {
     let mut every = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -218,6 +222,11 @@ async fn housekeeping(state: state::AppState, stop: CancellationToken) {
         }
         if let Err(err) = state.db.purge_idempotency(state.now_ms()).await {
             tracing::debug!(%err, "idempotency purge failed");
+        }
+        let retention = i64::try_from(state.config.changes_retention_secs.saturating_mul(1000));
+        let cutoff = state.now_ms().saturating_sub(retention.unwrap_or(i64::MAX));
+        if let Err(err) = state.db.prune_changes(cutoff).await {
+            tracing::debug!(%err, "change log prune failed");
         }
         state.limits.forget_idle();
     }
@@ -284,7 +293,7 @@ async fn build(
     }
     // Everything that needs no I/O is checked before the database is touched.
     state::collections(&config).map_err(|e| Error::Config(ConfigError::Collection(e)))?;
-    let db = db::Db::open(&config.database, clock.as_ref())
+    let db = db::Db::open(&config.database, clock.clone())
         .await
         .map_err(|e| Error::Database(e.into()))?;
     // Gateways with cache nodes are kept right by the nodes' invalidations (the near-cache);

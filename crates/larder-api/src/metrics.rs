@@ -30,6 +30,19 @@ pub(crate) struct Metrics {
     client_timeouts: AtomicU64,
     /// TLS handshakes that failed (no common protocol, a client certificate refused, …).
     tls_failures: AtomicU64,
+    /// Change feed streams open now.
+    feed_subscribers: AtomicU64,
+    /// Change feed events handed to the streams' connections.
+    feed_events: AtomicU64,
+}
+
+/// Counts an open change feed stream until dropped.
+pub(crate) struct FeedSubscriber<'a>(&'a Metrics);
+
+impl Drop for FeedSubscriber<'_> {
+    fn drop(&mut self) {
+        self.0.feed_subscribers.fetch_sub(1, Relaxed);
+    }
 }
 
 /// The label of a method: methods are the client's choice, so extension methods (and a
@@ -91,6 +104,17 @@ impl Metrics {
         self.client_timeouts.fetch_add(1, Relaxed);
     }
 
+    /// Counts an open change feed stream while the guard lives.
+    pub(crate) fn feed_subscriber(&self) -> FeedSubscriber<'_> {
+        self.feed_subscribers.fetch_add(1, Relaxed);
+        FeedSubscriber(self)
+    }
+
+    /// Counts `n` change feed events sent to a stream.
+    pub(crate) fn feed_delivered(&self, n: u64) {
+        self.feed_events.fetch_add(n, Relaxed);
+    }
+
     /// Counts a failed TLS handshake.
     pub(crate) fn record_tls_failure(&self) {
         self.tls_failures.fetch_add(1, Relaxed);
@@ -143,6 +167,20 @@ impl Metrics {
              client_timeout_ms (idle keep-alive connections included).\n# TYPE {name} counter\n\
              {name} {}",
             self.client_timeouts.load(Relaxed)
+        );
+        let name = "larder_api_feed_subscribers";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Change feed streams open (GET /v1/{{collection}}/changes).\n\
+             # TYPE {name} gauge\n{name} {}",
+            self.feed_subscribers.load(Relaxed)
+        );
+        let name = "larder_api_feed_events_total";
+        let _ = writeln!(
+            out,
+            "# HELP {name} Change feed events sent to streams (one per stream an event reaches).\n\
+             # TYPE {name} counter\n{name} {}",
+            self.feed_events.load(Relaxed)
         );
         let name = "larder_api_request_duration_seconds";
         let _ = writeln!(
@@ -206,5 +244,15 @@ mod tests {
         assert!(text.contains("larder_api_request_duration_seconds_count 4"));
         assert!(text.contains("larder_api_request_duration_seconds_bucket{le=\"0.00025\"} 3"));
         assert!(text.contains("larder_breaker_state{target=\"cache:a\"} 1"));
+        let open = m.feed_subscriber();
+        m.feed_delivered(3);
+        let text = m.render(&[], None);
+        assert!(text.contains("larder_api_feed_subscribers 1\n"), "{text}");
+        assert!(text.contains("larder_api_feed_events_total 3\n"), "{text}");
+        drop(open);
+        assert!(
+            m.render(&[], None)
+                .contains("larder_api_feed_subscribers 0\n")
+        );
     }
 }

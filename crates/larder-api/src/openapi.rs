@@ -3,6 +3,7 @@
 //! the dialect collection schemas are written in, so each collection's schema is embedded as
 //! it is (component `<name>.attributes`).
 
+mod feed;
 mod schemas;
 
 use axum::body::Bytes;
@@ -21,7 +22,7 @@ const ID_PATTERN: &str = "^[A-Za-z0-9._~-]{1,128}$";
 /// 1-255 visible ASCII characters, optionally quoted (the gateway strips the quotes).
 const IDEMPOTENCY_KEY_PATTERN: &str = "^\"*[!#-~]([!-~]{0,253}[!#-~])?\"*$";
 /// Every problem the gateway answers with.
-const GATEWAY_CODES: [ErrorCode; 20] = [
+const GATEWAY_CODES: [ErrorCode; 21] = [
     ErrorCode::InvalidArgument,
     ErrorCode::ValidationFailed,
     ErrorCode::NotFound,
@@ -42,6 +43,7 @@ const GATEWAY_CODES: [ErrorCode; 20] = [
     ErrorCode::PermissionDenied,
     ErrorCode::RateLimited,
     ErrorCode::RequestTimeout,
+    ErrorCode::Gone,
 ];
 
 /// `GET /openapi.json`: the document for `config`, rendered once.
@@ -68,6 +70,9 @@ pub(crate) fn document(config: &ApiConfig) -> Value {
         guard.apply(&mut item["delete"], &format!("{}:write", c.name));
         paths.insert(format!("/v1/{}", c.name), list);
         paths.insert(format!("/v1/{}/{{id}}", c.name), item);
+        let mut changes = feed::changes_path(&c.name);
+        guard.apply(&mut changes["get"], &format!("{}:read", c.name));
+        paths.insert(format!("/v1/{}/changes", c.name), changes);
         schemas.extend(schemas::collection_schemas(c));
     }
     paths.extend(service_paths());

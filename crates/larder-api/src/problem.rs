@@ -202,6 +202,11 @@ pub(crate) fn describe(slug: &str) -> Option<(ErrorCode, &'static str)> {
              request without exactly one valid `Host`, or a malformed body framing."
         }
         ErrorCode::ExpectationFailed => "`Expect` may only be `100-continue`.",
+        ErrorCode::Gone => {
+            "The change feed no longer holds the events after this `Last-Event-ID` (they are \
+             older than the log's retention): read the collection again and follow the feed \
+             from now."
+        }
         _ => "See the title.",
     };
     Some((code, text))

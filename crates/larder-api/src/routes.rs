@@ -383,6 +383,7 @@ async fn create_now(
 ) -> ApiResult {
     let name = &collection.config.name;
     let Incoming { id, attributes } = doc::parse(body, name, None)?;
+    crate::feed::reserved(id.as_deref())?;
     storable(state, &attributes)?;
     if let Some(schema) = &collection.schema {
         schema.check(&attributes)?;

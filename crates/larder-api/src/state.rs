@@ -16,6 +16,7 @@ use crate::cors::Cors;
 use crate::db::Db;
 use crate::doc::{Schema, SchemaError};
 use crate::error::ConfigError;
+use crate::feed::Feed;
 use crate::limits::Limits;
 use crate::metrics::Metrics;
 use crate::peers::Peers;
@@ -46,6 +47,8 @@ pub(crate) struct Inner {
     /// The gateway's one clock (the in-process store reads it too).
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
+    /// The change feed's hub.
+    pub(crate) feed: Arc<Feed>,
     /// `(collection, idempotency key)` of creates in progress on this gateway.
     in_flight: Mutex<HashSet<(String, String)>>,
 }
@@ -159,6 +162,7 @@ impl AppState {
         let cors = Cors::new(&config.cors).map_err(ConfigError::Cors)?;
         Ok(Self(Arc::new(Inner {
             collections: collections(&config).map_err(ConfigError::Collection)?,
+            feed: Feed::new(opened.db.clone(), config.changes_poll_ms),
             db: opened.db,
             cache: opened.cache,
             peers: opened.peers,

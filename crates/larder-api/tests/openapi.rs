@@ -133,6 +133,10 @@ async fn the_document_is_openapi_3_1_and_names_every_collection_route() {
         };
         assert_eq!(methods(list), ["get", "post"], "{}", c.name);
         assert_eq!(methods(item), ["delete", "get", "patch"], "{}", c.name);
+        let feed = &spec["paths"][format!("/v1/{}/changes", c.name)];
+        assert_eq!(methods(feed), ["get"], "{}", c.name);
+        assert!(feed["get"]["responses"]["200"]["content"]["text/event-stream"].is_object());
+        assert!(feed["get"]["responses"]["410"].is_object());
     }
     for path in [
         "/",
@@ -153,6 +157,17 @@ async fn the_document_is_openapi_3_1_and_names_every_collection_route() {
             .replace("{id}", "some-id")
             .replace("{slug}", "not-found");
         for method in ["GET", "POST", "PATCH", "DELETE", "PUT"] {
+            if method == "GET" && uri.ends_with("/changes") {
+                // A stream that does not end: its head is the answer.
+                let request = Request::get(&uri).body(Body::empty()).unwrap();
+                let response = app.clone().oneshot(request).await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{uri}");
+                assert_eq!(
+                    response.headers()[header::CONTENT_TYPE],
+                    "text/event-stream"
+                );
+                continue;
+            }
             let (status, _, body) = call(&app, method, &uri, None).await;
             let documented = item.get(method.to_lowercase()).is_some();
             assert!(!body.contains("no route"), "{method} {uri}: {body}");

@@ -67,11 +67,14 @@ pub enum ErrorCode {
     RateLimited,
     /// The client did not send what it announced (a request body) in time.
     RequestTimeout,
+    /// What was asked for existed but is no longer kept (a change feed position older than
+    /// the change log's retention).
+    Gone,
 }
 
 impl ErrorCode {
     /// Every code, for tables and tests.
-    pub const ALL: [ErrorCode; 29] = [
+    pub const ALL: [ErrorCode; 30] = [
         Self::InvalidArgument,
         Self::UnknownCommand,
         Self::Protocol,
@@ -101,6 +104,7 @@ impl ErrorCode {
         Self::ExpectationFailed,
         Self::RateLimited,
         Self::RequestTimeout,
+        Self::Gone,
     ];
 
     /// The first word of a RESP error reply (`-WRONGTYPE …`), as Redis uses them.
@@ -126,7 +130,7 @@ impl ErrorCode {
             | Self::ExpectationFailed => Code::InvalidArgument,
             Self::UnknownCommand => Code::Unimplemented,
             Self::WrongType | Self::NotANumber => Code::FailedPrecondition,
-            Self::Overflow => Code::OutOfRange,
+            Self::Overflow | Self::Gone => Code::OutOfRange,
             Self::OutOfMemory | Self::Overloaded | Self::RateLimited => Code::ResourceExhausted,
             Self::RequestTimeout => Code::DeadlineExceeded,
             Self::NotFound => Code::NotFound,
@@ -170,6 +174,7 @@ impl ErrorCode {
             Self::ExpectationFailed => 417,
             Self::RateLimited => 429,
             Self::RequestTimeout => 408,
+            Self::Gone => 410,
         }
     }
 
@@ -205,6 +210,7 @@ impl ErrorCode {
             Self::ExpectationFailed => "expectation-failed",
             Self::RateLimited => "rate-limited",
             Self::RequestTimeout => "request-timeout",
+            Self::Gone => "gone",
         }
     }
 
@@ -240,6 +246,7 @@ impl ErrorCode {
             Self::ExpectationFailed => "Expectation failed",
             Self::RateLimited => "Too many requests",
             Self::RequestTimeout => "Request timeout",
+            Self::Gone => "Gone",
         }
     }
 
