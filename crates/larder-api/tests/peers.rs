@@ -504,21 +504,29 @@ async fn a_gateway_whose_listener_is_killed_flushes_and_serves_fresh_data_again(
     assert_eq!(b.version("docs", "x").await, 1, "B serves its copy");
 
     let name = format!("larder listener {}", b.peer_id().await);
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
-    )
-    .bind(&name)
-    .fetch_all(&db)
-    .await
-    .unwrap();
-    assert_eq!(killed, vec![true], "{name}");
+    let old: i32 =
+        sqlx::query_scalar("SELECT pid FROM pg_stat_activity WHERE application_name = $1")
+            .bind(&name)
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    let killed: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1)")
+        .bind(old)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(killed, "{name}");
+    // A new listening connection (the killed one may stay listed while it exits), and B
+    // serving again.
     let took = within("B listens again", Duration::from_secs(10), async || {
-        let listening: i64 =
-            sqlx::query_scalar("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1")
-                .bind(&name)
-                .fetch_one(&db)
-                .await
-                .unwrap();
+        let listening: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 AND pid <> $2",
+        )
+        .bind(&name)
+        .bind(old)
+        .fetch_one(&db)
+        .await
+        .unwrap();
         listening == 1 && b.metric("larder_api_local_cache_serving").await == 1.0
     })
     .await;

@@ -269,7 +269,9 @@ mod tests {
                 writers.push(tokio::spawn(async move {
                     for i in 0..EACH {
                         let id = format!("{w}-{i}-{start}");
-                        db.create(&collection, &id, "{}", "t", None, None).await.unwrap();
+                        db.create(&collection, &id, "{}", "t", None, None)
+                            .await
+                            .unwrap();
                     }
                 }));
             }
@@ -300,7 +302,9 @@ mod tests {
             let before = db.change_head().await.unwrap();
             for i in 0..3 {
                 let id = format!("{i}-{before}");
-                db.create(&collection, &id, "{}", "t", None, None).await.unwrap();
+                db.create(&collection, &id, "{}", "t", None, None)
+                    .await
+                    .unwrap();
             }
             let head = db.change_head().await.unwrap();
             assert_eq!(head, before + 3);
