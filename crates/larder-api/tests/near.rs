@@ -83,13 +83,13 @@ impl Conn {
                 self.stream = Some(TcpStream::connect(self.addr).await.unwrap());
             }
             let stream = self.stream.as_mut().unwrap();
-            if stream.write_all(raw.as_bytes()).await.is_ok() {
-                if let Some(reply) = read_responses(stream, 1).await.pop() {
-                    if reply.header("connection") == Some("close") {
-                        self.stream = None;
-                    }
-                    return reply;
+            if stream.write_all(raw.as_bytes()).await.is_ok()
+                && let Some(reply) = read_responses(stream, 1).await.pop()
+            {
+                if reply.header("connection") == Some("close") {
+                    self.stream = None;
                 }
+                return reply;
             }
             self.stream = None;
         }
