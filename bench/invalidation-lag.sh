@@ -13,7 +13,9 @@ cd "$(dirname "$0")/.."
 rate="${1:-5000}"
 secs="${2:-10}"
 keys="${3:-1000}"
-cargo build --release --quiet -p larder -p larder-client --example invalidation_lag
+# Two builds: with --example, cargo builds only the examples of the packages named.
+cargo build --release --quiet -p larder
+cargo build --release --quiet -p larder-client --example invalidation_lag
 larder="${LARDER_BIN:-target/release/larder}"
 unset LARDER_BIN
 lag=target/release/examples/invalidation_lag
