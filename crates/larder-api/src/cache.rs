@@ -415,18 +415,28 @@ impl DocCache {
                     near.cache.invalidate([key.as_bytes()], 0);
                 }
                 let strong = collection.consistency == Consistency::Strong;
+                let await_invalidation = strong && near.is_some();
                 let opts = SetOpts {
                     ttl: Some(Duration::from_millis(collection.cache_ttl_ms())),
                     if_newer_version: Some(version.unsigned_abs()),
                     lease: None,
                     // The node answers once every gateway holding a copy has dropped it.
-                    await_invalidation: strong && near.is_some(),
+                    await_invalidation,
                 };
                 let key = Bytes::from(key);
                 if let Err(err) = client.set(key.clone(), cached.doc, opts).await {
                     // The next read loads from the database, so nothing is lost.
                     tracing::debug!(%err, "cache update failed; invalidating");
-                    if client.invalidate(&[key]).await.is_err() && strong {
+                    let keys = [key];
+                    let invalidated = if await_invalidation {
+                        client.invalidate_awaiting(&keys).await
+                    } else {
+                        client.invalidate(&keys).await
+                    };
+                    // Not confirmed (the node gone, or the other gateways slower than the
+                    // call's deadline): copies elsewhere may outlive the write until their
+                    // leases lapse, so the answer waits that long.
+                    if invalidated.is_err() && strong {
                         outlive_leases(near.as_ref()).await;
                     }
                 }
@@ -480,7 +490,9 @@ fn near_hit(near: &Near, collection: &CollectionConfig, key: &str) -> Option<Cac
 /// Waiting that long before answering keeps the write from being read older afterwards.
 async fn outlive_leases(near: Option<&Near>) {
     if let Some(near) = near {
-        tokio::time::sleep(near.tracking.lease()).await;
+        // A tenth more for clocks that run at slightly different rates.
+        let lease = near.tracking.lease();
+        tokio::time::sleep(lease + lease / 10).await;
     }
 }
 

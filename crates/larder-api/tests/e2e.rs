@@ -12,7 +12,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::Duration;
 
 use larder_api::{ApiConfig, CollectionConfig};
 use larder_store::{Clock, ManualClock, SystemClock};
@@ -22,7 +21,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 
 mod support;
-use support::start_node;
+use support::{eventually, start_node};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -61,15 +60,6 @@ async fn start_gateway(api: ApiConfig, clock: Arc<dyn Clock>) -> (SocketAddr, Ca
     let options = larder_api::Options { clock: Some(clock) };
     tokio::spawn(larder_api::run_with(api, listener, stop.clone(), options));
     (addr, stop)
-}
-
-/// Polls `done` every few milliseconds until it holds; fails after ten seconds.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A minimal HTTP/1.1 exchange: (status, headers text, body).

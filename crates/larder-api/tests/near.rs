@@ -20,7 +20,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
 mod support;
-use support::{Reply, metric, read_responses, start, start_node};
+use support::{Reply, eventually, metric, read_responses, start, start_node};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
@@ -126,15 +126,6 @@ fn version(reply: &Reply) -> i64 {
     etag.trim_matches(|c| c == '"' || c == 'W' || c == '/')
         .parse()
         .unwrap_or_else(|_| panic!("ETag {etag}"))
-}
-
-/// Polls `done` until it holds; fails after ten seconds.
-async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while !done().await {
-        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// A small random number generator (xorshift), seeded per task so runs differ.

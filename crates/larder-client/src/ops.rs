@@ -89,22 +89,8 @@ impl Client {
     ///
     /// As [`Client::get`].
     pub async fn get_or_lease(&self, key: impl Into<Bytes>) -> Result<Lookup, Error> {
-        let key = key.into();
-        let node = self.owner(&key);
-        let request = pb::GetRequest {
-            key,
-            lease: true,
-            track: 0,
-        };
-        let reply = self
-            .call(
-                "Get",
-                node,
-                request,
-                |mut c, r| async move { c.get(r).await },
-            )
-            .await?;
-        Ok(lookup(reply))
+        let (lookup, _) = self.lease_get(key.into(), 0).await?;
+        Ok(lookup)
     }
 
     /// Like [`Client::get_or_lease`], but the read is tracked when tracking is on
@@ -117,12 +103,17 @@ impl Client {
         &self,
         key: impl Into<Bytes>,
     ) -> Result<(Lookup, bool), Error> {
-        let key = key.into();
+        self.lease_get(key.into(), self.subscriber()).await
+    }
+
+    /// A `Get` with a fill lease, tracked for subscriber `track` (0: untracked); the lookup
+    /// and whether the node recorded the read.
+    async fn lease_get(&self, key: Bytes, track: u64) -> Result<(Lookup, bool), Error> {
         let node = self.owner(&key);
         let request = pb::GetRequest {
             key,
             lease: true,
-            track: self.subscriber(),
+            track,
         };
         let reply = self
             .call(

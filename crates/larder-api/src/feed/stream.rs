@@ -343,7 +343,7 @@ impl Subscriber {
 }
 
 /// A body that sends each chunk as the stream's task produces it, and ends when the task does.
-struct Chunks(mpsc::Receiver<Bytes>);
+pub(crate) struct Chunks(pub(crate) mpsc::Receiver<Bytes>);
 
 impl http_body::Body for Chunks {
     type Data = Bytes;

@@ -212,36 +212,16 @@ async fn drive<I>(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
     use axum::body::Body;
     use axum::routing::get;
     use bytes::Bytes;
-    use http_body::Frame;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::sync::mpsc;
 
     use super::*;
     use crate::config::{ApiConfig, CollectionConfig};
+    use crate::feed::stream::Chunks;
     use crate::layers::{Limits, Track};
-
-    /// A body that sends each chunk as it arrives on the channel, ending when it closes.
-    struct Chunks(mpsc::Receiver<Bytes>);
-
-    impl http_body::Body for Chunks {
-        type Data = Bytes;
-        type Error = std::convert::Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            cx: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-            self.0
-                .poll_recv(cx)
-                .map(|chunk| chunk.map(|c| Ok(Frame::data(c))))
-        }
-    }
 
     /// Reads from `conn` until what was read contains `end`.
     async fn read_until(conn: &mut TcpStream, end: &str) -> String {

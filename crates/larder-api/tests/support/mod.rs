@@ -197,6 +197,15 @@ pub fn without_date(reply: &Reply) -> Reply {
     reply
 }
 
+/// Polls `done` every few milliseconds until it holds; fails after ten seconds.
+pub async fn eventually(what: &str, mut done: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !done().await {
+        assert!(tokio::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// The value of the metric (name and labels) `series`, 0 if it has none yet.
 pub async fn metric(addr: SocketAddr, series: &str) -> u64 {
     let text = send(addr, "GET /metrics HTTP/1.1\r\nHost: t\r\n\r\n")
