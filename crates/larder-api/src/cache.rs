@@ -28,7 +28,7 @@ use larder_util::flight::{Flights, Joined, Ticket, Waiter};
 use crate::config::{CollectionConfig, Consistency};
 use crate::db::Db;
 use crate::near::NearCache;
-use crate::peers::Lease;
+use crate::peers::lease::Lease;
 
 /// Distinct documents loading at once; past it, reads go to the database without joining.
 const MAX_FLIGHTS: usize = 16_384;

@@ -9,6 +9,8 @@ mod inline;
 mod lock;
 mod notify;
 
+pub(crate) use notify::CHANNEL;
+
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,7 +22,6 @@ use sqlx::{Any, AnyPool, AssertSqlSafe, Row};
 use tokio::sync::Notify;
 use tracing::Instrument as _;
 
-use crate::peers::Note;
 pub(crate) use changes::{Change, Op, Page};
 use inline::InlineReader;
 
@@ -396,7 +397,7 @@ impl Db {
         doc: &str,
         now: &str,
         idem: Option<(&str, &IdemRecord, i64)>,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<(), DbError> {
         self.traced(
             "INSERT",
@@ -416,7 +417,7 @@ impl Db {
         doc: &str,
         now: &str,
         idem: Option<(&str, &IdemRecord, i64)>,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         if let Some((key, record, expires_at)) = idem {
@@ -465,7 +466,7 @@ impl Db {
         expected: i64,
         doc: &str,
         now: &str,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<bool, DbError> {
         self.traced(
             "UPDATE",
@@ -484,7 +485,7 @@ impl Db {
         expected: i64,
         doc: &str,
         now: &str,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
         let done = self
@@ -517,7 +518,7 @@ impl Db {
         collection: &str,
         id: &str,
         expected: Option<i64>,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<bool, DbError> {
         self.traced(
             "DELETE",
@@ -534,7 +535,7 @@ impl Db {
         collection: &str,
         id: &str,
         expected: Option<i64>,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<bool, DbError> {
         let mut tx = self.pool.begin().await?;
         // The version deleted comes back for the change log.

@@ -406,7 +406,14 @@ async fn create_now(
     let note = state.note(&collection.config, &id, 1);
     let created = state
         .db
-        .create(name, &id, &stored, &now, idem_row, note.as_ref())
+        .create(
+            name,
+            &id,
+            &stored,
+            &now,
+            idem_row,
+            note.as_ref().map(Note::payload),
+        )
         .await;
     match created {
         Ok(()) => {}
@@ -471,7 +478,14 @@ pub(crate) async fn update(
         let note = state.note(&collection.config, &id, version);
         if state
             .db
-            .update(&name, &id, current.version, &stored, &now, note.as_ref())
+            .update(
+                &name,
+                &id,
+                current.version,
+                &stored,
+                &now,
+                note.as_ref().map(Note::payload),
+            )
             .await
             .map_err(db_error)?
         {
@@ -520,7 +534,7 @@ pub(crate) async fn delete(
     let note = state.note(&collection.config, &id, 0);
     if state
         .db
-        .delete(&name, &id, expected, note.as_ref())
+        .delete(&name, &id, expected, note.as_ref().map(Note::payload))
         .await
         .map_err(db_error)?
     {

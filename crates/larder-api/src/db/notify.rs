@@ -5,19 +5,21 @@
 use sqlx::{Any, Transaction};
 
 use super::{Db, DbError};
-use crate::peers::{CHANNEL, Note};
+
+/// The PostgreSQL channel gateways announce their writes on (see [`crate::peers`]).
+pub(crate) const CHANNEL: &str = "larder_changes";
 
 impl Db {
-    /// Notifies `note`, if any, inside `tx`.
+    /// Notifies `note` (a payload), if any, on [`CHANNEL`] inside `tx`.
     pub(super) async fn announce(
         &self,
         tx: &mut Transaction<'static, Any>,
-        note: Option<&Note>,
+        note: Option<&str>,
     ) -> Result<(), DbError> {
         let Some(note) = note else { return Ok(()) };
         self.q("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
-            .bind(note.payload().to_owned())
+            .bind(note.to_owned())
             .execute(&mut **tx)
             .await?;
         Ok(())

@@ -6,6 +6,7 @@
 //! its lease has lapsed. The design and its argument are in `docs/ARCHITECTURE.md`
 //! ("Gateways without cache nodes").
 
+pub(crate) mod lease;
 mod listener;
 mod metrics;
 mod table;
@@ -25,43 +26,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cache::DocCache;
 use crate::db::DbError;
+pub(crate) use lease::Lease;
 use listener::{listen, notify, ping};
 use table::{Settled, Table};
-pub(crate) use wire::CHANNEL;
 use wire::Message;
-
-/// Whether the local cache may serve its copies: until the lease this gateway last renewed.
-/// Shared by the listener, which renews and revokes it, and the cache, which reads it.
-#[derive(Debug)]
-pub(crate) struct Lease {
-    base: Instant,
-    /// Milliseconds after `base` the lease runs to; 0 for none.
-    until_ms: AtomicU64,
-}
-
-impl Lease {
-    fn new() -> Self {
-        Self {
-            base: Instant::now(),
-            until_ms: AtomicU64::new(0),
-        }
-    }
-
-    /// Whether cached copies may be served now.
-    pub(crate) fn live(&self) -> bool {
-        let now = millis(self.base, Instant::now());
-        now < self.until_ms.load(Relaxed)
-    }
-
-    fn set(&self, until: Option<Instant>) {
-        let ms = until.map_or(0, |u| millis(self.base, u).max(1));
-        self.until_ms.store(ms, Relaxed);
-    }
-}
-
-fn millis(base: Instant, at: Instant) -> u64 {
-    u64::try_from(at.saturating_duration_since(base).as_millis()).unwrap_or(u64::MAX)
-}
 
 /// One gateway among its peers; the tasks stop when this is dropped.
 #[derive(Debug)]
@@ -246,26 +214,5 @@ impl Peers {
         shared
             .stats
             .render(out, &shared.me, live, shared.lease.live());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_lease_is_live_until_it_runs_out_or_is_revoked() {
-        let lease = Lease {
-            base: Instant::now() - Duration::from_secs(10),
-            until_ms: AtomicU64::new(0),
-        };
-        assert!(!lease.live(), "none at first");
-        lease.set(Some(Instant::now() + Duration::from_secs(60)));
-        assert!(lease.live());
-        lease.set(Some(Instant::now() - Duration::from_millis(1)));
-        assert!(!lease.live());
-        lease.set(Some(Instant::now() + Duration::from_secs(60)));
-        lease.set(None);
-        assert!(!lease.live());
     }
 }

@@ -3,7 +3,7 @@
 //! space (see `config::valid_name` and `doc::valid_id`), so the id can close a change.
 
 /// The channel every gateway over one database listens on.
-pub(crate) const CHANNEL: &str = "larder_changes";
+pub(crate) use crate::db::CHANNEL;
 
 /// Sequence numbers in one acknowledgement, so that it stays far below PostgreSQL's 8000-byte
 /// payload limit.

@@ -13,7 +13,7 @@ use larder_proto::resp::encode;
 
 use super::deferred::Deferred;
 pub(crate) use super::error::{CmdError, CmdResult};
-use super::tracking::Tracked;
+use super::tracked::Tracked;
 use crate::clients::ClientEntry;
 use crate::cluster::Snapshot;
 use crate::node::Node;

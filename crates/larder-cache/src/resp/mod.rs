@@ -10,6 +10,7 @@ mod error;
 pub(crate) mod route;
 pub(crate) mod table;
 pub(crate) mod threads;
+mod tracked;
 pub(crate) mod tracking;
 mod transport;
 

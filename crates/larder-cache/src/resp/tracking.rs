@@ -4,46 +4,18 @@
 //! `invalidate` push, or a RESP2 `message` on `__redis__:invalidate` to a subscribed
 //! redirection target).
 
-use std::sync::Arc;
-
 use bytes::Bytes;
 use larder_proto::resp::{Protocol, encode};
 use tokio::sync::mpsc;
 
 use super::ctx::{Command, Ctx};
-use crate::node::tracking::{Notice, Subscriber};
+pub(crate) use super::tracked::Tracked;
+use crate::node::tracking::Notice;
 
 /// The pub/sub channel RESP2 connections subscribe to for redirected invalidations.
 pub(crate) const CHANNEL: &[u8] = b"__redis__:invalidate";
 /// Notices written in one go at most, so one connection's pushes hold up no other for long.
 const NOTICES_PER_WRITE: usize = 4_096;
-
-/// A connection's `CLIENT TRACKING ON` state.
-#[derive(Debug)]
-pub(crate) struct Tracked {
-    pub(crate) subscriber: Arc<Subscriber>,
-    /// The client id notices go to; 0 when they come to this connection.
-    pub(crate) redirect: u64,
-    pub(crate) optin: bool,
-    pub(crate) optout: bool,
-    pub(crate) noloop: bool,
-}
-
-impl Tracked {
-    /// Whether a read-only command now records its keys, given `CLIENT CACHING`'s answer.
-    fn records(&self, caching: Option<bool>) -> bool {
-        if self.subscriber.broadcasting() {
-            return false;
-        }
-        if self.optin {
-            caching == Some(true)
-        } else if self.optout {
-            caching != Some(false)
-        } else {
-            true
-        }
-    }
-}
 
 /// Before a command runs on a tracking connection: a read-only command records its keys (so
 /// that a change after this is told, and the read sees any change before it).
