@@ -59,7 +59,7 @@ pub(crate) fn app(state: AppState) -> Router {
         .layer(limits);
     if state.cors.enabled() {
         app = app.layer(middleware::from_fn_with_state(
-            state.clone(),
+            state.cors.clone(),
             crate::cors::layer,
         ));
     }

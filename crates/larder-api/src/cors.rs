@@ -14,9 +14,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use larder_proto::ErrorCode;
 
+use std::sync::Arc;
+
 use crate::config::CorsConfig;
 use crate::problem::ApiError;
-use crate::state::AppState;
 
 /// One origin's rules, with its field values made once.
 #[derive(Debug)]
@@ -106,8 +107,7 @@ impl Cors {
 }
 
 /// The middleware: answers preflights, marks answers to configured origins.
-pub(crate) async fn layer(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let cors = &state.cors;
+pub(crate) async fn layer(State(cors): State<Arc<Cors>>, request: Request, next: Next) -> Response {
     let Some(origin) = request.headers().get(header::ORIGIN).cloned() else {
         return next.run(request).await;
     };

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::db::DbError;
-use crate::state::CollectionError;
+use crate::doc::SchemaError;
 
 /// A gateway setting that cannot work; the text says how to fix it.
 #[derive(Debug, thiserror::Error)]
@@ -64,6 +64,43 @@ impl From<DbError> for DatabaseError {
     fn from(err: DbError) -> Self {
         Self(err)
     }
+}
+
+/// Why a configured collection was refused; each names the collection.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectionError {
+    /// A name that is not 1-64 of `A-Z a-z 0-9 - _`.
+    #[error("collection {name:?}: names are 1-64 of A-Z a-z 0-9 - _")]
+    Name {
+        /// The name.
+        name: String,
+    },
+    /// A filterable or sortable attribute that is not `A-Z a-z 0-9 _`.
+    #[error(
+        "collection {collection:?}: attribute {attribute:?} in filterable/sortable must be \
+         A-Z a-z 0-9 _"
+    )]
+    Attribute {
+        /// The collection.
+        collection: String,
+        /// The attribute.
+        attribute: String,
+    },
+    /// A schema that does not compile. (Its text is part of this one, so it is not also the
+    /// `source()`.)
+    #[error("collection {collection:?}: {error}")]
+    Schema {
+        /// The collection.
+        collection: String,
+        /// Why the schema was refused.
+        error: SchemaError,
+    },
+    /// Two collections with one name.
+    #[error("collection {name:?} is declared twice")]
+    Twice {
+        /// The name.
+        name: String,
+    },
 }
 
 #[cfg(test)]

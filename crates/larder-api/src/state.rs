@@ -14,7 +14,8 @@ use crate::cache::DocCache;
 use crate::config::{ApiConfig, CollectionConfig, valid_name};
 use crate::cors::Cors;
 use crate::db::Db;
-use crate::doc::{Schema, SchemaError};
+use crate::doc::Schema;
+pub use crate::error::CollectionError;
 use crate::error::ConfigError;
 use crate::feed::Feed;
 use crate::limits::Limits;
@@ -43,7 +44,7 @@ pub(crate) struct Inner {
     pub(crate) peers: Option<Peers>,
     pub(crate) credentials: Credentials,
     pub(crate) limits: Limits,
-    pub(crate) cors: Cors,
+    pub(crate) cors: Arc<Cors>,
     /// The gateway's one clock (the in-process store reads it too).
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) metrics: Metrics,
@@ -59,43 +60,6 @@ impl Deref for AppState {
     fn deref(&self) -> &Inner {
         &self.0
     }
-}
-
-/// Why a configured collection was refused; each names the collection.
-#[derive(Debug, thiserror::Error)]
-pub enum CollectionError {
-    /// A name that is not 1-64 of `A-Z a-z 0-9 - _`.
-    #[error("collection {name:?}: names are 1-64 of A-Z a-z 0-9 - _")]
-    Name {
-        /// The name.
-        name: String,
-    },
-    /// A filterable or sortable attribute that is not `A-Z a-z 0-9 _`.
-    #[error(
-        "collection {collection:?}: attribute {attribute:?} in filterable/sortable must be \
-         A-Z a-z 0-9 _"
-    )]
-    Attribute {
-        /// The collection.
-        collection: String,
-        /// The attribute.
-        attribute: String,
-    },
-    /// A schema that does not compile. (Its text is part of this one, so it is not also the
-    /// `source()`.)
-    #[error("collection {collection:?}: {error}")]
-    Schema {
-        /// The collection.
-        collection: String,
-        /// Why the schema was refused.
-        error: SchemaError,
-    },
-    /// Two collections with one name.
-    #[error("collection {name:?} is declared twice")]
-    Twice {
-        /// The name.
-        name: String,
-    },
 }
 
 /// Compiles every collection's schema and checks names and attributes.
@@ -159,7 +123,7 @@ impl AppState {
         let credentials = Credentials::from_config(&config).map_err(ConfigError::Credentials)?;
         let limits = Limits::new(&config.rate_limits, credentials.enabled())
             .map_err(ConfigError::RateLimits)?;
-        let cors = Cors::new(&config.cors).map_err(ConfigError::Cors)?;
+        let cors = Arc::new(Cors::new(&config.cors).map_err(ConfigError::Cors)?);
         Ok(Self(Arc::new(Inner {
             collections: collections(&config).map_err(ConfigError::Collection)?,
             feed: Feed::new(opened.db.clone(), config.changes_poll_ms),
@@ -216,6 +180,7 @@ impl Drop for InFlight {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc::SchemaError;
 
     fn refused(list: Vec<CollectionConfig>) -> CollectionError {
         let config = ApiConfig {

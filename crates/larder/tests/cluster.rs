@@ -200,13 +200,18 @@ fn cluster_set(nodes: &[&str], key: &str, value: &str) -> String {
 fn three_nodes_agree_and_redirect_what_they_do_not_own() {
     let nodes = three();
     let resps: Vec<String> = nodes.iter().map(|n| n.ports.resp()).collect();
-    let slots: Vec<String> = resps
-        .iter()
-        .map(|r| resp(r, &["CLUSTER", "SLOTS"]))
-        .collect();
-    assert!(
-        slots.iter().all(|s| *s == slots[0]),
-        "every node gives the same slots"
+    // Seeing each other ready comes a moment before each node has installed the table of
+    // three; from then on they agree.
+    until(
+        "every node gives the same slots",
+        Duration::from_secs(5),
+        || {
+            let slots: Vec<String> = resps
+                .iter()
+                .map(|r| resp(r, &["CLUSTER", "SLOTS"]))
+                .collect();
+            slots.iter().all(|s| *s == slots[0])
+        },
     );
     let info = resp(&resps[0], &["CLUSTER", "INFO"]);
     assert!(
