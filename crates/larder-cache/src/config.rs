@@ -42,7 +42,7 @@ pub const DEFAULT_SHUTDOWN_GRACE_MS: u64 = 10_000;
 /// Default bound of the tracking table: keys remembered for client-side caching subscribers.
 pub const DEFAULT_TRACKING_MAX_KEYS: usize = 1_000_000;
 /// Default lease of a Watch subscriber: how long after a ping it may serve its copies.
-pub const DEFAULT_TRACKING_LEASE_MS: u64 = 1_000;
+pub use larder_proto::grpc::DEFAULT_TRACKING_LEASE_MS;
 
 /// The cache node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::FutureExt as _;
+use larder_proto::grpc::DEFAULT_TRACKING_LEASE_MS;
 use larder_proto::grpc::cache::v1 as pb;
 use parking_lot::Mutex;
 use pb::watch_event::Event;
@@ -31,7 +32,7 @@ const RETRY_MAX: Duration = Duration::from_secs(2);
 
 /// The lease [`Tracking::lease`] assumes before any node has announced one: the nodes'
 /// default `tracking_lease_ms`.
-const DEFAULT_LEASE: Duration = Duration::from_millis(1_000);
+const DEFAULT_LEASE: Duration = Duration::from_millis(DEFAULT_TRACKING_LEASE_MS);
 
 /// What a tracking client calls when nodes push invalidations.
 pub trait Invalidations: Send + Sync + 'static {

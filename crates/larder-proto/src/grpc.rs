@@ -30,3 +30,8 @@ mod tests {
         }
     }
 }
+
+/// How long a `Watch` subscriber may serve its copies after its last answered ping, unless a
+/// node is configured otherwise (`tracking_lease_ms`): the node's default and what a client
+/// assumes before a node has announced its own.
+pub const DEFAULT_TRACKING_LEASE_MS: u64 = 1_000;
