@@ -4,19 +4,18 @@
 //! credentials with scopes and rate limits. Every error, including unknown routes and methods,
 //! is a problem document.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{MatchedPath, Path, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use larder_proto::ErrorCode;
-use tracing::Instrument as _;
 
 use crate::auth;
-use crate::layers::{Limits, Track};
+use crate::layers::{Limits, Trace, Track};
 use crate::problem::{self, ApiError};
 use crate::routes;
 use crate::state::AppState;
@@ -64,7 +63,7 @@ pub(crate) fn app(state: AppState) -> Router {
         ));
     }
     app.layer(Track(state.clone()))
-        .layer(middleware::from_fn(trace))
+        .layer(Trace)
         .with_state(state)
 }
 
@@ -130,45 +129,6 @@ async fn index(State(state): State<AppState>) -> Response {
         body.to_string(),
     )
         .into_response()
-}
-
-/// The span of a traced request (see `larder_proto::trace`) around everything the router does
-/// for it, child of the caller's span when the request carries a `traceparent`; untraced
-/// requests pass straight through.
-async fn trace(request: Request, next: Next) -> Response {
-    let span = larder_proto::trace::request(
-        || larder_proto::trace::from_headers(request.headers()),
-        || {
-            let route = request
-                .extensions()
-                .get::<MatchedPath>()
-                .map_or("unmatched", MatchedPath::as_str);
-            let method = crate::metrics::method_label(request.method().as_str());
-            tracing::info_span!(
-                "http",
-                otel.name = %format_args!("{method} {route}"),
-                otel.kind = "server",
-                otel.status_code = tracing::field::Empty,
-                http.request.method = method,
-                http.route = route,
-                url.path = request.uri().path(),
-                http.response.status_code = tracing::field::Empty,
-            )
-        },
-    );
-    if span.is_none() {
-        return next.run(request).await;
-    }
-    let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    if status >= 500 {
-        span.record("otel.status_code", "ERROR");
-    }
-    let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
-    span.in_scope(|| tracing::debug!(status, micros, "request answered"));
-    response
 }
 
 async fn ready(State(state): State<AppState>) -> Response {

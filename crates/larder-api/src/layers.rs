@@ -6,6 +6,8 @@
 //!   timer is armed only when the request first has to wait (a cache hit never does), so a
 //!   request that is answered at once costs two atomic operations here.
 //! * [`Track`]: counts every answer by route template, method and status, and its latency.
+//! * [`Trace`]: the request's span when it is traced; a request that is not (tracing off, or
+//!   not sampled) passes straight through, with no boxed future and no span.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -21,6 +23,7 @@ use axum::response::{IntoResponse, Response};
 use larder_proto::ErrorCode;
 use tokio::time::Sleep;
 use tower::{Layer, Service};
+use tracing::Instrument as _;
 
 use crate::problem::ApiError;
 use crate::state::AppState;
@@ -221,5 +224,96 @@ where
             .metrics
             .record(route, self.method.as_str(), status, ns);
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Opens the request's span when the request is traced (see [`larder_proto::trace::request`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Trace;
+
+impl<S> Layer<S> for Trace {
+    type Service = Traced<S>;
+
+    fn layer(&self, inner: S) -> Traced<S> {
+        Traced { inner }
+    }
+}
+
+/// A service whose requests get a span when they are traced.
+#[derive(Debug, Clone)]
+pub(crate) struct Traced<S> {
+    inner: S,
+}
+
+impl<S> Service<Request> for Traced<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible>,
+    S::Future: Unpin + Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = TracedFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let span = larder_proto::trace::request(
+            || larder_proto::trace::from_headers(request.headers()),
+            || {
+                let route = request
+                    .extensions()
+                    .get::<MatchedPath>()
+                    .map_or("unmatched", MatchedPath::as_str);
+                let method = crate::metrics::method_label(request.method().as_str());
+                tracing::info_span!(
+                    "http",
+                    otel.name = %format_args!("{method} {route}"),
+                    otel.kind = "server",
+                    otel.status_code = tracing::field::Empty,
+                    http.request.method = method,
+                    http.route = route,
+                    url.path = request.uri().path(),
+                    http.response.status_code = tracing::field::Empty,
+                )
+            },
+        );
+        if span.is_none() {
+            return TracedFuture::Plain(self.inner.call(request));
+        }
+        let answer = span.in_scope(|| self.inner.call(request));
+        TracedFuture::Spanned(Box::pin(async move {
+            let started = Instant::now();
+            let Ok(response) = answer.instrument(span.clone()).await;
+            let status = response.status().as_u16();
+            span.record("http.response.status_code", status);
+            if status >= 500 {
+                span.record("otel.status_code", "ERROR");
+            }
+            let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+            span.in_scope(|| tracing::debug!(status, micros, "request answered"));
+            Ok(response)
+        }))
+    }
+}
+
+/// The answer of a [`Traced`] service: the inner answer as it is, or inside its span.
+pub(crate) enum TracedFuture<F> {
+    Plain(F),
+    Spanned(Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>),
+}
+
+impl<F> Future for TracedFuture<F>
+where
+    F: Future<Output = Result<Response, Infallible>> + Unpin,
+{
+    type Output = Result<Response, Infallible>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match &mut *self {
+            TracedFuture::Plain(answer) => Pin::new(answer).poll(cx),
+            TracedFuture::Spanned(answer) => answer.as_mut().poll(cx),
+        }
     }
 }

@@ -132,7 +132,11 @@ fn builder() -> auto::Builder<TokioExecutor> {
         .header_read_timeout(None)
         .max_buf_size(MAX_HEAD)
         .max_headers(MAX_HEADERS)
-        .keep_alive(true);
+        .keep_alive(true)
+        // One `send` of head and body copied together, not a `writev` of the two: measured
+        // 10–16% less server CPU per cache hit (the copy is a few hundred bytes; the kernel's
+        // vectored path costs more than that here).
+        .writev(false);
     builder
         .http2()
         .timer(TokioTimer::new())
