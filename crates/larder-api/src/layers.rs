@@ -151,9 +151,28 @@ where
     }
 }
 
-/// Counts answers in the gateway's metrics.
+/// Counts answers in the gateway's metrics, by the route the router matched or, for a service
+/// that answers one route without the router, by that route's template.
 #[derive(Debug, Clone)]
-pub(crate) struct Track(pub(crate) AppState);
+pub(crate) struct Track {
+    state: AppState,
+    route: Option<&'static str>,
+}
+
+impl Track {
+    /// Counts by the route the router matched (`unmatched` when none did).
+    pub(crate) fn matched(state: AppState) -> Self {
+        Self { state, route: None }
+    }
+
+    /// Counts every answer under `route`.
+    pub(crate) fn fixed(state: AppState, route: &'static str) -> Self {
+        Self {
+            state,
+            route: Some(route),
+        }
+    }
+}
 
 impl<S> Layer<S> for Track {
     type Service = Tracked<S>;
@@ -161,7 +180,8 @@ impl<S> Layer<S> for Track {
     fn layer(&self, inner: S) -> Tracked<S> {
         Tracked {
             inner,
-            state: self.0.clone(),
+            state: self.state.clone(),
+            route: self.route,
         }
     }
 }
@@ -171,6 +191,29 @@ impl<S> Layer<S> for Track {
 pub(crate) struct Tracked<S> {
     inner: S,
     state: AppState,
+    route: Option<&'static str>,
+}
+
+/// The route an answer is counted under.
+enum Route {
+    Matched(Option<MatchedPath>),
+    Fixed(&'static str),
+}
+
+impl Route {
+    fn of(fixed: Option<&'static str>, request: &Request) -> Self {
+        match fixed {
+            Some(route) => Route::Fixed(route),
+            None => Route::Matched(request.extensions().get::<MatchedPath>().cloned()),
+        }
+    }
+
+    fn as_str(&self) -> &str {
+        match self {
+            Route::Matched(matched) => matched.as_ref().map_or("unmatched", MatchedPath::as_str),
+            Route::Fixed(route) => route,
+        }
+    }
 }
 
 impl<S> Service<Request> for Tracked<S>
@@ -188,7 +231,7 @@ where
 
     fn call(&mut self, request: Request) -> Self::Future {
         // Both clones are cheap (an `Arc` and a standard method): counting allocates nothing.
-        let route = request.extensions().get::<MatchedPath>().cloned();
+        let route = Route::of(self.route, &request);
         let method = request.method().clone();
         TrackedFuture {
             inner: self.inner.call(request),
@@ -204,7 +247,7 @@ where
 pub(crate) struct TrackedFuture<F> {
     inner: F,
     state: AppState,
-    route: Option<MatchedPath>,
+    route: Route,
     method: Method,
     started: Instant,
 }
@@ -218,24 +261,29 @@ where
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = ready!(Pin::new(&mut self.inner).poll(cx))?;
         let ns = crate::metrics::nanos(self.started.elapsed());
-        let route = self.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         let status = response.status().as_u16();
         self.state
             .metrics
-            .record(route, self.method.as_str(), status, ns);
+            .record(self.route.as_str(), self.method.as_str(), status, ns);
         Poll::Ready(Ok(response))
     }
 }
 
-/// Opens the request's span when the request is traced (see [`larder_proto::trace::request`]).
+/// Opens the request's span when the request is traced (see [`larder_proto::trace::request`]),
+/// named by the route the router matched or by a fixed route (as [`Track`]).
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct Trace;
+pub(crate) struct Trace {
+    pub(crate) route: Option<&'static str>,
+}
 
 impl<S> Layer<S> for Trace {
     type Service = Traced<S>;
 
     fn layer(&self, inner: S) -> Traced<S> {
-        Traced { inner }
+        Traced {
+            inner,
+            route: self.route,
+        }
     }
 }
 
@@ -243,6 +291,7 @@ impl<S> Layer<S> for Trace {
 #[derive(Debug, Clone)]
 pub(crate) struct Traced<S> {
     inner: S,
+    route: Option<&'static str>,
 }
 
 impl<S> Service<Request> for Traced<S>
@@ -262,10 +311,8 @@ where
         let span = larder_proto::trace::request(
             || larder_proto::trace::from_headers(request.headers()),
             || {
-                let route = request
-                    .extensions()
-                    .get::<MatchedPath>()
-                    .map_or("unmatched", MatchedPath::as_str);
+                let route = Route::of(self.route, &request);
+                let route = route.as_str();
                 let method = crate::metrics::method_label(request.method().as_str());
                 tracing::info_span!(
                     "http",

@@ -360,5 +360,5 @@ pub async fn router(config: ApiConfig) -> Result<axum::Router, Error> {
 /// # Errors
 /// As [`run`].
 pub async fn router_with(config: ApiConfig, options: Options) -> Result<axum::Router, Error> {
-    Ok(app::app(build(config, options, false).await?))
+    Ok(app::app(build(config, options, false).await?).router)
 }

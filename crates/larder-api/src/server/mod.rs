@@ -10,7 +10,9 @@
 //! listener closes, idle connections close, HTTP/1 requests in progress are answered with
 //! `connection: close` and HTTP/2 connections get a GOAWAY and finish their streams.
 //!
-//! Every request goes through the router; the read handler alone decides a read.
+//! Every request goes through the router, but for document reads, which take the same layers
+//! around the same handler without the routing ([`crate::app::App`]); the read handler alone
+//! decides a read.
 
 mod io;
 mod service;
@@ -19,7 +21,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::{TcpListener, TcpStream};
@@ -27,6 +28,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use crate::app::App;
 use crate::state::AppState;
 use io::{Activity, Closing, Guarded};
 use larder_util::tls::Reloading;
@@ -43,7 +45,7 @@ const MAX_STREAMS: u32 = 256;
 
 /// What every connection task shares.
 struct Shared {
-    router: Router,
+    app: App,
     state: AppState,
     tls: Option<Arc<Reloading<ServerConfig>>>,
     /// Cleartext: HTTP/1.1, or HTTP/2 when the client opens with its preface.
@@ -55,14 +57,14 @@ struct Shared {
     timeout: Duration,
 }
 
-/// Serves `router` on `listener` until `shutdown`, then drains (see the module documentation).
+/// Serves `app` on `listener` until `shutdown`, then drains (see the module documentation).
 ///
 /// # Errors
 /// Never at present: a failed `accept` is logged and retried, so the server keeps serving
 /// when the process runs out of descriptors for a moment.
 pub(crate) async fn serve(
     listener: TcpListener,
-    router: Router,
+    app: App,
     state: AppState,
     tls: Option<Arc<Reloading<ServerConfig>>>,
     shutdown: CancellationToken,
@@ -72,7 +74,7 @@ pub(crate) async fn serve(
     let auto = builder();
     let tracker = TaskTracker::new();
     let shared = Arc::new(Shared {
-        router,
+        app,
         tls,
         http1: auto.clone().http1_only(),
         http2: auto.clone().http2_only(),
@@ -163,7 +165,7 @@ async fn connection(
         shared.state.clone(),
         closing,
     );
-    let handler = Handler::new(shared.router.clone(), &shared.state, activity, peer);
+    let handler = Handler::new(&shared.app, &shared.state, activity, peer);
     let Some(tls) = &shared.tls else {
         drive(&shared.auto, io, handler, &shared, &shutdown).await;
         return;
@@ -225,6 +227,8 @@ mod tests {
     use super::*;
     use crate::config::{ApiConfig, CollectionConfig};
     use crate::feed::stream::Chunks;
+    use axum::Router;
+
     use crate::layers::{Limits, Track};
 
     /// Reads from `conn` until what was read contains `end`.
@@ -276,11 +280,15 @@ mod tests {
                 }),
             )
             .layer(Limits::new(4, timeout))
-            .layer(Track(state.clone()));
+            .layer(Track::matched(state.clone()));
+        let app = App {
+            router,
+            reads: None,
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let server = tokio::spawn(serve(listener, router, state, None, stop.clone()));
+        let server = tokio::spawn(serve(listener, app, state, None, stop.clone()));
 
         let mut conn = TcpStream::connect(addr).await.unwrap();
         conn.write_all(b"GET /feed HTTP/1.1\r\nHost: t\r\n\r\n")

@@ -1,6 +1,6 @@
 //! The hyper service of one connection: checks each request's `Host` and `Expect`
-//! ([`crate::checks`]: refusals are counted under the route `unrouted`), hands it to the
-//! router, tells the socket a request is open until its response body is done
+//! ([`crate::checks`]: refusals are counted under the route `unrouted`), hands a document read
+//! to [`crate::app::DocReads`] and every other request to the router, tells the socket a request is open until its response body is done
 //! ([`super::io::Activity`]), and gives the handlers the client's address when the rate limits
 //! key by it.
 
@@ -11,10 +11,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
-use axum::http::{HeaderValue, Request, Response, header};
+use axum::http::{HeaderValue, Method, Request, Response, header};
 use axum::response::IntoResponse;
 use axum::routing::future::RouteFuture;
 use http_body::{Frame, SizeHint};
@@ -22,13 +21,14 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use super::io::{Activity, OpenRequest};
+use crate::app::{self, App, DocReads};
 use crate::checks;
 use crate::state::AppState;
 
-/// Answers a connection's requests with the router.
+/// Answers a connection's requests.
 #[derive(Clone)]
 pub(super) struct Handler {
-    router: Router,
+    app: App,
     state: AppState,
     activity: Arc<Activity>,
     /// The client's address, given to handlers that key by it (rate limits without
@@ -39,13 +39,13 @@ pub(super) struct Handler {
 
 impl Handler {
     pub(super) fn new(
-        router: Router,
+        app: &App,
         state: &AppState,
         activity: Arc<Activity>,
         peer: SocketAddr,
     ) -> Self {
         Self {
-            router,
+            app: app.clone(),
             keyed_by_address: state.limits.keys_by_address(),
             state: state.clone(),
             activity,
@@ -78,10 +78,15 @@ impl hyper::service::Service<Request<Incoming>> for Handler {
         if self.keyed_by_address {
             request.extensions_mut().insert(ConnectInfo(self.peer));
         }
-        Answer {
-            inner: Inner::Routed(self.router.clone().call(request)),
-            open,
-        }
+        let inner = match &self.app.reads {
+            Some(reads)
+                if request.method() == Method::GET && app::is_doc_read(request.uri().path()) =>
+            {
+                Inner::Read(reads.clone().call(request))
+            }
+            _ => Inner::Routed(self.app.router.clone().call(request)),
+        };
+        Answer { inner, open }
     }
 }
 
@@ -93,6 +98,7 @@ pub(super) struct Answer {
 
 enum Inner {
     Routed(RouteFuture<Infallible>),
+    Read(<DocReads as Service<axum::extract::Request>>::Future),
     /// Refused before routing (taken when answered).
     Refused(Option<axum::response::Response>),
 }
@@ -103,6 +109,10 @@ impl Future for Answer {
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let response = match &mut self.inner {
             Inner::Routed(call) => match ready!(Pin::new(call).poll(cx)) {
+                Ok(response) => response,
+                Err(never) => match never {},
+            },
+            Inner::Read(read) => match ready!(Pin::new(read).poll(cx)) {
                 Ok(response) => response,
                 Err(never) => match never {},
             },
