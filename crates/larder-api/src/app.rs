@@ -246,6 +246,7 @@ async fn metrics(State(state): State<AppState>) -> Response {
         })
         .unwrap_or_default();
     let mut text = state.metrics.render(&breakers, state.db.inline_counts());
+    state.db.render_writer(&mut text);
     if let Some(near) = state.cache.near() {
         near.render(&mut text);
     }

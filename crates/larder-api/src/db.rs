@@ -2,12 +2,14 @@
 //! Documents live in one table keyed by `(collection, id)`; each row holds the serialized
 //! JSON:API resource object (`doc`), its version, and timestamps. Idempotency records live
 //! beside them and are written in the same transaction as the document they created. Every
-//! write also records itself in the change log ([`changes`]) in its transaction.
+//! write also records itself in the change log ([`changes`]) in its transaction. On a SQLite
+//! file in WAL mode, point reads ([`inline`]) and document writes ([`writer`]) skip sqlx.
 
 mod changes;
 mod inline;
 mod lock;
 mod notify;
+mod writer;
 
 pub(crate) use notify::CHANNEL;
 
@@ -24,6 +26,7 @@ use tracing::Instrument as _;
 
 pub(crate) use changes::{Change, Op, Page};
 use inline::InlineReader;
+use writer::{Write, Writer};
 
 /// Migrations, in order; each runs once and is recorded in `larder_migrations`.
 const MIGRATIONS: &[(i64, &str)] = &[
@@ -66,6 +69,13 @@ pub(crate) enum DbError {
     /// The database could not be reached or failed.
     #[error("database unavailable: {0}")]
     Unavailable(sqlx::Error),
+    /// SQLite failed in the gateway's own writer ([`writer`]); shared by every write of a
+    /// batch that failed as a whole.
+    #[error("database unavailable: {0}")]
+    Sqlite(Arc<rusqlite::Error>),
+    /// The writer thread stopped before it answered: whether the write committed is unknown.
+    #[error("database unavailable: the SQLite writer stopped before answering")]
+    WriterStopped,
     /// The database could not be opened: what was tried, why, and (for a SQLite file) what to
     /// check. (The server's password is never part of it.)
     #[error("database unavailable: {0}")]
@@ -164,6 +174,8 @@ pub(crate) struct Db {
     sqlite: bool,
     /// Point reads without sqlx's thread hand-off (SQLite on a WAL file only).
     inline: Option<Arc<InlineReader>>,
+    /// Document writes without sqlx, in group commits (SQLite on a WAL file only).
+    writer: Option<Arc<Writer>>,
     /// The lock that keeps other gateways off a SQLite file (see [`lock`]).
     _lock: Option<Arc<std::fs::File>>,
     /// The gateway's clock: the time of change log entries.
@@ -199,6 +211,7 @@ impl Db {
             pool,
             sqlite,
             inline: None,
+            writer: None,
             _lock: None,
             clock,
             changed: Arc::default(),
@@ -230,6 +243,10 @@ impl Db {
                 Ok(reader) => db.inline = Some(Arc::new(reader)),
                 Err(err) => tracing::warn!(%err, "SQLite reads will all go through sqlx"),
             }
+            match Writer::open(&path, db.clock.clone(), db.changed.clone()) {
+                Ok(writer) => db.writer = Some(Arc::new(writer)),
+                Err(err) => tracing::warn!(%err, "SQLite writes will go through sqlx"),
+            }
         }
         Ok(db)
     }
@@ -258,9 +275,21 @@ impl Db {
         self.inline.as_ref().map(|reader| reader.counts())
     }
 
+    /// Appends the SQLite writer's metrics, if it has one, to `out` (Prometheus text).
+    pub(crate) fn render_writer(&self, out: &mut String) {
+        if let Some(writer) = &self.writer {
+            writer.render(out);
+        }
+    }
+
     /// What is woken after each committed write (one waiter: the change feed's tailer).
     pub(crate) fn changed(&self) -> Arc<Notify> {
         self.changed.clone()
+    }
+
+    /// The SQLite writer, for a write without a note (a note is a PostgreSQL notification).
+    fn writer(&self, note: Option<&str>) -> Option<&Writer> {
+        self.writer.as_deref().filter(|_| note.is_none())
     }
 
     /// Whether this is SQLite (for the few statements that differ).
@@ -419,6 +448,18 @@ impl Db {
         idem: Option<(&str, &IdemRecord, i64)>,
         note: Option<&str>,
     ) -> Result<(), DbError> {
+        if let Some(writer) = self.writer(note) {
+            let write = Write::Create {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                doc: doc.to_owned(),
+                now: now.to_owned(),
+                idem: idem.map(|(key, record, expires)| (key.to_owned(), record.clone(), expires)),
+            };
+            if let Some(done) = writer.write(write).await {
+                return done.map(|_| ());
+            }
+        }
         let mut tx = self.pool.begin().await?;
         if let Some((key, record, expires_at)) = idem {
             self.q("INSERT INTO larder_idempotency \
@@ -487,6 +528,18 @@ impl Db {
         now: &str,
         note: Option<&str>,
     ) -> Result<bool, DbError> {
+        if let Some(writer) = self.writer(note) {
+            let write = Write::Update {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                expected,
+                doc: doc.to_owned(),
+                now: now.to_owned(),
+            };
+            if let Some(done) = writer.write(write).await {
+                return done;
+            }
+        }
         let mut tx = self.pool.begin().await?;
         let done = self
             .q(
@@ -537,6 +590,16 @@ impl Db {
         expected: Option<i64>,
         note: Option<&str>,
     ) -> Result<bool, DbError> {
+        if let Some(writer) = self.writer(note) {
+            let write = Write::Delete {
+                collection: collection.to_owned(),
+                id: id.to_owned(),
+                expected,
+            };
+            if let Some(done) = writer.write(write).await {
+                return done;
+            }
+        }
         let mut tx = self.pool.begin().await?;
         // The version deleted comes back for the change log.
         let done = match expected {
@@ -698,7 +761,7 @@ mod tests {
         assert_eq!(db.get("things", "a").await.unwrap(), Some(first.clone()));
         assert_eq!(through_sqlx(&db, "a").await, Some(first));
 
-        // A write through sqlx is visible to the very next inline read.
+        // A write (through the SQLite writer) is visible to the very next inline read.
         assert!(
             db.update("things", "a", 1, r#"{"v":2}"#, "t1", None)
                 .await

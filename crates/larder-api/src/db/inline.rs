@@ -7,8 +7,9 @@
 //! keeps a few connections of its own and runs a read of one row by primary key right where the
 //! request is. It is a few microseconds of work against a WAL file the operating system keeps
 //! in memory (a cold page is one `pread`), and the connection never waits on a writer: in WAL
-//! mode readers read the last commit. Everything else (writes, lists, idempotency records, and
-//! all of PostgreSQL) still goes through sqlx.
+//! mode readers read the last commit. Document writes have a thread of their own
+//! ([`super::writer`]); everything else (lists, idempotency records, and all of PostgreSQL)
+//! still goes through sqlx.
 //!
 //! When every connection is in use, or a read fails, the caller takes the sqlx path, which
 //! gives the same answer or the error a user should see.
