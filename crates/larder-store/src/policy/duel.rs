@@ -11,7 +11,7 @@ use hashbrown::HashMap;
 use parking_lot::Mutex;
 
 use super::Weigher;
-use super::s3fifo::{Mode, S3Fifo};
+use super::mode::Mode;
 use crate::slab::Slab;
 
 /// Entries each simulation holds at most. A cache larger than this is simulated on a hash
@@ -27,21 +27,32 @@ const SIMULATED_ENTRIES: u64 = 1024;
 /// some cells and lost others by more; see BENCHMARKS.md.)
 const MODES: [Mode; 3] = [Mode::RECENCY, Mode::FREQUENCY, Mode::NARROW];
 
-/// The duel of one shard's policy. Requests reach it from inserts (exclusive) and from hits
-/// under the shared lock, so its state sits behind a mutex that only sampled requests take.
+/// A policy the duel can simulate: one fixed to a mode, over a slab of key hashes.
+pub(crate) trait Simulated: Sized {
+    /// The policy fixed to `mode`, for a cache of `capacity` entries.
+    fn simulation(capacity: u64, mode: Mode) -> Self;
+    fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64);
+    fn on_hit(&self, slots: &Slab, idx: u32, hash: u64);
+    fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool);
+    fn victim(&mut self, slots: &mut Slab, hash_of: &dyn Fn(&[u8]) -> u64) -> Option<u32>;
+}
+
+/// The duel of one shard's policy `P`. Requests reach it from inserts (exclusive) and from
+/// hits under the shared lock, so its state sits behind a mutex that only sampled requests
+/// take.
 #[derive(Debug)]
-pub(crate) struct Duel {
+pub(crate) struct Duel<P> {
     /// A request is simulated when [`sample_point`] of its hash is below this (0: not yet).
     threshold: AtomicU64,
     /// The index in [`MODES`] of the mode in use, published for readers without the lock.
     chosen: AtomicUsize,
     weigher: Weigher,
-    state: Mutex<State>,
+    state: Mutex<State<P>>,
 }
 
 #[derive(Debug)]
-struct State {
-    sims: Option<Box<[Simulation; MODES.len()]>>,
+struct State<P> {
+    sims: Option<Box<[Simulation<P>; MODES.len()]>>,
     /// Hits of each simulation this period, and halved-per-period totals of earlier ones.
     hits: [u64; MODES.len()],
     score: [u64; MODES.len()],
@@ -51,7 +62,7 @@ struct State {
     chosen: usize,
 }
 
-impl Duel {
+impl<P: Simulated> Duel<P> {
     pub(crate) fn new(weigher: Weigher, capacity: u64) -> Self {
         let duel = Self {
             threshold: AtomicU64::new(0),
@@ -115,7 +126,7 @@ impl Duel {
     }
 }
 
-impl State {
+impl<P: Simulated> State<P> {
     fn request(&mut self, hash: u64) {
         let Some(sims) = &mut self.sims else {
             return;
@@ -146,21 +157,21 @@ fn sample_point(hash: u64) -> u64 {
     hash.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32
 }
 
-/// A cache of key hashes run by the adaptive policy fixed to one mode.
+/// A cache of key hashes run by the policy fixed to one mode.
 #[derive(Debug)]
-struct Simulation {
+struct Simulation<P> {
     slots: Slab,
     index: HashMap<u64, u32, foldhash::fast::FixedState>,
-    policy: S3Fifo,
+    policy: P,
     capacity: u64,
 }
 
-impl Simulation {
+impl<P: Simulated> Simulation<P> {
     fn new(capacity: u64, mode: Mode) -> Self {
         Self {
             slots: Slab::hashes_only(),
             index: HashMap::default(),
-            policy: S3Fifo::simulation(capacity, mode),
+            policy: P::simulation(capacity, mode),
             capacity,
         }
     }
@@ -200,12 +211,13 @@ fn key_hash(key: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::s3fifo::S3Fifo;
 
     #[test]
     fn small_caches_simulate_every_request_and_large_ones_a_sample() {
-        let small = Duel::new(Weigher::Items, 100);
+        let small = Duel::<S3Fifo>::new(Weigher::Items, 100);
         assert!((0..1_000u64).all(|h| small.samples(h.wrapping_mul(0x1234_5678_9ABC_DEF1))));
-        let large = Duel::new(Weigher::Items, 100 * SIMULATED_ENTRIES);
+        let large = Duel::<S3Fifo>::new(Weigher::Items, 100 * SIMULATED_ENTRIES);
         let sampled = (0..100_000u64)
             .filter(|h| large.samples(h.wrapping_mul(0x1234_5678_9ABC_DEF1)))
             .count();
@@ -217,7 +229,7 @@ mod tests {
 
     #[test]
     fn a_byte_bounded_duel_starts_once_the_cache_fills() {
-        let duel = Duel::new(Weigher::Bytes, 1 << 20);
+        let duel = Duel::<S3Fifo>::new(Weigher::Bytes, 1 << 20);
         duel.on_request(7, 10, false);
         assert!(!duel.samples(7));
         duel.on_request(7, 10, true);

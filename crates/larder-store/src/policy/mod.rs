@@ -9,6 +9,7 @@ mod duel;
 mod ghost;
 mod list;
 mod lru;
+mod mode;
 mod s3fifo;
 mod sieve;
 mod sketch;

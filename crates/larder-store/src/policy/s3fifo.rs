@@ -28,19 +28,14 @@
 use std::sync::atomic::AtomicU64;
 use std::sync::atomic::Ordering::Relaxed;
 
-use super::duel::Duel;
+use super::duel::{Duel, Simulated};
+use super::mode::Mode;
 use super::{Weigher, ghost::Ghost, list::List, sketch::Sketch};
 use crate::slab::Slab;
 use crate::slot::Slot;
 
 const SMALL: u8 = 0;
 const MAIN: u8 = 1;
-/// Share of the capacity given to the small queue, in thousandths (S3-FIFO's 10%).
-const SMALL_SHARE: u64 = 100;
-/// The small queue's share in the narrow recency mode, in thousandths: 1%, what LIRS gives to
-/// blocks not yet proven and where W-TinyLFU starts its window. (2% did slightly worse on the
-/// shared traces: BENCHMARKS.md.)
-const NARROW_SMALL_SHARE: u64 = 10;
 /// Entries per 8-byte word of the frequency sketch (16 four-bit counters): two, so that each
 /// entry has eight counters across the sketch's four rows. TinyLFU as Caffeine sizes it gives
 /// each entry a word; half that costs 4 bytes per entry instead of 8. Against a word per entry
@@ -71,38 +66,6 @@ const ONCE_MIN_EVIDENCE: u64 = 64;
 /// (measured on the traces: 0.1–0.3 lose OLTP cells, 0.5–0.7 keep them).
 const ONCE_RETURN_SHARE: f64 = 0.7;
 
-/// What the adaptive variant does with an entry that leaves small without the hits it needs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Mode {
-    /// Admit it to a full main if its estimated frequency beats main's next victim's.
-    admit: bool,
-    /// Let it fill a main below its share even if it was never seen before.
-    fill_unproven: bool,
-    /// The small queue's share of the capacity, in thousandths.
-    small: u64,
-}
-
-impl Mode {
-    /// S3-FIFO's own rule: any entry may fill an under-full main; none is admitted to a full one.
-    pub(crate) const RECENCY: Mode = Mode {
-        admit: false,
-        fill_unproven: true,
-        small: SMALL_SHARE,
-    };
-    /// A frequency sketch decides: seen-before entries fill main, and beat its victim to enter.
-    pub(crate) const FREQUENCY: Mode = Mode {
-        admit: true,
-        fill_unproven: false,
-        small: SMALL_SHARE,
-    };
-    /// Recency with a narrow small queue, so that a scan or a loop longer than the cache churns
-    /// only that queue while main keeps what it holds.
-    pub(crate) const NARROW: Mode = Mode {
-        small: NARROW_SMALL_SHARE,
-        ..Mode::RECENCY
-    };
-}
-
 #[derive(Debug)]
 pub(crate) struct S3Fifo {
     small: List,
@@ -124,7 +87,7 @@ pub(crate) struct S3Fifo {
     /// (`None` in the duel's own simulations).
     mode: Mode,
     sketch: Option<Sketch>,
-    duel: Option<Box<Duel>>,
+    duel: Option<Box<Duel<S3Fifo>>>,
 }
 
 impl S3Fifo {
@@ -134,11 +97,6 @@ impl S3Fifo {
             policy.duel = Some(Box::new(Duel::new(weigher, capacity)));
         }
         policy
-    }
-
-    /// The adaptive variant fixed to `mode`, without a duel: one of a duel's simulations.
-    pub(crate) fn simulation(capacity: u64, mode: Mode) -> Self {
-        Self::with_mode(Weigher::Items, capacity, true, mode)
     }
 
     fn with_mode(weigher: Weigher, capacity: u64, adaptive: bool, mode: Mode) -> Self {
@@ -385,6 +343,29 @@ impl S3Fifo {
         } else {
             &mut self.main
         }
+    }
+}
+
+/// The adaptive variant fixed to a mode, without a duel: one of a duel's simulations.
+impl Simulated for S3Fifo {
+    fn simulation(capacity: u64, mode: Mode) -> Self {
+        Self::with_mode(Weigher::Items, capacity, true, mode)
+    }
+
+    fn on_insert(&mut self, slots: &mut Slab, idx: u32, hash: u64) {
+        S3Fifo::on_insert(self, slots, idx, hash);
+    }
+
+    fn on_hit(&self, slots: &Slab, idx: u32, hash: u64) {
+        S3Fifo::on_hit(self, slots, idx, hash);
+    }
+
+    fn on_remove(&mut self, slots: &mut Slab, idx: u32, hash: u64, evicted: bool) {
+        S3Fifo::on_remove(self, slots, idx, hash, evicted);
+    }
+
+    fn victim(&mut self, slots: &mut Slab, hash_of: &dyn Fn(&[u8]) -> u64) -> Option<u32> {
+        S3Fifo::victim(self, slots, hash_of)
     }
 }
 
