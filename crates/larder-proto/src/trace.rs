@@ -138,6 +138,44 @@ pub fn child(make: impl FnOnce() -> Span) -> Span {
     make()
 }
 
+/// A span for work done for several requests at once (reads sent to another node as one
+/// call): the child of the first traced span in `requests`, linked to every other traced one,
+/// so each request's trace leads to the shared work. `make` is called only when one of them
+/// is traced; otherwise [`Span::none`].
+pub fn batch<'a>(
+    requests: impl IntoIterator<Item = &'a Span>,
+    make: impl FnOnce() -> Span,
+) -> Span {
+    if !on() {
+        return Span::none();
+    }
+    let mut traced = requests.into_iter().filter(|span| !span.is_none());
+    let Some(first) = traced.next() else {
+        return Span::none();
+    };
+    let span = first.in_scope(make);
+    if span.is_none() {
+        return span;
+    }
+    for other in traced {
+        let context = other.context().span().span_context().clone();
+        if context.is_valid() {
+            span.add_link(context);
+        }
+    }
+    span
+}
+
+/// The current span when tracing is on and it is a request's (or its child's), to be carried
+/// to work done later elsewhere ([`batch`]); [`Span::none`] otherwise, at the cost of one
+/// atomic load.
+pub fn carried() -> Span {
+    if !on() {
+        return Span::none();
+    }
+    Span::current()
+}
+
 /// The trace id of a request's span, kept in the span's extensions for the log formatter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TraceId(pub [u8; 16]);

@@ -9,25 +9,17 @@
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream, UdpSocket};
+use std::net::TcpStream;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use larder_proto::grpc::cache::v1 as pb;
 
-const LARDER: &str = env!("CARGO_BIN_EXE_larder");
+#[allow(dead_code, reason = "this file starts its nodes itself")]
+mod support;
 
-/// A port free for both TCP and UDP right now.
-fn free_port() -> u16 {
-    loop {
-        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = tcp.local_addr().unwrap().port();
-        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
+use support::{LARDER, free_port};
 
 /// One node's addresses, fixed so that it can be restarted on them.
 #[derive(Debug, Clone)]

@@ -3,7 +3,8 @@
 //! of a document the node does not hold must give spans from both processes in one trace: the
 //! gateway's request span, its call to the node, the node's gRPC span under that call, and
 //! the database query under the request. A caller's `traceparent` is followed, a malformed
-//! one ignored, and the gateway's JSON log lines carry the trace id.
+//! one ignored, and the gateway's JSON log lines carry the trace id. A read a cluster node
+//! forwards to the key's owner stays in its trace through the forwarding call.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -25,7 +26,7 @@ use opentelemetry_proto::tonic::common::v1::any_value::Value;
 
 mod support;
 
-use support::{LARDER, Process};
+use support::{LARDER, Process, free_port};
 
 /// One exported span: the process's `service.name` and the span's ids, name and attributes.
 #[derive(Debug, Clone)]
@@ -373,6 +374,136 @@ fn one_get_is_one_trace_across_the_gateway_the_node_and_the_database() {
     assert!(answered.iter().any(|l| l["trace_id"] == trace.as_str()));
     assert!(answered.iter().any(|l| l["trace_id"] == caller_trace));
     drop(node);
+    drop(runtime);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Every line a RESP server answers to `words` before `QUIT` closes the connection.
+fn resp(addr: &str, words: &[&str]) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut command = format!("*{}\r\n", words.len());
+    for word in words {
+        command.push_str(&format!("${}\r\n{word}\r\n", word.len()));
+    }
+    command.push_str("*1\r\n$4\r\nQUIT\r\n");
+    stream.write_all(command.as_bytes()).unwrap();
+    let mut reply = String::new();
+    stream.read_to_string(&mut reply).unwrap();
+    reply
+}
+
+#[test]
+fn a_read_forwarded_to_the_owner_stays_in_the_callers_trace() {
+    let dir = std::env::temp_dir().join(format!("larder-traces-fwd-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let receiver = Receiver::default();
+    let endpoint = receiver.start(&runtime);
+
+    let gossip = [free_port(), free_port()];
+    let seed = format!("127.0.0.1:{}", gossip[0]);
+    let nodes: Vec<Process> = gossip
+        .iter()
+        .enumerate()
+        .map(|(i, port)| {
+            let (id, cluster) = (format!("node-{i}"), format!("127.0.0.1:{port}"));
+            let args = [
+                "cache",
+                "--node-id",
+                &id,
+                "--resp-addr",
+                "127.0.0.1:0",
+                "--grpc-addr",
+                "127.0.0.1:0",
+                "--admin-addr",
+                "127.0.0.1:0",
+                "--cluster-addr",
+                &cluster,
+                "--seeds",
+                &seed,
+            ];
+            start(&args, 3, &endpoint, &dir.join(format!("{id}.log")))
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    // A key the first node sends to the second once both agree on the table.
+    let key = loop {
+        let both = nodes.iter().all(|node| {
+            let info = resp(&node.addrs[0], &["CLUSTER", "INFO"]);
+            info.contains("cluster_state:ok") && info.contains("cluster_known_nodes:2")
+        });
+        let moved = (0..64)
+            .map(|i| format!("key:{i}"))
+            .find(|key| resp(&nodes[0].addrs[0], &["GET", key]).starts_with("-MOVED"));
+        if both && let Some(key) = moved {
+            break key;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the two nodes never formed a cluster"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+
+    let caller_trace = "0af7651916cd43dd8448eb211c80319c";
+    let grpc = format!("http://{}", nodes[0].addrs[1]);
+    runtime.block_on(async {
+        let mut client = larder_proto::grpc::cache::v1::cache_client::CacheClient::connect(grpc)
+            .await
+            .unwrap();
+        let mut request = tonic::Request::new(larder_proto::grpc::cache::v1::GetRequest {
+            key: key.clone().into_bytes().into(),
+            lease: false,
+            track: 0,
+        });
+        request.metadata_mut().insert(
+            "traceparent",
+            format!("00-{caller_trace}-b7ad6b7169203331-01")
+                .parse()
+                .unwrap(),
+        );
+        let reply = client.get(request).await.unwrap().into_inner();
+        assert!(reply.entry.is_none(), "nothing was stored under {key}");
+    });
+
+    let get_each = "larder.cache.v1.Cache/GetEach";
+    let spans = receiver.wait_for("the forwarded read's spans", |spans| {
+        let mut named = spans
+            .iter()
+            .filter(|s| s.trace == caller_trace && s.name == get_each);
+        named.next().is_some() && named.next().is_some()
+    });
+    let get = find(
+        &spans,
+        "larder-cache",
+        caller_trace,
+        "larder.cache.v1.Cache/Get",
+    )
+    .expect("the first node's span");
+    assert_eq!(
+        get.parent, "b7ad6b7169203331",
+        "the caller's span is its parent"
+    );
+    let call = spans
+        .iter()
+        .find(|s| s.trace == caller_trace && s.name == get_each && s.parent == get.id)
+        .expect("the forwarding call, under the read");
+    assert_eq!(call.attributes["larder.reads"], "1");
+    assert_eq!(call.attributes["server.address"], nodes[1].addrs[1]);
+    let served = spans
+        .iter()
+        .find(|s| s.trace == caller_trace && s.name == get_each && s.parent == call.id)
+        .expect("the owner's span, under the forwarding call");
+    assert_eq!(served.attributes["rpc.grpc.status_code"], "0");
+    drop(nodes);
     drop(runtime);
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -25,6 +25,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 use tonic::metadata::{AsciiMetadataValue, MetadataMap};
 use tonic::transport::{Channel, Endpoint};
 use tonic::{Code, Request, Status};
+use tracing::{Instrument, Span};
 
 /// The metadata key that marks a request as forwarded by another node, carrying that node's
 /// table epoch: a node never forwards such a request again.
@@ -41,11 +42,13 @@ const READ_CALLS: usize = 4;
 /// Reads in one `GetEach` call.
 const READS_PER_CALL: usize = 256;
 
-/// A forwarded read waiting to go, its sender's table epoch, and where its answer goes.
+/// A forwarded read waiting to go: the read, its sender's table epoch, where its answer goes,
+/// and the span of the request it serves (`Span::none()` unless that request is traced).
 type Waiting = (
     pb::GetRequest,
     u64,
     oneshot::Sender<Result<pb::GetResponse, Status>>,
+    Span,
 );
 
 /// One channel per peer gRPC address, made on first use, and one queue of reads per peer.
@@ -94,6 +97,7 @@ impl Peers {
                     let (queue, waiting) = mpsc::unbounded_channel();
                     let sender = ReadSender {
                         client: self.cache(grpc)?,
+                        peer: grpc.into(),
                         authorization: self.authorization.clone(),
                     };
                     tokio::spawn(sender.run(waiting));
@@ -103,7 +107,7 @@ impl Peers {
             }
         };
         queue
-            .send((get, epoch, answer))
+            .send((get, epoch, answer, larder_proto::trace::carried()))
             .map_err(|_| Status::unavailable("the node is shutting down"))?;
         answered
             .await
@@ -184,6 +188,8 @@ fn forwarded_request<T>(
 /// The task that sends one peer's queued reads.
 struct ReadSender {
     client: CacheClient<Channel>,
+    /// The peer's gRPC address, for the call's span.
+    peer: Arc<str>,
     authorization: Option<AsciiMetadataValue>,
 }
 
@@ -212,23 +218,41 @@ impl ReadSender {
     }
 
     /// One `GetEach` call for `batch`; every read gets its answer, or the call's failure.
+    /// When reads in it are traced, the call's span is the first traced read's child and
+    /// links to the others', and the owner's span continues that trace.
     fn call(&self, batch: Vec<Waiting>) -> impl Future<Output = ()> + Send + 'static {
+        let span = larder_proto::trace::batch(batch.iter().map(|waiting| &waiting.3), || {
+            tracing::info_span!(
+                "forwarded reads",
+                otel.name = "larder.cache.v1.Cache/GetEach",
+                otel.kind = "client",
+                rpc.system = "grpc",
+                rpc.service = "larder.cache.v1.Cache",
+                rpc.method = "GetEach",
+                server.address = &*self.peer,
+                larder.reads = batch.len(),
+                otel.status_code = tracing::field::Empty,
+            )
+        });
         let mut gets = Vec::with_capacity(batch.len());
         let mut answers = Vec::with_capacity(batch.len());
         let mut epoch = 0;
-        for (get, sent_at, answer) in batch {
+        for (get, sent_at, answer, _) in batch {
             gets.push(get);
             answers.push(Some(answer));
             // The mark carries the table the latest read was routed by.
             epoch = sent_at;
         }
-        let request = forwarded_request(
-            self.authorization.as_ref(),
-            pb::GetEachRequest { gets },
-            epoch,
-        );
+        let request = span.in_scope(|| {
+            forwarded_request(
+                self.authorization.as_ref(),
+                pb::GetEachRequest { gets },
+                epoch,
+            )
+        });
         let mut client = self.client.clone();
-        async move {
+        let traced = span.clone();
+        let call = async move {
             let failure = match client.get_each(request).await {
                 Ok(replies) => {
                     let mut replies = replies.into_inner();
@@ -242,12 +266,16 @@ impl ReadSender {
                 }
                 Err(status) => Some(status),
             };
+            if failure.is_some() && !traced.is_none() {
+                traced.record("otel.status_code", "ERROR");
+            }
             let failure =
                 failure.unwrap_or_else(|| Status::internal("the owner left a read unanswered"));
             for answer in answers.into_iter().flatten() {
                 let _ = answer.send(Err(failure.clone()));
             }
-        }
+        };
+        call.instrument(span)
     }
 }
 

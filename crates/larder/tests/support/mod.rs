@@ -3,6 +3,7 @@
 //! the readiness signal).
 
 use std::io::{BufRead, BufReader};
+use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, ChildStdout, Command, Stdio};
 
 /// The binary under test.
@@ -52,5 +53,17 @@ impl Drop for Process {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// A loopback port free for both TCP and UDP right now (a node's gossip address takes both).
+#[allow(dead_code, reason = "used by the tests that start cluster nodes")]
+pub(crate) fn free_port() -> u16 {
+    loop {
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = tcp.local_addr().unwrap().port();
+        if UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
     }
 }
